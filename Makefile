@@ -1,0 +1,36 @@
+# pixelbook: the two commands a reader needs are `make book` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup book test render lint clean
+
+# One virtual environment with the package (editable) and the book and test extras.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[book,dev]"
+	$(PY) -m ipykernel install --user --name python3 >/dev/null
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+## Build the HTML book from the committed notebook outputs (offline, warnings are errors).
+book: $(STAMP)
+	$(PY) tools/nbtools.py build
+
+## Run the whole test suite: unit tests, doctests, notebooks (nbval at small scale, papermill at smoke), book build.
+test: $(STAMP)
+	$(PY) -m pytest tests pixelbook --doctest-modules -p no:cacheprovider $(PYTEST_ARGS)
+
+## Re-execute notebooks at small scale in place (all, or NB=notebooks/01_pixel_level_prediction.ipynb).
+render: $(STAMP)
+	$(PY) tools/nbtools.py render $(NB)
+
+## Notebook lint only (badge, parameters cell, outputs, size, jupytext pairing).
+lint: $(STAMP)
+	$(PY) tools/nbtools.py lint
+
+clean:
+	rm -rf _build

@@ -1,0 +1,93 @@
+"""The one validation helper of pixelbook.
+
+Every public function checks its inputs with these helpers, so error messages name the
+argument, what was expected and what was given, in one format::
+
+    ValueError: `labels`: expected H=64 (as in `logits`), got 32
+
+They raise; they never ``assert`` (``python -O`` strips asserts).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+
+__all__ = ["check_shape", "check_finite", "check_labels", "check_range", "check_dtype", "check_choice"]
+
+
+def check_shape(x, name: str, spec: str, dims: dict | None = None) -> dict:
+    """Check ``x`` against a shape spec such as ``"N C H W"``.
+
+    Letters name axes; an integer fixes a size (``"N 3 H W"``). The returned dict binds each
+    named axis to ``(size, argument)`` so later checks can demand agreement::
+
+        d = check_shape(logits, "logits", "N C H W")
+        check_shape(labels, "labels", "N H W", d)
+
+    Raises:
+        ValueError: naming the argument, the expected shape and the shape given.
+    """
+    dims = {} if dims is None else dims
+    axes = spec.split()
+    if not torch.is_tensor(x):
+        raise TypeError(f"`{name}`: expected a torch.Tensor of shape ({', '.join(axes)}), got {type(x).__name__}")
+    if x.ndim != len(axes):
+        raise ValueError(f"`{name}`: expected shape ({', '.join(axes)}), got {tuple(x.shape)}")
+    for axis, size in zip(axes, x.shape):
+        if axis.isdigit():
+            if int(axis) != size:
+                raise ValueError(f"`{name}`: expected shape ({', '.join(axes)}), got {tuple(x.shape)}")
+            continue
+        bound, source = dims.setdefault(axis, (size, name))
+        if bound != size:
+            raise ValueError(f"`{name}`: expected {axis}={bound} (as in `{source}`), got {size}")
+    return dims
+
+
+def check_dtype(x: torch.Tensor, name: str, kind: str) -> None:
+    """Check that ``x`` is a floating (``kind="float"``) or integer (``kind="int"``) tensor."""
+    if kind == "float" and not x.is_floating_point():
+        raise TypeError(f"`{name}`: expected a floating-point tensor, got {x.dtype}")
+    if kind == "int" and (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool):
+        raise TypeError(f"`{name}`: expected an integer tensor (e.g. torch.int64), got {x.dtype}")
+    if kind not in ("float", "int"):
+        raise ValueError(f"check_dtype: unknown kind {kind!r}")
+
+
+def check_finite(x: torch.Tensor, name: str) -> None:
+    """Raise if ``x`` holds NaN or ±Inf, saying how many and where the first one is."""
+    if x.is_floating_point():
+        bad = ~torch.isfinite(x)
+        if bool(bad.any()):
+            n = int(bad.sum())
+            first = tuple(int(i) for i in bad.nonzero()[0])
+            raise ValueError(f"`{name}`: expected finite values, got {n} NaN/Inf (first at index {first})")
+
+
+def check_range(x: torch.Tensor, name: str, low: float | None = None, high: float | None = None) -> None:
+    """Raise unless ``low <= x <= high`` everywhere (either bound may be ``None``)."""
+    if low is not None and x.numel() and float(x.min()) < low:
+        raise ValueError(f"`{name}`: expected values >= {low}, got min {float(x.min()):.4g}")
+    if high is not None and x.numel() and float(x.max()) > high:
+        raise ValueError(f"`{name}`: expected values <= {high}, got max {float(x.max()):.4g}")
+
+
+def check_labels(labels: torch.Tensor, name: str, num_classes: int, ignore_index: int | None = None) -> None:
+    """Check integer labels lie in ``[0, num_classes)`` or equal ``ignore_index``."""
+    check_dtype(labels, name, "int")
+    valid = labels if ignore_index is None else labels[labels != ignore_index]
+    if valid.numel() and (int(valid.min()) < 0 or int(valid.max()) >= num_classes):
+        extra = "" if ignore_index is None else f" or ignore_index={ignore_index}"
+        raise ValueError(
+            f"`{name}`: expected labels in [0, {num_classes}){extra}, got values in "
+            f"[{int(valid.min())}, {int(valid.max())}]"
+        )
+
+
+def check_choice(value, name: str, choices: Iterable) -> None:
+    """Raise unless ``value`` is one of ``choices``."""
+    choices = tuple(choices)
+    if value not in choices:
+        raise ValueError(f"`{name}`: expected one of {choices}, got {value!r}")

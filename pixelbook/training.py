@@ -1,0 +1,349 @@
+"""Training: one loop for every chapter, a checkpoint cache, and exact resume.
+
+``fit`` trains any model with any loss on any data; ``train_or_load`` wraps it in a cache keyed by
+a hash of the configuration, so a notebook rerun loads instead of training, and an interrupted run
+resumes from its last checkpoint with nothing lost (weights, optimiser, scheduler, history and the
+random state all come back, so the resumed run equals the uninterrupted one bit for bit on a CPU).
+
+The loss function sees the model and a batch and returns either a scalar tensor or a
+``(loss, logs)`` pair, which lets a multi-task chapter log each head's term::
+
+    def loss_fn(model, batch):
+        out = model(batch["image"])
+        return F.cross_entropy(out["seg"], batch["labels"]), {}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from ._checks import check_choice
+from .runtime import cache_dir, resolve_device
+
+__all__ = ["TrainConfig", "History", "fit", "train_or_load", "config_hash", "iterate_batches", "evaluate_batches"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run; hashed into the checkpoint cache key.
+
+    Attributes:
+        epochs: passes over the training data.
+        lr: peak learning rate.
+        batch_size: used when ``train_data`` is a dict of tensors.
+        optimizer: ``"adam"``, ``"adamw"`` or ``"sgd"`` (momentum 0.9).
+        weight_decay: L2 / decoupled weight decay.
+        schedule: ``"constant"``, ``"cosine"`` or ``"poly"`` (the thesis' ``(1 - t)^0.9``), per step.
+        warmup_steps: linear warm-up steps before the schedule.
+        grad_clip: max global gradient norm, or ``None`` for no clipping.
+        seed: seeds the initial weights (through the caller) and the batch order.
+        eval_every: evaluate every this many epochs (and always after the last).
+        snapshot_every: keep a CPU copy of the weights every this many epochs (0 = never); used by
+            widgets that scrub through training.
+        params: free-form, JSON-serialisable description of the model and data (widths, dataset
+            size, loss weights, ...). It changes nothing in ``fit`` but is part of the cache key,
+            so two runs that differ anywhere never share a checkpoint.
+    """
+
+    epochs: int = 10
+    lr: float = 1e-3
+    batch_size: int = 8
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    warmup_steps: int = 0
+    grad_clip: float | None = None
+    seed: int = 0
+    eval_every: int = 1
+    snapshot_every: int = 0
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        check_choice(self.optimizer, "optimizer", ("adam", "adamw", "sgd"))
+        check_choice(self.schedule, "schedule", ("constant", "cosine", "poly"))
+        if self.epochs < 1:
+            raise ValueError(f"`epochs`: expected >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"`batch_size`: expected >= 1, got {self.batch_size}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"`lr`: expected a positive finite number, got {self.lr}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"`grad_clip`: expected None or > 0, got {self.grad_clip}")
+        try:
+            json.dumps(dict(self.params), sort_keys=True, default=str)
+        except TypeError as exc:  # pragma: no cover - default=str makes almost anything work
+            raise ValueError(f"`params`: expected JSON-serialisable values ({exc})") from exc
+
+
+def config_hash(*objects: Any, length: int = 12) -> str:
+    """A short, stable hash of configurations (dataclasses, dicts, numbers, strings).
+
+    Includes the pixelbook version, so a new release never loads an old release's checkpoint.
+    """
+    from . import __version__
+
+    def plain(o):
+        if dataclasses.is_dataclass(o) and not isinstance(o, type):
+            return {"__type__": type(o).__name__, **{k: plain(v) for k, v in dataclasses.asdict(o).items()}}
+        if isinstance(o, Mapping):
+            return {str(k): plain(v) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [plain(v) for v in o]
+        if isinstance(o, float):
+            return repr(o)
+        return o
+
+    text = json.dumps([__version__, [plain(o) for o in objects]], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+@dataclass
+class History:
+    """Per-epoch records (``train_loss``, each logged term, each evaluation metric, ``time``)."""
+
+    records: list[dict] = field(default_factory=list)
+    snapshots: dict[int, dict] = field(default_factory=dict)  # epoch -> CPU state_dict
+
+    def __getitem__(self, key: str) -> list:
+        """``history["miou"]`` -> the values of ``miou`` over the epochs that logged it."""
+        return [r[key] for r in self.records if key in r]
+
+    def __len__(self):
+        return len(self.records)
+
+    @property
+    def last(self) -> dict:
+        return self.records[-1] if self.records else {}
+
+    def table(self, keys: Iterable[str] | None = None, fmt: str = ".4g") -> str:
+        """The history as a plain-text table, one row per epoch."""
+        keys = list(keys) if keys is not None else list(dict.fromkeys(k for r in self.records for k in r))
+        rows = [" ".join(f"{k:>12}" for k in keys)]
+        for r in self.records:
+            rows.append(" ".join(f"{format(r[k], fmt) if isinstance(r.get(k), float) else str(r.get(k, '')):>12}" for k in keys))
+        return "\n".join(rows)
+
+
+def iterate_batches(data: Mapping[str, torch.Tensor], batch_size: int, shuffle: bool = False,
+                    generator: torch.Generator | None = None):
+    """Yield dict batches from a dict of equally long tensors (the small-scale data format)."""
+    lengths = {k: len(v) for k, v in data.items()}
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"`data`: expected tensors of equal length, got {lengths}")
+    n = next(iter(lengths.values()))
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    for start in range(0, n, batch_size):
+        idx = order[start:start + batch_size]
+        yield {k: v[idx] for k, v in data.items()}
+
+
+def _to_device(batch, device):
+    if torch.is_tensor(batch):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, Mapping):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(v, device) for v in batch)
+    return batch
+
+
+@torch.no_grad()
+def evaluate_batches(model: nn.Module, data, fn: Callable, batch_size: int = 16, device=None) -> list:
+    """Run ``fn(model, batch)`` over ``data`` in eval mode and return the list of results."""
+    device = resolve_device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        it = iterate_batches(data, batch_size) if isinstance(data, Mapping) else data
+        return [fn(model, _to_device(b, device)) for b in it]
+    finally:
+        model.train(was_training)
+
+
+def _make_optimizer(model, cfg):
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+
+
+def _make_scheduler(opt, cfg, total_steps):
+    def factor(step):
+        if cfg.warmup_steps and step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        t = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
+        if cfg.schedule == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * t))
+        if cfg.schedule == "poly":  # thesis §3.5: lr * (1 - iter/maxiter)^0.9
+            return (1 - t) ** 0.9
+        return 1.0
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def _rng_state():
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def _set_rng_state(s):
+    random.setstate(s["python"])
+    np.random.set_state(s["numpy"])
+    torch.set_rng_state(s["torch"])
+    if s.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s["cuda"])
+
+
+def _atomic_save(obj, path):
+    tmp = f"{path}.tmp{os.getpid()}"
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def fit(model: nn.Module, loss_fn: Callable, train_data, cfg: TrainConfig, *,
+        evaluate: Callable[[nn.Module], Mapping[str, float]] | None = None,
+        device=None, checkpoint_path: str | None = None, progress: bool = True,
+        desc: str = "train", callback: Callable[[int, History], None] | None = None) -> History:
+    """Train ``model`` for ``cfg.epochs`` epochs and return its :class:`History`.
+
+    Args:
+        model: any ``nn.Module``; moved to ``device``.
+        loss_fn: ``loss_fn(model, batch) -> loss`` or ``-> (loss, logs)`` where ``logs`` maps names
+            to floats (e.g. each head's term), averaged over the epoch into the history.
+        train_data: a dict of equally long tensors (shuffled each epoch with a generator seeded by
+            ``cfg.seed`` and the epoch, so the order survives a resume), or any re-iterable of
+            batches such as a ``DataLoader``.
+        cfg: the :class:`TrainConfig`.
+        evaluate: ``evaluate(model) -> {metric: value}``, run in eval mode under ``no_grad`` every
+            ``cfg.eval_every`` epochs and after the last.
+        checkpoint_path: if given, the full state is saved there after every epoch, and an existing
+            checkpoint with the same configuration hash is resumed from.
+        progress: show a ``tqdm.auto`` bar (one bar per run, updated per step).
+        callback: ``callback(epoch, history)`` after each epoch (e.g. to stop early by raising).
+
+    Raises:
+        FloatingPointError: when the loss becomes NaN/Inf, naming the epoch and step.
+        ValueError: when a checkpoint at ``checkpoint_path`` belongs to another configuration.
+    """
+    from tqdm.auto import tqdm
+
+    if not isinstance(cfg, TrainConfig):
+        raise TypeError(f"`cfg`: expected a TrainConfig, got {type(cfg).__name__}")
+    device = resolve_device(device)
+    model.to(device)
+    is_dict = isinstance(train_data, Mapping)
+    steps_per_epoch = (math.ceil(len(next(iter(train_data.values()))) / cfg.batch_size) if is_dict
+                       else len(train_data))
+    if steps_per_epoch == 0:
+        raise ValueError("`train_data`: expected at least one batch, got an empty dataset")
+    opt = _make_optimizer(model, cfg)
+    sched = _make_scheduler(opt, cfg, cfg.epochs * steps_per_epoch)
+    history, start_epoch, key = History(), 0, config_hash(cfg)
+
+    if checkpoint_path and os.path.exists(checkpoint_path):
+        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        if state.get("key") != key:
+            raise ValueError(f"`checkpoint_path`: {checkpoint_path} holds a run with another configuration "
+                             f"(hash {state.get('key')}, expected {key}); delete it or choose another path")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        history = History(state["history"], state.get("snapshots", {}))
+        start_epoch = state["epoch"]
+        _set_rng_state(state["rng"])
+
+    bar = tqdm(total=cfg.epochs * steps_per_epoch, initial=start_epoch * steps_per_epoch, desc=desc,
+               disable=not progress, leave=False, mininterval=1.0)
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            model.train()
+            t0, total, count, logs_sum = time.time(), 0.0, 0, {}
+            if is_dict:
+                gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+                batches = iterate_batches(train_data, cfg.batch_size, shuffle=True, generator=gen)
+            else:
+                batches = train_data
+            for step, batch in enumerate(batches):
+                out = loss_fn(model, _to_device(batch, device))
+                loss, logs = out if isinstance(out, tuple) else (out, {})
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"non-finite loss {loss.item()} at epoch {epoch}, step {step}: lower `lr`, "
+                        f"set `grad_clip`, or check the inputs of this batch")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip is not None:
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                opt.step()
+                sched.step()
+                total += float(loss.detach())
+                count += 1
+                for k, v in logs.items():
+                    logs_sum[k] = logs_sum.get(k, 0.0) + float(v)
+                bar.update(1)
+                bar.set_postfix(epoch=epoch + 1, loss=f"{total / count:.4g}", refresh=False)
+            record = {"epoch": epoch + 1, "train_loss": total / max(count, 1),
+                      **{k: v / max(count, 1) for k, v in logs_sum.items()}}
+            if evaluate is not None and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
+                model.eval()
+                with torch.no_grad():
+                    record.update({k: float(v) for k, v in evaluate(model).items()})
+                model.train()
+            record["time"] = time.time() - t0
+            history.records.append(record)
+            if cfg.snapshot_every and (epoch + 1) % cfg.snapshot_every == 0:
+                history.snapshots[epoch + 1] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            if checkpoint_path:
+                _atomic_save({"key": key, "config": dataclasses.asdict(cfg), "epoch": epoch + 1,
+                              "model": model.state_dict(), "optimizer": opt.state_dict(),
+                              "scheduler": sched.state_dict(), "history": history.records,
+                              "snapshots": history.snapshots, "rng": _rng_state()}, checkpoint_path)
+            if callback is not None:
+                callback(epoch + 1, history)
+    finally:
+        bar.close()
+    model.eval()
+    return history
+
+
+def train_or_load(name: str, model: nn.Module, loss_fn: Callable, train_data, cfg: TrainConfig, *,
+                  retrain: bool = False, verbose: bool = True, **fit_kwargs) -> History:
+    """Train ``model`` unless a finished run with the same ``name`` and configuration is cached.
+
+    The cache file is ``<cache>/checkpoints/<name>-<hash(cfg)>.pt`` (``PIXELBOOK_CACHE`` sets
+    ``<cache>``). A finished run is loaded into ``model`` in place; an unfinished one (the kernel
+    died, the user pressed stop) resumes from its last epoch. ``retrain=True`` starts afresh.
+
+    Returns the :class:`History` (loaded or new). Other keyword arguments go to :func:`fit`.
+    """
+    if not name or any(c in name for c in "/\\ "):
+        raise ValueError(f"`name`: expected a short identifier without spaces or slashes, got {name!r}")
+    path = os.path.join(cache_dir("checkpoints"), f"{name}-{config_hash(cfg)}.pt")
+    if retrain and os.path.exists(path):
+        os.remove(path)
+    if os.path.exists(path):
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        if state.get("epoch") == cfg.epochs and state.get("key") == config_hash(cfg):
+            device = resolve_device(fit_kwargs.get("device"))
+            model.load_state_dict(state["model"])
+            model.to(device).eval()
+            if verbose:
+                print(f"loaded {name} ({cfg.epochs} epochs) from the cache: {os.path.basename(path)}")
+            return History(state["history"], state.get("snapshots", {}))
+    if verbose and os.path.exists(path):
+        print(f"resuming {name} from its last checkpoint")
+    return fit(model, loss_fn, train_data, cfg, checkpoint_path=path, desc=name, **fit_kwargs)
