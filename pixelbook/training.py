@@ -216,7 +216,7 @@ def _atomic_save(obj, path):
 
 def fit(model: nn.Module, loss_fn: Callable, train_data, cfg: TrainConfig, *,
         evaluate: Callable[[nn.Module], Mapping[str, float]] | None = None,
-        device=None, checkpoint_path: str | None = None, progress: bool = True,
+        device=None, checkpoint_path: str | None = None, progress: bool | None = None,
         desc: str = "train", callback: Callable[[int, History], None] | None = None) -> History:
     """Train ``model`` for ``cfg.epochs`` epochs and return its :class:`History`.
 
@@ -232,7 +232,9 @@ def fit(model: nn.Module, loss_fn: Callable, train_data, cfg: TrainConfig, *,
             ``cfg.eval_every`` epochs and after the last.
         checkpoint_path: if given, the full state is saved there after every epoch, and an existing
             checkpoint with the same configuration hash is resumed from.
-        progress: show a ``tqdm.auto`` bar (one bar per run, updated per step).
+        progress: show a ``tqdm.auto`` bar (one bar per run, updated per step). ``None`` shows it
+            unless the environment sets ``PIXELBOOK_PROGRESS=0`` (the render command does, so
+            committed notebooks carry no progress-bar output).
         callback: ``callback(epoch, history)`` after each epoch (e.g. to stop early by raising).
 
     Raises:
@@ -243,6 +245,8 @@ def fit(model: nn.Module, loss_fn: Callable, train_data, cfg: TrainConfig, *,
 
     if not isinstance(cfg, TrainConfig):
         raise TypeError(f"`cfg`: expected a TrainConfig, got {type(cfg).__name__}")
+    if progress is None:
+        progress = os.environ.get("PIXELBOOK_PROGRESS", "1") != "0"
     device = resolve_device(device)
     model.to(device)
     is_dict = isinstance(train_data, Mapping)
@@ -293,7 +297,7 @@ def fit(model: nn.Module, loss_fn: Callable, train_data, cfg: TrainConfig, *,
                 total += float(loss.detach())
                 count += 1
                 for k, v in logs.items():
-                    logs_sum[k] = logs_sum.get(k, 0.0) + float(v)
+                    logs_sum[k] = logs_sum.get(k, 0.0) + float(v.detach() if torch.is_tensor(v) else v)
                 bar.update(1)
                 bar.set_postfix(epoch=epoch + 1, loss=f"{total / count:.4g}", refresh=False)
             record = {"epoch": epoch + 1, "train_loss": total / max(count, 1),

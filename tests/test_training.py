@@ -1,0 +1,138 @@
+import pytest
+import torch
+from torch import nn
+
+from pixelbook.training import History, TrainConfig, config_hash, fit, iterate_batches, train_or_load
+
+
+def _data(n=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 4, generator=g)
+    w = torch.tensor([[1.0], [-2.0], [0.5], [3.0]])
+    return {"x": x, "y": x @ w + 0.01 * torch.randn(n, 1, generator=g)}
+
+
+def _loss(model, batch):
+    mse = (model(batch["x"]) - batch["y"]).pow(2).mean()
+    return mse, {"mse": mse}
+
+
+def _model(seed=0):
+    torch.manual_seed(seed)
+    return nn.Linear(4, 1)
+
+
+class TestFit:
+    def test_loss_decreases_and_history_has_every_epoch(self):
+        cfg = TrainConfig(epochs=5, lr=0.3, batch_size=16)
+        hist = fit(_model(), _loss, _data(), cfg, progress=False, evaluate=lambda m: {"w0": m.weight[0, 0]})
+        assert len(hist) == 5 and hist["epoch"] == [1, 2, 3, 4, 5]
+        assert hist["train_loss"][-1] < 0.1 * hist["train_loss"][0]
+        assert len(hist["mse"]) == 5 and len(hist["w0"]) == 5
+
+    def test_resume_after_interruption_equals_uninterrupted_run(self, tmp_path):
+        cfg = TrainConfig(epochs=4, lr=0.05, batch_size=8, seed=1)
+        ref = _model()
+        fit(ref, _loss, _data(), cfg, progress=False)
+
+        class Stop(Exception):
+            pass
+
+        def stop_after_two(epoch, history):
+            if epoch == 2:
+                raise Stop
+
+        path = str(tmp_path / "run.pt")
+        interrupted = _model()
+        with pytest.raises(Stop):
+            fit(interrupted, _loss, _data(), cfg, progress=False, checkpoint_path=path, callback=stop_after_two)
+        resumed = _model(seed=123)  # a fresh process would start from other weights
+        hist = fit(resumed, _loss, _data(), cfg, progress=False, checkpoint_path=path)
+        assert hist["epoch"] == [1, 2, 3, 4]
+        for a, b in zip(ref.parameters(), resumed.parameters()):
+            assert torch.equal(a, b)
+
+    def test_checkpoint_of_another_configuration_is_refused(self, tmp_path):
+        path = str(tmp_path / "run.pt")
+        fit(_model(), _loss, _data(), TrainConfig(epochs=1), progress=False, checkpoint_path=path)
+        with pytest.raises(ValueError, match="another configuration"):
+            fit(_model(), _loss, _data(), TrainConfig(epochs=2), progress=False, checkpoint_path=path)
+
+    def test_non_finite_loss_names_epoch_and_step(self):
+        def bad(model, batch):
+            return model(batch["x"]).sum() * float("nan")
+
+        with pytest.raises(FloatingPointError, match="epoch 0, step 0"):
+            fit(_model(), bad, _data(), TrainConfig(epochs=1), progress=False)
+
+    def test_gradient_clipping_bounds_the_first_step(self):
+        big = {"x": 100 * torch.ones(8, 4), "y": torch.zeros(8, 1)}
+        model = _model()
+        before = torch.cat([p.detach().flatten() for p in model.parameters()]).clone()
+        cfg = TrainConfig(epochs=1, lr=1.0, batch_size=8, optimizer="sgd", schedule="constant", grad_clip=1e-3)
+        fit(model, _loss, big, cfg, progress=False)
+        after = torch.cat([p.detach().flatten() for p in model.parameters()])
+        assert (after - before).norm() <= 1e-3 * (1 + 1e-5)
+
+    def test_snapshots_are_kept_when_asked(self):
+        cfg = TrainConfig(epochs=4, snapshot_every=2)
+        hist = fit(_model(), _loss, _data(), cfg, progress=False)
+        assert sorted(hist.snapshots) == [2, 4]
+        assert not torch.equal(hist.snapshots[2]["weight"], hist.snapshots[4]["weight"])
+
+    def test_dataloader_input_works(self):
+        d = _data()
+        loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(d["x"], d["y"]), batch_size=16)
+        hist = fit(_model(), lambda m, b: (m(b[0]) - b[1]).pow(2).mean(), loader, TrainConfig(epochs=2, lr=0.05),
+                   progress=False)
+        assert hist["train_loss"][1] < hist["train_loss"][0]
+
+    def test_cfg_must_be_a_trainconfig(self):
+        with pytest.raises(TypeError, match="`cfg`"):
+            fit(_model(), _loss, _data(), {"epochs": 1})
+
+
+class TestTrainOrLoad:
+    def test_second_call_loads_without_training(self, tmp_path, monkeypatch):
+        monkeypatch.setenv("PIXELBOOK_CACHE", str(tmp_path))
+        cfg = TrainConfig(epochs=2, lr=0.05, params={"width": 1})
+        first = _model()
+        h1 = train_or_load("lin", first, _loss, _data(), cfg, progress=False, verbose=False)
+        calls = []
+        second = _model(seed=9)
+        h2 = train_or_load("lin", second, lambda m, b: calls.append(1), _data(), cfg, progress=False, verbose=False)
+        assert not calls and h1.records == h2.records
+        assert torch.equal(first.weight, second.weight)
+
+    def test_different_params_never_share_a_checkpoint(self):
+        a = TrainConfig(params={"width": 1})
+        b = TrainConfig(params={"width": 2})
+        assert config_hash(a) != config_hash(b) and config_hash(a) == config_hash(TrainConfig(params={"width": 1}))
+
+    def test_bad_name_is_an_error(self):
+        with pytest.raises(ValueError, match="`name`"):
+            train_or_load("a b", _model(), _loss, _data(), TrainConfig(epochs=1))
+
+
+class TestTrainConfig:
+    @pytest.mark.parametrize("kwargs, match", [
+        ({"epochs": 0}, "`epochs`"), ({"lr": -1.0}, "`lr`"), ({"optimizer": "lbfgs"}, "`optimizer`"),
+        ({"schedule": "step"}, "`schedule`"), ({"grad_clip": 0.0}, "`grad_clip`"), ({"batch_size": 0}, "`batch_size`"),
+    ])
+    def test_bad_values_are_errors(self, kwargs, match):
+        with pytest.raises(ValueError, match=match):
+            TrainConfig(**kwargs)
+
+
+def test_iterate_batches_covers_every_row_once():
+    data = {"a": torch.arange(10), "b": torch.arange(10) * 2}
+    batches = list(iterate_batches(data, 3, shuffle=True, generator=torch.Generator().manual_seed(0)))
+    seen = torch.cat([b["a"] for b in batches])
+    assert sorted(seen.tolist()) == list(range(10)) and all(torch.equal(b["b"], 2 * b["a"]) for b in batches)
+    with pytest.raises(ValueError, match="equal length"):
+        list(iterate_batches({"a": torch.zeros(3), "b": torch.zeros(4)}, 2))
+
+
+def test_history_table_lists_epochs():
+    h = History([{"epoch": 1, "train_loss": 0.5}, {"epoch": 2, "train_loss": 0.25}])
+    assert "train_loss" in h.table() and h.last["epoch"] == 2
