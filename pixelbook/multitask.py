@@ -17,7 +17,11 @@ from . import metrics
 from ._checks import check_shape
 from .training import evaluate_batches
 
-__all__ = ["predict_dataset", "task_metrics", "trivial_predictions", "TASK_METRICS"]
+__all__ = ["predict_dataset", "task_metrics", "trivial_predictions", "TASK_METRICS", "load_task_data",
+           "label_boundaries", "TASK_KEYS"]
+
+#: The keys of a task-data dict (what ``multitask_loss`` and ``task_metrics`` read).
+TASK_KEYS = ("image", "labels", "boundaries", "depth", "normals", "valid")
 
 #: The columns reported per task, in the thesis' order (Tables 2.1–2.4) plus standard extras.
 TASK_METRICS = {
@@ -93,3 +97,65 @@ def trivial_predictions(train: Mapping[str, torch.Tensor], n: int, size, num_cla
         "depth_map": depth_map.expand(n, 1, H, W).clone(),
         "normals": mean_normal.view(1, 3, 1, 1).expand(n, 3, H, W).clone(),
     }
+
+
+def label_boundaries(labels: torch.Tensor, ignore_index: int = 255) -> torch.Tensor:
+    """1-px boundaries of a label map ``(N, H, W)``: pixels whose right or lower neighbour differs.
+
+    Pairs involving ``ignore_index`` are not boundaries. Used for datasets without boundary labels
+    (NYUv2): its semantic boundaries stand in for the BSDS-style ones.
+    """
+    check_shape(labels, "labels", "N H W")
+    b = torch.zeros_like(labels, dtype=torch.bool)
+    for dy, dx in ((0, 1), (1, 0)):
+        a, c = labels[:, : labels.shape[1] - dy, : labels.shape[2] - dx], labels[:, dy:, dx:]
+        edge = (a != c) & (a != ignore_index) & (c != ignore_index)
+        b[:, : labels.shape[1] - dy, : labels.shape[2] - dx] |= edge
+    return b
+
+
+def _resize_sample(sample: dict, size) -> dict:
+    """Resize one NYUv2-style sample to ``size``: bilinear image, nearest for everything else."""
+    img = F.interpolate(sample["image"][None], size=size, mode="bilinear", align_corners=False, antialias=True)[0]
+    near = lambda x: F.interpolate(x[None].float(), size=size, mode="nearest")[0]  # noqa: E731
+    normals = F.normalize(near(sample["normals"]), dim=0)
+    valid = near(sample["valid"][None])[0].bool() & near(sample.get("normals_valid", sample["valid"])[None])[0].bool()
+    return {"image": img, "labels": near(sample["labels40"][None])[0].long(), "depth": near(sample["depth"]),
+            "normals": normals, "valid": valid}
+
+
+def load_task_data(dataset: str, split: str, n: int | None = None, size=64, seed: int = 0, root=None,
+                   download: bool = False, progress: bool = True) -> tuple[dict, tuple[str, ...]]:
+    """A dict of tensors with ``TASK_KEYS`` for Chapter 1, and the class names.
+
+    Args:
+        dataset: ``"synthetic"`` (:func:`pixelbook.data.make_scenes`, exact labels for all four
+            tasks) or ``"nyuv2"`` (:class:`pixelbook.data.NYUv2Labeled`, 40 classes; boundaries
+            are the semantic boundaries of the labels; normals fitted to the depth).
+        split: ``"train"`` or ``"val"`` (NYUv2: its 654-image test split, as in the thesis).
+        n: number of images (``None``: all; required for synthetic data).
+        size: ``H`` or ``(H, W)`` of the returned images.
+        root: folder with the NYUv2 files (``None``: the registry's cache).
+        download: let the registry download missing NYUv2 files (about 2.8 GB).
+    """
+    from .data import NYUv2Labeled, SCENE_CLASSES, make_scenes
+
+    from ._checks import check_choice
+
+    check_choice(dataset, "dataset", ("synthetic", "nyuv2"))
+    check_choice(split, "split", ("train", "val"))
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    if dataset == "synthetic":
+        if n is None:
+            raise ValueError("`n`: expected the number of synthetic scenes, got None")
+        scenes = make_scenes(n, size=size, seed=seed, split=split)
+        return {k: scenes[k] for k in TASK_KEYS}, tuple(SCENE_CLASSES)
+    from tqdm.auto import tqdm
+
+    ds = NYUv2Labeled(root, split="train" if split == "train" else "test", download=download, verify=False)
+    count = len(ds) if n is None else min(n, len(ds))
+    samples = [_resize_sample(ds[i], size) for i in tqdm(range(count), desc=f"NYUv2 {split}", disable=not progress)]
+    data = {k: torch.stack([s[k] for s in samples]) for k in ("image", "labels", "depth", "normals", "valid")}
+    data["labels"] = data["labels"].masked_fill(~data["valid"], 255)
+    data["boundaries"] = label_boundaries(data["labels"])
+    return {k: data[k] for k in TASK_KEYS}, tuple(NYUv2Labeled.classes)
