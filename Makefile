@@ -4,14 +4,13 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup book test render lint clean
+.PHONY: setup book test render lint lab clean
 
 # One virtual environment with the package (editable) and the book and test extras.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[book,dev]"
-	$(PY) -m ipykernel install --user --name python3 >/dev/null
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -31,6 +30,11 @@ render: $(STAMP)
 ## Notebook lint only (badge, parameters cell, outputs, size, jupytext pairing).
 lint: $(STAMP)
 	$(PY) tools/nbtools.py lint
+
+## JupyterLab on notebooks/; this environment's python3 kernel comes first on JUPYTER_PATH, so a
+## kernel installed elsewhere (e.g. ~/.local/share/jupyter) cannot run the notebooks with another Python.
+lab: $(STAMP)
+	JUPYTER_PATH="$(abspath $(VENV))/share/jupyter$${JUPYTER_PATH:+:$$JUPYTER_PATH}" $(VENV)/bin/jupyter lab notebooks
 
 clean:
 	rm -rf _build

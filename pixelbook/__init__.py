@@ -11,7 +11,7 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "runtime", "training", "metrics", "data", "viz", "widgets", "models", "losses",
+    "runtime", "training", "metrics", "data", "viz", "widgets", "models", "losses", "multitask",
     "levelset", "std", "rmi", "cas",
 )
 __all__ = list(_SUBMODULES) + ["__version__"]

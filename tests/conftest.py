@@ -1,0 +1,54 @@
+"""Shared test setup: headless plots, a throw-away cache, a ``device`` fixture, the doctest namespace."""
+
+import atexit
+import os
+import shutil
+import tempfile
+
+import pytest
+
+# Headless plotting for every test: no display, no GUI event loop (set before pyplot is imported).
+os.environ["MPLBACKEND"] = "Agg"
+# Unit tests never read or write the user's cache (~/.cache/pixelbook): one fresh folder per session.
+_CACHE = tempfile.mkdtemp(prefix="pixelbook-test-cache-")
+os.environ["PIXELBOOK_CACHE"] = _CACHE
+os.environ.setdefault("PIXELBOOK_PROGRESS", "0")
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+
+
+def _devices():
+    import torch
+
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(params=_devices())
+def device(request):
+    """Each test using it runs on the CPU, and on CUDA when available."""
+    import torch
+
+    return torch.device(request.param)
+
+
+def _namespace():
+    import torch
+
+    import pixelbook
+
+    return {"torch": torch, "pb": pixelbook}
+
+
+@pytest.fixture(autouse=True)
+def _doctest_names(doctest_namespace):
+    doctest_namespace.update(_namespace())
+
+
+def pytest_collection_modifyitems(items):
+    """Give ``torch`` and ``pb`` to doctests collected outside tests/ (``--doctest-modules pixelbook``),
+    which the fixture above does not reach (conftest fixtures apply below their own folder)."""
+    doctests = [item for item in items if type(item).__name__ == "DoctestItem"]
+    if doctests:
+        names = _namespace()
+        for item in doctests:
+            for key, value in names.items():
+                item.dtest.globs.setdefault(key, value)
