@@ -1,0 +1,34 @@
+"""Data for the book.
+
+* :mod:`~pixelbook.data.synthetic`: ray-cast 3-D scenes with exact, consistent labels, instance
+  ids, boundaries, depth and normals (``make_scenes``), used at ``smoke`` and ``small`` scale.
+* :mod:`~pixelbook.data.images`: scikit-image's sample images as tensors, offline (``load_image``).
+* :mod:`~pixelbook.data.registry`: real datasets, downloaded on demand into a cache folder with
+  sha256 checks and resumable downloads (``fetch``, ``extract``); :mod:`~pixelbook.data.nyuv2`
+  (``NYUv2Labeled``) and :mod:`~pixelbook.data.bsds` (``BSDS500``) register and read theirs.
+
+Importing this package touches no network and no dataset file.
+"""
+
+from __future__ import annotations
+
+from . import bsds, images, nyuv2, registry, synthetic
+from .bsds import BSDS500
+from .images import list_images, load_image, load_stereo_motorcycle
+from .nyuv2 import NYUv2Labeled
+from .registry import DatasetSpec, dataset_dir, extract, fetch, get_spec, list_datasets, register
+from .synthetic import (
+    SCENE_CLASSES,
+    make_scene_splits,
+    make_scenes,
+    normals_from_depth,
+    scene_class_names,
+)
+
+__all__ = [
+    "synthetic", "images", "registry", "nyuv2", "bsds",
+    "SCENE_CLASSES", "scene_class_names", "make_scenes", "make_scene_splits", "normals_from_depth",
+    "load_image", "list_images", "load_stereo_motorcycle",
+    "DatasetSpec", "register", "get_spec", "list_datasets", "dataset_dir", "fetch", "extract",
+    "NYUv2Labeled", "BSDS500",
+]
