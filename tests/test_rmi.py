@@ -1,0 +1,438 @@
+"""Tests of pixelbook.rmi: the exact properties of the RMI lower bound, the loss, the baseline, the model."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import pixelbook.rmi as rmi_mod
+from pixelbook.rmi import (MiniDeepLab, RMILoss, affinity_loss, downsample, joint_covariance, region_vectors,
+                           rmi_from_covariance, rmi_loss, rmi_lower_bound)
+
+f64 = torch.float64
+
+
+def _gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+def _onehot(labels, C, dtype=f64):
+    return F.one_hot(labels, C).permute(0, 3, 1, 2).to(dtype)
+
+
+def _inline_rmi(probs, targets, R, xi, normalize=True):
+    """The paper's formula written directly: sample covariances, explicit inverse, log-det (float64)."""
+    N, C, h, w = probs.shape
+    hh, ww = h - R + 1, w - R + 1
+    P = torch.stack([probs[:, :, i:i + hh, j:j + ww] for i in range(R) for j in range(R)], 2).reshape(N, C, R * R, -1)
+    Y = torch.stack([targets[:, :, i:i + hh, j:j + ww] for i in range(R) for j in range(R)], 2).reshape(N, C, R * R, -1)
+    P, Y = P.double() - P.double().mean(-1, keepdim=True), Y.double() - Y.double().mean(-1, keepdim=True)
+    n = P.shape[-1] if normalize else 1
+    Sp, Sy, Syp = P @ P.mT / n, Y @ Y.mT / n, Y @ P.mT / n
+    eye = torch.eye(R * R, dtype=f64)
+    M = Sy - Syp @ torch.linalg.inv(Sp + xi * eye) @ Syp.mT
+    return 0.5 * torch.logdet(M + xi * eye) / (R * R)
+
+
+def _random_spd(dim, seed):
+    A = torch.randn(dim, dim, generator=_gen(seed), dtype=f64)
+    return A @ A.T + 0.5 * torch.eye(dim, dtype=f64)
+
+
+class TestRegionVectors:
+    def test_unfold_equals_slicing(self):
+        x = torch.rand(2, 3, 9, 7, generator=_gen(0))
+        for R in (1, 2, 3, 4):
+            hh, ww = 9 - R + 1, 7 - R + 1
+            sliced = torch.stack([x[:, :, i:i + hh, j:j + ww] for i in range(R) for j in range(R)], 2).reshape(2, 3, R * R, -1)
+            assert torch.equal(region_vectors(x, R), sliced)
+
+    def test_number_of_points_is_valid_windows(self):
+        assert region_vectors(torch.zeros(1, 1, 10, 8), 3).shape == (1, 1, 9, 8 * 6)
+
+    def test_error_names_radius(self):
+        with pytest.raises(ValueError, match="`radius`: expected at most"):
+            region_vectors(torch.zeros(1, 1, 4, 4), 5)
+
+
+class TestDownsample:
+    def test_avg_pool_of_one_hot_gives_fractions(self):
+        y = torch.zeros(1, 1, 4, 4)
+        y[0, 0, 0, 0] = 1
+        out = downsample(y, "avg", 2)
+        assert out[0, 0, 0, 0] == 0.25 and out.sum() == 0.25
+
+    def test_interp_uses_nearest_for_labels_and_bilinear_for_probs(self):
+        x = torch.rand(1, 1, 8, 8, generator=_gen(1))
+        assert torch.equal(downsample(x, "interp", 2, kind="labels"), F.interpolate(x, size=(4, 4), mode="nearest"))
+        ref = F.interpolate(x, size=(4, 4), mode="bilinear", align_corners=True)
+        assert torch.equal(downsample(x, "interp", 2, kind="probs"), ref)
+
+    def test_size_one_is_identity(self):
+        x = torch.rand(1, 2, 5, 5)
+        assert downsample(x, "avg", 1) is x
+
+    @pytest.mark.parametrize("pool", ["avg", "max", "interp"])
+    @pytest.mark.parametrize("size,stride,padding", [(1, 1, 0), (2, 2, 0), (3, 3, 1), (4, 4, 2), (4, 4, 0), (3, 2, 1)])
+    def test_pooled_one_hot_shortcut_equals_pooling_the_one_hot(self, pool, size, stride, padding):
+        labels = torch.randint(0, 4, (2, 13, 11), generator=_gen(2))
+        labels[0, :3, :5] = 255
+        valid = labels != 255
+        full = rmi_mod._onehot(labels, 4, valid, f64)
+        ref = downsample(full, pool, size, stride, padding, kind="labels")
+        fast = rmi_mod._pooled_onehot(labels, 4, valid, pool, size, stride, padding, f64)
+        torch.testing.assert_close(fast, ref, rtol=0, atol=1e-15)
+
+    def test_error_names_pool(self):
+        with pytest.raises(ValueError, match="`pool`: expected one of"):
+            downsample(torch.zeros(1, 1, 4, 4), "median", 2)
+
+
+class TestJointCovariance:
+    def test_equals_numpy_covariance(self):
+        p, y = torch.rand(1, 1, 6, 7, generator=_gen(3)), torch.rand(1, 1, 6, 7, generator=_gen(4))
+        S = joint_covariance(p, y, 2)[0, 0]
+        Z = np.concatenate([region_vectors(p, 2)[0, 0].numpy(), region_vectors(y, 2)[0, 0].numpy()]).astype(np.float64)
+        np.testing.assert_allclose(S.numpy(), np.cov(Z, bias=True), rtol=1e-12, atol=1e-15)
+
+    def test_gradcheck_float64_both_inputs(self):
+        p = torch.rand(2, 1, 4, 5, dtype=f64, generator=_gen(5), requires_grad=True)
+        y = torch.rand(2, 1, 4, 5, dtype=f64, generator=_gen(6), requires_grad=True)
+        W = torch.randn(8, 8, dtype=f64, generator=_gen(9))  # a random (non-symmetric) upstream gradient
+        assert torch.autograd.gradcheck(lambda a, b: (joint_covariance(a, b, 2) * W).sum(), (p, y))
+        W3 = torch.randn(18, 18, dtype=f64, generator=_gen(10))
+        assert torch.autograd.gradcheck(lambda a: (joint_covariance(a, y.detach(), 3, normalize=False) * W3).sum(), (p,))
+
+    def test_chunking_changes_nothing(self, monkeypatch):
+        p = torch.rand(5, 2, 9, 9, dtype=f64, generator=_gen(7), requires_grad=True)
+        y = torch.rand(5, 2, 9, 9, dtype=f64, generator=_gen(8))
+        S1 = joint_covariance(p, y, 3)
+        g1, = torch.autograd.grad((S1 * S1).sum(), p)
+        monkeypatch.setattr(rmi_mod, "_CHUNK_BYTES", {"cpu": 1, "other": 1})  # one map per chunk
+        S2 = joint_covariance(p, y, 3)
+        g2, = torch.autograd.grad((S2 * S2).sum(), p)
+        torch.testing.assert_close(S1, S2, rtol=1e-13, atol=0)
+        torch.testing.assert_close(g1, g2, rtol=1e-12, atol=1e-15)
+
+    def test_error_names_targets(self):
+        with pytest.raises(ValueError, match="`targets`: expected H=8"):
+            joint_covariance(torch.rand(1, 1, 8, 8), torch.rand(1, 1, 7, 8))
+
+
+class TestRmiFromCovariance:
+    @pytest.mark.parametrize("d", [1, 4, 9])
+    def test_gaussian_bound_is_tight(self, d):
+        # For jointly Gaussian (Y, P): I = H(Y) - 1/2 log((2 pi e)^d det M) exactly (Schur complement).
+        J = _random_spd(2 * d, seed=d)
+        Sp, Sy = J[:d, :d], J[d:, d:]
+        mi = 0.5 * (torch.logdet(Sy) + torch.logdet(Sp) - torch.logdet(J))
+        H_Y = 0.5 * (d * math.log(2 * math.pi * math.e) + torch.logdet(Sy))
+        ell = rmi_from_covariance(J, xi=0.0)
+        bound = H_Y - 0.5 * d * math.log(2 * math.pi * math.e) - d * ell
+        assert abs(float(bound - mi)) < 1e-10
+
+    @pytest.mark.parametrize("a", [0.5, 1.0, 2.0])
+    def test_uniform_noise_gap_is_half_log_pi_e_over_6(self, a):
+        # d = 1, P ~ N(0, 1), Y = P + U(-a, a): I = h(Y) - ln(2a); bound = h(Y) - 1/2 ln(2 pi e M), M = a^2/3.
+        J = torch.tensor([[1.0, 1.0], [1.0, 1.0 + a * a / 3]], dtype=f64)
+        ell = float(rmi_from_covariance(J, xi=0.0))
+        gap = (0.5 * math.log(2 * math.pi * math.e) + ell) - math.log(2 * a)  # I - bound, h(Y) cancels
+        assert abs(gap - 0.5 * math.log(math.pi * math.e / 6)) < 1e-12
+        assert gap > 0  # the bound is strict for non-Gaussian noise
+
+    def test_canonical_correlation_form(self):
+        d = 4
+        J = _random_spd(2 * d, seed=11)
+        Sp, Spy, Sy = J[:d, :d], J[:d, d:], J[d:, d:]
+
+        def inv_sqrt(A):
+            w, V = torch.linalg.eigh(A)
+            return V @ torch.diag(w.rsqrt()) @ V.T
+
+        rho = torch.linalg.svdvals(inv_sqrt(Sy) @ Spy.T @ inv_sqrt(Sp))
+        expected = (torch.logdet(Sy) + torch.log1p(-rho ** 2).sum()) / (2 * d)
+        assert abs(float(rmi_from_covariance(J, xi=0.0) - expected)) < 1e-12
+
+    def test_singular_without_xi_raises_and_with_xi_is_finite(self):
+        J = torch.zeros(2, 2, dtype=f64)
+        with pytest.raises(ValueError, match="`xi`: the joint covariance"):
+            rmi_from_covariance(J, xi=0.0)
+        assert float(rmi_from_covariance(J, xi=1e-6)) == pytest.approx(0.5 * math.log(1e-6), abs=1e-12)
+
+    def test_error_names_cov(self):
+        with pytest.raises(ValueError, match=r"`cov`: expected shape \(\.\.\., 2d, 2d\)"):
+            rmi_from_covariance(torch.zeros(3, 3))
+
+
+class TestRmiLowerBound:
+    def test_equals_inline_formula_on_random_input(self):
+        p, y = torch.rand(2, 3, 10, 9, generator=_gen(12)), torch.rand(2, 3, 10, 9, generator=_gen(13))
+        for R, xi, norm in [(1, 1e-6, True), (2, 5e-4, False), (3, 1e-6, True), (3, 5e-4, False)]:
+            torch.testing.assert_close(rmi_lower_bound(p, y, R, xi, norm), _inline_rmi(p, y, R, xi, norm),
+                                       rtol=1e-10, atol=1e-12)
+
+    def test_polarity_invariance(self):
+        p = torch.rand(2, 2, 12, 12, dtype=f64, generator=_gen(14))
+        y = (torch.rand(2, 2, 12, 12, generator=_gen(15)) > 0.6).to(f64)
+        torch.testing.assert_close(rmi_lower_bound(1 - p, y, 3, 5e-4), rmi_lower_bound(p, y, 3, 5e-4), rtol=0, atol=1e-12)
+
+    @pytest.mark.parametrize("value", [0.0, 1.0, 0.25])
+    def test_constant_target_gives_half_log_xi_and_zero_gradient(self, value):
+        # absent class (0), class everywhere (1), or a constant pooled fraction: Y is constant.
+        p = torch.rand(1, 1, 10, 10, dtype=f64, generator=_gen(16), requires_grad=True)
+        y = torch.full((1, 1, 10, 10), value, dtype=f64)
+        ell = rmi_lower_bound(p, y, 3, xi=5e-4, normalize=False)
+        assert float(ell.detach()) == pytest.approx(0.5 * math.log(5e-4), abs=1e-12)
+        g, = torch.autograd.grad(ell.sum(), p)
+        assert float(g.abs().max()) <= 1e-15
+
+    @settings(max_examples=25, deadline=None)
+    @given(seed=st.integers(0, 10_000), R=st.integers(1, 3), xi=st.sampled_from([1e-6, 5e-4]),
+           normalize=st.booleans())
+    def test_each_term_is_at_least_half_log_xi(self, seed, R, xi, normalize):
+        g = _gen(seed)
+        p = torch.rand(2, 2, 7, 7, generator=g, dtype=f64) ** 3
+        y = (torch.rand(2, 2, 7, 7, generator=g) > 0.7).to(f64)
+        assert bool((rmi_lower_bound(p, y, R, xi, normalize) >= 0.5 * math.log(xi) - 1e-12).all())
+
+    def test_radius_one_is_a_pearson_correlation_loss(self):
+        p = torch.rand(1, 1, 16, 16, dtype=f64, generator=_gen(17))
+        y = ((p + 0.5 * torch.rand(1, 1, 16, 16, dtype=f64, generator=_gen(18))) > 0.8).to(f64)
+        rho = np.corrcoef(p.flatten().numpy(), y.flatten().numpy())[0, 1]
+        var_y = float(y.var(unbiased=False))
+        expected = 0.5 * math.log(var_y * (1 - rho ** 2))
+        assert float(rmi_lower_bound(p, y, 1, xi=0.0)) == pytest.approx(expected, abs=1e-12)
+
+    def test_unnormalised_minus_normalised_is_half_log_n(self):
+        p, y = torch.rand(1, 1, 12, 11, dtype=f64, generator=_gen(19)), torch.rand(1, 1, 12, 11, dtype=f64, generator=_gen(20))
+        n = 10 * 9
+        diff = rmi_lower_bound(p, y, 3, 0.0, normalize=False) - rmi_lower_bound(p, y, 3, 0.0, normalize=True)
+        assert float(diff) == pytest.approx(0.5 * math.log(n), abs=1e-10)
+
+    def test_uniform_noise_gap_from_sampled_maps(self):
+        # The whole pipeline with R = 1: P a Gaussian map, Y = P + uniform noise; the empirical gap
+        # h-free: (1/2 ln 2 pi e + ell) - ln(2a) -> 1/2 ln(pi e / 6) up to sampling error O(1/sqrt(n)).
+        g, a, n = _gen(21), 1.0, 512
+        P = torch.randn(1, 1, n, n, generator=g, dtype=f64)
+        Y = P + (2 * torch.rand(1, 1, n, n, generator=g, dtype=f64) - 1) * a
+        gap = 0.5 * math.log(2 * math.pi * math.e) + float(rmi_lower_bound(P, Y, 1, xi=0.0)) - math.log(2 * a)
+        assert abs(gap - 0.5 * math.log(math.pi * math.e / 6)) < 5e-3  # sd of the estimate ~ 1/n = 2e-3
+
+    def test_joint_permutation_changes_rmi_only_for_radius_above_one(self):
+        p = torch.rand(1, 1, 12, 12, dtype=f64, generator=_gen(22))
+        y = (p + 0.3 * torch.rand(1, 1, 12, 12, dtype=f64, generator=_gen(23)) > 0.7).to(f64)
+        perm = torch.randperm(144, generator=_gen(24))
+        pp, yp = p.flatten()[perm].reshape(p.shape), y.flatten()[perm].reshape(y.shape)
+        assert float(rmi_lower_bound(pp, yp, 1)) == pytest.approx(float(rmi_lower_bound(p, y, 1)), abs=1e-12)
+        assert abs(float(rmi_lower_bound(pp, yp, 3)) - float(rmi_lower_bound(p, y, 3))) > 1e-3
+
+    def test_thin_line_contiguous_gap_costs_more_than_scattered_errors(self):
+        # Note 002 §2.11(8): same BCE, same R = 1 value, but R = 3 prefers scattered errors.
+        def line(rows):
+            p = torch.full((1, 1, 16, 16), 0.1, dtype=f64)
+            p[0, 0, :, 8] = 0.9
+            p[0, 0, rows, 8] = 0.2
+            return p
+        y = torch.zeros(1, 1, 16, 16, dtype=f64)
+        y[0, 0, :, 8] = 1
+        contiguous, scattered = line([6, 7, 8, 9]), line([1, 5, 10, 14])
+        kw = dict(xi=5e-4, normalize=False)
+        assert float(rmi_lower_bound(contiguous, y, 1, **kw)) == pytest.approx(float(rmi_lower_bound(scattered, y, 1, **kw)), abs=1e-12)
+        assert float(rmi_lower_bound(contiguous, y, 3, **kw)) == pytest.approx(-2.22586, abs=1e-5)
+        assert float(rmi_lower_bound(scattered, y, 3, **kw)) == pytest.approx(-2.51448, abs=1e-5)
+
+    def test_error_names_xi(self):
+        with pytest.raises(ValueError, match="`xi`: expected a finite number >= 0"):
+            rmi_lower_bound(torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8), xi=-1.0)
+
+
+class TestRmiLoss:
+    def test_equals_inline_formula_on_random_input(self):
+        logits = torch.randn(2, 3, 24, 20, generator=_gen(30))
+        labels = torch.randint(0, 3, (2, 24, 20), generator=_gen(31))
+        y, p = _onehot(labels, 3, torch.float32), torch.sigmoid(logits)
+        y4, p4 = F.avg_pool2d(y, 4, 4), F.avg_pool2d(p, 4, 4)
+        rmi = _inline_rmi(p4, y4, 3, 1e-6).sum(1).mean()
+        bce = F.binary_cross_entropy_with_logits(logits, y, reduction="sum") / (2 * 24 * 20)
+        expected = 0.5 * bce + 0.5 * rmi.float()
+        torch.testing.assert_close(rmi_loss(logits, labels), expected, rtol=1e-5, atol=1e-5)
+
+    @pytest.mark.parametrize("R,DF,pool,act", [(2, 1, "avg", "sigmoid"), (3, 1, "avg", "softmax"),
+                                               (2, 2, "avg", "sigmoid"), (3, 2, "max", "sigmoid"),
+                                               (2, 2, "interp", "softmax")])
+    def test_gradcheck_float64(self, R, DF, pool, act):
+        logits = torch.randn(1, 2, 6, 6, dtype=f64, generator=_gen(32), requires_grad=True)
+        labels = torch.randint(0, 2, (1, 6, 6), generator=_gen(33))
+        labels[0, 0, :3] = 255
+        fn = lambda x: rmi_loss(x, labels, radius=R, pool=pool, pool_size=DF, activation=act)  # noqa: E731
+        # fast mode compares one random vector-Jacobian product with finite differences (seconds, not minutes)
+        assert torch.autograd.gradcheck(fn, (logits,), fast_mode=True)
+
+    @pytest.mark.parametrize("pool", ["avg", "max"])
+    def test_agrees_with_rmi_pytorch_where_settings_coincide(self, pool):
+        ref_mod = pytest.importorskip("rmi")
+        logits = torch.randn(2, 3, 32, 32, dtype=f64, generator=_gen(34), requires_grad=True)
+        labels = torch.randint(0, 3, (2, 32, 32), generator=_gen(35))
+        for R in (1, 2, 3, 4):
+            for s in (1, 2, 3, 4):
+                # rmi-pytorch: kernel = stride = s, padding s // 2, xi = 5e-4 on unnormalised sums;
+                # its Cholesky path calls the removed torch.cholesky, so use its logdet path.
+                ref = ref_mod.RMILoss(with_logits=True, radius=R, bce_weight=0.0, pool=pool, stride=s,
+                                      use_log_trace=False)
+                a = ref(logits, _onehot(labels, 3))
+                ga, = torch.autograd.grad(a, logits)
+                b = rmi_loss(logits, labels, radius=R, pool=pool, pool_size=s, pool_padding=s // 2, xi=5e-4,
+                             normalize=False, ce_weight=0.0)
+                gb, = torch.autograd.grad(b, logits)
+                torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-10)
+                torch.testing.assert_close(gb, ga, rtol=1e-8, atol=1e-12)
+
+    def test_ce_terms_match_torch(self):
+        logits = torch.randn(2, 4, 9, 9, generator=_gen(36))
+        labels = torch.randint(0, 4, (2, 9, 9), generator=_gen(37))
+        labels[1, :4] = 255
+        valid = labels != 255
+        y = rmi_mod._onehot(labels, 4, valid, torch.float32)
+        w = valid[:, None].float().expand_as(y)
+        bce = F.binary_cross_entropy_with_logits(logits, y, weight=w, reduction="sum") / valid.sum()
+        torch.testing.assert_close(rmi_loss(logits, labels, ce_weight=1.0), bce, rtol=1e-5, atol=1e-6)
+        ce = F.cross_entropy(logits, labels, ignore_index=255)
+        torch.testing.assert_close(rmi_loss(logits, labels, ce_weight=1.0, activation="softmax"), ce, rtol=1e-5, atol=1e-6)
+
+    def test_reductions_are_consistent(self):
+        logits = torch.randn(3, 2, 16, 16, generator=_gen(38))
+        labels = torch.randint(0, 2, (3, 16, 16), generator=_gen(39))
+        none = rmi_loss(logits, labels, reduction="none")
+        assert none.shape == (3,)
+        torch.testing.assert_close(rmi_loss(logits, labels), none.mean(), rtol=1e-5, atol=1e-6)
+        rmi_only = rmi_loss(logits, labels, ce_weight=0.0, reduction="none")
+        torch.testing.assert_close(rmi_loss(logits, labels, ce_weight=0.0, reduction="sum"), rmi_only.sum())
+
+    def test_absent_class_gets_no_rmi_gradient(self):
+        logits = torch.randn(1, 3, 16, 16, generator=_gen(40), dtype=f64, requires_grad=True)
+        labels = torch.randint(0, 2, (1, 16, 16), generator=_gen(41))  # class 2 absent
+        loss = rmi_loss(logits, labels, ce_weight=0.0, radius=2, pool_size=2)
+        g, = torch.autograd.grad(loss, logits)
+        assert float(g[:, 2].abs().max()) == 0.0 and float(g[:, :2].abs().max()) > 0
+
+    @pytest.mark.parametrize("case", ["constant_logits", "all_void", "single_class"])
+    def test_degenerate_inputs_give_finite_loss_and_gradient(self, case, device):
+        logits = torch.randn(2, 3, 16, 16, generator=_gen(42)).to(device)
+        labels = torch.randint(0, 3, (2, 16, 16), generator=_gen(43)).to(device)
+        if case == "constant_logits":
+            logits = torch.zeros_like(logits)
+        elif case == "all_void":
+            labels = torch.full_like(labels, 255)
+        else:
+            labels = torch.zeros_like(labels)
+        logits.requires_grad_(True)
+        official = {"xi": 5e-4, "normalize": False, "pool_padding": 2}
+        for kw in ({}, {"xi": 1e-12}, {"pool": "max"}, {"pool": "interp"}, {"activation": "softmax"}, official):
+            loss = rmi_loss(logits, labels, **kw)
+            g, = torch.autograd.grad(loss, logits)
+            assert torch.isfinite(loss) and bool(torch.isfinite(g).all()), (case, kw)
+
+    def test_all_void_batch_has_zero_gradient(self):
+        logits = torch.randn(1, 2, 8, 8, requires_grad=True)
+        loss = rmi_loss(logits, torch.full((1, 8, 8), 255), radius=2, pool_size=2)
+        g, = torch.autograd.grad(loss, logits)
+        assert float(g.abs().max()) == 0.0
+
+    def test_perfect_prediction_beats_random(self):
+        labels = torch.randint(0, 3, (2, 32, 32), generator=_gen(44))
+        perfect = 12.0 * _onehot(labels, 3, torch.float32) - 6.0
+        noisy = torch.randn(2, 3, 32, 32, generator=_gen(45))
+        assert float(rmi_loss(perfect, labels, ce_weight=0.0)) < float(rmi_loss(noisy, labels, ce_weight=0.0))
+
+    def test_module_equals_function(self):
+        logits, labels = torch.randn(2, 3, 16, 16, generator=_gen(46)), torch.randint(0, 3, (2, 16, 16), generator=_gen(47))
+        mod = RMILoss(radius=2, pool="max", pool_size=2, xi=1e-5, ce_weight=0.3, activation="softmax")
+        ref = rmi_loss(logits, labels, radius=2, pool="max", pool_size=2, xi=1e-5, ce_weight=0.3, activation="softmax")
+        assert torch.equal(mod(logits, labels), ref)
+
+    def test_official_settings(self):
+        off = RMILoss.official()
+        assert (off.radius, off.pool, off.pool_size, off.pool_padding, off.xi, off.normalize) == (3, "avg", 4, 2, 5e-4, False)
+
+    def test_error_names_argument(self):
+        with pytest.raises(ValueError, match="`labels`: expected H=32"):
+            rmi_loss(torch.rand(1, 2, 32, 32), torch.zeros(1, 16, 32, dtype=torch.long))
+
+    def test_labels_out_of_range(self):
+        with pytest.raises(ValueError, match=r"`labels`: expected labels in \[0, 2\) or ignore_index=255"):
+            rmi_loss(torch.rand(1, 2, 16, 16), torch.full((1, 16, 16), 2))
+
+    def test_nan_logits(self):
+        logits = torch.rand(1, 2, 16, 16)
+        logits[0, 1, 3, 4] = float("nan")
+        with pytest.raises(ValueError, match="`logits`: expected finite values"):
+            rmi_loss(logits, torch.zeros(1, 16, 16, dtype=torch.long))
+
+    def test_radius_larger_than_downsampled_map(self):
+        with pytest.raises(ValueError, match="`radius`: expected at most 2"):
+            rmi_loss(torch.rand(1, 2, 8, 8), torch.zeros(1, 8, 8, dtype=torch.long), radius=3, pool_size=4)
+
+    def test_bad_options(self):
+        x, y = torch.rand(1, 2, 16, 16), torch.zeros(1, 16, 16, dtype=torch.long)
+        with pytest.raises(ValueError, match="`ce_weight`"):
+            rmi_loss(x, y, ce_weight=1.5)
+        with pytest.raises(ValueError, match="`activation`"):
+            rmi_loss(x, y, activation="tanh")
+        with pytest.raises(ValueError, match="`pool`"):
+            RMILoss(pool="median")
+
+
+class TestAffinityLoss:
+    def test_hand_computed_two_pixel_values(self):
+        # 1x2 image, two classes. Each pixel has exactly one neighbour (the other pixel).
+        logits = torch.tensor([[[[0.0, 0.0]], [[0.0, math.log(3.0)]]]])  # p_a = (.5, .5), p_b = (.25, .75)
+        kl_ab = 0.5 * math.log(0.5 / 0.25) + 0.5 * math.log(0.5 / 0.75)
+        kl_ba = 0.25 * math.log(0.25 / 0.5) + 0.75 * math.log(0.75 / 0.5)
+        same = torch.zeros(1, 1, 2, dtype=torch.long)
+        assert float(affinity_loss(logits, same)) == pytest.approx((kl_ab + kl_ba) / 2, abs=1e-6)
+        diff = torch.tensor([[[0, 1]]])
+        expected = (max(0, 3 - kl_ab) + max(0, 3 - kl_ba)) / 2
+        assert float(affinity_loss(logits, diff, margin=3.0)) == pytest.approx(expected, abs=1e-6)
+
+    def test_zero_for_uniform_labels_and_identical_predictions(self):
+        assert float(affinity_loss(torch.randn(1, 3, 1, 1).expand(1, 3, 6, 6), torch.ones(1, 6, 6, dtype=torch.long))) == pytest.approx(0.0, abs=1e-7)
+
+    def test_void_pairs_are_ignored(self):
+        logits = torch.randn(1, 2, 6, 6, generator=_gen(50))
+        labels = torch.randint(0, 2, (1, 6, 6), generator=_gen(51))
+        all_void = torch.full_like(labels, 255)
+        assert float(affinity_loss(logits, all_void)) == 0.0
+        changed = logits.clone()
+        labels2 = labels.clone()
+        labels2[0, :, 3:] = 255
+        changed[0, :, :, 4:] = 10 * torch.randn(2, 6, 2, generator=_gen(52))  # only touches void-only pairs
+        assert float(affinity_loss(changed, labels2)) == pytest.approx(float(affinity_loss(logits, labels2)), abs=1e-6)
+
+    def test_gradcheck_float64(self):
+        logits = torch.randn(1, 3, 5, 5, dtype=f64, generator=_gen(53), requires_grad=True)
+        labels = torch.randint(0, 3, (1, 5, 5), generator=_gen(54))
+        assert torch.autograd.gradcheck(lambda x: affinity_loss(x, labels, margin=50.0), (logits,))
+
+    def test_error_names_argument(self):
+        with pytest.raises(ValueError, match="`labels`: expected W=8"):
+            affinity_loss(torch.rand(1, 2, 8, 8), torch.zeros(1, 8, 7, dtype=torch.long))
+
+
+class TestMiniDeepLab:
+    def test_output_shape_and_output_stride_four(self):
+        net = MiniDeepLab(5, width=16).eval()
+        feats = {}
+        net.classifier.register_forward_hook(lambda m, i, o: feats.setdefault("logits", o))
+        out = net(torch.rand(2, 3, 48, 40))
+        assert out.shape == (2, 5, 48, 40) and feats["logits"].shape[-2:] == (12, 10)
+
+    def test_is_small(self):
+        assert sum(p.numel() for p in MiniDeepLab(4, width=32).parameters()) < 150_000
+
+    def test_error_names_x(self):
+        with pytest.raises(ValueError, match=r"`x`: expected shape \(N, C, H, W\)"):
+            MiniDeepLab(3)(torch.rand(3, 32, 32))
