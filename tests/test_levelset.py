@@ -1,0 +1,633 @@
+"""Tests of pixelbook.levelset (Chapter 2), the StarShapes data and the UNet it uses."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pixelbook.data.starshapes import make_star_shapes
+from pixelbook.levelset import (
+    ContourEvolution, ImageEvolution, LinearForcing, ODEFunc, ODESolveError, cfl_dt, chan_vese, chan_vese_energy,
+    curvature, curvature_term, dirac, edge_indicator, evolve, gradient, grad_norm, heaviside, level_set_rhs,
+    narrow_band, narrow_band_loss, region_means, reinitialize, sdf_from_mask, segmentation_scores, solve_ode,
+    upwind_grad_norm,
+)
+from pixelbook.models import UNet, count_parameters
+
+
+def disc_phi(size=128, r0=30.0, center=None, dtype=torch.float64):
+    """Exact SDF of a disc, positive inside: (1, 1, size, size)."""
+    c = (size / 2 - 0.5 + 0.3) if center is None else center
+    yy, xx = torch.meshgrid(torch.arange(size, dtype=dtype), torch.arange(size, dtype=dtype), indexing="ij")
+    return (r0 - ((xx - c) ** 2 + (yy - c) ** 2).sqrt())[None, None]
+
+
+def area_radius(phi):
+    """Area-equivalent radius of {phi > 0}, from the pixel coverage clamp(phi + 1/2, 0, 1) of an SDF."""
+    return float(((phi.clamp(-0.5, 0.5) + 0.5).sum() / math.pi).sqrt())
+
+
+class TestSdfFromMask:
+    def test_hand_computed_square(self):
+        m = torch.zeros(1, 5, 5, dtype=torch.bool)
+        m[0, 1:4, 1:4] = True
+        phi = sdf_from_mask(m)
+        assert phi.shape == (1, 1, 5, 5) and phi.dtype == torch.float32
+        assert phi[0, 0, 2].tolist() == [-0.5, 0.5, 1.5, 0.5, -0.5]
+        assert phi[0, 0, 0, 0] == pytest.approx(-(math.sqrt(2) - 0.5))
+        assert sdf_from_mask(m, half_pixel=False)[0, 0, 2].tolist() == [-1.0, 1.0, 2.0, 1.0, -1.0]
+
+    def test_sign_matches_mask(self):
+        m = torch.rand(3, 12, 9) > 0.5
+        assert torch.equal(sdf_from_mask(m)[:, 0] > 0, m)
+
+    def test_circle_error_at_most_half_pixel(self):
+        exact = disc_phi(64, 20.0, dtype=torch.float32)
+        phi = sdf_from_mask(exact[:, 0] > 0)
+        near = exact.abs() < 5  # the EDT is exact to pixel centres; the half-pixel shift bounds the rest
+        assert float((phi - exact)[near].abs().max()) <= 0.5 + 0.05
+        assert float((sdf_from_mask(exact[:, 0] > 0, half_pixel=False) - exact)[near].abs().max()) > 0.7
+
+    def test_empty_and_full_masks_get_the_image_diagonal(self):
+        m = torch.zeros(2, 3, 4, dtype=torch.bool)
+        m[1] = True
+        phi = sdf_from_mask(m)
+        assert torch.allclose(phi[0], torch.full((1, 3, 4), -5.0)) and torch.allclose(phi[1], torch.full((1, 3, 4), 5.0))
+
+    def test_accepts_0_1_floats_and_ints(self):
+        m = (torch.rand(2, 6, 6) > 0.5)
+        assert torch.equal(sdf_from_mask(m.float()), sdf_from_mask(m)) and torch.equal(sdf_from_mask(m.long()), sdf_from_mask(m))
+
+    def test_non_binary_mask_raises(self):
+        with pytest.raises(ValueError, match=r"`masks`: expected binary values \{0, 1\}"):
+            sdf_from_mask(torch.full((1, 4, 4), 0.5))
+
+    def test_wrong_shape_raises(self):
+        with pytest.raises(ValueError, match=r"`masks`: expected shape \(N, H, W\), got \(1, 1, 4, 4\)"):
+            sdf_from_mask(torch.zeros(1, 1, 4, 4, dtype=torch.bool))
+
+    def test_follows_device(self, device):
+        assert sdf_from_mask(torch.ones(1, 4, 4, dtype=torch.bool, device=device).triu()).device.type == device.type
+
+
+class TestGradient:
+    def test_linear_ramp_exact_inside_and_halved_at_the_border(self):
+        phi = (2.0 * torch.arange(6.0) - 1.0).repeat(1, 1, 4, 1)
+        gy, gx = gradient(phi)
+        assert torch.equal(gx[..., 1:-1], torch.full_like(gx[..., 1:-1], 2.0)) and float(gy.abs().max()) == 0
+        assert gx[0, 0, 0, 0] == 1.0  # replicate padding: (phi[1] - phi[0]) / 2
+
+    def test_one_sided_schemes(self):
+        phi = torch.tensor([[[[0.0, 1.0, 4.0, 9.0]]]])
+        assert gradient(phi, "forward")[1][0, 0, 0].tolist() == [1.0, 3.0, 5.0, 0.0]
+        assert gradient(phi, "backward")[1][0, 0, 0].tolist() == [0.0, 1.0, 3.0, 5.0]
+
+    def test_bad_scheme_and_nan(self):
+        with pytest.raises(ValueError, match="`scheme`: expected one of"):
+            gradient(torch.zeros(1, 1, 3, 3), "upwind")
+        with pytest.raises(ValueError, match="`phi`: expected finite values"):
+            gradient(torch.tensor([[[[0.0, float("nan")]]]]))
+
+
+class TestGradNorm:
+    def test_is_one_for_a_signed_distance_away_from_the_centre(self):
+        phi = disc_phi(64, 20.0)
+        ring = (phi.abs() < 10)
+        assert float((grad_norm(phi)[ring] - 1).abs().max()) < 0.01
+
+
+class TestUpwindGradNorm:
+    def test_hand_computed_one_dimensional_front(self):
+        phi = torch.tensor([[[[3.0, 2.0, 1.0, 0.0, -1.0, 0.5]]]])
+        # F > 0 (grow): min(D-, 0)^2 + max(D+, 0)^2 ; F < 0 (shrink): max(D-, 0)^2 + min(D+, 0)^2
+        grow = upwind_grad_norm(phi, 1.0)[0, 0, 0]
+        shrink = upwind_grad_norm(phi, -1.0)[0, 0, 0]
+        # index 4 is a valley (D- = -1, D+ = 1.5): growing uses both sides, shrinking neither
+        torch.testing.assert_close(grow, torch.tensor([0.0, 1.0, 1.0, 1.0, math.sqrt(3.25), 0.0]), atol=1e-6, rtol=0)
+        torch.testing.assert_close(shrink, torch.tensor([1.0, 1.0, 1.0, 1.0, 0.0, 1.5]), atol=1e-6, rtol=0)
+
+    def test_speed_map_selects_per_pixel(self):
+        phi = disc_phi(16, 5.0)
+        F = torch.where(torch.rand(1, 1, 16, 16) > 0.5, 1.0, -1.0).double()
+        expected = torch.where(F > 0, upwind_grad_norm(phi, 1.0), upwind_grad_norm(phi, -1.0))
+        torch.testing.assert_close(upwind_grad_norm(phi, F), expected)
+
+    def test_gradcheck_float64(self):
+        phi = (disc_phi(8, 3.0) + 0.01 * torch.randn(1, 1, 8, 8, dtype=torch.float64)).requires_grad_()
+        assert torch.autograd.gradcheck(lambda p: upwind_grad_norm(p, 1.0), (phi,))
+
+
+class TestCurvature:
+    @pytest.mark.parametrize("r0", [10.0, 20.0, 30.0])
+    def test_minus_one_over_r_on_a_circle(self, r0):
+        phi = disc_phi(96, r0)
+        rim = phi.abs() < 0.5
+        assert float(curvature(phi)[rim].mean()) == pytest.approx(-1 / r0, rel=0.02)
+
+    def test_curvature_term_equals_curvature_times_norm_away_from_kinks(self):
+        phi = disc_phi(64, 20.0)
+        ring = phi.abs() < 8
+        torch.testing.assert_close(curvature_term(phi)[ring], (curvature(phi) * grad_norm(phi))[ring], rtol=1e-4, atol=1e-6)
+
+    def test_curvature_term_bounded_by_the_hessian_on_noise(self):
+        phi = torch.randn(2, 1, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+        assert float(curvature(phi).abs().max()) > 50  # kappa itself exceeds 1/dx by far where grad ~ 0
+        p = torch.nn.functional.pad(phi, (1, 1, 1, 1), mode="replicate")
+        pxx = p[..., 1:-1, 2:] - 2 * phi + p[..., 1:-1, :-2]
+        pyy = p[..., 2:, 1:-1] - 2 * phi + p[..., :-2, 1:-1]
+        pxy = (p[..., 2:, 2:] - p[..., 2:, :-2] - p[..., :-2, 2:] + p[..., :-2, :-2]) / 4
+        frobenius = (pxx ** 2 + pyy ** 2 + 2 * pxy ** 2).sqrt()
+        assert bool((curvature_term(phi).abs() <= frobenius + 1e-9).all())
+
+    def test_gradcheck_float64(self):
+        phi = (disc_phi(7, 2.5) + 0.01 * torch.randn(1, 1, 7, 7, dtype=torch.float64)).requires_grad_()
+        assert torch.autograd.gradcheck(curvature_term, (phi,))
+
+
+class TestHeavisideDirac:
+    def test_values(self):
+        assert heaviside(torch.tensor([-1.0, 0.0, 1.0])).tolist() == [0.25, 0.5, 0.75]
+        assert float(dirac(torch.tensor(0.0), 2.0)) == pytest.approx(1 / (2 * math.pi))
+
+    def test_dirac_is_the_derivative_of_heaviside(self):
+        x = torch.linspace(-5, 5, 41, dtype=torch.float64, requires_grad=True)
+        (g,) = torch.autograd.grad(heaviside(x, 0.7).sum(), x)
+        torch.testing.assert_close(g, dirac(x.detach(), 0.7))
+
+    @given(st.floats(0.1, 5.0))
+    @settings(max_examples=20, deadline=None)
+    def test_dirac_integrates_to_one(self, eps):
+        r = torch.logspace(-4, 4, 20001, dtype=torch.float64)   # fine near 0, out to L = 1e4
+        x = torch.cat([-r.flip(0), torch.zeros(1, dtype=torch.float64), r])
+        # the tails beyond |x| = L hold 2 eps / (pi L) + O(L^-3)
+        assert float(torch.trapezoid(dirac(x, eps), x)) == pytest.approx(1.0 - 2 * eps / (math.pi * 1e4), abs=1e-6)
+
+    def test_bad_epsilon(self):
+        with pytest.raises(ValueError, match="`epsilon`: expected a positive"):
+            heaviside(torch.zeros(3), 0.0)
+
+
+class TestEvolve:
+    """The closed-form flows, on a 128x128 grid (the disc of radius 30 of the Chapter 2 note)."""
+
+    @pytest.mark.parametrize("c", [1.0, -1.0])
+    def test_constant_speed_moves_the_radius_by_ct(self, c):
+        phi = evolve(disc_phi(), [0.0, 10.0], dt=0.25, speed=c)
+        # First-order upwind differences on a curved front lag by O(dx * log(r1/r0)) ~ 0.1 px.
+        assert area_radius(phi[-1]) == pytest.approx(30 + 10 * c, abs=0.2)
+
+    def test_curvature_flow_follows_sqrt_r0_squared_minus_2t(self):
+        phi = evolve(disc_phi(), [0.0, 100.0, 200.0], dt=0.2, curvature_weight=1.0)
+        for k, t in enumerate([0.0, 100.0, 200.0]):
+            assert area_radius(phi[k]) == pytest.approx(math.sqrt(900 - 2 * t), abs=0.05)
+
+    def test_returns_every_requested_time(self):
+        phi0 = disc_phi(32, 8.0)
+        out = evolve(phi0, [0.0, 0.5, 1.0], dt=0.25, speed=1.0)
+        assert out.shape == (3, 1, 1, 32, 32) and torch.equal(out[0], phi0)
+        torch.testing.assert_close(out[1], evolve(phi0, [0.0, 0.5], dt=0.25, speed=1.0)[-1])
+
+    def test_callable_speed_equals_tensor_speed(self):
+        phi0 = disc_phi(32, 8.0)
+        F = 0.5 + torch.rand(1, 1, 32, 32, dtype=torch.float64)
+        a = evolve(phi0, [0.0, 2.0], dt=0.25, speed=F)
+        b = evolve(phi0, [0.0, 2.0], dt=0.25, speed=lambda phi, t: F)
+        torch.testing.assert_close(a, b)
+
+    def test_cfl_violation_raises_and_names_a_stable_dt(self):
+        with pytest.raises(ValueError, match=r"`dt`: step 1 violates the CFL condition.*use dt <= 0\.7071"):
+            evolve(disc_phi(32, 8.0), [0.0, 2.0], dt=1.0, speed=1.0)
+        assert cfl_dt(1.0, 0.0) == pytest.approx(1 / math.sqrt(2))
+
+    def test_unstable_step_grows_without_the_check(self):
+        phi0 = disc_phi(32, 8.0) + 1e-3 * torch.randn(1, 1, 32, 32, dtype=torch.float64,
+                                                      generator=torch.Generator().manual_seed(0))
+        stable = evolve(phi0, [0.0, 20.0], dt=0.2, curvature_weight=1.0)[-1]
+        unstable = evolve(phi0, [0.0, 20.0], dt=0.75, curvature_weight=1.0, check_cfl=False)[-1]
+        assert float(unstable.abs().max()) > 100 * float(stable.abs().max())
+
+    def test_bad_arguments(self):
+        with pytest.raises(ValueError, match="`times`: expected a non-empty strictly increasing"):
+            evolve(disc_phi(16, 4.0), [0.0, 0.0], dt=0.1)
+        with pytest.raises(ValueError, match="`curvature_weight`: expected a non-negative"):
+            evolve(disc_phi(16, 4.0), [0.0, 1.0], dt=0.1, curvature_weight=-1.0)
+        with pytest.raises(ValueError, match="`phi`: expected shape \\(N, C, H, W\\)"):
+            evolve(torch.zeros(16, 16), [0.0, 1.0], dt=0.1)
+
+    def test_rhs_is_differentiable_in_the_speed(self):
+        phi = disc_phi(8, 3.0)
+        F = torch.full((1, 1, 8, 8), 0.7, dtype=torch.float64, requires_grad=True)
+        assert torch.autograd.gradcheck(lambda f: level_set_rhs(phi, f, 0.5), (F,))
+
+
+class TestReinitialize:
+    def test_restores_unit_gradient_and_keeps_the_contour(self):
+        phi = disc_phi(64, 15.0)
+        stretched = 3.0 * phi + 0.02 * phi ** 2  # same zero level, |grad| far from 1
+        out = reinitialize(stretched, steps=40)
+        band = phi.abs() < 6
+        assert float((grad_norm(stretched)[band] - 1).abs().mean()) > 1.0
+        assert float((grad_norm(out)[band] - 1).abs().mean()) < 0.05
+        # Sussman's scheme moves the zero level (its known drift), but by less than half a pixel
+        assert float((out - phi)[band].abs().max()) < 0.5
+
+    def test_bad_dt(self):
+        with pytest.raises(ValueError, match="`dt`: expected <= 0.7071"):
+            reinitialize(disc_phi(8, 3.0), dt=1.0)
+
+
+class TestRegionMeans:
+    def test_hand_computed(self):
+        img = torch.tensor([[[[1.0, 2.0], [3.0, 10.0]]]])
+        phi = torch.tensor([[[[1.0, 1.0], [-1.0, -1.0]]]])
+        c1, c2 = region_means(img, phi)
+        assert float(c1) == 1.5 and float(c2) == 6.5
+
+    def test_empty_region_gets_zero(self):
+        c1, c2 = region_means(torch.ones(1, 1, 3, 3), -torch.ones(1, 1, 3, 3))
+        assert float(c1) == 0.0 and float(c2) == 1.0
+
+
+class TestChanVese:
+    def test_equals_scikit_image_float64(self):
+        from skimage import data
+        from skimage.segmentation import chan_vese as sk_chan_vese
+        from skimage.transform import resize
+
+        img = resize(data.camera().astype(np.float64), (48, 48), anti_aliasing=True)
+        img = (img - img.min()) / (img.max() - img.min())  # scikit-image rescales to [0, 1]
+        yy, xx = np.mgrid[0:48, 0:48]
+        init = np.sin(yy * np.pi / 5) * np.sin(xx * np.pi / 5)  # its 'checkerboard' start
+        _, sk_phi, _ = sk_chan_vese(img, mu=0.2, lambda1=1.0, lambda2=1.2, tol=0.0, max_num_iter=30, dt=0.5,
+                                    init_level_set=init, extended_output=True)
+        ours = chan_vese(torch.from_numpy(img)[None, None], torch.from_numpy(init)[None, None], mu=0.2,
+                         lambda1=1.0, lambda2=1.2, dt=0.5 * math.pi, steps=30)
+        np.testing.assert_allclose(ours[0, 0].numpy(), sk_phi, rtol=1e-9, atol=1e-9)
+
+    def test_energy_decreases_and_finds_a_square(self):
+        img = torch.zeros(1, 1, 24, 24, dtype=torch.float64)
+        img[..., 6:18, 6:18] = 1.0
+        img = img + 0.2 * torch.randn_like(img)
+        phi0 = disc_phi(24, 5.0, center=11.5)
+        path = chan_vese(img, phi0, steps=60, return_path=True)
+        energy = torch.stack([chan_vese_energy(img, p) for p in path[::10]])
+        assert bool((energy[1:] < energy[:-1]).all())
+        seg = path[-1][0, 0] > 0
+        truth = torch.zeros(24, 24, dtype=torch.bool)
+        truth[6:18, 6:18] = True
+        assert float((seg & truth).sum() / (seg | truth).sum()) > 0.9
+
+    def test_batch_equals_single_images_and_channel_mean(self):
+        img = torch.rand(3, 1, 16, 16, dtype=torch.float64)
+        phi0 = disc_phi(16, 5.0).expand(3, 1, 16, 16)
+        batch = chan_vese(img, phi0, steps=5)
+        for i in range(3):
+            torch.testing.assert_close(batch[i:i + 1], chan_vese(img[i:i + 1], phi0[i:i + 1], steps=5))
+        torch.testing.assert_close(chan_vese(img.expand(3, 2, 16, 16), phi0, steps=5), batch)
+
+    def test_gradcheck_in_the_image_float64(self):
+        img = torch.rand(1, 1, 6, 6, dtype=torch.float64, requires_grad=True)
+        phi0 = disc_phi(6, 2.0, center=2.5)
+        assert torch.autograd.gradcheck(lambda i: chan_vese(i, phi0, steps=2), (img,))
+
+    def test_bad_inputs(self):
+        with pytest.raises(ValueError, match="`phi`: expected H=8 \\(as in `image`\\), got 9"):
+            chan_vese(torch.rand(1, 1, 8, 8), torch.rand(1, 1, 9, 8))
+        with pytest.raises(ValueError, match="`image`: expected finite values"):
+            chan_vese(torch.full((1, 1, 4, 4), float("nan")), torch.rand(1, 1, 4, 4))
+
+
+class TestChanVeseEnergy:
+    def test_decreases_along_the_flow_from_a_checkerboard_and_matches_scikit_image(self):
+        from skimage import data
+        from skimage.segmentation import chan_vese as sk_chan_vese
+        from skimage.transform import resize
+
+        img = resize(data.camera().astype(np.float64), (40, 40), anti_aliasing=True)
+        img = (img - img.min()) / (img.max() - img.min())
+        init = np.sin(np.arange(40)[:, None] * np.pi / 5) * np.sin(np.arange(40)[None, :] * np.pi / 5)
+        _, _, sk_energy = sk_chan_vese(img, mu=0.25, tol=0.0, max_num_iter=30, dt=0.5, init_level_set=init,
+                                       extended_output=True)
+        path = chan_vese(torch.from_numpy(img)[None, None], torch.from_numpy(init)[None, None], steps=30,
+                         return_path=True)
+        ours = torch.stack([chan_vese_energy(torch.from_numpy(img)[None, None], p)[0] for p in path])
+        assert bool((ours[1:] <= ours[:-1] + 1e-9).all())
+        # scikit-image's delta lacks the 1/pi: its energy equals ours with the length term times pi
+        length = torch.stack([(0.25 * dirac(p) * grad_norm(p)).sum() for p in path])
+        np.testing.assert_allclose((ours + (math.pi - 1) * length)[:30].numpy(), np.array(sk_energy), rtol=1e-9)
+
+
+class TestEdgeIndicator:
+    def test_one_on_flat_images_and_small_at_edges(self):
+        assert torch.allclose(edge_indicator(torch.full((1, 3, 16, 16), 0.3)), torch.ones(1, 1, 16, 16))
+        img = torch.zeros(1, 1, 16, 16)
+        img[..., 8:] = 4.0
+        g = edge_indicator(img)
+        assert float(g[0, 0, 4, 7:9].max()) < 0.5 and float(g[0, 0, 4, 0]) > 0.99
+
+
+class TestNarrowBandLoss:
+    def test_zero_for_equal_maps_and_hand_value(self):
+        phi = disc_phi(16, 5.0).float()
+        assert float(narrow_band_loss(phi, phi)) == 0.0
+        pred, target = torch.zeros(1, 1, 1, 2), torch.tensor([[[[3.0, -3.0]]]])
+        assert float(narrow_band_loss(pred, target, scale=3.0)) == pytest.approx(math.tanh(1) ** 2)
+
+    def test_gradient_concentrates_near_the_contour(self):
+        pred = torch.tensor([[[[0.0, 3.0, 10.0]]]], requires_grad=True)
+        narrow_band_loss(pred, pred.detach() + 1.0).backward()
+        g = pred.grad.abs()[0, 0, 0]
+        assert g[0] > g[1] > g[2] and float(g[2]) < 0.01 * float(g[0])
+
+    def test_mask_excludes_pixels(self):
+        pred, target = torch.zeros(1, 1, 2, 2), torch.tensor([[[[3.0, 3.0], [0.0, 0.0]]]])
+        mask = torch.tensor([[[0, 0], [1, 1]]])
+        assert float(narrow_band_loss(pred, target, mask=mask)) == 0.0
+        assert float(narrow_band_loss(pred, target, mask=torch.zeros(1, 2, 2))) == 0.0
+
+    def test_bad_inputs(self):
+        with pytest.raises(ValueError, match="`target`: expected W=4 \\(as in `pred`\\), got 5"):
+            narrow_band_loss(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 5))
+        with pytest.raises(ValueError, match="`mask`: expected binary values"):
+            narrow_band_loss(torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 2), mask=torch.full((1, 2, 2), 2))
+        assert narrow_band(torch.tensor(3.0), 3.0) == pytest.approx(math.tanh(1))
+
+
+class TestSegmentationScores:
+    def test_pooled_differs_from_mean_iou(self):
+        masks = torch.zeros(2, 10, 10, dtype=torch.bool)
+        masks[0, :5] = True       # 50 pixels
+        masks[1, 0, :2] = True    # 2 pixels
+        phi = sdf_from_mask(masks)
+        phi[1, 0, 0, 2:4] = 1.0   # image 1: 2 false positives -> IoU 0.5
+        s = segmentation_scores(phi, masks)
+        assert s["pooled_iou"] == pytest.approx(52 / 54)
+        assert s["mean_iou"] == pytest.approx((1 + 0.5) / 2)
+        P, R = 52 / 54, 1.0
+        assert s["fbeta"] == pytest.approx(1.3 * P * R / (0.3 * P + R))
+
+    def test_perfect_and_empty(self):
+        masks = torch.zeros(1, 6, 6, dtype=torch.bool)
+        masks[0, 2:4, 2:4] = True
+        s = segmentation_scores(100 * sdf_from_mask(masks), masks)
+        assert s["pooled_iou"] == 1.0 and s["fbeta"] == pytest.approx(1.0) and s["mae"] < 1e-6
+        e = segmentation_scores(-torch.ones(1, 1, 6, 6), masks)
+        assert e["pooled_iou"] == 0.0 and e["fbeta"] == 0.0
+
+    def test_bad_masks(self):
+        with pytest.raises(ValueError, match="`masks`: expected H=6 \\(as in `phi`\\), got 5"):
+            segmentation_scores(torch.zeros(1, 1, 6, 6), torch.zeros(1, 5, 6, dtype=torch.bool))
+
+
+class _Square(torch.nn.Module):
+    """dy/dt = y^2 (blows up at t = 1/y0) with an nfe counter, like ODEFunc."""
+
+    def __init__(self):
+        super().__init__()
+        self.nfe, self.nfe_limit = 0, None
+
+    def forward(self, t, y):
+        self.nfe += 1
+        return y * y
+
+
+class _Decay(torch.nn.Module):
+    def __init__(self, value=None):
+        super().__init__()
+        self.k = torch.nn.Parameter(torch.tensor(1.0, dtype=torch.float64))
+        self.value = value
+
+    def forward(self, t, y):
+        return -self.k * y if self.value is None else torch.full_like(y, self.value)
+
+
+class TestSolveOde:
+    @pytest.mark.parametrize("method,kw,tol", [("dopri5", {"atol": 1e-9}, 1e-7), ("rk4", {"step_size": 0.1}, 1e-6),
+                                               ("euler", {"step_size": 0.001}, 1e-3)])
+    def test_exponential_decay(self, method, kw, tol):
+        y = solve_ode(_Decay(), torch.ones(3, dtype=torch.float64), [0.0, 1.0], method=method, **kw)
+        torch.testing.assert_close(y[-1], torch.full((3,), math.exp(-1), dtype=torch.float64), atol=tol, rtol=0)
+
+    def test_adjoint_gradient_equals_backprop(self):
+        grads = []
+        for adjoint in (False, True):
+            f = _Decay()
+            y = solve_ode(f, torch.ones(2, dtype=torch.float64), [0.0, 1.0], atol=1e-10, adjoint=adjoint)
+            y[-1].sum().backward()
+            grads.append(float(f.k.grad))
+        assert grads[0] == pytest.approx(-2 * math.exp(-1), rel=1e-6)   # d/dk 2 e^{-k}
+        assert grads[1] == pytest.approx(grads[0], rel=1e-6)
+
+    def test_blow_up_raises_with_advice(self):
+        with pytest.raises(ODESolveError, match="underflowed|max_num_steps|function evaluations|NaN"):
+            solve_ode(_Square(), torch.ones(1, dtype=torch.float64), [0.0, 2.0], atol=1e-6, max_num_steps=200)
+        with pytest.raises(ODESolveError, match="atol=1e-06.*method='rk4'"):
+            solve_ode(_Square(), torch.ones(1, dtype=torch.float64), [0.0, 2.0], atol=1e-6, max_num_steps=200)
+
+    def test_nan_state_raises(self):
+        with pytest.raises(ODESolveError, match="NaN/Inf"):
+            solve_ode(_Decay(value=float("nan")), torch.ones(2, dtype=torch.float64), [0.0, 1.0])
+
+    def test_option_errors(self):
+        y0 = torch.ones(2)
+        with pytest.raises(ValueError, match="`step_size`: required for the fixed-step method 'rk4'"):
+            solve_ode(_Decay(), y0, [0.0, 1.0], method="rk4")
+        with pytest.raises(ValueError, match="`step_size`: only used by fixed-step methods"):
+            solve_ode(_Decay(), y0, [0.0, 1.0], method="dopri5", step_size=0.1)
+        with pytest.raises(ValueError, match="`method`: expected one of"):
+            solve_ode(_Decay(), y0, [0.0, 1.0], method="rk45")
+        with pytest.raises(ValueError, match="`times`: expected at least 2 strictly increasing"):
+            solve_ode(_Decay(), y0, [1.0, 0.0])
+        with pytest.raises(ValueError, match="`y0`: expected finite values"):
+            solve_ode(_Decay(), torch.tensor([float("inf")]), [0.0, 1.0])
+
+
+class TestODEFunc:
+    def test_zero_at_initialisation_and_counts_calls(self):
+        f = ODEFunc(5, hidden=8)
+        x = torch.randn(2, 5, 6, 6)
+        assert torch.equal(f(torch.tensor(0.3), x), torch.zeros_like(x)) and f.nfe == 1
+
+    def test_nan_output_raises(self):
+        f = ODEFunc(2, hidden=4)
+        torch.nn.init.constant_(f.convs[-1].bias, float("nan"))
+        with pytest.raises(ODESolveError, match="f_theta returned NaN/Inf at t=0.5"):
+            f(torch.tensor(0.5), torch.zeros(1, 2, 4, 4))
+
+    def test_bad_layers(self):
+        with pytest.raises(ValueError, match="`layers`: expected >= 2"):
+            ODEFunc(3, layers=1)
+
+
+def _randomise(model, std=0.2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(std * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    return model
+
+
+class TestContourEvolution:
+    @pytest.mark.parametrize("solver", [dict(method="rk4", step_size=0.25), dict(method="euler", step_size=0.1)])
+    def test_identity_at_initialisation_fixed_step(self, solver):
+        net = ContourEvolution(image_channels=3, embed_channels=4, hidden=8, adjoint=False, **solver)
+        phi0 = 5 * torch.randn(2, 1, 12, 12)
+        out = net(torch.rand(2, 3, 12, 12), phi0)
+        assert torch.equal(out, phi0)  # bit for bit: zero-initialised last layers of f and psi
+
+    def test_identity_at_initialisation_adaptive(self):
+        # dopri5 returns its dense-output interpolant at t = 1, exact up to rounding only
+        net = ContourEvolution(image_channels=3, embed_channels=4, hidden=8, method="dopri5", adjoint=True).double()
+        phi0 = 5 * torch.randn(2, 1, 12, 12, dtype=torch.float64)
+        with torch.no_grad():
+            out = net(torch.rand(2, 3, 12, 12, dtype=torch.float64), phi0)
+        assert float((out - phi0).abs().max()) < 1e-12
+
+    def test_nfe_counting(self):
+        net = ContourEvolution(1, 4, 8, method="rk4", step_size=0.25, adjoint=False)
+        net(torch.rand(1, 1, 8, 8), torch.randn(1, 1, 8, 8)).sum().backward()
+        assert net.nfe_forward == 16 and net.nfe_backward == 0
+        net.configure_solver(method="euler", step_size=0.5)
+        net(torch.rand(1, 1, 8, 8), torch.randn(1, 1, 8, 8))
+        assert net.nfe_forward == 2
+
+    def test_adjoint_gradient_equals_backprop_through_the_solver(self):
+        torch.manual_seed(0)
+        image, phi0 = torch.rand(1, 1, 6, 6, dtype=torch.float64), torch.randn(1, 1, 6, 6, dtype=torch.float64)
+        target = torch.randn(1, 1, 6, 6, dtype=torch.float64)
+        grads, nfe_back = [], []
+        for adjoint in (False, True):
+            net = _randomise(ContourEvolution(1, 2, 4, groups=2, atol=1e-10, adjoint=adjoint).double())
+            narrow_band_loss(net(image, phi0), target).backward()
+            grads.append(torch.cat([p.grad.flatten() for p in net.parameters()]))
+            nfe_back.append(net.nfe_backward)
+        assert float(grads[0].abs().max()) > 1e-3  # non-trivial gradients
+        torch.testing.assert_close(grads[1], grads[0], rtol=1e-5, atol=1e-8)
+        assert nfe_back[0] == 0 and nfe_back[1] > 0
+
+    def test_trajectory_starts_at_phi0_and_accepts_a_late_start(self):
+        net = _randomise(ContourEvolution(1, 2, 4, groups=2, method="rk4", step_size=0.25, adjoint=False), std=0.05)
+        image, phi0 = torch.rand(1, 1, 8, 8), torch.randn(1, 1, 8, 8)
+        traj = net.trajectory(image, phi0, [0.0, 0.5, 1.0])
+        assert traj.shape == (3, 1, 1, 8, 8)
+        torch.testing.assert_close(traj[0], phi0)
+        readout = net.trajectory(image, phi0, [0.0, 0.5, 1.0], readout=True)
+        torch.testing.assert_close(readout[-1], net(image, phi0))  # the readout at t = 1 is the output
+        assert net.trajectory(image, phi0, [0.5, 1.0]).shape == (2, 1, 1, 8, 8)
+
+    def test_bad_inputs_name_the_argument(self):
+        net = ContourEvolution(1, 2, 4, method="euler", step_size=0.5, adjoint=False)
+        with pytest.raises(ValueError, match="`image`: expected finite values"):
+            net(torch.full((1, 1, 4, 4), float("nan")), torch.zeros(1, 1, 4, 4))
+        with pytest.raises(ValueError, match="`phi0`: expected H=4 \\(as in `image`\\), got 5"):
+            net(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 5, 4))
+        with pytest.raises(ValueError, match="`image`: expected shape \\(N, 1, H, W\\)"):
+            net(torch.zeros(1, 3, 4, 4), torch.zeros(1, 1, 4, 4))
+        with pytest.raises(ValueError, match="`step_size`: required for the fixed-step method 'euler'"):
+            ContourEvolution(method="euler")
+
+    def test_runs_on_device(self, device):
+        net = ContourEvolution(1, 2, 4, method="rk4", step_size=0.5, adjoint=False).to(device)
+        out = net(torch.rand(1, 1, 8, 8, device=device), torch.randn(1, 1, 8, 8, device=device))
+        assert out.device.type == device.type
+
+    def test_stiff_dynamics_raise_an_error_that_says_what_to_change(self):
+        net = _randomise(ContourEvolution(1, 2, 4, groups=2, atol=1e-7, max_num_steps=5), std=3.0)
+        with pytest.raises(ODESolveError, match="loosen the tolerance.*fixed-step solver"):
+            net(torch.rand(1, 1, 8, 8), 10 * torch.randn(1, 1, 8, 8))
+
+
+class TestImageEvolution:
+    def test_output_shape_and_zero_at_initialisation(self):
+        net = ImageEvolution(image_channels=3, channels=4, hidden=8, method="euler", step_size=0.25, adjoint=False)
+        with torch.no_grad():
+            out = net(torch.rand(2, 3, 10, 10))
+        assert out.shape == (2, 1, 10, 10) and float(out.abs().max()) == 0.0 and net.nfe_forward == 4
+
+    def test_adjoint_gradient_equals_backprop(self):
+        image, target = torch.rand(1, 1, 6, 6, dtype=torch.float64), torch.randn(1, 1, 6, 6, dtype=torch.float64)
+        grads = []
+        for adjoint in (False, True):
+            net = _randomise(ImageEvolution(1, 2, 4, groups=2, atol=1e-10, adjoint=adjoint).double())
+            narrow_band_loss(net(image), target).backward()
+            grads.append(torch.cat([p.grad.flatten() for p in net.parameters()]))
+        torch.testing.assert_close(grads[1], grads[0], rtol=1e-5, atol=1e-8)
+
+    def test_trajectory_shape(self):
+        net = ImageEvolution(1, 2, 4, groups=2, method="euler", step_size=0.5, adjoint=False)
+        assert net.trajectory(torch.rand(2, 1, 6, 6), [0.0, 0.5, 1.0]).shape == (3, 2, 1, 6, 6)
+
+    def test_bad_inputs(self):
+        net = ImageEvolution(1, 2, 4, method="euler", step_size=0.5, adjoint=False)
+        with pytest.raises(ValueError, match="`image`: expected finite values"):
+            net(torch.tensor([[[[0.0, float("inf")]]]]))
+
+
+class TestLinearForcing:
+    def test_identity_at_zero_weights(self):
+        phi0 = disc_phi(16, 5.0).float()
+        lf = LinearForcing(steps=5)
+        with torch.no_grad():
+            lf.weights.zero_()
+        assert torch.equal(lf(torch.rand(1, 1, 16, 16), phi0), phi0)
+        assert float(LinearForcing().weights[1]) > 0  # the default starts with a small curvature weight
+
+    def test_constant_weight_is_a_constant_speed_flow(self):
+        lf = LinearForcing(steps=20)
+        with torch.no_grad():
+            lf.weights.copy_(torch.tensor([2.0, 0.0, 0.0, 0.0, 0.0]))
+        phi0 = disc_phi(48, 10.0)
+        vmax = 0.5 / (math.sqrt(2) / 20)
+        expected = evolve(phi0, [0.0, 1.0], dt=1 / 20, speed=vmax * math.tanh(2.0 / vmax))[-1]
+        torch.testing.assert_close(lf.double()(torch.rand(1, 1, 48, 48, dtype=torch.float64), phi0), expected)
+
+    def test_large_weights_stay_stable(self):
+        lf = LinearForcing(steps=10)
+        with torch.no_grad():
+            lf.weights.copy_(torch.tensor([50.0, 50.0, -50.0, 50.0, 50.0]))
+        out = lf(torch.rand(2, 1, 16, 16), sdf_from_mask(torch.rand(2, 16, 16) > 0.5))
+        assert bool(torch.isfinite(out).all()) and float(out.abs().max()) < 100
+
+    def test_gradient_reaches_every_weight(self):
+        lf = LinearForcing(steps=5)
+        with torch.no_grad():
+            lf.weights.fill_(0.1)
+        img = torch.rand(1, 1, 12, 12)
+        narrow_band_loss(lf(img, disc_phi(12, 3.0).float()), disc_phi(12, 4.0).float()).backward()
+        assert bool((lf.weights.grad != 0).all())
+
+
+class TestMakeStarShapes:
+    @pytest.mark.parametrize("variant", ["basic", "hard"])
+    def test_shapes_targets_and_determinism(self, variant):
+        a = make_star_shapes(4, size=24, variant=variant, seed=3)
+        b = make_star_shapes(4, size=24, variant=variant, seed=3)
+        assert a["image"].shape == (4, 1, 24, 24) and a["masks"].shape == (4, 24, 24) and a["phi"].shape == (4, 1, 24, 24)
+        assert torch.equal(a["image"], b["image"]) and torch.equal(a["phi"][:, 0] > 0, a["masks"])
+        assert not torch.equal(a["image"], make_star_shapes(4, size=24, variant=variant, seed=4)["image"])
+        assert bool(a["masks"].flatten(1).any(1).all())  # every image holds an object
+
+    def test_objects_are_brighter_than_background_on_average(self):
+        d = make_star_shapes(32, size=32, seed=0, noise=0.0)
+        img, m = d["image"][:, 0], d["masks"]
+        assert float(img[m].mean()) > float(img[~m].mean()) + 0.4
+
+    def test_bad_arguments(self):
+        with pytest.raises(ValueError, match="`variant`: expected one of"):
+            make_star_shapes(2, variant="easy")
+        with pytest.raises(ValueError, match="`size`: expected an int >= 16"):
+            make_star_shapes(2, size=8)
+
+
+class TestUNet:
+    def test_shapes_for_odd_sizes_and_parameter_count(self):
+        net = UNet(1, 2, width=4, depth=2)
+        assert net(torch.rand(2, 1, 19, 23)).shape == (2, 2, 19, 23)
+        assert count_parameters(UNet(1, 1, 8, 2)) > 3 * count_parameters(UNet(1, 1, 4, 2))
+
+    def test_bad_input_channels(self):
+        with pytest.raises(ValueError, match="`x`: expected shape \\(N, 1, H, W\\)"):
+            UNet(1, 1, 4, 1)(torch.rand(1, 3, 8, 8))
