@@ -1,0 +1,811 @@
+r"""Class-agnostic segmentation (CAS) loss [CAS, Eq. 1], its symmetrised-CE baseline, and read-out.
+
+CAS scores a softmax output :math:`\mathbf{s}(x)\in\Delta^{M-1}` against a ground-truth
+*partition* :math:`r_1,\dots,r_N` of the image, never against label values. With the region means
+:math:`\hat{\mathbf{s}}_i = \frac{1}{|r_i|}\sum_{x\in r_i}\mathbf{s}(x)` ("a proxy for class label")
+
+.. math::
+    \mathrm{CAS} = \alpha\underbrace{\sum_{i=1}^N \frac{1}{|r_i|}\sum_{x\in r_i}
+    \|\mathbf{s}(x)-\hat{\mathbf{s}}_i\|^2}_{U\ \text{(uniformer)}}
+    \;-\;(1-\alpha)\underbrace{\sum_{i=1}^N\sum_{j\neq i}
+    \|\hat{\mathbf{s}}_i-\hat{\mathbf{s}}_j\|^2}_{D\ \text{(discriminator)}}
+
+computed per image in :math:`O(P\,N\,M)` for :math:`P` pixels. Everything here depends on the
+partition only: regions are renumbered in order of first appearance (raster order) before any
+arithmetic, so relabelling the regions of an image (``y -> 1 - y``, ``{0, 1} -> {3, 10}``)
+leaves every result *bit for bit* unchanged.
+
+Public names:
+    :func:`cas_loss`, :class:`CASLoss` — the loss, the paper's form or the official code's variant.
+    :func:`cas_terms` — the per-image uniformer :math:`U` and discriminator :math:`D`.
+    :func:`region_stats` — region sizes, means and variances (what the notebook draws on the simplex).
+    :func:`canonical_regions` — the label-value-free renumbering used by all of the above.
+    :func:`cas_bounds` — the correct bounds of Eq. 1 (the paper's are wrong; see Chapter 9).
+    :func:`symmetric_cross_entropy`, :class:`SymmetricCrossEntropy` — CE minimised over labellings
+    (the paper's "class-agnostic CE", CACE).
+    :func:`permute_region_labels` — the low-fidelity (LFD) corruption: relabel regions per image.
+    :func:`select_channel`, :func:`match_channels` — read a channel out of a permutation-invariant
+    output using labelled validation data [CAS, §4.2].
+    :func:`matched_iou` — per-image IoU under the best channel ↔ class matching (multi-region).
+    :class:`LowFidelityLabels` — the LFD corruption for a ``Dataset`` (full scale).
+    :func:`small_fcn`, :func:`resnet_fcn` — the two CPU-sized networks of Chapter 9;
+    :func:`paper_model` — the paper's torchvision networks (full scale).
+
+References:
+    [CAS] A. Sharma, N. Khan, M. Mubashar, G. Sundaramoorthi, P. Torr. Class-Agnostic Segmentation
+    Loss and Its Application to Salient Object Detection and Segmentation. arXiv:2010.14793, 2020.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._checks import check_choice, check_dtype, check_finite, check_range, check_shape
+
+__all__ = [
+    "ALPHA", "ALPHA_OFFICIAL", "RegionStats", "canonical_regions", "region_stats", "cas_terms", "cas_loss",
+    "CASLoss", "cas_bounds", "symmetric_cross_entropy", "SymmetricCrossEntropy", "permute_region_labels",
+    "LowFidelityLabels", "select_channel", "match_channels", "matched_iou", "small_fcn", "resnet_fcn", "paper_model",
+]
+
+ALPHA = 0.1  # [CAS, §6 "Ablation"]: "α was set to 0.1"
+ALPHA_OFFICIAL = 0.5  # official code, config.py: ALPHA = 0.5
+_ENUMERATE_MAX = 5040  # ours: up to 7! labellings are enumerated; beyond, the Hungarian method
+
+
+# --------------------------------------------------------------------------------------------------
+# Regions
+# --------------------------------------------------------------------------------------------------
+
+def _check_labels_tensor(labels, name, dims):
+    check_shape(labels, name, "N H W", dims)
+    check_dtype(labels, name, "int")
+
+
+def canonical_regions(labels: torch.Tensor, ignore_index: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Renumber the regions of each image ``0, 1, ...`` in order of first appearance (raster order).
+
+    The result depends only on the partition, not on the label values: ``labels`` and any
+    relabelling of it (per image) give identical outputs. Vectorised; no loop over images.
+
+    Args:
+        labels: ``(N, H, W)`` integer region labels, any values (negative ones included).
+        ignore_index: label of pixels that belong to no region (e.g. 255), or ``None``.
+
+    Returns:
+        ``(ids, num_regions)``: ``ids`` is ``(N, H, W)`` int64 in ``[0, num_regions[n])``, with
+        ``-1`` at ignored pixels; ``num_regions`` is ``(N,)`` int64.
+
+    Example:
+        >>> ids, n = canonical_regions(torch.tensor([[[7, 7, 3], [3, 9, 7]]]))
+        >>> ids.tolist(), n.tolist()
+        ([[[0, 0, 1], [1, 2, 0]]], [3])
+    """
+    _check_labels_tensor(labels, "labels", {})
+    B, H, W = labels.shape
+    P = H * W
+    flat = labels.reshape(B, P).long()
+    values, dense = torch.unique(flat, return_inverse=True)  # dense ids shared by the whole batch
+    K = values.numel()
+    valid = torch.ones_like(flat, dtype=torch.bool) if ignore_index is None else flat != ignore_index
+    dense = torch.where(valid, dense, torch.full_like(dense, K))  # ignored pixels -> extra slot K
+    pos = torch.arange(P, device=flat.device).expand(B, P)
+    first = torch.full((B, K + 1), P, dtype=torch.long, device=flat.device)
+    first = first.scatter_reduce(1, dense, pos, reduce="amin", include_self=True)
+    first[:, K] = P + 1  # the ignore slot always sorts last
+    order = first.argsort(dim=1, stable=True)  # present values by first appearance, then absent ones
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(K + 1, device=flat.device).expand(B, K + 1))
+    ids = rank.gather(1, dense)
+    ids = torch.where(valid, ids, torch.full_like(ids, -1))
+    num_regions = (first[:, :K] < P).sum(1)
+    return ids.reshape(B, H, W), num_regions
+
+
+class RegionStats(NamedTuple):
+    """Per-image region statistics, regions in canonical order (see :func:`canonical_regions`).
+
+    Attributes:
+        sizes: ``(N, R)`` pixel counts :math:`|r_i|` (0 for the padding slots of images with fewer
+            than ``R`` regions, ``R`` being the largest number of regions in the batch).
+        means: ``(N, R, M)`` region means :math:`\\hat{\\mathbf{s}}_i` (0 in padding slots).
+        variances: ``(N, R)`` :math:`V_i=\\frac{1}{|r_i|}\\sum_{x\\in r_i}\\|\\mathbf{s}(x)-\\hat{\\mathbf{s}}_i\\|^2`.
+        present: ``(N, R)`` bool, which slots hold a region.
+        ids: ``(N, H, W)`` canonical region id per pixel (``-1`` where ignored).
+    """
+
+    sizes: torch.Tensor
+    means: torch.Tensor
+    variances: torch.Tensor
+    present: torch.Tensor
+    ids: torch.Tensor
+
+
+def _onehot(ids, R, dtype):
+    """``(B, P)`` ids in ``[-1, R)`` -> ``(B, P, R)`` float indicator; id -1 (ignored) gives a zero row."""
+    return (ids[..., None] == torch.arange(R, device=ids.device)).to(dtype)
+
+
+def _stats_from_ids(probs: torch.Tensor, ids: torch.Tensor, R: int) -> RegionStats:
+    """Region statistics for canonical ``ids`` in ``[-1, R)``; one-hot memory ``N·P·R``."""
+    B, M = probs.shape[:2]
+    s = probs.reshape(B, M, -1)                                           # (B, M, P)
+    onehot = _onehot(ids.reshape(B, -1), R, probs.dtype)                  # (B, P, R)
+    sizes = onehot.sum(1)                                                 # (B, R)
+    present = sizes > 0
+    denom = torch.where(present, sizes, torch.ones_like(sizes))
+    means = torch.bmm(s, onehot).transpose(1, 2) / denom[..., None]       # (B, R, M)
+    centred = s - torch.bmm(means.transpose(1, 2), onehot.transpose(1, 2))  # (B, M, P); 0 at ignored px
+    ignored = (ids.reshape(B, 1, -1) < 0)
+    sq = torch.where(ignored, torch.zeros_like(centred), centred).pow(2).sum(1, keepdim=True)  # (B, 1, P)
+    variances = torch.bmm(sq, onehot)[:, 0] / denom                        # (B, R)
+    return RegionStats(sizes, means, variances, present, ids)
+
+
+def _check_probs(probs, name="probs"):
+    d = check_shape(probs, name, "N C H W")
+    check_dtype(probs, name, "float")
+    check_finite(probs.detach(), name)
+    check_range(probs.detach(), name, 0.0, 1.0)
+    if probs.shape[1] < 2:
+        raise ValueError(f"`{name}`: expected at least 2 channels (C >= 2), got C={probs.shape[1]}")
+    return d
+
+
+def region_stats(probs: torch.Tensor, labels: torch.Tensor, ignore_index: int | None = None) -> RegionStats:
+    r"""Sizes, means and variances of the regions of each image [CAS, §3.1].
+
+    Args:
+        probs: ``(N, M, H, W)`` descriptors in [0, 1] (the network's softmax output).
+        labels: ``(N, H, W)`` integer region labels; only the partition matters.
+        ignore_index: label of pixels that belong to no region, or ``None``.
+
+    Returns:
+        :class:`RegionStats`, regions in order of first appearance. Extra memory ≈ ``R/M × probs``
+        for ``R`` regions (a one-hot indicator), so linear in the number of pixels.
+
+    Example:
+        >>> s = torch.tensor([[[[1.0, 0.5], [0.0, 0.0]], [[0.0, 0.5], [1.0, 1.0]]]])
+        >>> st = region_stats(s, torch.tensor([[[4, 4], [2, 2]]]))
+        >>> st.sizes.tolist(), st.means.tolist(), st.variances.tolist()
+        ([[2.0, 2.0]], [[[0.75, 0.25], [0.0, 1.0]]], [[0.125, 0.0]])
+    """
+    d = _check_probs(probs)
+    _check_labels_tensor(labels, "labels", d)
+    ids, n = canonical_regions(labels, ignore_index)
+    return _stats_from_ids(probs, ids, max(int(n.max()), 1))
+
+
+# --------------------------------------------------------------------------------------------------
+# CAS loss
+# --------------------------------------------------------------------------------------------------
+
+def _official_ids(labels, ignore_index):
+    """Official-code regions: slot 0 = background (label 0), slot 1 = foreground (label 1)."""
+    valid = torch.ones_like(labels, dtype=torch.bool) if ignore_index is None else labels != ignore_index
+    vals = labels[valid]
+    if vals.numel() and (int(vals.min()) < 0 or int(vals.max()) > 1):
+        raise ValueError(f"`labels`: variant='official' needs binary labels (0 = background, 1 = salient), "
+                         f"got values in [{int(vals.min())}, {int(vals.max())}]")
+    return torch.where(valid, labels.long(), torch.full_like(labels, -1, dtype=torch.long))
+
+
+def _terms(probs, labels, variant, ignore_index, single_region):
+    """``(U, D, single)`` per image; ``single`` marks images with fewer than two regions."""
+    d = _check_probs(probs)
+    _check_labels_tensor(labels, "labels", d)
+    check_choice(variant, "variant", ("paper", "official"))
+    check_choice(single_region, "single_region", ("raise", "skip"))
+    if variant == "paper":
+        ids, n = canonical_regions(labels, ignore_index)
+        R = max(int(n.max()), 1)
+    else:
+        ids, R = _official_ids(labels, ignore_index), 2
+    st = _stats_from_ids(probs, ids, R)
+    labelled = st.sizes.sum(1)
+    if bool((labelled == 0).any()):
+        b = int((labelled == 0).nonzero()[0])
+        raise ValueError(f"`labels`: image {b} has no labelled pixel (all equal ignore_index={ignore_index})")
+    count = st.present.sum(1)
+    if variant == "official" and bool((count < 2).any()):
+        b = int((count < 2).nonzero()[0])
+        which = "foreground (label 1)" if not bool(st.present[b, 1]) else "background (label 0)"
+        raise ValueError(f"`labels`: image {b} has an empty {which} region; variant='official' needs both")
+    single = count < 2
+    if single_region == "raise" and bool(single.any()):
+        b = int(single.nonzero()[0])
+        raise ValueError(f"`labels`: image {b} has a single region; CAS needs a partition with >= 2 regions "
+                         f"(pass single_region='skip' to leave such images out)")
+    if variant == "paper":
+        U = st.variances.sum(1)
+        diff = st.means[:, :, None, :] - st.means[:, None, :, :]           # (B, R, R, M); padding slots 0
+        pair = st.present[:, :, None] & st.present[:, None, :]
+        D = torch.where(pair, diff.pow(2).sum(-1), torch.zeros_like(diff[..., 0])).sum((1, 2))
+    else:
+        U = st.variances[:, 1]
+        D = (st.means[:, 1] - st.means[:, 0]).pow(2).sum(-1)
+    zero = torch.zeros_like(U)
+    return torch.where(single, zero, U), torch.where(single, zero, D), single
+
+
+def cas_terms(probs: torch.Tensor, labels: torch.Tensor, *, variant: str = "paper",
+              ignore_index: int | None = None, single_region: str = "raise") -> tuple[torch.Tensor, torch.Tensor]:
+    r"""The two terms of CAS [CAS, Eq. 1] for each image: uniformer :math:`U` and discriminator :math:`D`.
+
+    ``variant="paper"``: :math:`U=\sum_i V_i` over all regions and :math:`D=\sum_i\sum_{j\ne i}
+    \|\hat{\mathbf{s}}_i-\hat{\mathbf{s}}_j\|^2` over *ordered* pairs (each pair twice), as Eq. 1
+    is written. ``variant="official"``: the official code (``cas.py``): binary labels, :math:`U` is
+    the variance of the foreground region (label 1) only and :math:`D` counts the single unordered
+    pair once. (The code also adds ``eps = 3e-5`` to both region indicators; we raise on empty
+    regions instead.)
+
+    Args:
+        probs: ``(N, M, H, W)`` softmax output, values in [0, 1], ``M >= 2``.
+        labels: ``(N, H, W)`` integer region labels (any values for ``"paper"``; 0/1 for ``"official"``).
+        variant: ``"paper"`` or ``"official"``.
+        ignore_index: label of pixels that belong to no region, or ``None``.
+        single_region: what to do with an image whose partition has one region (e.g. a THUR15k
+            image without salient object): ``"raise"`` (default) or ``"skip"`` (its terms are
+            returned as 0 and :func:`cas_loss` leaves it out of the mean).
+
+    Returns:
+        ``(U, D)``, each ``(N,)``.
+
+    Raises:
+        ValueError: bad shapes/values; an image with one region (unless ``single_region="skip"``);
+        an empty foreground or background with ``variant="official"``; an image with no labelled pixel.
+
+    Example:
+        >>> s = torch.tensor([[[[1.0, 1.0], [0.0, 0.0]], [[0.0, 0.0], [1.0, 1.0]]]])
+        >>> U, D = cas_terms(s, torch.tensor([[[0, 0], [1, 1]]]))
+        >>> U.tolist(), D.tolist()
+        ([0.0], [4.0])
+    """
+    U, D, _ = _terms(probs, labels, variant, ignore_index, single_region)
+    return U, D
+
+
+def _check_alpha(alpha):
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= float(alpha) <= 1.0:
+        raise ValueError(f"`alpha`: expected a number in [0, 1], got {alpha!r}")
+
+
+def cas_loss(probs: torch.Tensor, labels: torch.Tensor, alpha: float = ALPHA, *, variant: str = "paper",
+             ignore_index: int | None = None, reduction: str = "mean", single_region: str = "raise") -> torch.Tensor:
+    r"""Class-agnostic segmentation loss :math:`\alpha U - (1-\alpha) D` [CAS, Eq. 1], per image.
+
+    Cost :math:`O(P\,R\,M)` per image for :math:`P` pixels, :math:`R` regions, :math:`M` channels
+    (the :math:`O(P^2)` pixel-pair loss it equals is never formed). Invariant, bit for bit, to the
+    label values of the regions; invariant to permutations of the channels.
+
+    Args:
+        probs: ``(N, M, H, W)`` softmax output in [0, 1], ``M >= 2``.
+        labels: ``(N, H, W)`` integer region labels; only the partition matters (``"paper"``).
+        alpha: :math:`\alpha\in[0,1]`, weight of the uniformer. Default 0.1, the paper's [CAS, §6];
+            the official code uses 0.5 (:data:`ALPHA_OFFICIAL`).
+        variant: ``"paper"`` (Eq. 1 as written: all regions, ordered pairs) or ``"official"``
+            (official ``cas.py``: foreground variance only, one unordered pair; binary labels).
+        ignore_index: label of pixels that belong to no region, or ``None``.
+        reduction: ``"mean"`` over images (the official code divides by the batch size), ``"sum"``,
+            or ``"none"`` for the ``(N,)`` per-image losses.
+        single_region: ``"raise"`` or ``"skip"`` (such images count 0 and are left out of the mean),
+            see :func:`cas_terms`.
+
+    Bounds (``"paper"``, on the simplex): :math:`-2(1-\alpha)N(N-1)\le\mathrm{CAS}\le\alpha N(1-1/M)`
+    per image with :math:`N` regions; the lower one is reached exactly by a one-hot output that is
+    constant on each region with distinct channels (:func:`cas_bounds`).
+
+    Returns: scalar tensor (or ``(N,)`` with ``reduction="none"``). Raises: ValueError naming the bad argument.
+
+    Example:
+        >>> s = torch.tensor([[[[1.0, 1.0], [0.0, 0.0]], [[0.0, 0.0], [1.0, 1.0]]]])
+        >>> cas_loss(s, torch.tensor([[[0, 0], [1, 1]]]), alpha=0.1)  # perfect: -2(1-α)N(N-1) = -3.6
+        tensor(-3.6000)
+    """
+    _check_alpha(alpha)
+    check_choice(reduction, "reduction", ("mean", "sum", "none"))
+    U, D, single = _terms(probs, labels, variant, ignore_index, single_region)
+    loss = alpha * U - (1.0 - alpha) * D
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return loss.sum()
+    kept = int((~single).sum())
+    if kept == 0:
+        raise ValueError("`labels`: every image has a single region; nothing to average")
+    return loss.sum() / kept
+
+
+class CASLoss(nn.Module):
+    r"""Module form of :func:`cas_loss` [CAS, Eq. 1]; takes ``logits`` and applies the softmax.
+
+    Args:
+        alpha: :math:`\alpha`, default 0.1 [CAS, §6]; the official code uses 0.5.
+        variant: ``"paper"`` or ``"official"`` (see :func:`cas_terms`).
+        ignore_index, reduction, single_region: as in :func:`cas_loss`.
+        from_logits: ``True`` (default): ``forward`` takes logits ``(N, M, H, W)`` and applies
+            ``softmax(dim=1)``; ``False``: it takes probabilities.
+
+    Example:
+        >>> loss = CASLoss(alpha=0.1)
+        >>> loss(torch.randn(2, 3, 8, 8), torch.randint(0, 2, (2, 8, 8))).shape
+        torch.Size([])
+    """
+
+    def __init__(self, alpha: float = ALPHA, variant: str = "paper", ignore_index: int | None = None,
+                 reduction: str = "mean", single_region: str = "raise", from_logits: bool = True):
+        super().__init__()
+        _check_alpha(alpha)
+        check_choice(variant, "variant", ("paper", "official"))
+        check_choice(reduction, "reduction", ("mean", "sum", "none"))
+        check_choice(single_region, "single_region", ("raise", "skip"))
+        self.alpha, self.variant, self.ignore_index = float(alpha), variant, ignore_index
+        self.reduction, self.single_region, self.from_logits = reduction, single_region, from_logits
+
+    def forward(self, input: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.from_logits:
+            check_shape(input, "logits", "N C H W")
+            check_finite(input, "logits")
+        probs = input.softmax(1) if self.from_logits else input
+        return cas_loss(probs, labels, self.alpha, variant=self.variant, ignore_index=self.ignore_index,
+                        reduction=self.reduction, single_region=self.single_region)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}, variant={self.variant!r}, reduction={self.reduction!r}"
+
+
+def cas_bounds(num_regions: int, num_channels: int, alpha: float = ALPHA, variant: str = "paper") -> tuple[float, float]:
+    r"""The interval that holds CAS of one image on the simplex, ``(lower, upper)``.
+
+    ``"paper"`` (Eq. 1 as written): :math:`0\le V_i\le 1-1/M` (because :math:`\|\mathbf{s}\|^2\le1`
+    and :math:`\|\hat{\mathbf{s}}\|^2\ge1/M` on the simplex) and :math:`\|\hat{\mathbf{s}}_i-
+    \hat{\mathbf{s}}_j\|^2\le2`, so :math:`-2(1-\alpha)N(N-1)\le\mathrm{CAS}\le\alpha N(1-1/M)`.
+    The lower bound is attained iff :math:`M\ge N` and the output is one-hot, constant on each
+    region, distinct between regions; for :math:`M<N` it is not attainable and we return the exact
+    minimum :math:`-2(1-\alpha)(N^2-\sum_k n_k^2)` with the regions spread evenly over the
+    :math:`M` vertices (:math:`n_k` regions on vertex :math:`k`).
+    ``"official"``: :math:`-2(1-\alpha)\le\mathrm{CAS}\le\alpha(1-1/M)` (binary).
+
+    The paper states ":math:`(\alpha N_i, -(1-\alpha)N_i]`", which is right only for the official
+    code's unordered single pair with :math:`N=2`.
+
+    Example:
+        >>> cas_bounds(2, 2, alpha=0.1)
+        (-3.6, 0.1)
+    """
+    check_choice(variant, "variant", ("paper", "official"))
+    N, M, a = int(num_regions), int(num_channels), float(alpha)
+    if N < 1 or M < 2:
+        raise ValueError(f"`num_regions`, `num_channels`: expected N >= 1 and M >= 2, got N={N}, M={M}")
+    if variant == "official":
+        return -2.0 * (1 - a) + 0.0, a * (1 - 1 / M)
+    q, r = divmod(N, M)
+    sq = r * (q + 1) ** 2 + (M - r) * q ** 2  # sum_k n_k^2 for the most even spread
+    dmax = 2.0 * (N * N - sq)
+    return round(-(1 - a) * dmax, 12) + 0.0, round(a * N * (1 - 1 / M), 12)
+
+
+# --------------------------------------------------------------------------------------------------
+# Symmetrised cross-entropy (the paper's CACE)
+# --------------------------------------------------------------------------------------------------
+
+def _labelling_table(logits, labels, ignore_index):
+    """``A[b, k, c] = sum over region k of log softmax channel c`` and the labelled-pixel counts."""
+    ids, n = canonical_regions(labels, ignore_index)
+    R = max(int(n.max()), 1)
+    B, M = logits.shape[:2]
+    logp = F.log_softmax(logits, 1).reshape(B, M, -1)
+    onehot = _onehot(ids.reshape(B, -1), R, logp.dtype)                    # (B, P, R)
+    A = torch.bmm(logp, onehot).transpose(1, 2)                              # (B, R, M)
+    return A, onehot.sum((1, 2)), n, R
+
+
+def symmetric_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, *, ignore_index: int | None = None,
+                            reduction: str = "mean", method: str = "auto") -> torch.Tensor:
+    r"""Cross-entropy minimised over labellings, per image: the paper's "class-agnostic CE" (CACE).
+
+    .. math:: \mathrm{CACE} = \min_{\pi}\; -\frac{1}{|P|}\sum_{x} \log s^{\pi(k(x))}(x)
+
+    over the injective maps :math:`\pi` from the :math:`N` regions of the image to the :math:`M`
+    channels [CAS, §4.2, read per image as in Chapter 9; the paper writes the binary case]. Written
+    naively it costs :math:`M!/(M-N)!` full cross-entropies ("increases combinatorially"). We first
+    form the :math:`N\times M` table :math:`A_{kc}=\sum_{x\in r_k}\log s^c(x)` in one pass over the
+    pixels; each labelling then costs :math:`N` additions, and beyond :data:`_ENUMERATE_MAX`
+    labellings the minimum is a linear assignment problem solved by the Hungarian method
+    (``scipy.optimize.linear_sum_assignment``, :math:`O(M^3)`). The gradient is that of the
+    cross-entropy of the minimising labelling.
+
+    Args:
+        logits: ``(N, M, H, W)`` scores before the softmax.
+        labels: ``(N, H, W)`` integer region labels; only the partition matters; at most ``M``
+            regions per image.
+        ignore_index: label of pixels excluded from the loss, or ``None``.
+        reduction: ``"mean"`` over images, ``"sum"``, or ``"none"`` for ``(N,)``.
+        method: ``"auto"``, ``"enumerate"`` (all labellings) or ``"hungarian"``.
+
+    Returns: scalar tensor (or ``(N,)``). Raises: ValueError naming the bad argument.
+
+    Example:
+        >>> logits = torch.tensor([[[[4.0, -4.0]], [[-4.0, 4.0]]]])       # predicts [0, 1]
+        >>> a = symmetric_cross_entropy(logits, torch.tensor([[[0, 1]]]))
+        >>> b = symmetric_cross_entropy(logits, torch.tensor([[[1, 0]]]))  # swapped labels
+        >>> bool(a == b), round(float(a), 5)
+        (True, 0.00034)
+    """
+    d = check_shape(logits, "logits", "N C H W")
+    check_dtype(logits, "logits", "float")
+    check_finite(logits, "logits")
+    _check_labels_tensor(labels, "labels", d)
+    check_choice(reduction, "reduction", ("mean", "sum", "none"))
+    check_choice(method, "method", ("auto", "enumerate", "hungarian"))
+    A, npix, n, R = _labelling_table(logits, labels, ignore_index)
+    B, M = logits.shape[:2]
+    if int(n.max()) > M:
+        b = int(n.argmax())
+        raise ValueError(f"`labels`: image {b} has {int(n[b])} regions but `logits` has only M={M} channels; "
+                         f"a labelling needs M >= number of regions")
+    if bool((npix == 0).any()):
+        b = int((npix == 0).nonzero()[0])
+        raise ValueError(f"`labels`: image {b} has no labelled pixel (all equal ignore_index={ignore_index})")
+    count = math.perm(M, R)
+    if method == "enumerate" or (method == "auto" and count <= _ENUMERATE_MAX):
+        perms = torch.tensor(list(itertools.permutations(range(M), R)), device=A.device)  # (K, R)
+        # score[b, p] = sum_k A[b, k, perms[p, k]]; padding rows of A are 0
+        score = A[:, torch.arange(R, device=A.device)[None, :], perms].sum(-1)  # (B, K)
+        best = score.detach().argmax(1)
+        chosen = perms[best]                                                  # (B, R)
+    else:
+        from scipy.optimize import linear_sum_assignment
+
+        table = A.detach().cpu().double().numpy()
+        rows = []
+        for b in range(B):
+            r, c = linear_sum_assignment(table[b], maximize=True)  # R <= M: every region gets a channel
+            perm = torch.empty(R, dtype=torch.long)
+            perm[torch.as_tensor(r)] = torch.as_tensor(c, dtype=torch.long)
+            rows.append(perm)
+        chosen = torch.stack(rows).to(A.device)
+    ll = A.gather(2, chosen[..., None])[..., 0].sum(1)                        # (B,)
+    loss = -ll / npix
+    if reduction == "none":
+        return loss
+    return loss.sum() if reduction == "sum" else loss.mean()
+
+
+class SymmetricCrossEntropy(nn.Module):
+    """Module form of :func:`symmetric_cross_entropy` (CACE); ``forward(logits, labels)``.
+
+    Example:
+        >>> SymmetricCrossEntropy()(torch.randn(2, 3, 4, 4), torch.randint(0, 3, (2, 4, 4))).shape
+        torch.Size([])
+    """
+
+    def __init__(self, ignore_index: int | None = None, reduction: str = "mean", method: str = "auto"):
+        super().__init__()
+        check_choice(reduction, "reduction", ("mean", "sum", "none"))
+        check_choice(method, "method", ("auto", "enumerate", "hungarian"))
+        self.ignore_index, self.reduction, self.method = ignore_index, reduction, method
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return symmetric_cross_entropy(logits, labels, ignore_index=self.ignore_index,
+                                       reduction=self.reduction, method=self.method)
+
+    def extra_repr(self) -> str:
+        return f"reduction={self.reduction!r}, method={self.method!r}"
+
+
+# --------------------------------------------------------------------------------------------------
+# Low-fidelity labels
+# --------------------------------------------------------------------------------------------------
+
+def _draw_permutations(B: int, K: int, p: float, generator) -> torch.Tensor:
+    """``(B, K)`` permutations: identity with probability ``1 - p``, else uniform among the others."""
+    flip = torch.rand(B, generator=generator) < p
+    perms = torch.argsort(torch.rand(B, K, generator=generator), dim=1)  # uniform over all K!
+    ident = torch.arange(K).expand(B, K)
+    while True:  # redraw the identities among the flipped ones
+        again = flip & (perms == ident).all(1)
+        if not bool(again.any()):
+            break
+        perms[again] = torch.argsort(torch.rand(int(again.sum()), K, generator=generator), dim=1)
+    return torch.where(flip[:, None], perms, ident)
+
+
+def permute_region_labels(labels: torch.Tensor, num_classes: int, p: float = 0.5, *,
+                          generator: torch.Generator | None = None,
+                          ignore_index: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Low-fidelity data (LFD): relabel each image's regions with probability ``p`` [CAS, §5.1].
+
+    With probability ``p`` an image's labels go through a uniformly drawn *non-identity*
+    permutation of ``[0, num_classes)``; otherwise they are kept. For two classes this is the
+    swap ``y -> 1 - y`` (the paper's "probability of incorrect region label of 0.5", read per image
+    as in Chapter 9). With ``p = 1 - 1/num_classes!`` every labelling is equally likely. The draw is
+    made once (a fixed corrupted dataset), from ``generator``.
+
+    Args:
+        labels: ``(N, H, W)`` int labels in ``[0, num_classes)`` or ``ignore_index``.
+        num_classes: number of label values :math:`K\ge2`.
+        p: probability that an image is relabelled, in [0, 1].
+
+    Returns:
+        ``(new_labels, perms)``: the relabelled ``(N, H, W)`` int64 labels and the ``(N, K)``
+        permutation applied to each image (``new = perms[n][old]``).
+
+    Example:
+        >>> y = torch.tensor([[[0, 1]], [[0, 1]]])
+        >>> new, perms = permute_region_labels(y, 2, p=1.0)
+        >>> new.tolist()
+        [[[1, 0]], [[1, 0]]]
+    """
+    check_shape(labels, "labels", "N H W")
+    check_dtype(labels, "labels", "int")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"`num_classes`: expected an int >= 2, got {num_classes!r}")
+    if not isinstance(p, (int, float)) or not 0.0 <= float(p) <= 1.0:
+        raise ValueError(f"`p`: expected a probability in [0, 1], got {p!r}")
+    valid = torch.ones_like(labels, dtype=torch.bool) if ignore_index is None else labels != ignore_index
+    vals = labels[valid]
+    if vals.numel() and (int(vals.min()) < 0 or int(vals.max()) >= num_classes):
+        raise ValueError(f"`labels`: expected values in [0, {num_classes}), got [{int(vals.min())}, {int(vals.max())}]")
+    B, K = labels.shape[0], num_classes
+    perms = _draw_permutations(B, K, p, generator).to(labels.device)
+    safe = torch.where(valid, labels.long(), torch.zeros_like(labels, dtype=torch.long))
+    new = perms.gather(1, safe.reshape(B, -1)).reshape(labels.shape)
+    new = torch.where(valid, new, labels.long())
+    return new, perms
+
+
+class LowFidelityLabels(torch.utils.data.Dataset):
+    """A dataset whose samples' ``labels`` are relabelled as by :func:`permute_region_labels` (LFD).
+
+    Wraps any dataset of dict samples with an ``(H, W)`` int ``labels`` entry (e.g.
+    :class:`pixelbook.data.saliency.SaliencyDataset`); the permutation of each index is drawn once,
+    from ``seed``, so every epoch sees the same corrupted dataset. ``mask`` is left as it is
+    (the true salient mask, for evaluation only).
+
+    Example:
+        >>> base = [{"labels": torch.tensor([[0, 1]])} for _ in range(4)]
+        >>> [d["labels"].tolist() for d in LowFidelityLabels(base, p=1.0)]
+        [[[1, 0]], [[1, 0]], [[1, 0]], [[1, 0]]]
+    """
+
+    def __init__(self, dataset, num_classes: int = 2, p: float = 0.5, seed: int = 0):
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(f"`num_classes`: expected an int >= 2, got {num_classes!r}")
+        if not isinstance(p, (int, float)) or not 0.0 <= float(p) <= 1.0:
+            raise ValueError(f"`p`: expected a probability in [0, 1], got {p!r}")
+        self.dataset, self.num_classes = dataset, num_classes
+        self.perms = _draw_permutations(len(dataset), num_classes, float(p), torch.Generator().manual_seed(int(seed)))
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> dict:
+        sample = dict(self.dataset[i])
+        y = sample["labels"]
+        sample["labels"] = self.perms[i].to(y.device)[y.long()]
+        return sample
+
+
+# --------------------------------------------------------------------------------------------------
+# Read-out
+# --------------------------------------------------------------------------------------------------
+
+def select_channel(probs: torch.Tensor, masks: torch.Tensor) -> int:
+    r"""The channel that correlates best with the salient masks on labelled validation data [CAS, §4.2].
+
+    "We choose the channel for the salient object label by calculating the correlation of the
+    output channels with the saliency map on the validation set and selecting the channel with
+    maximum correlation value." Pearson correlation over all pixels of all images.
+
+    Args:
+        probs: ``(N, M, H, W)`` outputs of a model trained with a channel-permutation-invariant loss.
+        masks: ``(N, H, W)`` binary ground truth (bool or 0/1), not constant.
+
+    Returns: the channel index (int).
+
+    Example:
+        >>> s = torch.tensor([[[[0.9, 0.2]], [[0.1, 0.8]]]])
+        >>> select_channel(s, torch.tensor([[[False, True]]]))
+        1
+    """
+    d = check_shape(probs, "probs", "N C H W")
+    check_finite(probs, "probs")
+    check_shape(masks, "masks", "N H W", d)
+    g = masks.to(torch.float64).reshape(-1)
+    if not bool(((g == 0) | (g == 1)).all()):
+        raise ValueError("`masks`: expected binary values (bool or 0/1)")
+    if float(g.min()) == float(g.max()):
+        raise ValueError("`masks`: expected both salient and non-salient pixels, got a constant mask")
+    s = probs.detach().to(torch.float64).transpose(0, 1).reshape(probs.shape[1], -1)
+    sc, gc = s - s.mean(1, keepdim=True), g - g.mean()
+    corr = (sc @ gc) / (sc.norm(dim=1) * gc.norm()).clamp_min(torch.finfo(torch.float64).tiny)
+    return int(corr.argmax())
+
+
+def match_channels(probs: torch.Tensor, labels: torch.Tensor, num_classes: int,
+                   ignore_index: int | None = None) -> torch.Tensor:
+    r"""Assign a distinct output channel to each class from labelled validation data.
+
+    The multi-region generalisation of :func:`select_channel`: builds the table
+    :math:`T_{kc}` = mean of channel :math:`c` over the pixels of class :math:`k`, and returns the
+    one-to-one assignment that maximises :math:`\sum_k T_{k\pi(k)}` (Hungarian method). Predictions
+    are then read as class :math:`k` where channel :math:`\pi(k)` wins: ``probs[:, perm]``.
+
+    Args:
+        probs: ``(N, M, H, W)``, ``M >= num_classes``.
+        labels: ``(N, H, W)`` int in ``[0, num_classes)`` or ``ignore_index``; every class present.
+
+    Returns: ``(num_classes,)`` int64 channel per class.
+
+    Example:
+        >>> s = torch.tensor([[[[0.1, 0.7]], [[0.8, 0.1]], [[0.1, 0.2]]]])
+        >>> match_channels(s, torch.tensor([[[0, 1]]]), 2).tolist()
+        [1, 0]
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    d = check_shape(probs, "probs", "N C H W")
+    check_finite(probs, "probs")
+    check_shape(labels, "labels", "N H W", d)
+    check_dtype(labels, "labels", "int")
+    M = probs.shape[1]
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or not 1 <= num_classes <= M:
+        raise ValueError(f"`num_classes`: expected an int in [1, {M}] (the number of channels), got {num_classes!r}")
+    valid = torch.ones_like(labels, dtype=torch.bool) if ignore_index is None else labels != ignore_index
+    y = labels[valid]
+    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+        raise ValueError(f"`labels`: expected values in [0, {num_classes}), got [{int(y.min())}, {int(y.max())}]")
+    s = probs.detach().to(torch.float64).permute(0, 2, 3, 1)[valid]           # (P, M)
+    onehot = F.one_hot(y.long(), num_classes).to(torch.float64)                # (P, K)
+    counts = onehot.sum(0)
+    if bool((counts == 0).any()):
+        raise ValueError(f"`labels`: class {int((counts == 0).nonzero()[0])} has no pixel; cannot assign it a channel")
+    table = (onehot.T @ s) / counts[:, None]                                   # (K, M)
+    rows, cols = linear_sum_assignment(table.cpu().numpy(), maximize=True)
+    out = torch.empty(num_classes, dtype=torch.long)
+    out[torch.as_tensor(rows)] = torch.as_tensor(cols, dtype=torch.long)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# The two networks of Chapter 9
+# --------------------------------------------------------------------------------------------------
+
+class _SmallFCN(nn.Module):
+    def __init__(self, out_channels, width, in_channels):
+        super().__init__()
+        w = width
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, w, 3, stride=2, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(w, w, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(w, w, 3, padding=2, dilation=2), nn.ReLU(inplace=True),
+            nn.Conv2d(w, w, 3, padding=4, dilation=4), nn.ReLU(inplace=True),
+            nn.Conv2d(w, out_channels, 1))
+
+    def forward(self, x):
+        return F.interpolate(self.body(x), size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def small_fcn(out_channels: int = 2, width: int = 16, in_channels: int = 3) -> nn.Module:
+    """A small fully-convolutional net: a stride-2 3×3 convolution, three 3×3 convolutions with
+    dilations 1, 2, 4 at half resolution, a 1×1 classifier and bilinear up-sampling to the input size.
+
+    Receptive field 31×31 input pixels, ≈ ``7 · width²`` parameters (≈ 7k for width 16). Working at
+    half resolution makes it about 2.5× cheaper than the same layers at full resolution, which is
+    what lets Chapter 9 train dozens of models on a CPU. ``forward`` maps ``(N, in_channels, H, W)``
+    to logits ``(N, out_channels, H, W)``.
+
+    Example:
+        >>> small_fcn(2)(torch.rand(1, 3, 16, 16)).shape
+        torch.Size([1, 2, 16, 16])
+    """
+    return _SmallFCN(out_channels, width, in_channels)
+
+
+class _OutTensor(nn.Module):
+    """torchvision's segmentation models return ``{"out": ...}``; the chapter's losses want a tensor."""
+
+    def __init__(self, fcn):
+        super().__init__()
+        self.fcn = fcn
+
+    def forward(self, x):
+        return self.fcn(x)["out"]
+
+
+def resnet_fcn(out_channels: int = 2, blocks: tuple[int, int] = (1, 1)) -> nn.Module:
+    """torchvision's FCN with a ResNet trunk cut for a CPU (randomly initialised, no download).
+
+    The paper trains torchvision's ``fcn_resnet101`` (official code: ``num_classes=2``,
+    ``pretrained=False``). We keep the same family — torchvision's ``ResNet`` stem and
+    ``BasicBlock`` stages, ``IntermediateLayerGetter``, ``FCNHead`` and ``FCN`` (bilinear
+    up-sampling of the head's scores to the input size) — and cut it to fit a 2-core CPU: stages 1
+    and 2 only (``blocks`` residual blocks each, output stride 8, 128 channels), so about 0.7 M
+    parameters instead of 51 M. ``forward`` returns the logits tensor (not torchvision's dict).
+
+    Example:
+        >>> resnet_fcn(2)(torch.rand(2, 3, 32, 32)).shape
+        torch.Size([2, 2, 32, 32])
+    """
+    from torchvision.models import resnet
+    from torchvision.models._utils import IntermediateLayerGetter
+    from torchvision.models.segmentation.fcn import FCN, FCNHead
+
+    trunk = resnet.ResNet(resnet.BasicBlock, [blocks[0], blocks[1], 1, 1])
+    backbone = IntermediateLayerGetter(trunk, return_layers={"layer2": "out"})  # drops layer3, layer4, fc
+    return _OutTensor(FCN(backbone, FCNHead(128, out_channels)))
+
+
+def paper_model(name: str = "fcn_resnet101", out_channels: int = 2) -> nn.Module:
+    """The paper's networks for ``full`` scale: torchvision's ``fcn_resnet101`` or ``deeplabv3_resnet101``.
+
+    Randomly initialised (``weights=None, weights_backbone=None``), as the paper's "no
+    pre-training" models and the official code (``pretrained=False, num_classes=2``); the paper's
+    DeepLab models were "pretrained on COCO", which a 2-channel head cannot load as is.
+    ``forward`` returns the logits tensor.
+    """
+    from torchvision.models import segmentation
+
+    check_choice(name, "name", ("fcn_resnet101", "deeplabv3_resnet101"))
+    build = getattr(segmentation, name)
+    return _OutTensor(build(weights=None, weights_backbone=None, num_classes=out_channels, aux_loss=False))
+
+
+@torch.no_grad()
+def matched_iou(preds: torch.Tensor, labels: torch.Tensor, num_classes: int, num_channels: int | None = None,
+                ignore_index: int | None = None) -> torch.Tensor:
+    r"""Per-image mean IoU under the best one-to-one matching of predicted channels to classes.
+
+    The evaluation of a class-agnostic segmentation: a prediction is scored as a *partition*, so
+    relabelling its channels in any image changes nothing. For each image the ``num_classes ×
+    num_channels`` confusion matrix is formed and the injective map from classes to channels
+    maximising the summed IoU is taken (enumerated: at most a few thousand maps). Classes absent
+    from an image (and not predicted under the matching) are left out of that image's mean.
+
+    Args:
+        preds: ``(N, H, W)`` int channel index per pixel (e.g. ``probs.argmax(1)``), in
+            ``[0, num_channels)``.
+        labels: ``(N, H, W)`` int in ``[0, num_classes)`` or ``ignore_index``.
+        num_classes: :math:`K`. num_channels: :math:`M \ge K` (default ``K``).
+
+    Returns: ``(N,)`` float64 per-image matched mean IoU.
+
+    Example:
+        >>> y = torch.tensor([[[0, 0, 1, 2]]])
+        >>> matched_iou(torch.tensor([[[2, 2, 0, 1]]]), y, 3).tolist()   # a relabelled perfect map
+        [1.0]
+    """
+    d = check_shape(preds, "preds", "N H W")
+    check_shape(labels, "labels", "N H W", d)
+    check_dtype(preds, "preds", "int")
+    check_dtype(labels, "labels", "int")
+    K = int(num_classes)
+    M = K if num_channels is None else int(num_channels)
+    if K < 1 or M < K:
+        raise ValueError(f"`num_channels`: expected >= num_classes={K}, got {M}")
+    count = math.perm(M, K)
+    if count > 40320:
+        raise ValueError(f"`num_classes`, `num_channels`: {count} matchings are too many to enumerate")
+    valid = torch.ones_like(labels, dtype=torch.bool) if ignore_index is None else labels != ignore_index
+    y = torch.where(valid, labels.long(), torch.zeros_like(labels, dtype=torch.long))
+    if bool(((y < 0) | (y >= K)).any()) or bool(((preds < 0) | (preds >= M)).any()):
+        raise ValueError(f"`preds`/`labels`: expected values in [0, {M}) and [0, {K}) (or ignore_index)")
+    B = preds.shape[0]
+    yk = F.one_hot(y.reshape(B, -1), K).double() * valid.reshape(B, -1, 1)
+    pm = F.one_hot(preds.reshape(B, -1).long(), M).double() * valid.reshape(B, -1, 1)
+    cm = torch.bmm(yk.transpose(1, 2), pm)                                   # (B, K, M)
+    gt, pr = cm.sum(2), cm.sum(1)                                            # (B, K), (B, M)
+    perms = torch.tensor(list(itertools.permutations(range(M), K)), device=cm.device)  # (P, K)
+    rows = torch.arange(K, device=cm.device)
+    inter = cm[:, rows[None, :], perms]                                      # (B, P, K)
+    union = gt[:, None, :] + pr[:, perms] - inter
+    present = union > 0
+    iou = torch.where(present, inter / union.clamp_min(1), torch.zeros_like(inter))
+    score = iou.sum(2) / present.sum(2).clamp_min(1)                         # (B, P)
+    return score.max(1).values

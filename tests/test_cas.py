@@ -1,0 +1,557 @@
+"""Tests of pixelbook.cas: the CAS loss [CAS, Eq. 1], symmetrised CE, LFD relabelling, read-out, models."""
+
+import itertools
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pixelbook import cas
+from pixelbook.cas import (CASLoss, SymmetricCrossEntropy, canonical_regions, cas_bounds, cas_loss, cas_terms,
+                           match_channels, matched_iou, permute_region_labels, region_stats, resnet_fcn, select_channel,
+                           small_fcn, symmetric_cross_entropy)
+from pixelbook.training import TrainConfig, fit
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+def _probs(B=2, M=3, H=5, W=6, seed=0, dtype=torch.float64, temperature=1.0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(B, M, H, W, generator=g, dtype=dtype) / temperature).softmax(1)
+
+
+def _partition(B=2, H=5, W=6, N=3, seed=0):
+    """Random labels in [0, N) with every region present in every image."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, N, (B, H, W), generator=g)
+    y.view(B, -1)[:, :N] = torch.arange(N)  # force presence
+    return y
+
+
+def _cas_inline(probs, labels, alpha):
+    """Eq. 1 written literally, one image and one region at a time (float64 reference)."""
+    out = []
+    for s, y in zip(probs, labels):
+        regions = [y == v for v in torch.unique(y)]
+        mus = [s[:, r].mean(1) for r in regions]
+        U = sum(((s[:, r] - mu[:, None]) ** 2).sum(0).sum() / r.sum() for r, mu in zip(regions, mus))
+        D = sum(((mus[i] - mus[j]) ** 2).sum() for i in range(len(mus)) for j in range(len(mus)) if i != j)
+        out.append(alpha * U - (1 - alpha) * D)
+    return torch.stack(out)
+
+
+def _one_hot_perfect(labels, M, perm=None):
+    """A one-hot output equal to e_{perm[k]} on region k."""
+    ids, _ = canonical_regions(labels)
+    perm = torch.arange(M) if perm is None else perm
+    return F.one_hot(perm[ids], M).permute(0, 3, 1, 2).double()
+
+
+# ---------------------------------------------------------------------------------------------- regions
+
+class TestCanonicalRegions:
+    def test_numbers_regions_by_first_appearance(self):
+        ids, n = canonical_regions(torch.tensor([[[5, 5, -2], [9, -2, 5]], [[1, 1, 1], [1, 1, 0]]]))
+        assert ids.tolist() == [[[0, 0, 1], [2, 1, 0]], [[0, 0, 0], [0, 0, 1]]]
+        assert n.tolist() == [3, 2]
+
+    @given(st.integers(0, 10_000))
+    @settings(max_examples=25, deadline=None)
+    def test_any_relabelling_gives_identical_ids(self, seed):
+        y = _partition(B=3, N=4, seed=seed)
+        g = torch.Generator().manual_seed(seed + 1)
+        values = torch.randperm(50, generator=g)[:4] - 20  # distinct arbitrary values, some negative
+        ids, n = canonical_regions(y)
+        ids2, n2 = canonical_regions(values[y])
+        assert torch.equal(ids, ids2) and torch.equal(n, n2)
+
+    def test_ignored_pixels_get_minus_one_and_are_not_regions(self):
+        ids, n = canonical_regions(torch.tensor([[[255, 3, 3], [4, 255, 4]]]), ignore_index=255)
+        assert ids.tolist() == [[[-1, 0, 0], [1, -1, 1]]] and n.tolist() == [2]
+
+    def test_float_labels_raise(self):
+        with pytest.raises(TypeError, match="`labels`: expected an integer tensor"):
+            canonical_regions(torch.zeros(1, 2, 2))
+
+
+class TestRegionStats:
+    def test_means_variances_sizes_by_hand(self):
+        s = torch.tensor([[[[1.0, 0.5, 0.0]], [[0.0, 0.5, 1.0]]]])
+        stats = region_stats(s, torch.tensor([[[7, 7, 1]]]))
+        assert stats.sizes.tolist() == [[2.0, 1.0]]
+        assert stats.means.tolist() == [[[0.75, 0.25], [0.0, 1.0]]]
+        assert stats.variances.tolist() == [[0.125, 0.0]]  # ((.25)^2 + (.25)^2) per pixel, both pixels
+        assert stats.present.tolist() == [[True, True]]
+
+    def test_images_with_fewer_regions_have_empty_padding_slots(self):
+        stats = region_stats(_probs(B=2, H=2, W=2), torch.tensor([[[0, 1], [2, 2]], [[0, 0], [1, 1]]]))
+        assert stats.present.tolist() == [[True, True, True], [True, True, False]]
+        assert stats.sizes[1, 2] == 0 and torch.equal(stats.means[1, 2], torch.zeros(3, dtype=torch.float64))
+
+
+# ---------------------------------------------------------------------------------------------- CAS
+
+class TestCasLoss:
+    @pytest.mark.parametrize("N,M,alpha", [(2, 2, 0.1), (3, 4, 0.5), (4, 3, 0.0), (2, 5, 1.0)])
+    def test_equals_literal_eq1_on_random_input(self, N, M, alpha):
+        s, y = _probs(B=3, M=M, seed=N), _partition(B=3, N=N, seed=M)
+        torch.testing.assert_close(cas_loss(s, y, alpha, reduction="none"), _cas_inline(s, y, alpha),
+                                   rtol=0, atol=1e-12)
+
+    def test_gradcheck_float64(self):
+        s = _probs(B=2, M=3, H=3, W=3, seed=3).requires_grad_()
+        y = _partition(B=2, H=3, W=3, N=3, seed=1)
+        assert torch.autograd.gradcheck(lambda p: cas_loss(p, y, 0.3), (s,))
+        logits = torch.randn(2, 3, 3, 3, dtype=torch.float64, requires_grad=True)
+        assert torch.autograd.gradcheck(lambda z: CASLoss(0.3, variant="official")(z, (y > 0).long()), (logits,))
+
+    @pytest.mark.parametrize("N,M,alpha", [(2, 2, 0.1), (3, 4, 0.7)])
+    def test_autograd_equals_closed_form_gradient(self, N, M, alpha):
+        # dL/ds(x) = (1/|r_i|) [2α(s(x) - μ_i) - 4(1-α) Σ_{j≠i} (μ_i - μ_j)], divided by B for the mean
+        B = 3
+        s, y = _probs(B=B, M=M, seed=5).requires_grad_(), _partition(B=B, N=N, seed=6)
+        cas_loss(s, y, alpha).backward()
+        stats = region_stats(s.detach(), y)
+        ids = stats.ids
+        mu = stats.means                                                           # (B, N, M)
+        mu_px = torch.stack([mu[b][ids[b]] for b in range(B)]).permute(0, 3, 1, 2)  # (B, M, H, W)
+        push = torch.stack([(N * mu[b] - mu[b].sum(0))[ids[b]] for b in range(B)]).permute(0, 3, 1, 2)
+        size = torch.stack([stats.sizes[b][ids[b]] for b in range(B)])[:, None]
+        closed = (2 * alpha * (s.detach() - mu_px) - 4 * (1 - alpha) * push) / size / B
+        torch.testing.assert_close(s.grad, closed, rtol=0, atol=1e-14)
+
+    @given(st.integers(0, 10_000), st.sampled_from([torch.float32, torch.float64]))
+    @settings(max_examples=25, deadline=None)
+    def test_invariant_to_label_values_bit_for_bit(self, seed, dtype):
+        s, y = _probs(B=3, M=4, seed=seed, dtype=dtype), _partition(B=3, N=3, seed=seed)
+        g = torch.Generator().manual_seed(seed)
+        # a different relabelling per image, with arbitrary values ("mislabelled as 10")
+        relabelled = torch.stack([torch.tensor([3, 10, -7])[torch.randperm(3, generator=g)][yb] for yb in y])
+        assert torch.equal(cas_loss(s, y, reduction="none"), cas_loss(s, relabelled, reduction="none"))
+        assert torch.equal(cas_loss(s, y), cas_loss(s, 2 - y))
+
+    def test_invariant_to_channel_permutation_exactly(self):
+        # dyadic probabilities (k/64) and power-of-two region sizes: every float64 operation is exact,
+        # so any reordering of the channel sums must give the identical number
+        g = torch.Generator().manual_seed(0)
+        M = 5
+        counts = torch.distributions.Multinomial(64, torch.ones(M)).sample((2, 4, 8)).permute(0, 3, 1, 2)
+        s = (counts / 64).double()
+        y = torch.zeros(2, 4, 8, dtype=torch.long)
+        y[:, :2, :4], y[:, 2:, :] = 1, 2                                  # sizes 16, 8, 8 (powers of two)
+        for _ in range(5):
+            perm = torch.randperm(M, generator=g)
+            assert torch.equal(cas_loss(s, y, reduction="none"), cas_loss(s[:, perm], y, reduction="none"))
+        s2 = _probs(B=2, M=2, seed=1)                                    # M = 2: a + b == b + a, also exact
+        assert torch.equal(cas_loss(s2, _partition(N=2)), cas_loss(s2.flip(1), _partition(N=2)))
+
+    def test_region_size_invariance_and_gradient_mass(self):
+        # duplicating every pixel of one region k times leaves the loss unchanged ...
+        s, y = _probs(B=1, M=3, H=1, W=12, seed=2), _partition(B=1, H=1, W=12, N=2, seed=3)
+        r1 = y[0, 0] == 1
+        for k in (2, 5):
+            s_big = torch.cat([s] + [s[..., r1]] * (k - 1), dim=-1)
+            y_big = torch.cat([y] + [y[..., r1]] * (k - 1), dim=-1)
+            torch.testing.assert_close(cas_loss(s_big, y_big), cas_loss(s, y), rtol=0, atol=1e-14)
+        # ... so a region's summed gradient does not depend on its size (CE's grows with it)
+        def region_mass(loss_fn, k):
+            s_big = torch.cat([s] + [s[..., r1]] * (k - 1), dim=-1).requires_grad_()
+            y_big = torch.cat([y] + [y[..., r1]] * (k - 1), dim=-1)
+            loss_fn(s_big, y_big).backward()
+            return s_big.grad[0, :, 0][:, y_big[0, 0] == 1].sum(1)
+        cas_fn = lambda p, t: cas_loss(p, t, 0.1)
+        torch.testing.assert_close(region_mass(cas_fn, 1), region_mass(cas_fn, 4), rtol=0, atol=1e-13)
+        ce_fn = lambda p, t: F.nll_loss(p.log(), t, reduction="sum")
+        ce1, ce4 = region_mass(ce_fn, 1), region_mass(ce_fn, 4)
+        torch.testing.assert_close(ce4, 4 * ce1)
+
+    def test_uniformer_gradient_sums_to_zero_on_each_region(self):
+        s, y = _probs(B=2, M=3, seed=8).requires_grad_(), _partition(B=2, N=3, seed=9)
+        cas_loss(s, y, alpha=1.0).backward()                              # α = 1: uniformer only
+        for b in range(2):
+            for v in range(3):
+                assert s.grad[b][:, y[b] == v].sum(1).abs().max() < 1e-15
+
+    @pytest.mark.parametrize("temperature", [0.1, 1.0, 10.0])
+    @pytest.mark.parametrize("N,M", [(2, 2), (2, 5), (3, 3), (4, 2), (4, 5)])
+    def test_bounds_hold_on_random_fields(self, N, M, temperature):
+        alpha = 0.1
+        s = _probs(B=64, M=M, H=4, W=4, seed=N * 10 + M, temperature=temperature)
+        y = _partition(B=64, H=4, W=4, N=N, seed=M)
+        U, D = cas_terms(s, y)
+        assert float(U.min()) >= 0 and float(U.max()) <= N * (1 - 1 / M) + 1e-12
+        assert float(D.min()) >= 0 and float(D.max()) <= 2 * N * (N - 1) + 1e-12
+        lo, hi = cas_bounds(N, M, alpha)
+        loss = cas_loss(s, y, alpha, reduction="none")
+        assert float(loss.min()) >= lo - 1e-12 and float(loss.max()) <= hi + 1e-12
+
+    @pytest.mark.parametrize("N,M,alpha,expected", [(2, 2, 0.1, -3.6), (3, 3, 0.1, -10.8), (2, 5, 0.5, -2.0),
+                                                    (4, 6, 0.1, -21.6)])
+    def test_perfect_segmentation_attains_lower_bound(self, N, M, alpha, expected):
+        y = _partition(B=2, N=N, seed=4)
+        s = _one_hot_perfect(y, M, torch.randperm(M, generator=torch.Generator().manual_seed(N)))
+        assert cas_bounds(N, M, alpha)[0] == pytest.approx(expected, abs=1e-12)
+        torch.testing.assert_close(cas_loss(s, y, alpha), torch.tensor(expected, dtype=torch.float64))
+
+    def test_fewer_channels_than_regions_minimum_spreads_regions_evenly(self):
+        # N = 4 regions on M = 2 channels: two regions per vertex, D = 2(16 - 8) = 16, loss = -14.4
+        y = _partition(B=1, N=4)
+        s = _one_hot_perfect(y, 2, torch.tensor([0, 1, 0, 1]))
+        torch.testing.assert_close(cas_loss(s, y, 0.1), torch.tensor(-14.4, dtype=torch.float64))
+        assert cas_bounds(4, 2, 0.1)[0] == pytest.approx(-14.4)
+
+    def test_paper_stated_interval_is_wrong_for_eq1(self):
+        # [CAS, §3.3]: "lies in (αN, -(1-α)N]" -> for N = 2, α = 0.1 at least -1.8; Eq. 1 reaches -3.6.
+        # The paper's value is the official code's (one unordered pair).
+        y = _partition(B=1, N=2)
+        s = _one_hot_perfect(y, 2)
+        assert float(cas_loss(s, y, 0.1)) < -(1 - 0.1) * 2 - 1.0
+        torch.testing.assert_close(cas_loss(s, (y > 0).long(), 0.1, variant="official"),
+                                   torch.tensor(-1.8, dtype=torch.float64))
+        assert cas_bounds(2, 2, 0.1, variant="official")[0] == pytest.approx(-1.8)
+
+    @pytest.mark.parametrize("M,alpha", [(2, 0.1), (3, 0.0), (5, 0.1)])
+    def test_optimum_is_sparse_distinct_vertices(self, M, alpha):
+        # free per-pixel logits, N = 2 regions: the region means end at distinct one-hot vectors
+        torch.manual_seed(M)
+        y = _partition(B=1, H=4, W=4, N=2, seed=M)
+        z = torch.randn(1, M, 4, 4, dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.Adam([z], lr=0.5)
+        for _ in range(150):
+            opt.zero_grad()
+            loss = cas_loss(z.softmax(1), y, alpha)
+            loss.backward()
+            opt.step()
+        means = region_stats(z.detach().softmax(1), y).means[0]
+        assert float(means.max(1).values.min()) > 0.99
+        assert int(means[0].argmax()) != int(means[1].argmax())
+        assert float(loss.detach()) == pytest.approx(-4 * (1 - alpha), abs=1e-2)
+
+    def test_uniformer_alone_collapses_to_constant_output(self):
+        # α = 1: any constant output is a global minimum (U = 0), whatever the partition
+        y = _partition(B=2, N=3)
+        const = torch.tensor([0.25, 0.5, 0.25], dtype=torch.float64)[None, :, None, None].expand(2, 3, 5, 6)
+        assert float(cas_loss(const, y, alpha=1.0)) == 0.0
+        assert float(cas_loss(_probs(B=2), y, alpha=1.0)) > 0.0
+
+    def test_equals_pairwise_metric_learning_form(self):
+        # CAS = [α + 2(1-α)(N-1)] Σ_i V_i - (1-α) Σ_{i≠j} C_ij, with C_ij the mean squared distance
+        # over all pixel pairs (x in r_i, y in r_j): an O(P²) loss computed by Eq. 1 in O(P)
+        N, alpha = 3, 0.3
+        s, y = _probs(B=1, M=4, H=6, W=6, seed=11)[0], _partition(B=1, H=6, W=6, N=N, seed=12)[0]
+        x = s.reshape(4, -1).T
+        lab = y.reshape(-1)
+        d2 = torch.cdist(x, x) ** 2
+        C = torch.stack([torch.stack([d2[lab == i][:, lab == j].mean() for j in range(N)]) for i in range(N)])
+        V = C.diagonal() / 2                                 # V_i = (1 / 2|r_i|²) Σ_{x,y in r_i} ||s(x) - s(y)||²
+        pairwise = (alpha + 2 * (1 - alpha) * (N - 1)) * V.sum() - (1 - alpha) * (C.sum() - C.diagonal().sum())
+        torch.testing.assert_close(cas_loss(s[None], y[None], alpha), pairwise, rtol=0, atol=1e-13)
+
+    def test_official_variant_matches_its_formula_and_is_not_flip_symmetric(self):
+        s, y = _probs(B=2, M=2, seed=13), _partition(B=2, N=2, seed=14)
+        fg, bg = y == 1, y == 0
+        ref = []
+        for b in range(2):
+            mu1, mu0 = s[b][:, fg[b]].mean(1), s[b][:, bg[b]].mean(1)
+            U = ((s[b][:, fg[b]] - mu1[:, None]) ** 2).sum() / fg[b].sum()
+            ref.append(0.5 * U - 0.5 * ((mu1 - mu0) ** 2).sum())
+        torch.testing.assert_close(cas_loss(s, y, 0.5, variant="official"), torch.stack(ref).mean())
+        assert float(cas_loss(s, y, 0.5, variant="official")) != float(cas_loss(s, 1 - y, 0.5, variant="official"))
+        assert torch.equal(cas_loss(s, y, 0.5), cas_loss(s, 1 - y, 0.5))
+
+    def test_ignore_index_drops_pixels(self):
+        s, y = _probs(B=1, M=3, H=4, W=4, seed=15), _partition(B=1, H=4, W=4, N=2, seed=16)
+        y_ign = y.clone()
+        y_ign[0, 3, :] = 255
+        keep = y_ign[0] != 255
+        ref = _cas_inline(s[..., :3, :], y[..., :3, :], 0.1)
+        torch.testing.assert_close(cas_loss(s, y_ign, 0.1, ignore_index=255, reduction="none"), ref)
+        assert keep.sum() == 12
+
+    def test_reductions_and_single_region_skip(self):
+        s = _probs(B=3, M=2, H=2, W=2)
+        y = torch.tensor([[[0, 1], [1, 1]], [[4, 4], [4, 4]], [[0, 0], [2, 2]]])
+        per = cas_loss(s, y, reduction="none", single_region="skip")
+        assert per[1] == 0
+        torch.testing.assert_close(cas_loss(s, y, single_region="skip"), (per[0] + per[2]) / 2)
+        torch.testing.assert_close(cas_loss(s, y, reduction="sum", single_region="skip"), per.sum())
+
+    def test_module_equals_function(self):
+        logits, y = torch.randn(2, 3, 5, 5), torch.randint(0, 3, (2, 5, 5))
+        torch.testing.assert_close(CASLoss(0.2, reduction="none")(logits, y),
+                                   cas_loss(logits.softmax(1), y, 0.2, reduction="none"))
+        torch.testing.assert_close(CASLoss(0.2, from_logits=False)(logits.softmax(1), y),
+                                   cas_loss(logits.softmax(1), y, 0.2))
+        assert "alpha=0.2" in repr(CASLoss(0.2))
+
+    @pytest.mark.parametrize("make_model", [small_fcn, resnet_fcn])
+    def test_swapped_and_unswapped_labels_train_identically(self, make_model):
+        # LFD (each image's labels swapped with p = 0.5) and HFD give the same weights, bit for bit
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(8, 3, 16, 16, generator=g)
+        y = (x[:, 0] > 0).long()
+        y_lfd, _ = permute_region_labels(y, 2, p=0.5, generator=torch.Generator().manual_seed(1))
+        assert not torch.equal(y, y_lfd)
+        cfg = TrainConfig(epochs=2 if make_model is small_fcn else 1, lr=1e-2, batch_size=4, schedule="constant")
+
+        def train(labels, loss):
+            torch.manual_seed(3)
+            model = make_model(2)
+            fit(model, lambda m, b: loss(m(b["image"]), b["labels"]), {"image": x, "labels": labels}, cfg,
+                progress=False)
+            return model.state_dict()
+
+        cas_fn = CASLoss(0.1)
+        a, b = train(y, cas_fn), train(y_lfd, cas_fn)
+        assert all(torch.equal(a[k], b[k]) for k in a)
+        if make_model is small_fcn:
+            c, d = train(y, F.cross_entropy), train(y_lfd, F.cross_entropy)  # CE: different trajectories
+            assert not all(torch.equal(c[k], d[k]) for k in c)
+
+    def test_error_names_argument(self):
+        s, y = _probs(B=1, M=2, H=4, W=4), torch.randint(0, 2, (1, 4, 4))
+        y[0, 0, :2] = torch.tensor([0, 1])
+        with pytest.raises(ValueError, match="`labels`: expected H=4"):
+            cas_loss(s, torch.zeros(1, 3, 4, dtype=torch.long))
+        with pytest.raises(TypeError, match="`labels`: expected an integer tensor"):
+            cas_loss(s, y.float())
+        with pytest.raises(ValueError, match="`probs`: expected values <= 1"):
+            cas_loss(s * 2, y)
+        with pytest.raises(ValueError, match="`probs`: expected finite"):
+            cas_loss(s.masked_fill(s > 0.9, float("nan")), y)
+        with pytest.raises(ValueError, match="at least 2 channels"):
+            cas_loss(s[:, :1], y)
+        with pytest.raises(ValueError, match="image 0 has a single region"):
+            cas_loss(s, torch.zeros_like(y))
+        with pytest.raises(ValueError, match="empty foreground"):
+            cas_loss(s, torch.zeros_like(y), variant="official")
+        with pytest.raises(ValueError, match="variant='official' needs binary labels"):
+            cas_loss(s, y * 3, variant="official")
+        with pytest.raises(ValueError, match="no labelled pixel"):
+            cas_loss(s, torch.full_like(y, 255), ignore_index=255)
+        with pytest.raises(ValueError, match="`alpha`: expected a number in \\[0, 1\\]"):
+            cas_loss(s, y, alpha=1.5)
+        with pytest.raises(ValueError, match="`variant`"):
+            cas_loss(s, y, variant="code")
+        with pytest.raises(ValueError, match="`reduction`"):
+            cas_loss(s, y, reduction="max")
+        with pytest.raises(ValueError, match="every image has a single region"):
+            cas_loss(s, torch.zeros_like(y), single_region="skip")
+        with pytest.raises(ValueError, match="`alpha`"):
+            CASLoss(alpha=-0.1)
+
+
+class TestCasBounds:
+    def test_values_by_hand(self):
+        assert cas_bounds(2, 2, 0.1) == (-3.6, 0.1)
+        assert cas_bounds(3, 3, 0.1) == (-10.8, 0.2)
+        assert cas_bounds(5, 2, 0.0)[0] == pytest.approx(-2 * (25 - 13))  # 3 + 2 regions per vertex
+        assert cas_bounds(2, 2, 0.5, variant="official") == (-1.0, 0.25)
+
+    def test_bad_input(self):
+        with pytest.raises(ValueError, match="M >= 2"):
+            cas_bounds(2, 1)
+
+
+# ---------------------------------------------------------------------------------------------- CACE
+
+def _naive_cace(logits, labels, M):
+    """min over injective relabellings of full cross-entropies, one image at a time."""
+    out = []
+    for z, y in zip(logits, labels):
+        ids, n = canonical_regions(y[None])
+        n = int(n)
+        out.append(min(F.cross_entropy(z[None], torch.tensor(p)[ids]) for p in itertools.permutations(range(M), n)))
+    return torch.stack(out)
+
+
+class TestSymmetricCrossEntropy:
+    @pytest.mark.parametrize("N,M", [(2, 2), (3, 3), (2, 4), (4, 4)])
+    def test_equals_naive_min_over_labellings(self, N, M):
+        logits, y = torch.randn(3, M, 4, 5, dtype=torch.float64), _partition(B=3, H=4, W=5, N=N, seed=N)
+        torch.testing.assert_close(symmetric_cross_entropy(logits, y, reduction="none"), _naive_cace(logits, y, M))
+
+    def test_invariant_to_relabelling_per_image_bit_for_bit(self):
+        logits, y = torch.randn(4, 3, 6, 6), _partition(B=4, H=6, W=6, N=3, seed=2)
+        y_perm, _ = permute_region_labels(y, 3, p=1.0, generator=torch.Generator().manual_seed(0))
+        assert torch.equal(symmetric_cross_entropy(logits, y), symmetric_cross_entropy(logits, y_perm))
+        assert not torch.equal(F.cross_entropy(logits, y), F.cross_entropy(logits, y_perm))
+
+    def test_equals_cross_entropy_when_labels_already_best(self):
+        y = _partition(B=2, N=3, seed=3)
+        logits = 5 * F.one_hot(y, 3).permute(0, 3, 1, 2).double() + 0.1 * torch.randn(2, 3, 5, 6, dtype=torch.float64)
+        torch.testing.assert_close(symmetric_cross_entropy(logits, y), F.cross_entropy(logits, y))
+
+    def test_hungarian_equals_enumeration_value_and_gradient(self):
+        y = _partition(B=3, H=4, W=4, N=4, seed=5)
+        z1 = torch.randn(3, 5, 4, 4, dtype=torch.float64, requires_grad=True)
+        z2 = z1.detach().clone().requires_grad_()
+        a = symmetric_cross_entropy(z1, y, method="enumerate")
+        b = symmetric_cross_entropy(z2, y, method="hungarian")
+        torch.testing.assert_close(a, b)
+        a.backward()
+        b.backward()
+        torch.testing.assert_close(z1.grad, z2.grad)
+
+    def test_gradient_is_that_of_the_chosen_labelling(self):
+        z = torch.randn(1, 2, 4, 4, dtype=torch.float64, requires_grad=True)
+        y = _partition(B=1, H=4, W=4, N=2)
+        symmetric_cross_entropy(z, y).backward()
+        best = min((F.cross_entropy(z, y), F.cross_entropy(z, 1 - y)), key=lambda t: float(t.detach()))
+        (g,) = torch.autograd.grad(best, z)
+        torch.testing.assert_close(z.grad, g)
+
+    def test_module_equals_function(self):
+        z, y = torch.randn(2, 3, 4, 4), torch.randint(0, 3, (2, 4, 4))
+        torch.testing.assert_close(SymmetricCrossEntropy(reduction="sum")(z, y),
+                                   symmetric_cross_entropy(z, y, reduction="sum"))
+
+    def test_error_names_argument(self):
+        with pytest.raises(ValueError, match="has 3 regions but `logits` has only M=2"):
+            symmetric_cross_entropy(torch.randn(1, 2, 2, 2), torch.tensor([[[0, 1], [2, 2]]]))
+        with pytest.raises(ValueError, match="`method`"):
+            symmetric_cross_entropy(torch.randn(1, 2, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long), method="greedy")
+        with pytest.raises(ValueError, match="`labels`: expected W=2"):
+            symmetric_cross_entropy(torch.randn(1, 2, 2, 2), torch.zeros(1, 2, 3, dtype=torch.long))
+        with pytest.raises(ValueError, match="no labelled pixel"):
+            symmetric_cross_entropy(torch.randn(1, 2, 2, 2), torch.full((1, 2, 2), 255), ignore_index=255)
+
+
+# ---------------------------------------------------------------------------------------------- LFD
+
+class TestPermuteRegionLabels:
+    def test_p0_keeps_and_p1_always_relabels(self):
+        y = _partition(B=50, N=3)
+        same, perms = permute_region_labels(y, 3, p=0.0)
+        assert torch.equal(same, y) and torch.equal(perms, torch.arange(3).expand(50, 3))
+        new, perms = permute_region_labels(y, 3, p=1.0, generator=torch.Generator().manual_seed(0))
+        assert not bool((perms == torch.arange(3)).all(1).any())
+        assert torch.equal(new, torch.stack([perms[b][y[b]] for b in range(50)]))
+        assert torch.equal(canonical_regions(new)[0], canonical_regions(y)[0])  # same partition
+
+    def test_binary_swap_frequency_and_uniform_non_identity_permutations(self):
+        n = 6000
+        y = torch.zeros(n, 1, 2, dtype=torch.long)
+        y[:, 0, 1] = 1
+        new, _ = permute_region_labels(y, 2, p=0.5, generator=torch.Generator().manual_seed(1))
+        swapped = (new[:, 0, 0] == 1).double().mean()
+        assert abs(float(swapped) - 0.5) < 5 * math.sqrt(0.25 / n)       # 5 standard errors
+        y3 = torch.tensor([[[0, 1, 2]]]).expand(n, 1, 3)
+        _, perms = permute_region_labels(y3, 3, p=1.0, generator=torch.Generator().manual_seed(2))
+        counts = torch.unique(perms, dim=0, return_counts=True)[1].double() / n
+        assert len(counts) == 5 and float((counts - 0.2).abs().max()) < 5 * math.sqrt(0.16 / n)
+
+    def test_ignore_index_is_kept(self):
+        y = torch.tensor([[[0, 1, 255]]])
+        new, _ = permute_region_labels(y, 2, p=1.0, ignore_index=255)
+        assert new.tolist() == [[[1, 0, 255]]]
+
+    def test_error_names_argument(self):
+        with pytest.raises(ValueError, match="`labels`: expected values in \\[0, 2\\)"):
+            permute_region_labels(torch.tensor([[[0, 2]]]), 2)
+        with pytest.raises(ValueError, match="`p`"):
+            permute_region_labels(torch.tensor([[[0, 1]]]), 2, p=1.5)
+        with pytest.raises(ValueError, match="`num_classes`"):
+            permute_region_labels(torch.tensor([[[0, 1]]]), 1)
+
+
+# ---------------------------------------------------------------------------------------------- read-out
+
+class TestSelectChannel:
+    def test_finds_the_salient_channel_whatever_its_index(self):
+        g = torch.Generator().manual_seed(0)
+        masks = torch.rand(4, 8, 8, generator=g) > 0.7
+        sal = 0.8 * masks.float() + 0.2 * torch.rand(4, 8, 8, generator=g)
+        for c in range(3):
+            others = [torch.rand(4, 8, 8, generator=g) * 0.1 for _ in range(2)]
+            probs = torch.stack(others[:c] + [sal] + others[c:], 1)
+            assert select_channel(probs, masks) == c
+
+    def test_error_names_argument(self):
+        with pytest.raises(ValueError, match="constant mask"):
+            select_channel(torch.rand(1, 2, 3, 3), torch.zeros(1, 3, 3, dtype=torch.bool))
+        with pytest.raises(ValueError, match="`masks`: expected H=3"):
+            select_channel(torch.rand(1, 2, 3, 3), torch.zeros(1, 2, 3, dtype=torch.bool))
+        with pytest.raises(ValueError, match="binary"):
+            select_channel(torch.rand(1, 2, 1, 2), torch.tensor([[[0, 2]]]))
+
+
+class TestMatchChannels:
+    def test_recovers_a_channel_permutation(self):
+        y = _partition(B=3, N=4, seed=1)
+        perm = torch.tensor([2, 0, 4, 1])                    # class k lives on channel perm[k]
+        probs = _one_hot_perfect(y, 5, perm) * 0.9 + 0.02
+        assert match_channels(probs, y, 4).tolist() == perm.tolist()
+        remapped = probs[:, match_channels(probs, y, 4)].argmax(1)
+        assert torch.equal(remapped, y)
+
+    def test_error_names_argument(self):
+        with pytest.raises(ValueError, match="class 2 has no pixel"):
+            match_channels(torch.rand(1, 3, 2, 2), torch.tensor([[[0, 1], [1, 0]]]), 3)
+        with pytest.raises(ValueError, match="`num_classes`"):
+            match_channels(torch.rand(1, 2, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long), 3)
+
+
+# ---------------------------------------------------------------------------------------------- models
+
+class TestModels:
+    def test_shapes_and_sizes(self):
+        torch.manual_seed(0)
+        assert small_fcn(3)(torch.rand(2, 3, 20, 24)).shape == (2, 3, 20, 24)
+        net = resnet_fcn(2)
+        assert net(torch.rand(2, 3, 24, 32)).shape == (2, 2, 24, 32)
+        from torchvision.models.segmentation.fcn import FCN
+
+        assert isinstance(net.fcn, FCN)
+        assert sum(p.numel() for p in small_fcn(2).parameters()) < 10_000
+        assert sum(p.numel() for p in net.parameters()) < 500_000
+
+
+class TestLowFidelityLabels:
+    def test_fixed_draw_per_index_and_mask_untouched(self):
+        base = [{"labels": torch.tensor([[0, 1], [1, 1]]), "mask": torch.tensor([[False, True], [True, True]])}
+                for _ in range(200)]
+        ds = cas.LowFidelityLabels(base, 2, p=0.5, seed=3)
+        first = [ds[i]["labels"].clone() for i in range(len(ds))]
+        again = [ds[i]["labels"] for i in range(len(ds))]
+        assert all(torch.equal(a, b) for a, b in zip(first, again))        # same corruption every epoch
+        swapped = sum(bool(torch.equal(x, 1 - base[0]["labels"])) for x in first)
+        assert 60 < swapped < 140                                           # Binomial(200, 0.5): > 5 sd margin
+        assert torch.equal(ds[0]["mask"], base[0]["mask"])
+        assert len(ds) == 200
+
+    def test_bad_arguments(self):
+        with pytest.raises(ValueError, match="`p`"):
+            cas.LowFidelityLabels([], 2, p=2.0)
+        with pytest.raises(ValueError, match="`num_classes`"):
+            cas.LowFidelityLabels([], 1)
+
+
+class TestMatchedIou:
+    def test_relabelled_perfect_prediction_scores_one_and_value_by_hand(self):
+        y = torch.tensor([[[0, 0, 1, 1], [2, 2, 2, 2]]])
+        assert matched_iou(torch.tensor([[[1, 1, 2, 2], [0, 0, 0, 0]]]), y, 3).tolist() == [1.0]
+        # predicting one region everywhere: best match IoU 4/8 for region 2, 0 for the others
+        assert matched_iou(torch.zeros(1, 2, 4, dtype=torch.long), y, 3).tolist() == pytest.approx([0.5 / 3])
+
+    def test_extra_channels_and_errors(self):
+        y = torch.tensor([[[0, 1]]])
+        assert matched_iou(torch.tensor([[[3, 1]]]), y, 2, num_channels=4).tolist() == [1.0]
+        with pytest.raises(ValueError, match="`num_channels`"):
+            matched_iou(torch.tensor([[[0, 1]]]), y, 2, num_channels=1)
+        with pytest.raises(ValueError, match="expected values"):
+            matched_iou(torch.tensor([[[0, 5]]]), y, 2)
+
+
+class TestPaperModel:
+    def test_torchvision_fcn_resnet101_randomly_initialised_returns_a_tensor(self):
+        torch.manual_seed(0)
+        net = cas.paper_model("fcn_resnet101", 2).eval()
+        with torch.no_grad():
+            assert net(torch.rand(1, 3, 32, 32)).shape == (1, 2, 32, 32)
+        assert sum(p.numel() for p in net.parameters()) > 30_000_000
+        with pytest.raises(ValueError, match="`name`"):
+            cas.paper_model("unet")
