@@ -18,7 +18,11 @@ from ._checks import check_shape
 from .training import evaluate_batches
 
 __all__ = ["predict_dataset", "task_metrics", "trivial_predictions", "TASK_METRICS", "load_task_data",
-           "label_boundaries", "TASK_KEYS"]
+           "load_boundary_data", "label_boundaries", "TASK_KEYS", "BSDS_POSITIVE"]
+
+#: A BSDS pixel is a boundary when at least this share of annotators drew one there, background
+#: when none did, and ignored in between (ours; RCF's convention, Liu et al. 2017).
+BSDS_POSITIVE = 0.5
 
 #: The keys of a task-data dict (what ``multitask_loss`` and ``task_metrics`` read).
 TASK_KEYS = ("image", "labels", "boundaries", "depth", "normals", "valid")
@@ -159,3 +163,39 @@ def load_task_data(dataset: str, split: str, n: int | None = None, size=64, seed
     data["labels"] = data["labels"].masked_fill(~data["valid"], 255)
     data["boundaries"] = label_boundaries(data["labels"])
     return {k: data[k] for k in TASK_KEYS}, tuple(NYUv2Labeled.classes)
+
+
+def load_boundary_data(split: str, size=(320, 480), n: int | None = None, root=None, download: bool = False,
+                       progress: bool = True) -> dict:
+    """BSDS500 as tensors for boundary training: ``image``, ``boundaries``, ``valid``.
+
+    Portrait images are transposed to landscape, then all are resized to ``size`` (bilinear for
+    images, area-weighted for the annotator mean). Labels follow :data:`BSDS_POSITIVE`: positive
+    where at least half the annotators agree, negative where none drew a boundary, ignored
+    (``valid = False``) in between. ``boundaries`` also keeps the annotator mean as
+    ``boundary_mean`` for evaluation.
+
+    Args:
+        split: ``"train"`` (200 images), ``"val"`` (100) or ``"test"`` (200).
+        size: ``(H, W)`` after resizing (landscape).
+        n: at most this many images (``None``: all).
+        root: a folder with the unpacked archive; ``None``: the registry's cache.
+        download: let the registry download the archive (252 MB).
+    """
+    from tqdm.auto import tqdm
+
+    from .data import BSDS500
+
+    ds = BSDS500(root, split=split, download=download)
+    count = len(ds) if n is None else min(n, len(ds))
+    images, means = [], []
+    for i in tqdm(range(count), desc=f"BSDS500 {split}", disable=not progress):
+        s = ds[i]
+        img, b = s["image"], s["boundaries"][None]
+        if img.shape[1] > img.shape[2]:  # portrait -> landscape
+            img, b = img.transpose(1, 2), b.transpose(1, 2)
+        images.append(F.interpolate(img[None], size=size, mode="bilinear", align_corners=False, antialias=True)[0])
+        means.append(F.adaptive_max_pool2d(b[None], size)[0, 0])  # max keeps thin lines alive when shrinking
+    image, mean = torch.stack(images), torch.stack(means)
+    return {"image": image, "boundaries": mean >= BSDS_POSITIVE, "boundary_mean": mean,
+            "valid": (mean >= BSDS_POSITIVE) | (mean == 0)}

@@ -118,17 +118,17 @@ def env_report(start_time: float | None = None, scale: str | None = None, device
     """One block of text for a chapter's last cell: versions, device, scale and run time."""
     import importlib
 
-    lines = [f"python      {sys.version.split()[0]} ({platform.platform()})"]
+    lines = [f"python       {sys.version.split()[0]} ({platform.platform()})"]
     for mod in ("pixelbook", "torch", "torchvision", "torchdiffeq", "torchmetrics", "numpy", "skimage"):
         try:
-            lines.append(f"{mod:<12}{importlib.import_module(mod).__version__}")
+            lines.append(f"{mod:<13}{importlib.import_module(mod).__version__}")
         except Exception:  # pragma: no cover - optional packages
-            lines.append(f"{mod:<12}not installed")
+            lines.append(f"{mod:<13}not installed")
     dev = resolve_device(device) if device is not None else resolve_device("auto")
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"{platform.processor() or 'cpu'}, {os.cpu_count()} cores"
-    lines.append(f"device      {dev} ({name}), torch threads {torch.get_num_threads()}")
+    lines.append(f"device       {dev} ({name}), torch threads {torch.get_num_threads()}")
     if scale is not None:
-        lines.append(f"scale       {scale}")
+        lines.append(f"scale        {scale}")
     if start_time is not None:
-        lines.append(f"run time    {time.time() - start_time:.1f} s")
+        lines.append(f"run time     {time.time() - start_time:.1f} s")
     return "\n".join(lines)

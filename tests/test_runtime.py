@@ -93,4 +93,4 @@ def test_cache_dir_honours_environment(tmp_path, monkeypatch):
 
 def test_env_report_names_versions_scale_and_time():
     text = runtime.env_report(start_time=0.0, scale="small", device="cpu")
-    assert "torch" in text and "scale       small" in text and "run time" in text
+    assert "torch" in text and "scale        small" in text and "run time" in text

@@ -1,0 +1,488 @@
+"""Tests of pixelbook.std: soft threshold dynamics and its volume and star-shape variants."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pixelbook import std as S
+
+f64 = torch.float64
+
+
+def _gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+def _conv(u, k):
+    """Inline depthwise zero-padded convolution (the reference for the package's)."""
+    C = u.shape[1]
+    return F.conv2d(u, k[None, None].expand(C, 1, *k.shape), padding=k.shape[-1] // 2, groups=C)
+
+
+def _disk(n, r, center=None):
+    c = (n - 1) / 2 if center is None else center
+    yy, xx = torch.meshgrid(torch.arange(n, dtype=f64), torch.arange(n, dtype=f64), indexing="ij")
+    return ((yy - c) ** 2 + (xx - c) ** 2 <= r * r).to(f64)
+
+
+class TestGaussianKernel:
+    def test_sums_to_one_and_is_point_symmetric(self):
+        for psd in (False, True):
+            for size, sigma in ((3, 0.5), (7, 1.0), (7, 5.0), (9, 2.0)):
+                k = S.gaussian_kernel(size, sigma, psd=psd, dtype=f64)
+                assert k.shape == (size, size)
+                torch.testing.assert_close(k.sum(), torch.tensor(1.0, dtype=f64))
+                torch.testing.assert_close(k, k.flip(0, 1))
+
+    def test_plain_kernel_equals_sampled_gaussian(self):
+        r = torch.arange(5, dtype=f64) - 2
+        g = torch.exp(-(r[:, None] ** 2 + r[None] ** 2) / (2 * 1.3**2))
+        torch.testing.assert_close(S.gaussian_kernel(5, 1.3, dtype=f64), g / g.sum())
+
+    def test_psd_kernel_is_autocorrelation_of_half_width_gaussian(self):
+        r = torch.arange(4, dtype=f64) - 1.5
+        g = torch.exp(-r**2 / (2 * (2.0 / math.sqrt(2)) ** 2))
+        g = g / g.sum()
+        k1 = torch.tensor([sum(g[j] * g[j + a] for j in range(4 - a)) for a in (3, 2, 1, 0)] +
+                          [sum(g[j] * g[j + a] for j in range(4 - a)) for a in (1, 2, 3)], dtype=f64)
+        torch.testing.assert_close(S.gaussian_kernel(7, 2.0, psd=True, dtype=f64), k1[:, None] * k1[None])
+
+    def test_per_class_sigma_gives_one_kernel_per_class(self):
+        k = S.gaussian_kernel(5, torch.tensor([0.5, 1.0, 2.0], dtype=f64))
+        assert k.shape == (3, 5, 5)
+        torch.testing.assert_close(k[1], S.gaussian_kernel(5, 1.0, dtype=f64))
+
+    def test_gradcheck_in_sigma(self):
+        for psd in (False, True):
+            sigma = torch.tensor(1.3, dtype=f64, requires_grad=True)
+            assert torch.autograd.gradcheck(lambda s: S.gaussian_kernel(5, s, psd=psd), (sigma,))
+
+    def test_bad_arguments_name_themselves(self):
+        with pytest.raises(ValueError, match="`size`: expected an odd"):
+            S.gaussian_kernel(6, 1.0)
+        with pytest.raises(ValueError, match="`sigma`: expected a number > 0"):
+            S.gaussian_kernel(7, 0.0)
+        with pytest.raises(ValueError, match="`sigma`: expected values > 0"):
+            S.gaussian_kernel(7, torch.tensor([1.0, -1.0]))
+
+
+class TestKernelSpectrum:
+    def test_equals_dft_of_centred_zero_padded_kernel(self):
+        k = S.gaussian_kernel(7, 5.0, dtype=f64)
+        K = torch.zeros(32, 32, dtype=f64)
+        K[:7, :7] = k
+        K = torch.roll(K, (-3, -3), (0, 1))
+        dft = torch.fft.fft2(K)
+        assert float(dft.imag.abs().max()) < 1e-14
+        torch.testing.assert_close(S.kernel_spectrum(k, 32), dft.real)
+
+    def test_paper_kernel_is_not_psd_and_stripes_witness_it(self):
+        k = S.gaussian_kernel(S.PAPER_KERNEL_SIZE, S.PAPER_SIGMA, dtype=f64)
+        assert float(S.kernel_spectrum(k).min()) == pytest.approx(-0.19665, abs=1e-4)
+        assert not S.is_psd(k)
+        # v = (-1)^col: <v, k*v> < 0, so R(u) = <u, k*(1-u)> is strictly convex along v
+        v = ((-1.0) ** torch.arange(32, dtype=f64)).expand(32, 32)[None, None].contiguous()
+        assert float((v * _conv(v, k)).sum()) < 0
+
+    def test_default_and_psd_kernels_are_psd(self):
+        assert S.is_psd(S.gaussian_kernel(S.DEFAULT_KERNEL_SIZE, S.DEFAULT_SIGMA, dtype=f64))
+        assert S.is_psd(S.gaussian_kernel(7, 1.1, dtype=f64)) and not S.is_psd(S.gaussian_kernel(7, 1.2, dtype=f64))
+        for sigma in (1.0, 2.0, 5.0, 20.0):
+            assert S.is_psd(S.gaussian_kernel(7, sigma, psd=True, dtype=f64))
+
+    @settings(max_examples=20, deadline=None)
+    @given(st.integers(0, 10_000))
+    def test_quadratic_form_of_psd_kernel_is_nonnegative(self, seed):
+        v = torch.randn(1, 1, 12, 10, generator=_gen(seed), dtype=f64)
+        k = S.gaussian_kernel(7, 5.0, psd=True, dtype=f64)
+        assert float((v * _conv(v, k)).sum()) >= -1e-12
+
+
+class TestLengthSurrogate:
+    def test_equals_brute_force_double_sum(self):
+        g = _gen(0)
+        u = torch.softmax(torch.randn(1, 2, 6, 5, generator=g, dtype=f64), 1)
+        k = S.gaussian_kernel(3, 0.8, dtype=f64)
+        H, W = 6, 5
+        expected = torch.zeros(2, dtype=f64)
+        for i in range(2):
+            for y in range(H):
+                for x in range(W):
+                    for dy in (-1, 0, 1):
+                        for dx in (-1, 0, 1):
+                            if 0 <= y + dy < H and 0 <= x + dx < W:
+                                expected[i] += u[0, i, y, x] * k[dy + 1, dx + 1] * (1 - u[0, i, y + dy, x + dx])
+        torch.testing.assert_close(S.length_surrogate(u, k)[0], expected)
+
+    @pytest.mark.parametrize("sigma", [2.0, 4.0])
+    def test_disk_gives_sigma_over_sqrt_2pi_times_perimeter(self, sigma):
+        n, r = 200, 60
+        u1 = _disk(n, r)
+        u = torch.stack([u1, 1 - u1])[None]
+        k = S.gaussian_kernel(int(2 * math.ceil(6 * sigma) + 1), sigma, dtype=f64)
+        per_class = S.length_surrogate(u, k)[0]
+        torch.testing.assert_close(per_class[0], per_class[1])  # symmetric kernel
+        estimate = float(per_class[0]) * math.sqrt(2 * math.pi) / sigma
+        assert estimate == pytest.approx(2 * math.pi * r, rel=0.02)
+
+    def test_one_hot_constant_map_has_zero_length(self):
+        u = torch.zeros(1, 3, 8, 8)
+        u[:, 1] = 1
+        assert float(S.length_surrogate(u, S.gaussian_kernel()).abs().max()) == 0.0
+
+    def test_rejects_asymmetric_and_even_kernels(self):
+        u = torch.rand(1, 2, 8, 8)
+        with pytest.raises(ValueError, match="`kernel`: expected a point-symmetric"):
+            S.length_surrogate(u, torch.rand(3, 3) + torch.eye(3))
+        with pytest.raises(ValueError, match="`kernel`: expected an odd size"):
+            S.length_surrogate(u, torch.ones(4, 4) / 16)
+
+
+class TestStdEnergy:
+    def test_softmax_attains_minus_log_sum_exp_when_lam_is_zero(self):
+        o = torch.randn(2, 4, 5, 6, generator=_gen(1), dtype=f64)
+        for eps in (0.1, 0.5, 2.0):
+            e = S.std_energy(torch.softmax(o / eps, 1), o, lam=0.0, epsilon=eps)
+            torch.testing.assert_close(e, -(eps * torch.logsumexp(o / eps, 1)).sum((1, 2)))
+
+    def test_softmax_beats_random_simplex_points(self):
+        o = torch.randn(1, 3, 4, 4, generator=_gen(2), dtype=f64)
+        best = S.std_energy(torch.softmax(o / 0.7, 1), o, lam=0.0, epsilon=0.7)
+        others = torch.distributions.Dirichlet(torch.ones(3, dtype=f64)).sample((200, 4, 4)).permute(0, 3, 1, 2)
+        assert bool((S.std_energy(others, o.expand(200, -1, -1, -1), lam=0.0, epsilon=0.7) > best).all())
+
+    def test_subgradient_formula_equals_autograd(self):
+        """p = lam * k * (1 - 2u) is the gradient of R(u) = lam <u, k*(1-u)> [STD, App. A]."""
+        u = torch.rand(2, 3, 7, 6, generator=_gen(3), dtype=f64, requires_grad=True)
+        k = S.gaussian_kernel(5, 1.5, dtype=f64)
+        lam = 0.8
+        R = lam * S.length_surrogate(u, k).sum()
+        (grad,) = torch.autograd.grad(R, u)
+        torch.testing.assert_close(grad, lam * _conv(1 - 2 * u.detach(), k), rtol=0, atol=1e-12)
+
+
+class TestSoftThresholdDynamics:
+    @settings(max_examples=10, deadline=None)
+    @given(st.integers(1, 3), st.integers(2, 5), st.integers(0, 6), st.sampled_from([0.05, 0.3, 1.0, 3.0]),
+           st.integers(0, 10_000))
+    def test_outputs_lie_on_the_simplex(self, n, c, T, eps, seed):
+        o = 5 * torch.randn(n, c, 9, 7, generator=_gen(seed))
+        for kwargs in ({}, {"volumes": torch.full((n, c), 63.0 / c)}, {"center": torch.tensor([4.0, 3.0])}):
+            u = S.soft_threshold_dynamics(o, iterations=T, lam=1.5, epsilon=eps, **kwargs)
+            assert bool(torch.isfinite(u).all()) and float(u.min()) >= 0
+            torch.testing.assert_close(u.sum(1), torch.ones(n, 9, 7), rtol=0, atol=1e-5)
+
+    def test_lam_zero_is_softmax_for_any_iterations(self):
+        o = torch.randn(2, 3, 8, 8, generator=_gen(4), dtype=f64)
+        for T in (0, 1, 5):
+            torch.testing.assert_close(S.soft_threshold_dynamics(o, iterations=T, lam=0.0, epsilon=0.3),
+                                       torch.softmax(o / 0.3, 1), rtol=0, atol=1e-12)
+
+    def test_zero_iterations_is_softmax(self):
+        o = torch.randn(1, 2, 8, 8, generator=_gen(5))
+        torch.testing.assert_close(S.soft_threshold_dynamics(o, iterations=0, lam=2.0, epsilon=0.5),
+                                   torch.softmax(o / 0.5, 1))
+
+    def test_first_step_equals_inline_formula(self):
+        o = torch.randn(2, 3, 8, 8, generator=_gen(6), dtype=f64)
+        k = S.gaussian_kernel(7, 1.0, dtype=f64)
+        u0 = torch.softmax(o / 0.4, 1)
+        u1 = torch.softmax((o - 1.2 * _conv(1 - 2 * u0, k)) / 0.4, 1)
+        torch.testing.assert_close(S.soft_threshold_dynamics(o, iterations=1, lam=1.2, epsilon=0.4, kernel=k), u1)
+
+    @settings(max_examples=10, deadline=None)
+    @given(st.integers(0, 10_000), st.floats(0.01, 1.0), st.floats(0.5, 5.0), st.floats(0.5, 3.0))
+    def test_energy_never_increases_with_a_psd_kernel(self, seed, eps, lam, scale):
+        """Theorem 3.1 [STD]: energy descent, for a PSD kernel."""
+        o = scale * torch.randn(2, 3, 10, 10, generator=_gen(seed), dtype=f64)
+        k = S.gaussian_kernel(7, 2.0, psd=True, dtype=f64)
+        _, E = S.soft_threshold_dynamics(o, iterations=15, lam=lam, epsilon=eps, kernel=k, return_energies=True)
+        assert E.shape == (16, 2)
+        assert bool((E[1:] <= E[:-1] + 1e-10 * E[:-1].abs().clamp_min(1)).all())
+
+    def test_small_epsilon_limit_is_the_ictm_threshold_step(self):
+        """As eps -> 0 one step is u = onehot(argmax(o - lam k*(1 - 2 onehot(argmax o)))) [STD, Remark 1]."""
+        o = torch.randn(1, 2, 16, 16, generator=_gen(7), dtype=f64)
+        k = S.gaussian_kernel(5, 1.0, dtype=f64)
+        hard0 = F.one_hot(o.argmax(1), 2).permute(0, 3, 1, 2).to(f64)
+        score = o - 0.7 * _conv(1 - 2 * hard0, k)
+        u = S.soft_threshold_dynamics(o, iterations=1, lam=0.7, epsilon=1e-4, kernel=k)
+        margin = (score[:, 0] - score[:, 1]).abs()
+        clear = (margin > 1e-2) & ((o[:, 0] - o[:, 1]).abs() > 1e-2)
+        assert bool((u.argmax(1) == score.argmax(1))[clear].all())
+        assert float((u - F.one_hot(score.argmax(1), 2).permute(0, 3, 1, 2))[:, :, clear[0]].abs().max()) < 1e-6
+
+    def test_output_modes_agree(self):
+        o = torch.randn(2, 3, 8, 8, generator=_gen(8))
+        kw = dict(iterations=4, lam=1.0, epsilon=0.3)
+        probs = S.soft_threshold_dynamics(o, **kw)
+        torch.testing.assert_close(S.soft_threshold_dynamics(o, output="log_probs", **kw).exp(), probs)
+        torch.testing.assert_close(torch.softmax(S.soft_threshold_dynamics(o, output="logits", **kw), 1), probs)
+
+    def test_reduces_length_and_components_on_a_noisy_disk(self):
+        gt = _disk(32, 9).float()
+        v = gt + 0.6 * torch.randn(32, 32, generator=_gen(9))
+        o = torch.stack([-0.5 * v**2, -0.5 * (v - 1) ** 2])[None]
+        soft = o.argmax(1)
+        stdl = S.soft_threshold_dynamics(o, lam=1.0, epsilon=0.5).argmax(1)
+        assert int(S.boundary_length(stdl)) < int(S.boundary_length(soft)) / 3
+        assert int(S.count_components(stdl)) < int(S.count_components(soft)) / 3
+
+    def test_gradcheck_std_float64(self):
+        o = torch.randn(1, 2, 6, 6, generator=_gen(10), dtype=f64, requires_grad=True)
+        lam = torch.tensor(0.9, dtype=f64, requires_grad=True)
+        eps = torch.tensor(0.6, dtype=f64, requires_grad=True)
+        sig = torch.tensor(1.1, dtype=f64, requires_grad=True)
+        fn = lambda o, lam, eps, sig: S.soft_threshold_dynamics(  # noqa: E731
+            o, iterations=3, lam=lam, epsilon=eps, kernel=S.gaussian_kernel(5, sig))
+        assert torch.autograd.gradcheck(fn, (o, lam, eps, sig), fast_mode=True)
+
+    def test_gradcheck_volume_float64(self):
+        o = torch.randn(1, 3, 5, 5, generator=_gen(11), dtype=f64, requires_grad=True)
+        V = torch.tensor([[10.0, 8.0, 7.0]], dtype=f64, requires_grad=True)
+        fn = lambda o, V: S.soft_threshold_dynamics(  # noqa: E731
+            o, iterations=3, lam=0.8, epsilon=0.5, volumes=V, sinkhorn_iterations=2)
+        assert torch.autograd.gradcheck(fn, (o, V), fast_mode=True)
+
+    def test_gradcheck_star_float64(self):
+        o = torch.randn(1, 2, 6, 6, generator=_gen(12), dtype=f64, requires_grad=True)
+        c = torch.tensor([[2.5, 3.0]], dtype=f64)
+        fn = lambda o: S.soft_threshold_dynamics(o, iterations=4, lam=0.8, epsilon=0.5, center=c)  # noqa: E731
+        assert torch.autograd.gradcheck(fn, (o,), fast_mode=True)
+
+    def test_bad_input_names_the_argument(self):
+        o = torch.randn(1, 2, 8, 8)
+        with pytest.raises(ValueError, match="`logits`: expected shape"):
+            S.soft_threshold_dynamics(o[0])
+        with pytest.raises(ValueError, match="`logits`: expected finite"):
+            S.soft_threshold_dynamics(torch.full((1, 2, 4, 4), float("nan")))
+        with pytest.raises(ValueError, match="`logits`: expected C >= 2"):
+            S.soft_threshold_dynamics(o[:, :1])
+        with pytest.raises(ValueError, match="`epsilon`: expected a number > 0"):
+            S.soft_threshold_dynamics(o, epsilon=0.0)
+        with pytest.raises(ValueError, match="`lam`: expected a number >= 0"):
+            S.soft_threshold_dynamics(o, lam=-1.0)
+        with pytest.raises(ValueError, match="`iterations`: expected an int >= 0"):
+            S.soft_threshold_dynamics(o, iterations=-1)
+        with pytest.raises(ValueError, match="`output`: expected one of"):
+            S.soft_threshold_dynamics(o, output="argmax")
+        with pytest.raises(ValueError, match="`kernel`: expected C=1 or C=2"):
+            S.soft_threshold_dynamics(o, kernel=S.gaussian_kernel(3, torch.ones(3)))
+
+
+class TestVolumeConstraint:
+    def test_sinkhorn_meets_volumes(self):
+        o = 3 * torch.randn(2, 3, 12, 12, generator=_gen(13), dtype=f64)
+        V = torch.tensor([[80.0, 40.0, 24.0], [10.0, 100.0, 34.0]], dtype=f64)
+        for eps in (0.25, 1.0):
+            u = S.soft_threshold_dynamics(o, iterations=2, lam=0.5, epsilon=eps, volumes=V, sinkhorn_iterations=500)
+            torch.testing.assert_close(u.sum((2, 3)), V, rtol=1e-6, atol=0)
+
+    def test_volume_error_with_one_sinkhorn_step_shrinks_over_iterations(self):
+        o = 3 * torch.randn(2, 2, 16, 16, generator=_gen(14), dtype=f64)
+        V = torch.tensor([[200.0, 56.0], [100.0, 156.0]], dtype=f64)
+        err = [float(((S.soft_threshold_dynamics(o, iterations=T, lam=0.5, epsilon=0.5, volumes=V).sum((2, 3)) - V)
+                      .abs() / V).max()) for T in (1, 10, 30)]
+        assert err[2] < err[1] < err[0]
+
+    def test_primal_equals_dual_without_the_papers_constant(self):
+        """Prop. 3 [STD]: the dual value has no -|Omega| eps term for the entropy eps<u, ln u>."""
+        o = torch.randn(1, 3, 6, 5, generator=_gen(15), dtype=f64)
+        V = torch.tensor([[12.0, 10.0, 8.0]], dtype=f64)
+        eps = 0.7
+        u = S.soft_threshold_dynamics(o, iterations=1, lam=0.0, epsilon=eps, volumes=V, sinkhorn_iterations=3000)
+        primal = float(S.std_energy(u, o, lam=0.0, epsilon=eps))
+        q = (eps * u.log() - o).mean((2, 3), keepdim=True)  # the dual variable, up to a constant
+        dual = float((q[0, :, 0, 0] * V[0]).sum() - eps * torch.logsumexp((o + q) / eps, 1).sum())
+        assert primal == pytest.approx(dual, abs=1e-8)
+        assert primal - (dual - 30 * eps) == pytest.approx(30 * eps, abs=1e-8)  # the paper's (9) is off by |Omega| eps
+
+    def test_log_domain_sinkhorn_is_finite_at_tiny_epsilon(self):
+        o = 50 * torch.randn(2, 3, 8, 8, generator=_gen(16))
+        V = torch.tensor([[30.0, 20.0, 14.0]] * 2)
+        u = S.soft_threshold_dynamics(o, iterations=20, lam=1.0, epsilon=1e-3, volumes=V, sinkhorn_iterations=5)
+        assert bool(torch.isfinite(u).all())
+
+    def test_unmeetable_volumes_raise(self):
+        o = torch.randn(1, 3, 4, 4)
+        with pytest.raises(ValueError, match="`volumes`: expected every class to have a positive volume.*class 2"):
+            S.soft_threshold_dynamics(o, volumes=torch.tensor([[10.0, 6.0, 0.0]]))
+        with pytest.raises(ValueError, match=r"`volumes`: expected each image's volumes to sum to H\*W = 16"):
+            S.soft_threshold_dynamics(o, volumes=torch.tensor([[10.0, 6.0, 5.0]]))
+        with pytest.raises(ValueError, match="`volumes`: expected C=3"):
+            S.soft_threshold_dynamics(o, volumes=torch.tensor([[10.0, 6.0]]))
+
+
+class TestStarConstraint:
+    def _scene(self, noise=0.2, seed=17):
+        gt = _disk(32, 9, center=15.0).float()
+        v = gt.clone()
+        v[1:7, 1:7] = 1.0  # a 6x6 distractor blob, off the object's rays
+        v = v + noise * torch.randn(32, 32, generator=_gen(seed))
+        o = torch.stack([-0.5 * v**2, -0.5 * (v - 1) ** 2])[None]
+        return o, gt.long()[None], torch.tensor([[15.0, 15.0]])
+
+    def test_violations_fall_with_iterations(self):
+        o, _, c = self._scene()
+        viol = [int(S.star_violations(S.soft_threshold_dynamics(o, iterations=T, lam=1.0, epsilon=0.5, center=c)
+                                      .argmax(1) == 1, c)) for T in (0, 3, 10, 50)]
+        assert viol[3] < viol[2] < viol[1] < viol[0]
+        assert viol[3] <= 5
+
+    def test_star_prior_removes_the_off_ray_distractor(self):
+        o, gt, c = self._scene()
+        plain = S.soft_threshold_dynamics(o, iterations=50, lam=1.0, epsilon=0.5).argmax(1)
+        star = S.soft_threshold_dynamics(o, iterations=50, lam=1.0, epsilon=0.5, center=c).argmax(1)
+        assert int(plain[0, 1:7, 1:7].sum()) > 30  # the length prior alone keeps the blob
+        assert not bool(star[0, 1:7, 1:7].any())
+        iou = float(((star == 1) & (gt == 1)).sum() / ((star == 1) | (gt == 1)).sum())
+        assert iou >= 0.95
+
+    def test_centre_outside_the_image_raises(self):
+        o = torch.randn(2, 2, 8, 8)
+        with pytest.raises(ValueError, match=r"`center`: expected \(row, col\) inside the image"):
+            S.soft_threshold_dynamics(o, center=torch.tensor([[3.0, 3.0], [3.0, 8.5]]))
+        with pytest.raises(ValueError, match="`center`: expected N=2"):
+            S.soft_threshold_dynamics(o, center=torch.zeros(3, 2))
+        with pytest.raises(ValueError, match=r"`star_class`: expected a class index in \[0, 2\)"):
+            S.soft_threshold_dynamics(o, center=torch.tensor([3.0, 3.0]), star_class=2)
+
+
+class TestGradDiv:
+    @settings(max_examples=30, deadline=None)
+    @given(st.integers(1, 9), st.integers(1, 9), st.integers(0, 10_000))
+    def test_div_is_minus_adjoint_of_grad(self, h, w, seed):
+        g = _gen(seed)
+        u, v = torch.randn(2, 1, h, w, generator=g, dtype=f64), torch.randn(2, 2, h, w, generator=g, dtype=f64)
+        lhs, rhs = (S.grad2d(u) * v).sum(), -(u * S.div2d(v)).sum()
+        assert abs(float(lhs - rhs)) <= 1e-12 * max(1.0, float(lhs.abs()))
+
+    def test_grad_of_ramp_and_constant(self):
+        ramp = (2.0 * torch.arange(4.0))[None, None, :, None].expand(1, 1, 4, 3)
+        g = S.grad2d(ramp)
+        assert g[0, 0, :3].eq(2).all() and g[0, 0, 3].eq(0).all() and g[0, 1].eq(0).all()
+        assert S.grad2d(torch.ones(1, 1, 5, 5)).abs().max() == 0
+
+    def test_shape_errors(self):
+        with pytest.raises(ValueError, match="`u`: expected shape"):
+            S.grad2d(torch.zeros(1, 2, 4, 4))
+        with pytest.raises(ValueError, match="`v`: expected shape"):
+            S.div2d(torch.zeros(1, 1, 4, 4))
+
+
+class TestStarDirections:
+    def test_unit_vectors_towards_the_centre(self):
+        s = S.star_directions(torch.tensor([[2.0, 1.0]]), 4, 5, dtype=f64)
+        norms = s.norm(dim=1)[0]
+        assert norms[2, 1] == 0
+        mask = torch.ones(4, 5, dtype=torch.bool)
+        mask[2, 1] = False
+        torch.testing.assert_close(norms[mask], torch.ones(19, dtype=f64))
+        torch.testing.assert_close(s[0, :, 0, 1], torch.tensor([1.0, 0.0], dtype=f64))  # straight down to c
+        torch.testing.assert_close(s[0, :, 2, 4], torch.tensor([0.0, -1.0], dtype=f64))  # straight left
+
+
+class TestStarViolations:
+    def test_star_and_convex_shapes_have_none(self):
+        d = _disk(21, 7).bool()[None]
+        assert int(S.star_violations(d, torch.tensor([10.0, 10.0]))) == 0
+
+    def test_counts_pixels_behind_a_hole(self):
+        m = torch.ones(1, 1, 7, dtype=torch.bool)
+        m[0, 0, 2] = False  # centre at col 0; cols 3..6 see the hole on their way
+        assert int(S.star_violations(m, torch.tensor([0.0, 0.0]))) == 4
+
+
+class TestPriorsFromData:
+    def test_volumes_from_labels_counts_and_shares_out_ignored_pixels(self):
+        lab = torch.tensor([[[0, 0, 1, 2], [255, 255, 2, 2]]])
+        torch.testing.assert_close(S.volumes_from_labels(lab, 3, ignore_index=255),
+                                   torch.tensor([[2.0, 1.0, 3.0]]) * 8 / 6)
+        torch.testing.assert_close(S.volumes_from_labels(lab.clamp(max=2), 3), torch.tensor([[2.0, 1.0, 5.0]]))
+
+    def test_centroid_by_hand_and_empty_mask(self):
+        m = torch.zeros(2, 4, 4)
+        m[0, 0, 0], m[0, 2, 2] = 1, 1
+        m[1, 3, 1] = 1
+        torch.testing.assert_close(S.centroid(m), torch.tensor([[1.0, 1.0], [3.0, 1.0]]))
+        with pytest.raises(ValueError, match="`mask`: image 0 is empty"):
+            S.centroid(torch.zeros(1, 3, 3))
+
+    def test_boundary_length_and_components_by_hand(self):
+        lab = torch.tensor([[[0, 1, 0, 0], [0, 0, 0, 1], [2, 2, 0, 0]]])
+        assert int(S.boundary_length(lab)) == (2 + 1 + 1) + (1 + 2 + 0 + 2)  # row pairs by row + column pairs by column
+        assert int(S.count_components(lab)) == 4
+        diag = torch.tensor([[[1, 0], [0, 1]]])
+        assert int(S.count_components(diag)) == 4 and int(S.count_components(diag, connectivity=2)) == 2
+
+
+class TestSTDLayer:
+    def test_module_equals_function(self):
+        o = torch.randn(2, 3, 10, 10, generator=_gen(20))
+        head = S.STD(iterations=4, lam=0.7, epsilon=0.3, kernel_size=5, sigma=1.0)
+        torch.testing.assert_close(head(o), S.soft_threshold_dynamics(
+            o, iterations=4, lam=0.7, epsilon=0.3, kernel=S.gaussian_kernel(5, 1.0)))
+
+    def test_defaults_are_the_papers_except_the_psd_kernel(self):
+        head = S.STD()
+        assert (head.iterations, head.kernel_size) == (10, 7)
+        assert (float(head.lam), float(head.epsilon)) == pytest.approx((1.0, 0.1))
+        assert float(head.sigma) == S.DEFAULT_SIGMA and S.is_psd(head.kernel())
+        assert S.StarSTD().iterations == 50 and S.VolumeSTD().sinkhorn_iterations == 1
+
+    def test_learnable_parameters_get_gradients_and_stay_positive(self):
+        head = S.STD(iterations=3, lam=0.5, epsilon=0.5, learnable=("lam", "epsilon", "sigma"))
+        assert {n for n, _ in head.named_parameters()} == {"log_lam", "log_epsilon", "log_sigma"}
+        o = torch.randn(2, 2, 8, 8, generator=_gen(21))
+        F.nll_loss(head(o).clamp_min(1e-6).log(), torch.randint(0, 2, (2, 8, 8), generator=_gen(22))).backward()
+        assert all(p.grad is not None and torch.isfinite(p.grad) and p.grad != 0 for p in head.parameters())
+        assert min(float(head.lam.detach()), float(head.epsilon.detach()), float(head.sigma.detach())) > 0
+
+    def test_fixed_module_has_no_parameters_and_saves_its_hyperparameters(self):
+        head = S.STD(lam=0.75)
+        assert list(head.parameters()) == []
+        other = S.STD()
+        other.load_state_dict(head.state_dict())
+        assert float(other.lam) == 0.75
+
+    def test_gradcheck_float64(self):
+        head = S.STD(iterations=3, lam=0.8, epsilon=0.5, kernel_size=5)
+        o = torch.randn(1, 2, 6, 6, generator=_gen(23), dtype=f64, requires_grad=True)
+        assert torch.autograd.gradcheck(head, (o,), fast_mode=True)
+
+    def test_bad_construction(self):
+        with pytest.raises(ValueError, match="`learnable`: expected one of"):
+            S.STD(learnable=("kernel",))
+        with pytest.raises(ValueError, match="`lam`: a learnable lam"):
+            S.STD(lam=0.0, learnable=("lam",))
+        with pytest.raises(ValueError, match="`kernel_size`: expected an odd size"):
+            S.STD(kernel_size=4)
+
+
+class TestVolumeSTDLayer:
+    def test_module_equals_function_and_gradcheck(self):
+        head = S.VolumeSTD(iterations=3, lam=0.8, epsilon=0.5, kernel_size=3, sinkhorn_iterations=2)
+        o = torch.randn(1, 2, 5, 5, generator=_gen(24), dtype=f64, requires_grad=True)
+        V = torch.tensor([[15.0, 10.0]], dtype=f64)
+        torch.testing.assert_close(head(o, V), S.soft_threshold_dynamics(
+            o, iterations=3, lam=0.8, epsilon=0.5, kernel=S.gaussian_kernel(3, 1.0, dtype=f64), volumes=V,
+            sinkhorn_iterations=2))
+        assert torch.autograd.gradcheck(lambda o: head(o, V), (o,), fast_mode=True)
+
+
+class TestStarSTDLayer:
+    def test_module_equals_function_and_gradcheck(self):
+        head = S.StarSTD(iterations=4, lam=0.8, epsilon=0.5, kernel_size=3, star_class=0)
+        o = torch.randn(1, 2, 6, 6, generator=_gen(25), dtype=f64, requires_grad=True)
+        c = torch.tensor([[3.0, 2.0]])
+        torch.testing.assert_close(head(o, c), S.soft_threshold_dynamics(
+            o, iterations=4, lam=0.8, epsilon=0.5, kernel=S.gaussian_kernel(3, 1.0, dtype=f64), center=c,
+            star_class=0))
+        assert torch.autograd.gradcheck(lambda o: head(o, c), (o,), fast_mode=True)
