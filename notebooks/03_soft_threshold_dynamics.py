@@ -233,8 +233,8 @@ for sigma in (2.0, 4.0):
     print(f"sigma={sigma}: <u,k*(1-u)> = {leak:6.1f};  x sqrt(2 pi)/sigma = {ours:6.1f};  "
           f"x sqrt(pi/sigma) (paper) = {paper:6.1f};  true perimeter {perimeter:6.1f}")
 assert abs(rows[1][3] / perimeter - 1) > 0.3  # the paper's prefactor is 42% off at sigma = 4
-glue("ch3_prefactor_paper_error", 100 * (rows[1][3] / perimeter - 1), display=False)
-glue("ch3_prefactor_ours_error", 100 * abs(rows[1][2] / perimeter - 1), display=False)
+glue("ch3_prefactor_paper_error", float(100 * (rows[1][3] / perimeter - 1)), display=False)
+glue("ch3_prefactor_ours_error", float(100 * abs(rows[1][2] / perimeter - 1)), display=False)
 
 # %% [markdown]
 # At $\sigma=4$ the paper's prefactor overestimates the perimeter by
@@ -419,8 +419,8 @@ for name, shape in shapes.items():
     mbo_frames[name], areas[name] = frames, np.array(area)
 rate = -np.diff(areas["disk"]).mean()
 assert abs(rate / (math.pi * sigma_mbo**2) - 1) < 0.15
-glue("ch3_mbo_rate", rate, display=False)
-glue("ch3_mbo_rate_theory", math.pi * sigma_mbo**2, display=False)
+glue("ch3_mbo_rate", float(rate), display=False)
+glue("ch3_mbo_rate_theory", float(math.pi * sigma_mbo**2), display=False)
 print(f"disk area lost per step: {rate:.1f} px (curvature flow with t = sigma^2/2: pi sigma^2 = {math.pi * sigma_mbo**2:.1f})")
 
 # %% tags=["hide-input"]
@@ -515,8 +515,8 @@ for eps in (0.1, 0.5, 1.0, 2.0):
     remark2.append((eps, soft_err, hard_err))
     print(f"eps={eps:<4} soft volume error {soft_err:8.1e}   argmax volume error {100 * hard_err:5.1f} %")
 assert remark2[-1][2] > 10 * remark2[0][2] and max(r[1] for r in remark2) < 1e-2
-glue("ch3_remark2_hard_err_large_eps", 100 * remark2[-1][2], display=False)
-glue("ch3_remark2_hard_err_small_eps", 100 * remark2[0][2], display=False)
+glue("ch3_remark2_hard_err_large_eps", float(100 * remark2[-1][2]), display=False)
+glue("ch3_remark2_hard_err_small_eps", float(100 * remark2[0][2]), display=False)
 
 # %% [markdown]
 # At $\varepsilon=2$ the soft volume is exact while the thresholded mask is off by
@@ -584,8 +584,8 @@ print("hard star violations of SS-STD by T:", viol_T, "| STD alone, T=50:",
 # truth's is given for reference).
 
 # %%
-glue("ch3_noise", NOISE, display=False)
-glue("ch3_voronoi_noise", VORONOI_NOISE, display=False)
+glue("ch3_noise", float(NOISE), display=False)
+glue("ch3_voronoi_noise", float(VORONOI_NOISE), display=False)
 tasks = {
     "shapes": dict(classes=2, train=make_shape_scenes(N_TRAIN, SIZE, "mixed", NOISE, distractors=2, notches=1, seed=1),
                    test=make_shape_scenes(N_TEST, SIZE, "mixed", NOISE, distractors=2, notches=1, seed=2)),
@@ -745,8 +745,8 @@ seconds = fwd_bwd_seconds({0: None, **{T: S.STD(T, LAM, EPSILON, output="log_pro
 cost = {T: seconds[T] / seconds[0] for T in (1, 5, 10, 50)}
 print(f"softmax head: {1000 * seconds[0]:.1f} ms per batch of 16; relative time with an STD head:",
       ", ".join(f"T={T}: {r:.2f}x" for T, r in cost.items()))
-glue("ch3_cost_T10", cost[10], display=False)
-glue("ch3_cost_T50", cost[50], display=False)
+glue("ch3_cost_T10", float(cost[10]), display=False)
+glue("ch3_cost_T50", float(cost[50]), display=False)
 
 # %% [markdown]
 # With $T=10$ the STD head costs {glue:text}`ch3_cost_T10:.1f`× the softmax head's time here; the cost
@@ -796,7 +796,7 @@ glue("ch3_vp_oracle_miou", float(np.mean([r["miou"] for r in vp_rows["oracle"]])
 glue("ch3_vp_none_miou", float(np.mean([r["miou"] for r in vp_rows["STD (no volume)"]])), display=False)
 glue("ch3_vp_est_miou", float(np.mean([r["miou"] for r in vp_rows["estimated"]])), display=False)
 glue("ch3_vp_m20_miou", float(np.mean([r["miou"] for r in vp_rows["oracle -20 %"]])), display=False)
-glue("ch3_vp_soft_err", max(r["soft_err"] for r in vp_rows["oracle"]), display=False)
+glue("ch3_vp_soft_err", float(max(r["soft_err"] for r in vp_rows["oracle"])), display=False)
 glue("ch3_vp_p20_miou", float(np.mean([r["miou"] for r in vp_rows["oracle +20 %"]])), display=False)
 
 # %% [markdown]
@@ -870,10 +870,10 @@ def star_mean(cname, method, key):
 
 for key, cname in (("pos", "stars (positive)"), ("ann", "annuli (negative)"), ("c", "C-shapes (negative)")):
     for mkey, method in (("std", "STD"), ("ss", "SS-STD, oracle centre"), ("ssest", "SS-STD, estimated centre")):
-        glue(f"ch3_star_{key}_{mkey}_miou", star_mean(cname, method, "miou"), display=False)
+        glue(f"ch3_star_{key}_{mkey}_miou", float(star_mean(cname, method, "miou")), display=False)
 glue("ch3_star_viol_T0", float(np.mean(viol_by_T[0])), display=False)
 glue("ch3_star_viol_T50", float(np.mean(viol_by_T[50])), display=False)
-glue("ch3_star_viol_gt", gt_viol, display=False)
+glue("ch3_star_viol_gt", float(gt_viol), display=False)
 
 # %% [markdown]
 # On stars the prior removes distractors and fills notches: mIoU {glue:text}`ch3_star_pos_std_miou:.3f`

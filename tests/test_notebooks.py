@@ -326,7 +326,7 @@ import sys
 
 if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "pixelbook[book] @ git+https://github.com/pixelbook-org/pixelbook"], check=True)
+                    "pixelbook[colab] @ git+https://github.com/pixelbook-org/pixelbook"], check=True)
 
 # %% tags=["parameters"]
 SCALE = os.environ.get("PIXELBOOK_SCALE", "auto")
@@ -379,7 +379,7 @@ class TestConfig:
 
     def test_setup_cell_installs_from_the_configured_repository(self):
         src = nbtools.setup_source(nbtools.load_config(ROOT))
-        assert '"pixelbook[book] @ git+https://github.com/pixelbook-org/pixelbook@main"' in src
+        assert '"pixelbook[colab] @ git+https://github.com/pixelbook-org/pixelbook@main"' in src
         assert 'if "google.colab" in sys.modules:' in src
         compile(src, "setup", "exec")
 
@@ -400,7 +400,7 @@ def test_render_executes_in_place_and_strips_timings(project, capsys):
     assert nbtools.render([str(ipynb)], project) == 0
     nb = nbtools.read_ipynb(ipynb)
     report = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
-    assert "scale       small" in report  # executed at small scale
+    assert "scale        small" in report  # executed at small scale
     assert all("execution" not in c.metadata for c in nb.cells)
     assert nb.metadata["kernelspec"]["name"] == "python3"
     assert _lint(project) == []

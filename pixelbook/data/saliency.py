@@ -362,9 +362,10 @@ def sod_root(name: str, *, download: bool = False, verify: bool = False) -> Path
     folder holds every archive of the dataset and nothing else.
 
     Raises:
-        ValueError: unknown ``name``. FileNotFoundError: an archive is missing and ``download=False``.
-        DatasetError: a RAR archive (HKU-IS), which Python cannot unpack: unpack it by hand and pass
-        ``root=`` to :class:`SaliencyDataset`.
+        ValueError: unknown ``name``.
+        FileNotFoundError: an archive is missing and ``download=False``.
+        DatasetError: a RAR archive (HKU-IS), which Python cannot unpack: unpack it by hand and
+            pass ``root=`` to :class:`SaliencyDataset`.
     """
     check_choice(name, "name", tuple(SOD_DATASETS))
     layout = SOD_DATASETS[name]
