@@ -147,6 +147,18 @@ def _valid_mask(valid, dims: dict, ref: torch.Tensor, ref_name: str) -> torch.Te
     return valid
 
 
+def _valid_or_default(valid, default: torch.Tensor, what: str, dims: dict, pred: torch.Tensor) -> torch.Tensor:
+    """``valid`` checked against ``pred`` (or ``default`` when ``None``); raise if it selects nothing."""
+    if valid is None:
+        if not bool(default.any()):
+            raise ValueError(f"`gt`: expected {what} (the default valid mask), got none")
+        return default
+    valid = _valid_mask(valid, dims, pred, "pred")
+    if not bool(valid.any()):
+        raise ValueError("`valid`: expected at least one valid pixel, got none")
+    return valid
+
+
 def _thresholds(thresholds, name: str, interior: bool) -> torch.Tensor:
     """Ascending float64 CPU thresholds in [0, 1], from an int count or an explicit sequence.
 
@@ -576,14 +588,7 @@ def depth_metrics(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor | No
     _check_nonempty(pred, "pred")
     check_finite(pred, "pred")
     check_finite(gt, "gt")
-    if valid is None:
-        valid = gt > 0
-        if not bool(valid.any()):
-            raise ValueError("`gt`: expected some pixels with gt > 0 (the default valid mask), got none")
-    else:
-        valid = _valid_mask(valid, d, pred, "pred")
-        if not bool(valid.any()):
-            raise ValueError("`valid`: expected at least one valid pixel, got none")
+    valid = _valid_or_default(valid, gt > 0, "some pixels with gt > 0", d, pred)
     dp, dg = pred[valid].double(), gt[valid].double()
     if float(dg.min()) <= 0:
         raise ValueError(f"`gt`: expected positive depths where `valid` is True, got min {float(dg.min()):.4g}")
@@ -649,14 +654,7 @@ def normal_metrics(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor | N
     check_finite(gt, "gt")
     p, g = pred.double(), gt.double()
     pn, gn = p.norm(dim=1), g.norm(dim=1)
-    if valid is None:
-        valid = gn > 0
-        if not bool(valid.any()):
-            raise ValueError("`gt`: expected some non-zero normals (the default valid mask), got none")
-    else:
-        valid = _valid_mask(valid, d, pred, "pred")
-        if not bool(valid.any()):
-            raise ValueError("`valid`: expected at least one valid pixel, got none")
+    valid = _valid_or_default(valid, gn > 0, "some non-zero normals", d, pred)
     for norms, name in ((pn, "pred"), (gn, "gt")):
         zero = valid & (norms == 0)
         if bool(zero.any()):
