@@ -12,6 +12,7 @@ import hashlib
 import io
 import os
 import socket
+import stat
 import sys
 import tarfile
 import urllib.error
@@ -244,8 +245,41 @@ class TestFetch:
         with pytest.raises(ChecksumError, match=r"corrupt or incomplete: expected sha256 [0-9a-f]{64}, got sha256") as err:
             fetch("toy", progress=False)
         msg = str(err.value)
-        assert str(part) in msg and "Nothing was deleted" in msg and "rm '" in msg and "placing a correct copy" in msg
+        assert str(part) in msg and "The file was kept" in msg and "rm '" in msg and "placing a correct copy" in msg
         assert part.exists() and not (dataset_dir("toy") / "toy.bin").exists()
+        assert sorted(p.name for p in dataset_dir("toy").iterdir()) == ["toy.bin.part"]  # no marker
+
+    def test_successful_download_leaves_only_the_file_and_its_marker(self, monkeypatch):
+        _serve(monkeypatch, FakeServer(DATA))
+        _spec()
+        fetch("toy", progress=False)
+        assert sorted(p.name for p in dataset_dir("toy").iterdir()) == ["toy.bin", "toy.bin.sha256"]
+
+    def test_failed_check_removes_the_marker_so_it_cannot_vouch_for_the_file_later(self, monkeypatch):
+        """A corrupted copy that gets back the verified size and time (``cp -p``, a restore) is
+        still hashed: the failed check deleted the marker that would have vouched for it."""
+        _serve(monkeypatch, FakeServer(DATA))
+        _spec()
+        path = fetch("toy", progress=False)
+        st = path.stat()
+        bad = bytearray(DATA)
+        bad[7] ^= 0xFF
+        path.write_bytes(bytes(bad))
+        with pytest.raises(ChecksumError):
+            fetch("toy", progress=False)
+        assert not path.with_name("toy.bin.sha256").exists()
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # same size, same time as when verified
+        with pytest.raises(ChecksumError, match="the cached file"):
+            fetch("toy", progress=False)
+
+    def test_wrong_size_removes_the_marker_too(self, monkeypatch):
+        _serve(monkeypatch, FakeServer(DATA))
+        _spec(size_bytes=len(DATA))
+        path = fetch("toy", progress=False)
+        path.write_bytes(DATA[:-1])
+        with pytest.raises(ChecksumError, match="expected .* bytes"):
+            fetch("toy", progress=False)
+        assert not path.with_name("toy.bin.sha256").exists()
 
     def test_truncated_download_is_reported_as_incomplete(self, monkeypatch):
         _serve(monkeypatch, FakeServer(DATA[: len(DATA) // 3]))
@@ -319,6 +353,12 @@ def _make_tar(path: Path, files: dict[str, bytes], mode="w:gz", extra=None) -> P
     return path
 
 
+def _link(name: str, target: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = tarfile.SYMTYPE, target
+    return info
+
+
 FILES = {"top/a.txt": b"alpha", "top/sub/b.bin": os.urandom(200_000)}
 
 
@@ -374,18 +414,121 @@ class TestExtract:
         assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "a" / "evil.txt").exists()
 
     def test_symlink_escaping_the_folder_is_refused(self, tmp_path):
-        link = tarfile.TarInfo("top/link")
-        link.type, link.linkname = tarfile.SYMTYPE, "../../outside"
-        arc = _make_tar(tmp_path / "arc.tgz", {"top/a.txt": b"x"}, extra=[link])
+        arc = _make_tar(tmp_path / "arc.tgz", {"top/a.txt": b"x"}, extra=[_link("top/link", "../../outside")])
         with pytest.raises(ArchiveError, match="would be written outside"):
             extract(arc)
 
-    def test_zip_traversal_is_refused(self, tmp_path):
+    @pytest.mark.parametrize("data_filter", [True, False], ids=["with-data_filter", "without-data_filter"])
+    def test_chain_of_symlinks_cannot_escape(self, tmp_path, monkeypatch, data_filter):
+        """``a -> .``, ``a/b -> ..``, ``a/b/evil``: each link looks harmless on its own name, but
+        on disk ``a/b`` is ``<dest>/..``. Python < 3.11.4 has no ``tarfile.data_filter``."""
+        if not data_filter:
+            monkeypatch.delattr(tarfile, "data_filter", raising=False)
+        elif not hasattr(tarfile, "data_filter"):
+            pytest.skip("this Python has no tarfile.data_filter")
+        outer = tmp_path / "outer"
+        outer.mkdir()
+        arc = tmp_path / "chain.tar"
+        with tarfile.open(arc, "w") as tf:
+            tf.addfile(_link("a", "."))
+            tf.addfile(_link("a/b", ".."))
+            info = tarfile.TarInfo("a/b/evil")
+            info.size = 5
+            tf.addfile(info, io.BytesIO(b"pwned"))
+        with pytest.raises(ArchiveError, match="outside"):
+            extract(arc, outer / "dest")
+        assert list(tmp_path.rglob("evil")) == [] and sorted(p.name for p in outer.iterdir()) == []
+
+    @pytest.mark.parametrize("data_filter", [True, False], ids=["with-data_filter", "without-data_filter"])
+    def test_link_made_unsafe_by_a_later_link_is_refused(self, tmp_path, monkeypatch, data_filter):
+        """``x -> y/..`` is inside while ``y`` does not exist; ``y -> .`` then makes ``x`` the parent."""
+        if not data_filter:
+            monkeypatch.delattr(tarfile, "data_filter", raising=False)
+        arc = tmp_path / "late.tar"
+        with tarfile.open(arc, "w") as tf:
+            tf.addfile(_link("x", "y/.."))
+            tf.addfile(_link("y", "."))
+        with pytest.raises(ArchiveError, match="'x' would be written outside"):
+            extract(arc, tmp_path / "d" / "dest")
+        assert sorted(p.name for p in (tmp_path / "d").iterdir()) == []
+
+    def test_file_replaces_an_earlier_symlink_instead_of_writing_through_it(self, tmp_path):
+        arc = tmp_path / "over.tar"
+        with tarfile.open(arc, "w") as tf:
+            info = tarfile.TarInfo("target.txt")
+            info.size = 4
+            tf.addfile(info, io.BytesIO(b"orig"))
+            tf.addfile(_link("link", "target.txt"))
+            info = tarfile.TarInfo("link")
+            info.size = 3
+            tf.addfile(info, io.BytesIO(b"new"))
+        out = extract(arc)
+        assert (out / "target.txt").read_bytes() == b"orig"
+        assert not (out / "link").is_symlink() and (out / "link").read_bytes() == b"new"
+
+    def test_safe_links_are_kept(self, tmp_path):
+        hard = tarfile.TarInfo("top/copy.txt")
+        hard.type, hard.linkname = tarfile.LNKTYPE, "top/a.txt"
+        arc = _make_tar(tmp_path / "arc.tar", {"top/a.txt": b"alpha"}, mode="w",
+                        extra=[_link("top/sub/up", "../a.txt"), hard])
+        out = extract(arc)
+        assert (out / "top/sub/up").is_symlink() and (out / "top/sub/up").read_bytes() == b"alpha"
+        assert (out / "top/copy.txt").read_bytes() == b"alpha"
+
+    @pytest.mark.parametrize("linkname", ["../outside.txt", "/etc/hostname"])
+    def test_hard_link_outside_is_refused(self, tmp_path, linkname):
+        hard = tarfile.TarInfo("h")
+        hard.type, hard.linkname = tarfile.LNKTYPE, linkname
+        arc = _make_tar(tmp_path / "arc.tar", {}, mode="w", extra=[hard])
+        with pytest.raises(ArchiveError, match="outside"):
+            extract(arc, tmp_path / "d" / "dest")
+
+    def test_absolute_symlink_and_device_are_refused(self, tmp_path):
+        arc = _make_tar(tmp_path / "abs.tar", {}, mode="w", extra=[_link("l", "/etc")])
+        with pytest.raises(ArchiveError, match="absolute path '/etc'"):
+            extract(arc)
+        dev = tarfile.TarInfo("dev")
+        dev.type = tarfile.CHRTYPE
+        arc = _make_tar(tmp_path / "dev.tar", {}, mode="w", extra=[dev])
+        with pytest.raises(ArchiveError, match="not a file, folder or link"):
+            extract(arc)
+
+    @pytest.mark.parametrize("member", ["../evil.txt", "/tmp/evil-abs-zip.txt", "ok/../../evil.txt"])
+    def test_zip_traversal_is_refused(self, tmp_path, member):
         arc = tmp_path / "arc.zip"
         with zipfile.ZipFile(arc, "w") as zf:
-            zf.writestr("../evil.txt", b"x")
+            zf.writestr(member, b"x")
         with pytest.raises(ArchiveError, match="would be written outside"):
             extract(arc, tmp_path / "d" / "dest")
+        assert not (tmp_path / "d" / "evil.txt").exists() and not Path("/tmp/evil-abs-zip.txt").exists()
+
+    def test_zip_symlink_is_refused(self, tmp_path):
+        arc = tmp_path / "arc.zip"
+        with zipfile.ZipFile(arc, "w") as zf:
+            info = zipfile.ZipInfo("a")
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            zf.writestr(info, ".")
+        with pytest.raises(ArchiveError, match="symbolic link"):
+            extract(arc)
+
+    def test_corrupt_zip_member_is_reported(self, tmp_path):
+        arc = tmp_path / "arc.zip"
+        with zipfile.ZipFile(arc, "w", compression=zipfile.ZIP_STORED) as zf:
+            zf.writestr("a.txt", b"A" * 1000)
+        data = bytearray(arc.read_bytes())
+        data[data.index(b"A" * 1000) + 500] = ord("B")  # CRC mismatch, sizes intact
+        arc.write_bytes(bytes(data))
+        with pytest.raises(ArchiveError, match="is truncated or corrupt"):
+            extract(arc)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["arc.zip"]
+
+    def test_a_new_archive_at_the_same_path_is_extracted_again(self, tmp_path):
+        arc = _make_tar(tmp_path / "arc.tgz", {"old.txt": b"old"})
+        out = extract(arc)
+        _make_tar(arc, {"new.txt": b"new"})
+        os.utime(arc, ns=(arc.stat().st_atime_ns, arc.stat().st_mtime_ns + 10**9))
+        assert extract(arc) == out
+        assert sorted(p.name for p in out.iterdir()) == [".pixelbook-extracted", "new.txt"]
 
     def test_existing_foreign_folder_is_not_overwritten(self, tmp_path):
         arc = _make_tar(tmp_path / "arc.tgz", FILES)

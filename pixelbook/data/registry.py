@@ -7,9 +7,10 @@
 2. Otherwise the file is downloaded to ``<file>.part``. An existing ``.part`` is *resumed* with an
    HTTP ``Range`` request; a server that ignores ``Range`` makes the download start over.
 3. The finished ``.part`` is checked against ``sha256`` (and ``size_bytes`` when known), then
-   renamed atomically to ``<file>``. On a mismatch nothing is deleted: the error names the file,
-   the expected and actual checksums and the two ways out (delete it and fetch again, or put a
-   good copy there by hand).
+   renamed atomically to ``<file>``. On a mismatch the file is kept and only its verification
+   marker is removed (so no marker outlives a failed check); the error names the file, the
+   expected and actual checksums and the two ways out (delete it and fetch again, or put a good
+   copy there by hand). A ``.part`` never gets a marker.
 
 Datasets whose checksum nobody has published are registered with ``sha256=None``. ``fetch``
 refuses to trust such a file unless the caller passes ``verify=False`` (the error prints the
@@ -19,8 +20,8 @@ file's actual sha256 so it can be recorded). Files live in
 missing, says where to put it and where to get it.
 
 :func:`extract` unpacks ``.zip``, ``.tar``, ``.tar.gz``/``.tgz`` and ``.tar.bz2`` archives into
-a folder, refusing members that would land outside it, and reports a truncated or corrupt
-archive as such.
+a folder member by member, refusing any member that would land outside it (also through
+links unpacked before it), and reports a truncated or corrupt archive as such.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import hashlib
 import os
 import re
 import shutil
+import stat
 import tarfile
 import tempfile
 import urllib.error
@@ -173,17 +175,20 @@ def _stamp(path: Path) -> str:
     return f"{st.st_size} {st.st_mtime_ns}"
 
 
+def _marker(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
 def _verified(path: Path, digest: str) -> bool:
     """Whether ``path`` was already verified against ``digest`` (a stamp file remembers it)."""
-    marker = path.with_name(path.name + ".sha256")
     try:
-        return marker.read_text().split("\n")[:2] == [digest, _stamp(path)]
+        return _marker(path).read_text().split("\n")[:2] == [digest, _stamp(path)]
     except OSError:
         return False
 
 
 def _remember(path: Path, digest: str) -> None:
-    path.with_name(path.name + ".sha256").write_text(f"{digest}\n{_stamp(path)}\n")
+    _marker(path).write_text(f"{digest}\n{_stamp(path)}\n")
 
 
 def _mismatch(spec: DatasetSpec, path: Path, actual: str | None, size: int, what: str) -> ChecksumError:
@@ -191,23 +196,31 @@ def _mismatch(spec: DatasetSpec, path: Path, actual: str | None, size: int, what
     got = f"sha256 {actual}" if actual is not None else f"{size} bytes"
     return ChecksumError(
         f"dataset {spec.name!r}: {what} {path} is corrupt or incomplete: expected {exp}, got {got} "
-        f"({size} bytes). Nothing was deleted. Fix it by deleting the file (rm '{path}') and calling "
+        f"({size} bytes). The file was kept. Fix it by deleting the file (rm '{path}') and calling "
         f"fetch({spec.name!r}) again, or by placing a correct copy of {spec.filename} (from {spec.url}) "
         f"at '{path.with_name(spec.filename)}'."
     )
 
 
-def _check_file(spec: DatasetSpec, path: Path, what: str) -> None:
-    """Raise ``ChecksumError`` unless ``path`` matches the spec's size and sha256."""
+def _check_file(spec: DatasetSpec, path: Path, what: str, remember: bool) -> None:
+    """Raise ``ChecksumError`` unless ``path`` matches the spec's size and sha256; with
+    ``remember``, write the marker that lets the next call skip the hash.
+
+    A mismatch deletes the file's verification marker (never the file): a marker that outlived
+    the check could vouch for a bad file that later gets the old size and modification time.
+    """
     size = path.stat().st_size
     if spec.size_bytes is not None and size != spec.size_bytes:
+        _marker(path).unlink(missing_ok=True)
         raise _mismatch(spec, path, None, size, what)
     if _verified(path, spec.sha256):
         return
     actual = sha256sum(path)
     if actual != spec.sha256:
+        _marker(path).unlink(missing_ok=True)
         raise _mismatch(spec, path, actual, size, what)
-    _remember(path, actual)
+    if remember:
+        _remember(path, actual)
 
 
 def _urlopen(request: urllib.request.Request, timeout: float):
@@ -270,7 +283,8 @@ def fetch(name: str, *, download: bool = True, progress: bool = True, verify: bo
 
     Raises:
         ValueError: unknown name. FileNotFoundError: missing with ``download=False``.
-        ChecksumError: a cached or downloaded file fails its checksum or size (nothing deleted).
+        ChecksumError: a cached or downloaded file fails its checksum or size (the file is kept,
+            its verification marker removed).
         DatasetError: no checksum registered and ``verify=True``; network failure (a partial
         download is kept and resumed by the next call).
     """
@@ -286,7 +300,7 @@ def fetch(name: str, *, download: bool = True, progress: bool = True, verify: bo
         )
     if path.exists():
         if verify:
-            _check_file(spec, path, "the cached file")
+            _check_file(spec, path, "the cached file", remember=True)
         return path
     if not download:
         raise FileNotFoundError(
@@ -294,9 +308,10 @@ def fetch(name: str, *, download: bool = True, progress: bool = True, verify: bo
             f"{f' (see {spec.homepage})' if spec.homepage else ''} and place it at that path, "
             f"or call fetch({name!r}) with download=True."
         )
+    _marker(path).unlink(missing_ok=True)  # a marker without its file vouches for nothing
     _download(spec, part, progress)
     if verify:
-        _check_file(spec, part, "the downloaded file")
+        _check_file(spec, part, "the downloaded file", remember=False)  # no marker for a .part
     os.replace(part, path)  # atomic on one file system
     if verify:
         _remember(path, spec.sha256)
@@ -308,22 +323,124 @@ def fetch(name: str, *, download: bool = True, progress: bool = True, verify: bo
 # --------------------------------------------------------------------------------------------
 
 _DONE = ".pixelbook-extracted"
+_SUFFIXES = (".tar.gz", ".tar.bz2", ".tgz", ".tar", ".zip")
+# What a damaged archive raises while it is read (gzip's BadGzipFile and bz2's "Invalid data
+# stream" are OSErrors).
+_CORRUPT = (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError)
 
 
-def _safe_target(root: Path, member: str) -> Path:
-    target = (root / member).resolve()
-    if os.path.isabs(member) or (target != root and root not in target.parents):
+def _archive_stem(path: Path) -> str:
+    """``path``'s name without its archive suffix; ``ArchiveError`` for an unknown type."""
+    for suffix in _SUFFIXES:
+        if path.name.endswith(suffix):
+            return path.name[: -len(suffix)]
+    raise ArchiveError(f"`path`: expected a .zip, .tar, .tar.gz, .tgz or .tar.bz2 archive, got '{path}'")
+
+
+def _contained(root: Path, target: Path, member: str) -> Path:
+    if target != root and root not in target.parents:
         raise ArchiveError(f"archive member {member!r} would be written outside '{root}'; refusing to extract")
     return target
+
+
+def _inside(root: Path, name: str, member: str) -> Path:
+    """``root / name`` with every symlink *already on disk* resolved; ``ArchiveError`` unless it
+    stays in ``root``. Called just before each member is written, so a link unpacked earlier
+    (``a -> .``, then ``a/b -> ..``) is followed exactly as the file system will follow it."""
+    if not name or os.path.isabs(name) or name.startswith("\\") or re.match(r"^[A-Za-z]:", name):
+        raise ArchiveError(f"archive member {member!r} would be written outside '{root}'; refusing to extract")
+    return _contained(root, (root / name).resolve(), member)
+
+
+def _new_entry(root: Path, name: str) -> Path:
+    """Where member ``name`` (not a folder) goes: its folder resolved and checked, anything already
+    at that name removed, so that a file is never written *through* an earlier symlink."""
+    parent = _inside(root, os.path.dirname(name.rstrip("/")) or ".", name)
+    target = parent / os.path.basename(name.rstrip("/"))
+    if target.is_symlink() or target.is_file():
+        target.unlink()
+    parent.mkdir(parents=True, exist_ok=True)
+    return target
+
+
+def _write(src, target: Path) -> None:
+    with open(target, "xb") as out:
+        shutil.copyfileobj(src, out, _CHUNK)
+
+
+def _unpack_tar(path: Path, root: Path) -> None:
+    """Write each member of a tar archive with our own checks; ``tarfile``'s extraction filters are
+    not used, so the same rules hold on every Python (with or without ``tarfile.data_filter``)."""
+    with tarfile.open(path, "r:*") as tf:
+        for member in tf:  # streams through the whole archive: finds truncation
+            name = member.name
+            if member.isdir():
+                _inside(root, name, name).mkdir(parents=True, exist_ok=True)
+            elif member.isfile():
+                target = _new_entry(root, name)
+                _write(tf.extractfile(member), target)
+                if member.mode & 0o100:  # keep scripts executable (BSR_full's benchmark code)
+                    target.chmod(target.stat().st_mode | 0o100)
+            elif member.issym():
+                target = _new_entry(root, name)
+                if os.path.isabs(member.linkname):
+                    raise ArchiveError(f"archive member {name!r} links to the absolute path {member.linkname!r}; refusing")
+                _contained(root, (target.parent / member.linkname).resolve(), name)  # where it points now
+                os.symlink(member.linkname, target)
+            elif member.islnk():  # a hard link names an earlier member; copy what it resolves to
+                source = _inside(root, member.linkname, name)
+                if not source.is_file():
+                    raise ArchiveError(f"archive member {name!r} is a hard link to {member.linkname!r}, "
+                                       "which is not a file unpacked before it; refusing")
+                target = _new_entry(root, name)
+                with open(source, "rb") as src:
+                    _write(src, target)
+            else:
+                raise ArchiveError(f"archive member {name!r} is not a file, folder or link; refusing")
+
+
+def _unpack_zip(path: Path, root: Path) -> None:
+    """Write each member of a zip archive (CRCs are checked while reading); links are refused."""
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            name = info.filename
+            if stat.S_ISLNK(info.external_attr >> 16):
+                raise ArchiveError(f"archive member {name!r} is a symbolic link; links in zip archives are refused")
+            if info.is_dir():
+                _inside(root, name, name).mkdir(parents=True, exist_ok=True)
+                continue
+            target = _new_entry(root, name)
+            with zf.open(info) as src:
+                _write(src, target)
+
+
+def _check_links(root: Path) -> None:
+    """Every symlink left in ``root`` must resolve inside it. A link can be safe when it is written
+    and escape later (``x -> y/..`` before ``y -> .``); this final walk catches that."""
+    for folder, dirs, files in os.walk(root):
+        for entry in dirs + files:
+            p = Path(folder) / entry
+            if p.is_symlink():
+                _contained(root, p.resolve(), p.relative_to(root).as_posix())
+
+
+def _done_text(path: Path) -> str:
+    return f"{path.name}\n{_stamp(path)}\n"
 
 
 def extract(path: str | os.PathLike, dest: str | os.PathLike | None = None) -> Path:
     """Unpack a ``.zip`` / ``.tar`` / ``.tar.gz`` / ``.tgz`` / ``.tar.bz2`` archive into ``dest``.
 
     The archive is unpacked into a temporary sibling folder that is renamed to ``dest`` only
-    when every member was read, so a failed extraction leaves no half-filled ``dest``; a
-    completed one is marked and later calls return at once. Members with absolute paths, ``..``
-    components or links pointing outside ``dest`` are refused.
+    when every member was read, so a failed extraction leaves no half-filled ``dest``. A completed
+    one is marked with the archive's name, size and modification time: later calls return at once,
+    and a *different* archive at ``path`` (size or time changed) replaces the folder.
+
+    Members are written one at a time by this module (the same rules on every Python, with or
+    without ``tarfile.data_filter``). Refused: absolute names, names that lead outside ``dest``
+    through ``..`` or through links unpacked earlier (``a -> .``, then ``a/b -> ..``, then
+    ``a/b/evil``), symlinks that end outside ``dest`` once everything is unpacked, hard links to
+    anything but an earlier file, devices and FIFOs, and symlinks in zip archives.
 
     Args:
         path: the archive. dest: the folder to create (default: ``path`` without its suffix).
@@ -333,63 +450,39 @@ def extract(path: str | os.PathLike, dest: str | os.PathLike | None = None) -> P
 
     Raises:
         FileNotFoundError: no archive at ``path``.
-        ArchiveError: unknown type, truncated/corrupt archive, or an unsafe member.
+        ArchiveError: unknown type, truncated/corrupt archive, an unsafe member, or a ``dest``
+            that exists and was not made by :func:`extract`.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"`path`: no archive at '{path}'")
-    name = path.name
-    for suffix in (".tar.gz", ".tar.bz2", ".tgz", ".tar", ".zip"):
-        if name.endswith(suffix):
-            stem = name[: -len(suffix)]
-            break
-    else:
-        raise ArchiveError(f"`path`: expected a .zip, .tar, .tar.gz, .tgz or .tar.bz2 archive, got '{path}'")
+    stem = _archive_stem(path)
     dest = Path(dest) if dest is not None else path.with_name(stem)
-    if (dest / _DONE).is_file():
+    marker = dest / _DONE
+    if marker.is_file() and marker.read_text() == _done_text(path):
         return dest
+    if dest.exists() and not marker.is_file() and not (dest.is_dir() and not any(dest.iterdir())):
+        raise ArchiveError(
+            f"`dest`: '{dest}' already exists and was not made by extract(); delete it or choose another "
+            "folder (nothing was overwritten)"
+        )
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=dest.name + ".partial-", dir=dest.parent))
-    root = tmp.resolve()
     try:
+        root = tmp.resolve()
+        unpack = _unpack_zip if path.name.endswith(".zip") else _unpack_tar
         try:
-            if name.endswith(".zip"):
-                with zipfile.ZipFile(path) as zf:
-                    for info in zf.infolist():
-                        _safe_target(root, info.filename)
-                    bad = zf.testzip()
-                    if bad is not None:
-                        raise zipfile.BadZipFile(f"CRC error in member {bad!r}")
-                    zf.extractall(root)
-            else:
-                with tarfile.open(path, "r:*") as tf:
-                    for member in tf:  # streams through the whole archive: finds truncation
-                        _safe_target(root, member.name)
-                        if member.issym() or member.islnk():
-                            link = member.linkname if member.islnk() else os.path.join(os.path.dirname(member.name), member.linkname)
-                            _safe_target(root, link)
-                        elif not (member.isfile() or member.isdir()):
-                            raise ArchiveError(f"archive member {member.name!r} is not a file or folder; refusing")
-                    if hasattr(tarfile, "data_filter"):  # Python >= 3.10.12 / 3.11.4: belt and braces
-                        tf.extractall(root, filter="data")
-                    else:  # pragma: no cover - members were checked above
-                        tf.extractall(root)
-        except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError) as exc:
-            if isinstance(exc, FileNotFoundError) and not path.exists():
-                raise
+            unpack(path, root)
+        except _CORRUPT as exc:
             raise ArchiveError(
                 f"archive '{path}' is truncated or corrupt ({type(exc).__name__}: {exc}). Delete it and fetch it "
                 "again (or replace it with a good copy); nothing was extracted."
             ) from exc
-        (root / _DONE).write_text(name + "\n")
-        if dest.exists():
-            if dest.is_dir() and not any(dest.iterdir()):
-                dest.rmdir()
-            else:
-                raise ArchiveError(
-                    f"`dest`: '{dest}' already exists and was not made by extract(); delete it or choose another "
-                    "folder (nothing was overwritten)"
-                )
+        _check_links(root)
+        (root / _DONE).unlink(missing_ok=True)
+        (root / _DONE).write_text(_done_text(path))
+        if dest.exists():  # empty, or an extraction of an older archive at `path`
+            shutil.rmtree(dest)
         os.replace(tmp, dest)
     finally:
         if tmp.exists():
