@@ -22,6 +22,7 @@ import math
 import os
 import random
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
@@ -324,13 +325,32 @@ def fit(model: nn.Module, loss_fn: Callable, train_data, cfg: TrainConfig, *,
     return history
 
 
+def _read_cached_checkpoint(path: str, name: str) -> dict | None:
+    """The checkpoint dict at ``path``; ``None`` if the file cannot be read as one (truncated by a
+    full disk or a killed kernel, or garbage): then it is deleted with a warning naming it, and
+    the caller trains again, since the cache only ever holds what training can recreate."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        if not isinstance(state, dict):
+            raise TypeError(f"expected a checkpoint dict, got {type(state).__name__}")
+        return state
+    except Exception as exc:  # torch.load raises RuntimeError, UnpicklingError, EOFError, ... on damage
+        reason = f"{type(exc).__name__}: {exc}"
+        warnings.warn(f"train_or_load({name!r}): the cached checkpoint '{path}' is unreadable "
+                      f"({reason[:200]}); deleted it, training again", RuntimeWarning, stacklevel=3)
+        os.remove(path)
+        return None
+
+
 def train_or_load(name: str, model: nn.Module, loss_fn: Callable, train_data, cfg: TrainConfig, *,
                   retrain: bool = False, verbose: bool = True, **fit_kwargs) -> History:
     """Train ``model`` unless a finished run with the same ``name`` and configuration is cached.
 
     The cache file is ``<cache>/checkpoints/<name>-<hash(cfg)>.pt`` (``PIXELBOOK_CACHE`` sets
     ``<cache>``). A finished run is loaded into ``model`` in place; an unfinished one (the kernel
-    died, the user pressed stop) resumes from its last epoch. ``retrain=True`` starts afresh.
+    died, the user pressed stop) resumes from its last epoch. ``retrain=True`` starts afresh. A
+    cache file that cannot be read (truncated, garbage) is deleted with a ``RuntimeWarning``
+    naming it, and the run is trained again.
 
     Returns the :class:`History` (loaded or new). Other keyword arguments go to :func:`fit`.
     """
@@ -339,15 +359,14 @@ def train_or_load(name: str, model: nn.Module, loss_fn: Callable, train_data, cf
     path = os.path.join(cache_dir("checkpoints"), f"{name}-{config_hash(cfg)}.pt")
     if retrain and os.path.exists(path):
         os.remove(path)
-    if os.path.exists(path):
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        if state.get("epoch") == cfg.epochs and state.get("key") == config_hash(cfg):
-            device = resolve_device(fit_kwargs.get("device"))
-            model.load_state_dict(state["model"])
-            model.to(device).eval()
-            if verbose:
-                print(f"loaded {name} ({cfg.epochs} epochs) from the cache: {os.path.basename(path)}")
-            return History(state["history"], state.get("snapshots", {}))
+    state = _read_cached_checkpoint(path, name) if os.path.exists(path) else None
+    if state is not None and state.get("epoch") == cfg.epochs and state.get("key") == config_hash(cfg):
+        device = resolve_device(fit_kwargs.get("device"))
+        model.load_state_dict(state["model"])
+        model.to(device).eval()
+        if verbose:
+            print(f"loaded {name} ({cfg.epochs} epochs) from the cache: {os.path.basename(path)}")
+        return History(state["history"], state.get("snapshots", {}))
     if verbose and os.path.exists(path):
         print(f"resuming {name} from its last checkpoint")
     return fit(model, loss_fn, train_data, cfg, checkpoint_path=path, desc=name, **fit_kwargs)

@@ -104,6 +104,32 @@ class TestTrainOrLoad:
         assert not calls and h1.records == h2.records
         assert torch.equal(first.weight, second.weight)
 
+    @pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "not_a_dict"])
+    def test_unreadable_cache_file_is_named_deleted_and_retrained(self, tmp_path, monkeypatch, damage):
+        monkeypatch.setenv("PIXELBOOK_CACHE", str(tmp_path))
+        cfg = TrainConfig(epochs=2, lr=0.05)
+        reference = train_or_load("lin", _model(), _loss, _data(), cfg, progress=False, verbose=False)
+        (path,) = (tmp_path / "checkpoints").glob("lin-*.pt")
+        data = path.read_bytes()
+        if damage == "not_a_dict":
+            torch.save([1, 2, 3], path)
+        else:
+            path.write_bytes({"truncated": data[: len(data) // 2], "garbage": b"\x80not a checkpoint" * 20,
+                              "empty": b""}[damage])
+        calls = []
+
+        def counting_loss(model, batch):
+            calls.append(1)
+            return _loss(model, batch)
+
+        with pytest.warns(RuntimeWarning, match=rf"cached checkpoint '{path}' is unreadable .*training again"):
+            history = train_or_load("lin", _model(), counting_loss, _data(), cfg, progress=False, verbose=False)
+        assert len(calls) == cfg.epochs * 64 // cfg.batch_size  # every epoch trained afresh
+        assert history["train_loss"] == reference["train_loss"]
+        again = train_or_load("lin", _model(seed=5), lambda m, b: calls.append("x"), _data(), cfg,
+                              progress=False, verbose=False)
+        assert "x" not in calls and again.records == history.records  # the new file is a good cache
+
     def test_different_params_never_share_a_checkpoint(self):
         a = TrainConfig(params={"width": 1})
         b = TrainConfig(params={"width": 2})
