@@ -1,0 +1,16 @@
+"""Differentiable building blocks and kernels.
+
+Every kernel ``x`` here follows one pattern: a pure-PyTorch ``_x_reference`` twin, the fast
+implementations beside it (a memory-lean PyTorch one, a Triton one for GPUs), one public dispatcher
+``x(..., impl="auto")`` that can say which implementation it picks, a test comparing them all on
+the CPU (Triton under ``TRITON_INTERPRET=1``), and a benchmark in ``benchmarks/``.
+
+* :mod:`pixelbook.ops.filter_flow` — per-pixel :math:`k\\times k` filters applied to an image
+  (filter flow [KONG, Eq. 6.1]) and their expected flow.
+"""
+
+from __future__ import annotations
+
+from .filter_flow import IMPLS, apply_filter_flow, expected_flow, filter_size, tap_offsets, which_impl
+
+__all__ = ["apply_filter_flow", "expected_flow", "filter_size", "tap_offsets", "which_impl", "IMPLS"]
