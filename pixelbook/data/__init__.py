@@ -3,6 +3,8 @@
 * :mod:`~pixelbook.data.synthetic`: ray-cast 3-D scenes with exact, consistent labels, instance
   ids, boundaries, depth and normals (``make_scenes``), used at ``smoke`` and ``small`` scale.
 * :mod:`~pixelbook.data.images`: scikit-image's sample images as tensors, offline (``load_image``).
+* :mod:`~pixelbook.data.degradations`: simulated motion blur (spatially varying), JPEG and bicubic
+  down-sampling, the free supervision of image restoration (Ch. 7).
 * :mod:`~pixelbook.data.registry`: real datasets, downloaded on demand into a cache folder with
   sha256 checks and resumable downloads (``fetch``, ``extract``); :mod:`~pixelbook.data.nyuv2`
   (``NYUv2Labeled``) and :mod:`~pixelbook.data.bsds` (``BSDS500``) register and read theirs.
@@ -18,7 +20,7 @@ Importing this package touches no network and no dataset file.
 
 from __future__ import annotations
 
-from . import bsds, images, nyuv2, registry, synthetic
+from . import bsds, degradations, images, nyuv2, registry, synthetic
 from . import isic, kits19, msra10k, saliency, segmentation, shapes, starshapes  # noqa: F401  (register datasets)
 from .bsds import BSDS500
 from .images import list_images, load_image, load_stereo_motorcycle
@@ -33,7 +35,7 @@ from .synthetic import (
 )
 
 __all__ = [
-    "synthetic", "images", "registry", "nyuv2", "bsds",
+    "synthetic", "images", "registry", "nyuv2", "bsds", "degradations",
     "starshapes", "shapes", "isic", "segmentation", "saliency", "msra10k", "kits19",
     "SCENE_CLASSES", "scene_class_names", "make_scenes", "make_scene_splits", "normals_from_depth",
     "load_image", "list_images", "load_stereo_motorcycle",

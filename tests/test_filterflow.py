@@ -1,0 +1,142 @@
+"""pixelbook.filterflow (Ch. 7): the two-stream net, PFF, the direct CNN, envelope and PCA energy."""
+
+import pytest
+import torch
+
+import pixelbook as pb
+from pixelbook.filterflow import (
+    DirectCNN,
+    PredictiveFilterFlow,
+    TwoStreamNet,
+    filter_pca_energy,
+    local_envelope,
+)
+from pixelbook.models import count_parameters
+
+SMALL = dict(width=8, fullres_width=4, levels=2)
+
+
+class TestTwoStreamNet:
+    def test_shapes_and_resolution(self):
+        net = TwoStreamNet(3, 25, **SMALL)
+        assert net(torch.rand(2, 3, 24, 32)).shape == (2, 25, 24, 32)
+
+    def test_receptive_field_is_larger_than_the_fullres_stream(self):
+        # the deep stream sees far: a change at one corner moves the output at the other
+        net = TwoStreamNet(1, 1, width=4, fullres_width=2, levels=3).eval()
+        torch.nn.init.normal_(net.head.weight)
+        x = torch.rand(1, 1, 32, 32, requires_grad=True)
+        net(x)[0, 0, 20, 20].backward()
+        assert float(x.grad[0, 0, 4, 4].abs()) > 0
+
+    def test_size_not_divisible_is_an_error(self):
+        with pytest.raises(ValueError, match="`x`: expected H and W divisible by 2\\*\\*levels = 4"):
+            TwoStreamNet(3, 3, **SMALL)(torch.rand(1, 3, 18, 16))
+
+    def test_bad_hyperparameters(self):
+        with pytest.raises(ValueError, match="`width`: expected an integer >= 1"):
+            TwoStreamNet(3, 3, width=0)
+        with pytest.raises(ValueError, match="`levels`"):
+            TwoStreamNet(3, 3, levels=True)
+
+
+class TestPredictiveFilterFlow:
+    def test_softmax_filters_are_distributions_and_output_stays_in_the_envelope(self):
+        torch.manual_seed(0)
+        model = PredictiveFilterFlow(3, kernel_size=5, **SMALL)
+        torch.nn.init.normal_(model.net.head.weight, std=1.0)  # away from the initial identity
+        x = torch.rand(2, 3, 16, 16)
+        res = model.eval()(x)
+        f = res["filters"]
+        assert f.shape == (2, 25, 16, 16) and f.min() >= 0
+        torch.testing.assert_close(f.sum(1), torch.ones(2, 16, 16))
+        low, high = local_envelope(x, 5)
+        assert torch.all(res["out"] <= high + 1e-6) and torch.all(res["out"] >= low - 1e-6)
+        torch.testing.assert_close(res["out"], pb.ops.apply_filter_flow(x, f, impl="reference"))
+
+    def test_initial_free_form_model_is_the_identity(self):
+        model = PredictiveFilterFlow(3, kernel_size=7, normalize="none", **SMALL).eval()
+        x = torch.rand(1, 3, 16, 16)
+        torch.testing.assert_close(model(x)["out"], x)
+        torch.testing.assert_close(pb.ops.expected_flow(model(x)["filters"]), torch.zeros(1, 2, 16, 16))
+
+    def test_initial_softmax_model_puts_half_the_mass_on_the_centre(self):
+        model = PredictiveFilterFlow(3, kernel_size=5, **SMALL).eval()
+        f = model(torch.rand(1, 3, 8, 8))["filters"]
+        torch.testing.assert_close(f[:, 12], torch.full((1, 8, 8), 25 / 49))  # e^log25 / (e^log25 + 24)
+
+    def test_trains_towards_a_known_shift(self):
+        # trained on "output = input read one pixel to the right", the filters become that one-hot
+        # and their expected flow (+1, 0) (the initial flow is 0; ~50 Adam steps reach 0.99)
+        torch.manual_seed(1)
+        model = PredictiveFilterFlow(1, kernel_size=3, **SMALL)
+        x = torch.rand(8, 1, 16, 16)
+        target = torch.roll(x, shifts=-1, dims=-1)  # target[y, x] = x[y, x + 1]
+        opt = torch.optim.Adam(model.parameters(), 1e-2)
+        for _ in range(50):
+            res = model(x)
+            loss = (res["out"] - target)[..., 1:-1, 1:-1].abs().mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        flow = pb.ops.expected_flow(res["filters"].detach())
+        assert float(flow[:, 0, 2:-2, 2:-2].mean()) > 0.9 and float(flow[:, 1].abs().mean()) < 0.1
+
+    def test_bad_arguments(self):
+        with pytest.raises(ValueError, match="`kernel_size`: expected an odd integer"):
+            PredictiveFilterFlow(3, kernel_size=4)
+        with pytest.raises(ValueError, match="`normalize`: expected one of"):
+            PredictiveFilterFlow(3, normalize="sigmoid")
+        with pytest.raises(TypeError, match="`x`: expected a floating-point tensor"):
+            PredictiveFilterFlow(3, kernel_size=3, **SMALL)(torch.ones(1, 3, 8, 8, dtype=torch.long))
+
+
+class TestDirectCNN:
+    def test_starts_at_the_identity_and_matches_pff_parameters(self):
+        cnn = DirectCNN(3, **SMALL).eval()
+        x = torch.rand(1, 3, 16, 16)
+        torch.testing.assert_close(cnn(x)["out"], x)
+        pff = PredictiveFilterFlow(3, kernel_size=9, **SMALL)
+        # only the 1×1 head differs: width · (k² - C) weights + (k² - C) biases
+        assert count_parameters(pff) - count_parameters(cnn) == (8 + 1) * (81 - 3)
+
+
+class TestLocalEnvelope:
+    def test_hand_computed(self):
+        x = torch.tensor([[[[1.0, 5.0, 3.0, 2.0]]]])
+        low, high = local_envelope(x, 3)
+        assert low.tolist() == [[[[0.0, 0.0, 0.0, 0.0]]]]  # zero padding rows above and below
+        assert high.tolist() == [[[[5.0, 5.0, 5.0, 3.0]]]]
+        low, high = local_envelope(torch.full((1, 1, 5, 5), 2.0), 3)
+        assert low[0, 0, 2, 2] == 2.0 and low[0, 0, 0, 0] == 0.0 and high.max() == 2.0
+
+    def test_bad_kernel_size(self):
+        with pytest.raises(ValueError, match="`kernel_size`: expected an odd integer"):
+            local_envelope(torch.rand(1, 1, 4, 4), 2)
+
+
+class TestFilterPcaEnergy:
+    def test_rank_two_filters_have_all_energy_in_two_components(self):
+        torch.manual_seed(2)
+        basis = torch.randn(2, 25)
+        coeff = torch.randn(300, 2)
+        filters = (coeff @ basis).T.reshape(1, 25, 15, 20)
+        energy = filter_pca_energy(filters, 4)
+        assert float(energy[0]) < 0.999
+        torch.testing.assert_close(energy[1:], torch.ones(3, dtype=torch.float64))
+
+    def test_equals_svd_of_the_pixel_matrix(self):
+        torch.manual_seed(3)
+        filters = torch.rand(2, 9, 5, 6)
+        X = filters.double().permute(0, 2, 3, 1).reshape(-1, 9)
+        s2 = torch.linalg.svdvals(X) ** 2
+        torch.testing.assert_close(filter_pca_energy(filters, 9), s2.cumsum(0) / s2.sum())
+        Xc = X - X.mean(0)
+        s2c = torch.linalg.svdvals(Xc) ** 2
+        torch.testing.assert_close(filter_pca_energy(filters, 3, centered=True), (s2c.cumsum(0) / s2c.sum())[:3])
+
+    def test_bad_input(self):
+        with pytest.raises(ValueError, match="`num_components`: expected at most k\\*k = 9"):
+            filter_pca_energy(torch.rand(1, 9, 2, 2), 10)
+        with pytest.raises(ValueError, match="all zero"):
+            filter_pca_energy(torch.zeros(1, 9, 2, 2), 3)
