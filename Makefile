@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup book test render lint lab clean
+.PHONY: setup book test render lint lab results clean
 
 # One virtual environment with the package (editable) and the book and test extras.
 $(STAMP): pyproject.toml
@@ -26,6 +26,13 @@ test: $(STAMP)
 ## Re-execute notebooks at small scale in place (all, or NB=notebooks/01_pixel_level_prediction.ipynb).
 render: $(STAMP)
 	$(PY) tools/nbtools.py render $(NB)
+
+## Each chapter's `medium` experiment (all, or NB=notebooks/01_pixel_level_prediction.ipynb): one results file
+## per arm and seed under results/<chapter>/ (resumable: up-to-date files are skipped), then the claims and
+## the "Results at a glance" page. Long (<= 30 min per chapter on 2 cores): run it in the background.
+results: $(STAMP)
+	$(PY) -m pixelbook.run $(if $(NB),$(NB),all) --scale medium $(RUN_ARGS)
+	$(PY) -m pixelbook.run --page book/results.md
 
 ## Notebook lint only (badge, parameters cell, outputs, size, jupytext pairing).
 lint: $(STAMP)

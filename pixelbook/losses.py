@@ -184,7 +184,8 @@ def normal_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | 
 
 
 def multitask_loss(outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor],
-                   weights: Mapping[str, float], ignore_index: int = 255):
+                   weights: Mapping[str, float], ignore_index: int = 255, gamma: float = DEPTH_GAMMA,
+                   lam: float = NORMAL_LAMBDA):
     """Weighted sum of the task losses for the heads present in ``outputs``.
 
     Args:
@@ -193,6 +194,8 @@ def multitask_loss(outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torc
         batch: ``labels``, ``boundaries``, ``depth``, ``normals`` and optionally ``valid``.
         weights: per-task weights, e.g. ``{"seg": 1, "boundary": 1, "depth": 1, "normals": 1}``;
             a task missing from ``weights`` gets weight 1.
+        gamma: :math:`\gamma` of the depth loss (:func:`log_depth_loss`; thesis: 2, 0 = L2 only).
+        lam: :math:`\lambda` of the normal loss (:func:`normal_loss`; thesis: 4, 0 = cosine only).
 
     Returns:
         ``(total, logs)`` where ``logs`` maps each task to its (unweighted) loss value.
@@ -205,9 +208,10 @@ def multitask_loss(outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torc
     if "boundary_sides" in outputs:
         terms["boundary"] = boundary_loss(outputs["boundary_sides"], batch["boundaries"], valid)
     if "depth" in outputs:
-        terms["depth"] = log_depth_loss(outputs["depth"], batch["depth"], None if valid is None else valid[:, None])
+        terms["depth"] = log_depth_loss(outputs["depth"], batch["depth"], None if valid is None else valid[:, None],
+                                        gamma=gamma)
     if "normals" in outputs:
-        terms["normals"] = normal_loss(outputs["normals"], batch["normals"], valid)
+        terms["normals"] = normal_loss(outputs["normals"], batch["normals"], valid, lam=lam)
     if not terms:
         raise ValueError(f"`outputs`: expected at least one of seg/boundary_sides/depth/normals, got {list(outputs)}")
     unknown = set(weights) - {"seg", "boundary", "depth", "normals"}

@@ -18,20 +18,29 @@ import torch
 
 from ._checks import check_choice
 
-__all__ = ["SCALES", "resolve_scale", "resolve_device", "seed_all", "env_report", "scaled", "cache_dir"]
+__all__ = ["SCALES", "resolve_scale", "resolve_device", "seed_all", "env_report", "env_info", "scaled",
+           "cache_dir"]
 
-#: The three concrete scales; ``"auto"`` resolves to one of them.
-SCALES = ("smoke", "small", "full")
+#: The four concrete scales, cheapest first; ``"auto"`` resolves to ``small`` or ``medium``.
+#:
+#: - ``smoke``: seconds; every code path runs, the numbers mean nothing (CI, options).
+#: - ``small``: <= 2 minutes on a 2-core CPU; the live demonstration and the committed outputs.
+#: - ``medium``: the evidence: converged models, >= 3 seeds per arm, <= 30 minutes per chapter on
+#:   a 2-core CPU (about 5 on a GPU); run by ``make results`` (``python -m pixelbook.run``).
+#: - ``full``: a GPU and the paper's datasets; never chosen implicitly.
+SCALES = ("smoke", "small", "medium", "full")
+
+_MISSING = object()
 
 
 def resolve_scale(scale: str | None = None) -> str:
-    """Resolve a scale name to ``"smoke"``, ``"small"`` or ``"full"``.
+    """Resolve a scale name to one of :data:`SCALES`.
 
     Args:
-        scale: ``"smoke"`` (seconds, every code path, meaningless numbers), ``"small"`` (minutes on
-            a 2-core CPU, synthetic data, shows the claim), ``"full"`` (GPU, the paper's datasets) or
-            ``"auto"`` (``full`` when CUDA is available, else ``small``). ``None`` reads the
-            ``PIXELBOOK_SCALE`` environment variable (default ``"auto"``).
+        scale: ``"smoke"``, ``"small"``, ``"medium"``, ``"full"`` (see :data:`SCALES`) or
+            ``"auto"``: ``medium`` when CUDA is available, else ``small``. ``auto`` never gives
+            ``full``, which downloads the paper's datasets and trains for hours: ask for it by
+            name. ``None`` reads the ``PIXELBOOK_SCALE`` environment variable (default ``"auto"``).
 
     Raises:
         ValueError: for any other name.
@@ -41,14 +50,26 @@ def resolve_scale(scale: str | None = None) -> str:
     scale = str(scale).strip().lower()
     check_choice(scale, "scale", SCALES + ("auto",))
     if scale == "auto":
-        return "full" if torch.cuda.is_available() else "small"
+        return "medium" if torch.cuda.is_available() else "small"
     return scale
 
 
-def scaled(scale: str, smoke, small, full):
-    """Pick the value for ``scale``: ``scaled(SCALE, smoke=2, small=200, full=20_000)``."""
+def scaled(scale: str, *, smoke=_MISSING, small=_MISSING, medium=_MISSING, full=_MISSING):
+    """Pick the value for ``scale``: ``scaled(SCALE, smoke=2, small=200, medium=2_000, full=20_000)``.
+
+    Only the value of the scale in use is required, so a chapter that has no ``full``
+    configuration yet can still run at the other scales; ``None`` is a value like any other.
+
+    Raises:
+        ValueError: ``scale`` is not one of :data:`SCALES` (resolve ``"auto"`` first), or no value
+            was given for it (the message names the scale).
+    """
     check_choice(scale, "scale", SCALES)
-    return {"smoke": smoke, "small": small, "full": full}[scale]
+    value = {"smoke": smoke, "small": small, "medium": medium, "full": full}[scale]
+    if value is _MISSING:
+        raise ValueError(f"`scaled`: no value for scale {scale!r}; pass {scale}=... "
+                         f"(this code has no {scale}-scale configuration yet)")
+    return value
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -114,19 +135,39 @@ def cache_dir(*parts: str) -> str:
     return path
 
 
-def env_report(start_time: float | None = None, scale: str | None = None, device=None) -> str:
-    """One block of text for a chapter's last cell: versions, device, scale and run time."""
+_REPORTED_PACKAGES = ("pixelbook", "torch", "torchvision", "torchdiffeq", "torchmetrics", "numpy", "skimage")
+
+
+def env_info(device=None) -> dict:
+    """The machine and software a run used, as a JSON-serialisable dict.
+
+    Keys: ``python``, ``platform``, ``versions`` (package -> version or ``None``), ``device``,
+    ``device_name``, ``cpu_count``, ``torch_threads``. Results files store it as provenance;
+    :func:`env_report` prints it.
+    """
     import importlib
 
-    lines = [f"python       {sys.version.split()[0]} ({platform.platform()})"]
-    for mod in ("pixelbook", "torch", "torchvision", "torchdiffeq", "torchmetrics", "numpy", "skimage"):
+    versions = {}
+    for mod in _REPORTED_PACKAGES:
         try:
-            lines.append(f"{mod:<13}{importlib.import_module(mod).__version__}")
+            versions[mod] = str(importlib.import_module(mod).__version__)
         except Exception:  # pragma: no cover - optional packages
-            lines.append(f"{mod:<13}not installed")
+            versions[mod] = None
     dev = resolve_device(device) if device is not None else resolve_device("auto")
-    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"{platform.processor() or 'cpu'}, {os.cpu_count()} cores"
-    lines.append(f"device       {dev} ({name}), torch threads {torch.get_num_threads()}")
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else (platform.processor() or "cpu")
+    return {"python": sys.version.split()[0], "platform": platform.platform(), "versions": versions,
+            "device": str(dev), "device_name": name, "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads()}
+
+
+def env_report(start_time: float | None = None, scale: str | None = None, device=None) -> str:
+    """One block of text for a chapter's last cell: versions, device, scale and run time."""
+    info = env_info(device)
+    lines = [f"python       {info['python']} ({info['platform']})"]
+    for mod, version in info["versions"].items():
+        lines.append(f"{mod:<13}{version or 'not installed'}")
+    name = info["device_name"] if info["device"].startswith("cuda") else f"{info['device_name']}, {info['cpu_count']} cores"
+    lines.append(f"device       {info['device']} ({name}), torch threads {info['torch_threads']}")
     if scale is not None:
         lines.append(f"scale        {scale}")
     if start_time is not None:

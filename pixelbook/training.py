@@ -112,7 +112,12 @@ def config_hash(*objects: Any, length: int = 12) -> str:
 
 @dataclass
 class History:
-    """Per-epoch records (``train_loss``, each logged term, each evaluation metric, ``time``)."""
+    """Per-epoch records (``train_loss``, each logged term, each evaluation metric, ``time``).
+
+    Each record also holds ``step_loss``, the list of the loss at every optimisation step of that
+    epoch (before the step's update). Results files keep it, and their replay test reruns the
+    first steps and compares (see :func:`pixelbook.experiments.replay`).
+    """
 
     records: list[dict] = field(default_factory=list)
     snapshots: dict[int, dict] = field(default_factory=dict)  # epoch -> CPU state_dict
@@ -130,7 +135,9 @@ class History:
 
     def table(self, keys: Iterable[str] | None = None, fmt: str = ".4g") -> str:
         """The history as a plain-text table, one row per epoch."""
-        keys = list(keys) if keys is not None else list(dict.fromkeys(k for r in self.records for k in r))
+        if keys is None:  # the scalar columns; per-step lists such as ``step_loss`` are left out
+            keys = list(dict.fromkeys(k for r in self.records for k, v in r.items() if not isinstance(v, list)))
+        keys = list(keys)
         rows = [" ".join(f"{k:>12}" for k in keys)]
         for r in self.records:
             rows.append(" ".join(f"{format(r[k], fmt) if isinstance(r.get(k), float) else str(r.get(k, '')):>12}" for k in keys))
@@ -218,7 +225,8 @@ def _atomic_save(obj, path):
 def fit(model: nn.Module, loss_fn: Callable, train_data, cfg: TrainConfig, *,
         evaluate: Callable[[nn.Module], Mapping[str, float]] | None = None,
         device=None, checkpoint_path: str | None = None, progress: bool | None = None,
-        desc: str = "train", callback: Callable[[int, History], None] | None = None) -> History:
+        desc: str = "train", callback: Callable[[int, History], None] | None = None,
+        max_steps: int | None = None) -> History:
     """Train ``model`` for ``cfg.epochs`` epochs and return its :class:`History`.
 
     Args:
@@ -237,6 +245,11 @@ def fit(model: nn.Module, loss_fn: Callable, train_data, cfg: TrainConfig, *,
             unless the environment sets ``PIXELBOOK_PROGRESS=0`` (the render command does, so
             committed notebooks carry no progress-bar output).
         callback: ``callback(epoch, history)`` after each epoch (e.g. to stop early by raising).
+        max_steps: stop after this many optimisation steps, with the learning-rate schedule of the
+            whole run: the first ``max_steps`` steps are exactly those of the full run. For
+            replaying the start of a recorded run; it is not part of ``cfg`` (a replay has the
+            run's configuration) and cannot be combined with ``checkpoint_path``. The last,
+            partial epoch is recorded without evaluation.
 
     Raises:
         FloatingPointError: when the loss becomes NaN/Inf, naming the epoch and step.
@@ -246,6 +259,11 @@ def fit(model: nn.Module, loss_fn: Callable, train_data, cfg: TrainConfig, *,
 
     if not isinstance(cfg, TrainConfig):
         raise TypeError(f"`cfg`: expected a TrainConfig, got {type(cfg).__name__}")
+    if max_steps is not None:
+        if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
+            raise ValueError(f"`max_steps`: expected None or an int >= 1, got {max_steps!r}")
+        if checkpoint_path:
+            raise ValueError("`max_steps`: a partial run cannot be checkpointed; pass checkpoint_path=None")
     if progress is None:
         progress = os.environ.get("PIXELBOOK_PROGRESS", "1") != "0"
     device = resolve_device(device)
@@ -271,18 +289,24 @@ def fit(model: nn.Module, loss_fn: Callable, train_data, cfg: TrainConfig, *,
         start_epoch = state["epoch"]
         _set_rng_state(state["rng"])
 
-    bar = tqdm(total=cfg.epochs * steps_per_epoch, initial=start_epoch * steps_per_epoch, desc=desc,
+    total_steps = cfg.epochs * steps_per_epoch if max_steps is None else min(max_steps, cfg.epochs * steps_per_epoch)
+    bar = tqdm(total=total_steps, initial=start_epoch * steps_per_epoch, desc=desc,
                disable=not progress, leave=False, mininterval=1.0)
+    steps_done = start_epoch * steps_per_epoch
     try:
         for epoch in range(start_epoch, cfg.epochs):
+            if max_steps is not None and steps_done >= max_steps:
+                break
             model.train()
-            t0, total, count, logs_sum = time.time(), 0.0, 0, {}
+            t0, total, count, logs_sum, step_losses = time.time(), 0.0, 0, {}, []
             if is_dict:
                 gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
                 batches = iterate_batches(train_data, cfg.batch_size, shuffle=True, generator=gen)
             else:
                 batches = train_data
             for step, batch in enumerate(batches):
+                if max_steps is not None and steps_done >= max_steps:
+                    break
                 out = loss_fn(model, _to_device(batch, device))
                 loss, logs = out if isinstance(out, tuple) else (out, {})
                 if not torch.isfinite(loss):
@@ -295,20 +319,24 @@ def fit(model: nn.Module, loss_fn: Callable, train_data, cfg: TrainConfig, *,
                     nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 opt.step()
                 sched.step()
-                total += float(loss.detach())
+                step_losses.append(float(loss.detach()))
+                total += step_losses[-1]
                 count += 1
+                steps_done += 1
                 for k, v in logs.items():
                     logs_sum[k] = logs_sum.get(k, 0.0) + float(v.detach() if torch.is_tensor(v) else v)
                 bar.update(1)
                 bar.set_postfix(epoch=epoch + 1, loss=f"{total / count:.4g}", refresh=False)
             record = {"epoch": epoch + 1, "train_loss": total / max(count, 1),
                       **{k: v / max(count, 1) for k, v in logs_sum.items()}}
-            if evaluate is not None and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
+            partial = count < steps_per_epoch  # only when max_steps stopped the epoch
+            if evaluate is not None and not partial and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
                 model.eval()
                 with torch.no_grad():
                     record.update({k: float(v) for k, v in evaluate(model).items()})
                 model.train()
             record["time"] = time.time() - t0
+            record["step_loss"] = step_losses
             history.records.append(record)
             if cfg.snapshot_every and (epoch + 1) % cfg.snapshot_every == 0:
                 history.snapshots[epoch + 1] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}

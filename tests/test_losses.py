@@ -145,6 +145,14 @@ class TestMultitaskLoss:
         assert total.item() == pytest.approx(sum(w[k] * logs[k] for k in logs), rel=1e-5)
         assert set(logs) == {"seg", "boundary", "depth", "normals"}
 
+    def test_gamma_and_lam_reach_the_depth_and_normal_losses(self):
+        out, batch = self._outputs_and_batch()
+        _, logs = L.multitask_loss(out, batch, {}, gamma=0.0, lam=0.0)
+        assert logs["depth"] == pytest.approx(L.log_depth_loss(out["depth"], batch["depth"], gamma=0.0).item())
+        assert logs["normals"] == pytest.approx(L.normal_loss(out["normals"], batch["normals"], lam=0.0).item())
+        _, default = L.multitask_loss(out, batch, {})
+        assert default["depth"] > logs["depth"] and default["normals"] > logs["normals"]
+
     def test_unknown_task_weight_is_an_error(self):
         out, batch = self._outputs_and_batch()
         with pytest.raises(ValueError, match="`weights`: unknown tasks"):

@@ -8,7 +8,7 @@ from pixelbook import runtime
 
 
 class TestResolveScale:
-    @pytest.mark.parametrize("name", ["smoke", "small", "full", "SMALL", " smoke "])
+    @pytest.mark.parametrize("name", ["smoke", "small", "medium", "full", "SMALL", " smoke ", "Medium"])
     def test_concrete_names_pass_through(self, name):
         assert runtime.resolve_scale(name) == name.strip().lower()
 
@@ -16,9 +16,16 @@ class TestResolveScale:
         monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
         assert runtime.resolve_scale("auto") == "small"
 
-    def test_auto_is_full_with_cuda(self, monkeypatch):
+    def test_auto_is_medium_with_cuda_never_full(self, monkeypatch):
         monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-        assert runtime.resolve_scale("auto") == "full"
+        assert runtime.resolve_scale("auto") == "medium"
+
+    def test_full_only_when_asked_by_name(self, monkeypatch):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setenv("PIXELBOOK_SCALE", "auto")
+        assert runtime.resolve_scale(None) == "medium"
+        monkeypatch.setenv("PIXELBOOK_SCALE", "full")
+        assert runtime.resolve_scale(None) == "full"
 
     def test_none_reads_environment(self, monkeypatch):
         monkeypatch.setenv("PIXELBOOK_SCALE", "smoke")
@@ -26,12 +33,30 @@ class TestResolveScale:
 
     def test_unknown_name_is_an_error(self):
         with pytest.raises(ValueError, match="`scale`: expected one of"):
-            runtime.resolve_scale("medium")
+            runtime.resolve_scale("large")
+
+    def test_scales_are_ordered_cheapest_first(self):
+        assert runtime.SCALES == ("smoke", "small", "medium", "full")
 
     def test_scaled_picks_by_scale(self):
-        assert runtime.scaled("small", smoke=1, small=2, full=3) == 2
+        values = dict(smoke=1, small=2, medium=3, full=4)
+        assert [runtime.scaled(s, **values) for s in runtime.SCALES] == [1, 2, 3, 4]
         with pytest.raises(ValueError, match="`scale`"):
-            runtime.scaled("auto", smoke=1, small=2, full=3)
+            runtime.scaled("auto", **values)
+
+    def test_scaled_needs_only_the_value_in_use(self):
+        assert runtime.scaled("small", smoke=1, small=2) == 2
+        assert runtime.scaled("full", full=None) is None  # None is a value
+
+    @pytest.mark.parametrize("scale", ["smoke", "small", "medium", "full"])
+    def test_scaled_missing_value_names_the_scale(self, scale):
+        others = {s: 0 for s in runtime.SCALES if s != scale}
+        with pytest.raises(ValueError, match=f"no value for scale '{scale}'; pass {scale}="):
+            runtime.scaled(scale, **others)
+
+    def test_scaled_values_are_keywords_only(self):
+        with pytest.raises(TypeError):
+            runtime.scaled("small", 1, 2, 3)
 
 
 class TestResolveDevice:
@@ -94,3 +119,12 @@ def test_cache_dir_honours_environment(tmp_path, monkeypatch):
 def test_env_report_names_versions_scale_and_time():
     text = runtime.env_report(start_time=0.0, scale="small", device="cpu")
     assert "torch" in text and "scale        small" in text and "run time" in text
+
+
+def test_env_info_is_json_serialisable_provenance():
+    import json
+
+    info = runtime.env_info("cpu")
+    assert json.loads(json.dumps(info)) == info
+    assert info["device"] == "cpu" and info["torch_threads"] == torch.get_num_threads()
+    assert info["versions"]["torch"] == torch.__version__

@@ -87,6 +87,34 @@ class TestFit:
                    progress=False)
         assert hist["train_loss"][1] < hist["train_loss"][0]
 
+    def test_step_losses_are_recorded_per_epoch(self):
+        cfg = TrainConfig(epochs=3, lr=0.1, batch_size=16)
+        hist = fit(_model(), _loss, _data(), cfg, progress=False)
+        assert [len(s) for s in hist["step_loss"]] == [4, 4, 4]  # 64 rows / 16
+        for record in hist.records:
+            assert record["train_loss"] == pytest.approx(sum(record["step_loss"]) / 4)
+        assert "step_loss" not in hist.table().splitlines()[0]
+
+    def test_max_steps_replays_the_start_of_the_full_run(self):
+        cfg = TrainConfig(epochs=3, lr=0.1, batch_size=16, schedule="cosine", seed=2)
+        full = fit(_model(), _loss, _data(), cfg, progress=False)
+        steps = [v for s in full["step_loss"] for v in s]
+        part = fit(_model(), _loss, _data(), cfg, progress=False, max_steps=6,
+                   evaluate=lambda m: {"w0": m.weight[0, 0]})
+        replayed = [v for s in part["step_loss"] for v in s]
+        assert replayed == steps[:6]  # same schedule, same batches: bit-identical on a CPU
+        assert part["epoch"] == [1, 2] and part["w0"] == part["w0"][:1]  # the partial epoch is not evaluated
+
+    @pytest.mark.parametrize("bad", [0, -1, 2.5, True, "3"])
+    def test_max_steps_must_be_a_positive_int(self, bad):
+        with pytest.raises(ValueError, match="`max_steps`"):
+            fit(_model(), _loss, _data(), TrainConfig(epochs=1), progress=False, max_steps=bad)
+
+    def test_max_steps_cannot_be_checkpointed(self, tmp_path):
+        with pytest.raises(ValueError, match="`max_steps`: a partial run cannot be checkpointed"):
+            fit(_model(), _loss, _data(), TrainConfig(epochs=1), progress=False, max_steps=1,
+                checkpoint_path=str(tmp_path / "x.pt"))
+
     def test_cfg_must_be_a_trainconfig(self):
         with pytest.raises(TypeError, match="`cfg`"):
             fit(_model(), _loss, _data(), {"epochs": 1})

@@ -552,7 +552,7 @@ from myst_nb import glue
 import pixelbook as pb
 
 # %% tags=["parameters"]
-SCALE = os.environ.get("PIXELBOOK_SCALE", "auto")  # smoke | small | full | auto
+SCALE = os.environ.get("PIXELBOOK_SCALE", "auto")  # smoke | small | medium | full | auto
 SEED = 0
 DEVICE = "auto"
 

@@ -1,0 +1,166 @@
+"""Run a chapter's experiment and write its results: ``python -m pixelbook.run <chapter> --scale medium``.
+
+::
+
+    python -m pixelbook.run 01_pixel_level_prediction --scale medium     # every arm and seed
+    python -m pixelbook.run 1 --arm multitask --seed 0 1                 # some of them
+    python -m pixelbook.run all --list                                   # what is done, stale, missing
+    python -m pixelbook.run --page book/results.md                       # the "Results at a glance" page
+
+``make results [NB=notebooks/01_pixel_level_prediction.ipynb]`` calls it. Each (arm, seed) is one
+results file ``results/<chapter>/<scale>-<arm>-seed<seed>.json``, written atomically as soon as that
+run ends; a file that is already there with the same configuration hash and claims hash is skipped,
+so an interrupted command resumes where it stopped (and an interrupted run resumes from its last
+epoch). ``--force`` reruns anyway. When every run a claim needs is present, the claims are evaluated
+and printed. Progress bars go to stderr (``PIXELBOOK_PROGRESS=0`` hides the per-run bar).
+
+Exit status: 0 when every requested run is present and up to date, 1 when a run failed, 2 for bad
+arguments. (Issue 16: the same entry point under ``torchrun`` — only rank 0 writes files.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import traceback
+
+from . import experiments, results
+from .runtime import SCALES
+
+__all__ = ["main", "build_parser"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m pixelbook.run", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("chapters", nargs="*", metavar="chapter",
+                   help=f"notebook stem, notebook path or chapter number; 'all' for every one of {experiments.names()}")
+    p.add_argument("--scale", default="medium", help=f"one of {', '.join(SCALES)} (default: medium)")
+    p.add_argument("--arm", action="extend", nargs="+", default=None, metavar="ARM",
+                   help="only these arms (one chapter only); default: all")
+    p.add_argument("--seed", action="extend", nargs="+", default=None, metavar="SEED",
+                   help="only these seeds (of the scale's seeds); default: all")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    p.add_argument("--results", default=None, metavar="DIR",
+                   help="results folder (default: PIXELBOOK_RESULTS, else results/ of the repository)")
+    p.add_argument("--force", action="store_true", help="rerun runs whose results are up to date")
+    p.add_argument("--list", action="store_true", help="print each run's status and the claims; run nothing")
+    p.add_argument("--page", default=None, metavar="FILE",
+                   help="write the 'Results at a glance' page (markdown) to FILE after the runs")
+    return p
+
+
+def _parse_seeds(values, parser) -> list[int] | None:
+    if values is None:
+        return None
+    seeds = []
+    for v in values:
+        try:
+            seeds.append(int(v))
+        except ValueError:
+            parser.error(f"--seed: expected integers, got {v!r}")
+    return seeds
+
+
+def _plan(args, parser) -> list[tuple]:
+    """``[(experiment, arm, seed)]`` for the requested runs; argument errors exit with status 2."""
+    if args.scale not in SCALES:
+        parser.error(f"--scale: expected one of {', '.join(SCALES)}, got {args.scale!r}")
+    stems = []
+    for name in args.chapters:
+        if name == "all":
+            stems += experiments.names()
+            continue
+        try:
+            stems.append(experiments._stem(name))
+        except ValueError as exc:
+            parser.error(str(exc).replace("`chapter`", "chapter"))
+    stems = list(dict.fromkeys(stems))
+    if args.arm and len(stems) != 1:
+        parser.error(f"--arm: give exactly one chapter with --arm, got {len(stems)} ({', '.join(stems) or 'none'})")
+    seeds_wanted = _parse_seeds(args.seed, parser)
+    plan = []
+    for stem in stems:
+        exp = experiments.get(stem)
+        if args.scale not in exp.seeds:
+            parser.error(f"--scale: {stem} has no {args.scale!r} configuration; it runs at {', '.join(sorted(exp.seeds))}")
+        arm_names = [a.name for a in exp.arms]
+        for arm in args.arm or []:
+            if arm not in arm_names:
+                parser.error(f"--arm: {arm!r} is not an arm of {stem}; arms: {', '.join(arm_names)}")
+        seeds = exp.seeds_for(args.scale)
+        for s in seeds_wanted or []:
+            if s not in seeds:
+                parser.error(f"--seed: {s} is not one of the {args.scale} seeds of {stem}: {list(seeds)}")
+        for arm in args.arm or arm_names:
+            for seed in seeds_wanted or seeds:
+                plan.append((exp, arm, seed))
+    return plan
+
+
+def _claims_report(exp, root, out) -> None:
+    for claim in exp.claims:
+        try:
+            outcome = results.evaluate_claim(claim, results.load_results(exp.chapter, claim.scale, root))
+        except (FileNotFoundError, ValueError, KeyError) as exc:
+            print(f"[{claim.id}] not evaluated: {exc}", file=out)
+            continue
+        print(outcome, file=out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.chapters and not args.page:
+        parser.error("give a chapter (or 'all'), or --page FILE")
+    plan = _plan(args, parser)
+    root = results.results_root(args.results)
+    out = sys.stdout
+
+    statuses = [(exp, arm, seed, experiments.result_status(exp, arm, seed, args.scale, root)) for exp, arm, seed in plan]
+    if args.list:
+        for exp, arm, seed, status in statuses:
+            print(f"{exp.chapter}  {args.scale}-{arm}-seed{seed}: {status}", file=out)
+        for exp in dict.fromkeys(e for e, *_ in plan):
+            _claims_report(exp, root, out)
+        return 0
+
+    todo = [(e, a, s, st) for e, a, s, st in statuses if args.force or st != "up to date"]
+    skipped = len(statuses) - len(todo)
+    if plan:
+        print(f"{len(plan)} run(s) at scale {args.scale}: {len(todo)} to run, {skipped} up to date (skipped); "
+              f"results in {root}", file=out, flush=True)
+    failures = 0
+    if todo:
+        from tqdm.auto import tqdm
+
+        command = "python -m pixelbook.run " + " ".join(sys.argv[1:] if argv is None else argv)
+        bar = tqdm(todo, desc="runs", unit="run", file=sys.stderr, disable=os.environ.get("PIXELBOOK_PROGRESS") == "0")
+        for exp, arm, seed, status in bar:
+            bar.set_postfix_str(f"{exp.chapter} {arm} seed {seed}")
+            t0 = time.time()
+            try:
+                path = experiments.record_run(exp, arm, seed, args.scale, device=args.device, root=root,
+                                              command=command)
+            except KeyboardInterrupt:
+                raise
+            except Exception:  # noqa: BLE001 - report, go on with the other runs, exit 1 at the end
+                failures += 1
+                print(f"FAILED {exp.chapter} {arm} seed {seed}:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
+                continue
+            was = "" if status == "missing" else f" (was {status})"
+            print(f"wrote {path} in {time.time() - t0:.0f} s{was}", file=out, flush=True)
+        bar.close()
+    for exp in dict.fromkeys(e for e, *_ in plan):
+        _claims_report(exp, root, out)
+    if args.page:
+        with open(args.page, "w", encoding="utf-8") as f:
+            f.write(results.glance_markdown(root))
+        print(f"wrote {args.page}", file=out)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
