@@ -342,6 +342,24 @@ class TestRun:
         toy.run("slow", 2, "medium", cache=False)  # other data and another seed in between
         assert toy.run("fast", 1, "medium", cache=False).metrics == a
 
+    def test_overrides_change_the_run_and_its_hash(self, toy):
+        base = toy.run_config("fast", 0, "medium")
+        cfg = toy.run_config("fast", 0, "medium", {"train": {"epochs": 1}, "data": {"n": 32}})
+        assert cfg.train.epochs == 1 and cfg.data == {"n": 32, "seed": 0} and cfg.hash != base.hash
+        run = toy.run("fast", 0, "medium", train={"epochs": 1})
+        assert len(run.history) == 1 and run.config.train.epochs == 1
+
+    @pytest.mark.parametrize("overrides, match", [
+        ({"optimizer": {}}, "`overrides`: expected one of"),
+        ({"train": {"epochz": 2}}, "'epochz'.* are not TrainConfig fields"),
+        ({"train": {"seed": 3}}, "'seed'.* are not TrainConfig fields"),
+    ])
+    def test_bad_overrides_are_errors(self, toy, overrides, match):
+        with pytest.raises(ValueError, match=match):
+            toy.run_config("fast", 0, "medium", overrides)
+        with pytest.raises(ValueError, match="does not train"):
+            toy.run_config("zero", 0, "medium", {"train": {"epochs": 2}})
+
     def test_untrained_arm_is_only_evaluated(self, toy):
         run = toy.run("zero", 0, "medium")
         assert run.model is None and len(run.history) == 0 and run.metrics["mse"] > 5.0

@@ -28,6 +28,7 @@ __all__ = ["REGISTRY", "get", "names", "Arm", "Experiment", "RunConfig", "Run", 
 #: Notebook stem -> the module of :mod:`pixelbook.experiments` that defines ``EXPERIMENT``.
 #: A chapter adds its line here when its experiment module exists.
 REGISTRY: dict[str, str] = {
+    "01_pixel_level_prediction": "multitask",
 }
 
 __doc__ += "\n".join(f"``{stem}`` -> :mod:`pixelbook.experiments.{mod}`" for stem, mod in REGISTRY.items()) + "\n"

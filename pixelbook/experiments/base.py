@@ -265,8 +265,20 @@ class Experiment:
         return RunConfig(self.chapter, arm.name, seed, scale, train, dict(data or {}), dict(model or {}),
                          dict(loss or {}), dict(eval or {}))
 
-    def run_config(self, arm: str, seed: int, scale: str) -> RunConfig:
-        """``config(arm, seed, scale)``, checked to describe exactly that run."""
+    def run_config(self, arm: str, seed: int, scale: str, overrides: Mapping[str, Mapping] | None = None) -> RunConfig:
+        """``config(arm, seed, scale)``, checked to describe exactly that run.
+
+        Args:
+            overrides: for notebooks and exercises, changes to the config, by section:
+                ``{"data": {"dataset": "nyuv2"}, "loss": {"gamma": 1.0}, "train": {"epochs": 4}}``
+                (``data``/``model``/``loss``/``eval`` entries are merged, ``train`` fields replaced).
+                They enter the hash, so a changed run never shares a checkpoint with the original;
+                results files are always written without overrides.
+
+        Raises:
+            ValueError: the experiment's ``config`` describes another run, or an override names
+                an unknown section or ``TrainConfig`` field.
+        """
         check_choice(scale, "scale", SCALES)
         cfg = self.config(self.arm(arm), seed, scale)
         if not isinstance(cfg, RunConfig):
@@ -275,6 +287,19 @@ class Experiment:
         if got != want:
             raise ValueError(f"{type(self).__name__}.config: returned the config of {got}, expected {want} "
                              "(build it with self.make_config(arm, seed, scale, ...))")
+        for section, changes in (overrides or {}).items():
+            check_choice(section, "overrides", ("train", "data", "model", "loss", "eval"))
+            if section == "train":
+                if cfg.train is None:
+                    raise ValueError(f"`overrides`: arm {arm!r} does not train; it has no 'train' section")
+                fields = {f.name for f in dataclasses.fields(TrainConfig)}
+                unknown = sorted(set(changes) - fields - {"seed"}) + (["seed"] if "seed" in changes else [])
+                if unknown:
+                    raise ValueError(f"`overrides`: {unknown} are not TrainConfig fields one may change; "
+                                     f"expected some of {sorted(fields - {'seed'})}")
+                cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **changes))
+            else:
+                cfg = dataclasses.replace(cfg, **{section: {**getattr(cfg, section), **changes}})
         return cfg
 
     def load_data(self, config: RunConfig):
@@ -302,7 +327,7 @@ class Experiment:
         return dataclasses.replace(config.train, params={**config.train.params, "run": config.hash})
 
     def run(self, arm: str, seed: int, scale: str, device="auto", *, cache: bool = True,
-            progress: bool | None = None) -> Run:
+            progress: bool | None = None, **overrides: Mapping) -> Run:
         """Train (or load) and evaluate one arm with one seed; what a notebook calls.
 
         Args:
@@ -311,8 +336,10 @@ class Experiment:
             cache: train through :func:`pixelbook.training.train_or_load` (a rerun loads the
                 checkpoint); ``False`` always trains.
             progress: the training progress bar (``None``: unless ``PIXELBOOK_PROGRESS=0``).
+            **overrides: changes to the config by section, e.g. ``data={"dataset": "nyuv2"}``
+                (see :meth:`run_config`).
         """
-        config = self.run_config(arm, seed, scale)
+        config = self.run_config(arm, seed, scale, overrides)
         device = resolve_device(device)
         data, model, loss_fn = self._prepare(config)
         history, train_time = History(), 0.0
