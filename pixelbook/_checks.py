@@ -14,7 +14,8 @@ from typing import Iterable
 
 import torch
 
-__all__ = ["check_shape", "check_finite", "check_labels", "check_range", "check_dtype", "check_choice"]
+__all__ = ["check_shape", "check_finite", "check_labels", "check_range", "check_dtype", "check_choice",
+           "check_int", "check_float"]
 
 
 def check_shape(x, name: str, spec: str, dims: dict | None = None) -> dict:
@@ -91,3 +92,50 @@ def check_choice(value, name: str, choices: Iterable) -> None:
     choices = tuple(choices)
     if value not in choices:
         raise ValueError(f"`{name}`: expected one of {choices}, got {value!r}")
+
+
+def check_int(value, name: str, low: int | None = None, high: int | None = None) -> int:
+    """Return ``value`` as a Python ``int`` if it is an integer in ``[low, high]``; raise otherwise.
+
+    NumPy and 0-d integer tensors count as integers; ``bool`` and ``2.0`` do not.
+    """
+    import numbers
+
+    if isinstance(value, torch.Tensor) and value.ndim == 0 and not value.is_floating_point() \
+            and value.dtype != torch.bool:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"`{name}`: expected an integer, got {type(value).__name__} {value!r}")
+    value = int(value)
+    if (low is not None and value < low) or (high is not None and value > high):
+        lo = "-inf" if low is None else low
+        hi = "inf" if high is None else high
+        raise ValueError(f"`{name}`: expected an integer in [{lo}, {hi}], got {value}")
+    return value
+
+
+def check_float(value, name: str, low: float | None = None, high: float | None = None,
+                low_open: bool = False, high_open: bool = False) -> float:
+    """Return ``value`` as a finite Python ``float`` in the given range; raise otherwise.
+
+    Ints and NumPy/0-d tensor reals are accepted; ``bool``, NaN and ±Inf are not. ``low_open`` /
+    ``high_open`` make the bound strict.
+    """
+    import math
+    import numbers
+
+    if isinstance(value, torch.Tensor) and value.ndim == 0 and value.dtype != torch.bool:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"`{name}`: expected a real number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    bad = not math.isfinite(value)
+    if low is not None:
+        bad |= value <= low if low_open else value < low
+    if high is not None:
+        bad |= value >= high if high_open else value > high
+    if bad:
+        lo = "(-inf" if low is None else ("(" if low_open else "[") + f"{low:g}"
+        hi = "inf)" if high is None else f"{high:g}" + (")" if high_open else "]")
+        raise ValueError(f"`{name}`: expected a finite number in {lo}, {hi}, got {value!r}")
+    return value
