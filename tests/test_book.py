@@ -84,6 +84,34 @@ class TestTableOfContents:
         assert cfg["execute"]["execute_notebooks"] == "off"
 
 
+GLUE_REF_RE = re.compile(r"\{glue(?::\w+)?\}`([^`:]+\.ipynb)::([A-Za-z_][\w]*)(?::[^`]*)?`")
+
+
+def glue_keys(notebook: Path) -> set[str]:
+    """The keys a committed notebook glues (myst-nb's ``scrapbook`` output metadata)."""
+    import json
+
+    nb = json.loads(notebook.read_text(encoding="utf-8"))
+    return {o["metadata"]["scrapbook"]["name"] for c in nb["cells"] for o in c.get("outputs", [])
+            if "scrapbook" in o.get("metadata", {})}
+
+
+class TestCrossDocumentGlue:
+    def test_every_pasted_number_exists_in_its_notebook(self):
+        # Pages such as the errata paste numbers from the chapters ({glue:text}`../notebooks/X.ipynb::key`);
+        # the build fails on a missing key too, but this says which page and key, in a second.
+        missing = []
+        for page in sorted((ROOT / "book").glob("*.md")):
+            for rel, key in GLUE_REF_RE.findall(page.read_text(encoding="utf-8")):
+                nb = (page.parent / rel).resolve()
+                if not nb.exists() or key not in glue_keys(nb):
+                    missing.append(f"{page.name}: {rel}::{key}")
+        assert missing == []
+
+    def test_the_errata_page_pastes_measured_numbers(self):
+        assert len(GLUE_REF_RE.findall((ROOT / "book" / "errata.md").read_text(encoding="utf-8"))) >= 5
+
+
 @pytest.fixture(scope="module")
 def result(tmp_path_factory):
     """One build of the book from the committed outputs, into a temporary folder."""
