@@ -100,8 +100,8 @@ def _plan(args, parser) -> list[tuple]:
     return plan
 
 
-def _claims_report(exp, root, out) -> None:
-    for claim in exp.claims:
+def _claims_report(exp, root, out, scale: str) -> None:
+    for claim in (c for c in exp.claims if c.scale == scale):
         try:
             outcome = results.evaluate_claim(claim, results.load_results(exp.chapter, claim.scale, root))
         except (FileNotFoundError, ValueError, KeyError) as exc:
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         for exp, arm, seed, status in statuses:
             print(f"{exp.chapter}  {args.scale}-{arm}-seed{seed}: {status}", file=out)
         for exp in dict.fromkeys(e for e, *_ in plan):
-            _claims_report(exp, root, out)
+            _claims_report(exp, root, out, args.scale)
         return 0
 
     todo = [(e, a, s, st) for e, a, s, st in statuses if args.force or st != "up to date"]
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {path} in {time.time() - t0:.0f} s{was}", file=out, flush=True)
         bar.close()
     for exp in dict.fromkeys(e for e, *_ in plan):
-        _claims_report(exp, root, out)
+        _claims_report(exp, root, out, args.scale)
     if args.page:
         with open(args.page, "w", encoding="utf-8") as f:
             f.write(results.glance_markdown(root))
