@@ -109,7 +109,8 @@ class MultitaskExperiment(Experiment):
         epochs = scaled(scale, smoke=1, small=6 if single else 16, medium=20, full=40)
         train = TrainConfig(epochs=epochs, lr=3e-3, batch_size=scaled(scale, smoke=8, small=16, medium=16, full=8),
                             optimizer="adamw", weight_decay=1e-4, schedule="cosine", seed=seed,
-                            snapshot_every=1 if (scale == "small" and arm.name == "multitask") else 0)
+                            # the chapter's widget scrubs through the multi-task network's epochs
+                            snapshot_every=scaled(scale, smoke=1, small=1, medium=1, full=5) if arm.name == "multitask" else 0)
         model = {"name": "PixelNet", "tasks": list(p["tasks"]), "encoder": "resnet50" if full else "tiny",
                  "pretrained": full, "widths": [24, 32, 48, 64, 64], "head_width": 32, "head_stride": 2}
         loss = {"weights": {t: 1.0 for t in p["tasks"]}, "gamma": p.get("gamma", 2.0), "lambda": p.get("lam", 4.0)}
