@@ -42,7 +42,7 @@ from typing import Iterable, Mapping, Sequence
 from ._checks import check_choice
 
 __all__ = ["Claim", "ClaimOutcome", "Results", "Summary", "evaluate_claim", "evaluate_claims", "claims_hash",
-           "canonical_json", "stable_hash", "results_root", "result_path", "write_result", "read_result",
+           "canonical_json", "plain_data", "stable_hash", "results_root", "result_path", "write_result", "read_result",
            "load_results", "git_state", "glance_markdown", "FORMAT"]
 
 #: The ``format`` field of a results file; bumped when the layout changes.
@@ -56,28 +56,35 @@ _TESTS = ("k_of_n", "paired_t")
 # ----------------------------------------------------------------------------------------------
 
 
-def _plain(o):
-    """A JSON-ready copy of ``o``: dataclasses and mappings become dicts, tuples lists, floats repr."""
+def _plain(o, floats_as_text: bool = True):
+    """A JSON-ready copy of ``o``: dataclasses and mappings become dicts, tuples lists; floats become
+    their ``repr`` (for hashing: 2 and 2.0 differ) or stay floats (for files people read)."""
     import dataclasses
 
     if dataclasses.is_dataclass(o) and not isinstance(o, type):
-        return {"__type__": type(o).__name__, **{f.name: _plain(getattr(o, f.name)) for f in dataclasses.fields(o)}}
+        return {"__type__": type(o).__name__,
+                **{f.name: _plain(getattr(o, f.name), floats_as_text) for f in dataclasses.fields(o)}}
     if isinstance(o, Mapping):
-        return {str(k): _plain(v) for k, v in o.items()}
+        return {str(k): _plain(v, floats_as_text) for k, v in o.items()}
     if isinstance(o, (list, tuple)):
-        return [_plain(v) for v in o]
+        return [_plain(v, floats_as_text) for v in o]
     if isinstance(o, bool) or o is None or isinstance(o, (int, str)):
         return o
     if isinstance(o, float):
-        return repr(o)  # 0.1 and 0.1000000000001 differ; 2 and 2.0 differ too
+        return repr(o) if floats_as_text else o
     if hasattr(o, "item") and callable(o.item):  # numpy / torch scalars
-        return _plain(o.item())
+        return _plain(o.item(), floats_as_text)
     raise TypeError(f"cannot hash a {type(o).__name__} ({o!r}): use numbers, strings, lists, dicts or dataclasses")
 
 
 def canonical_json(obj) -> str:
     """The canonical text that :func:`stable_hash` hashes (sorted keys, floats as ``repr``)."""
     return json.dumps(_plain(obj), sort_keys=True, separators=(",", ":"))
+
+
+def plain_data(obj):
+    """``obj`` as plain JSON data (dicts, lists, numbers, strings), as results files store configs."""
+    return _plain(obj, floats_as_text=False)
 
 
 def stable_hash(obj, length: int = 16) -> str:

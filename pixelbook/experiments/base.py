@@ -115,9 +115,8 @@ class RunConfig:
         return stable_hash(self)
 
     def to_dict(self) -> dict:
-        import json
-
-        return json.loads(canonical_json(self))
+        """The config as plain JSON data (as results files store it; floats stay numbers)."""
+        return _results.plain_data(self)
 
 
 @dataclass
