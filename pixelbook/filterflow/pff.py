@@ -25,6 +25,8 @@ the top principal components hold [KONG, §6.5]).
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -134,11 +136,10 @@ class PredictiveFilterFlow(nn.Module):
     over block effects" [KONG, §6.3.1]).
 
     Initialisation (ours; the thesis does not say): the last layer starts at zero and a fixed
-    identity is added to its output, so at step 0 the free-form model is the identity filter and
-    the softmax model puts ``identity_logit`` more logit on the centre tap than on the others
-    (``identity_logit = log(k²)`` gives the centre half of the mass). Starting from "leave the
-    image as it is" rather than from a box blur lets a small model improve on the input from the
-    first steps.
+    offset is added to its output, so that at step 0 the free-form model is exactly the identity
+    filter and the softmax model puts ``identity_weight`` of the mass on the centre tap and the rest
+    evenly on the others. Starting from "leave the image as it is" rather than from a box blur
+    (what zero logits give) lets a small model improve on its input from the first steps.
 
     Args:
         in_channels: image channels.
@@ -146,7 +147,8 @@ class PredictiveFilterFlow(nn.Module):
             not stated for JPEG and SR.
         normalize: one of :data:`FILTER_NORMALIZATIONS`.
         dilation: tap spacing of the filters (1 in the thesis).
-        identity_logit: extra centre logit at initialisation for ``"softmax"`` (default ``log(k²)``).
+        identity_weight: initial centre-tap weight of the ``"softmax"`` filters, in (0, 1); default
+            0.9 (ours). Ignored for ``"none"`` (exact identity).
         **trunk: keyword arguments of :class:`TwoStreamNet` (``width``, ``levels``, ...).
 
     Returns (forward):
@@ -162,7 +164,7 @@ class PredictiveFilterFlow(nn.Module):
     """
 
     def __init__(self, in_channels: int = 3, kernel_size: int = 17, normalize: str = "softmax", dilation: int = 1,
-                 identity_logit: float | None = None, **trunk):
+                 identity_weight: float = 0.9, **trunk):
         super().__init__()
         kernel_size = _check_pos_int(kernel_size, "kernel_size")
         if kernel_size % 2 == 0:
@@ -173,9 +175,15 @@ class PredictiveFilterFlow(nn.Module):
         self.net = TwoStreamNet(in_channels, taps, **trunk)
         nn.init.zeros_(self.net.head.weight)
         nn.init.zeros_(self.net.head.bias)
+        if isinstance(identity_weight, bool) or not isinstance(identity_weight, (int, float)) \
+                or not 0 < float(identity_weight) < 1:
+            raise ValueError(f"`identity_weight`: expected a number in (0, 1), got {identity_weight!r}")
+        self.identity_weight = float(identity_weight)
         centre = torch.zeros(taps)
-        if normalize == "softmax":
-            centre[taps // 2] = float(torch.log(torch.tensor(float(taps)))) if identity_logit is None else float(identity_logit)
+        if normalize == "softmax" and taps > 1:
+            # softmax puts p = e^a / (e^a + taps - 1) on a centre logit a: solve for a
+            p = self.identity_weight
+            centre[taps // 2] = math.log(p * (taps - 1) / (1 - p))
         else:
             centre[taps // 2] = 1.0
         self.register_buffer("identity", centre.view(1, taps, 1, 1), persistent=False)
