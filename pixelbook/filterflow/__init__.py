@@ -9,6 +9,16 @@ Public API of :mod:`pixelbook.filterflow.pff` (Chapter 7, [KONG, Ch. 6]):
 * :class:`~pixelbook.filterflow.pff.DirectCNN` — the same net predicting the image (baseline);
 * :func:`~pixelbook.filterflow.pff.local_envelope`, :func:`~pixelbook.filterflow.pff.filter_pca_energy`.
 
+Public API of :mod:`pixelbook.filterflow.multigrid` (Chapter 8, [KONG, Ch. 7]):
+
+* :class:`~pixelbook.filterflow.multigrid.MultigridPFF` — the siamese, weight-shared multigrid
+  model (``(target, source) -> MultigridOutput`` with per-level filters and the composed flow);
+* its losses :func:`~pixelbook.filterflow.multigrid.mgpff_loss` (Eq. 7.8) and the terms
+  (:func:`~pixelbook.filterflow.multigrid.photometric_loss`, ``flow_warp_loss``,
+  ``forward_backward_loss``, ``flow_smoothness_loss``, ``filter_smoothness_loss``);
+* :func:`~pixelbook.filterflow.multigrid.multigrid_apply`, ``multigrid_flow``,
+  :func:`~pixelbook.filterflow.multigrid.propagate_labels`, ``long_range_error``.
+
 The operator itself, :func:`pixelbook.ops.apply_filter_flow`, and :func:`pixelbook.ops.expected_flow`
 live in :mod:`pixelbook.ops` and are re-exported here. The degradations that make training pairs
 are data: :mod:`pixelbook.data.degradations`.
@@ -17,6 +27,17 @@ are data: :mod:`pixelbook.data.degradations`.
 from __future__ import annotations
 
 from ..ops.filter_flow import apply_filter_flow, expected_flow
+from .multigrid import (
+    MultigridOutput,
+    MultigridPFF,
+    MultigridPFFLoss,
+    coefficient_ratio,
+    max_displacement,
+    mgpff_loss,
+    multigrid_apply,
+    multigrid_flow,
+    propagate_labels,
+)
 from .pff import (
     FILTER_NORMALIZATIONS,
     DirectCNN,
@@ -27,4 +48,6 @@ from .pff import (
 )
 
 __all__ = ["apply_filter_flow", "expected_flow", "TwoStreamNet", "PredictiveFilterFlow", "DirectCNN",
-           "FILTER_NORMALIZATIONS", "local_envelope", "filter_pca_energy"]
+           "FILTER_NORMALIZATIONS", "local_envelope", "filter_pca_energy",
+           "MultigridPFF", "MultigridOutput", "MultigridPFFLoss", "mgpff_loss", "multigrid_apply", "multigrid_flow",
+           "propagate_labels", "max_displacement", "coefficient_ratio"]

@@ -7,10 +7,14 @@ the CPU (Triton under ``TRITON_INTERPRET=1``), and a benchmark in ``benchmarks/`
 
 * :mod:`pixelbook.ops.filter_flow` — per-pixel :math:`k\\times k` filters applied to an image
   (filter flow [KONG, Eq. 6.1]) and their expected flow.
+* :mod:`pixelbook.ops.warp` — backward warping by a flow (bilinear), flow composition and
+  nearest-neighbour flow upsampling (multigrid PFF, Chapter 8).
 """
 
 from __future__ import annotations
 
 from .filter_flow import IMPLS, apply_filter_flow, expected_flow, filter_size, tap_offsets, which_impl
+from .warp import compose_flows, flow_grid, flow_warp, upsample_flow
 
-__all__ = ["apply_filter_flow", "expected_flow", "filter_size", "tap_offsets", "which_impl", "IMPLS"]
+__all__ = ["apply_filter_flow", "expected_flow", "filter_size", "tap_offsets", "which_impl", "IMPLS",
+           "flow_warp", "compose_flows", "upsample_flow", "flow_grid"]
