@@ -53,6 +53,7 @@ __all__ = [
     "gaussian_blurring_mean_shift",
     "margin_bound", "tammes_similarity", "antipodal_embedding",
     "flatten_embeddings", "group_modes", "segment", "propose", "spherical_kmeans",
+    "instance_boundaries", "gradient_map",
     "three_gaussians_toy", "EmbeddingNet",
 ]
 
@@ -260,13 +261,14 @@ def flatten_embeddings(embeddings: torch.Tensor) -> torch.Tensor:
 def embedding_loss(embeddings: torch.Tensor, instances: torch.Tensor, alpha: float = ALPHA, *,
                    weighting: str = "instance", num_samples: int | None = None,
                    valid: torch.Tensor | None = None, delta: float = DELTA, num_iters: int = 0,
-                   eta: float = 1.0, impl: str = "attention", loss_at: str = "all",
+                   eta: float = 1.0, impl: str = "attention", loss_at: str = "all", gbms_on: str = "all",
                    generator: torch.Generator | None = None, reduction: str = "mean") -> torch.Tensor:
     r"""Pairwise embedding loss with optional recurrent GBMS grouping [Kong thesis, Eq. 5.2, §5.4.2].
 
-    With ``num_iters = T > 0`` the embeddings of *all* pixels of each image pass through ``T``
-    GBMS iterations (:func:`gbms`, as the official code groups the whole map) and the loss is
-    evaluated on the sampled pixels after each one:
+    With ``num_iters = T > 0`` the embeddings pass through ``T`` GBMS iterations (:func:`gbms`) —
+    those of *all* pixels of each image (``gbms_on="all"``, as the official code groups the whole
+    stride-8 map), or only the sampled ones (``gbms_on="sampled"``: the density is estimated from
+    the sample, (n/P)² of the cost) — and the loss is evaluated on the sampled pixels after each one:
     :math:`\ell = \sum_{t=0}^{T}\ell^t` with :math:`t=0` the initial embedding (the thesis writes
     :math:`\sum_{t=1}^T` "including the initial embedding regression"), or only :math:`\ell^T`
     with ``loss_at="last"`` [Kong thesis, App. C.1.2 (g)]. ``num_iters = 0`` is Eq. 5.2 alone.
@@ -286,6 +288,7 @@ def embedding_loss(embeddings: torch.Tensor, instances: torch.Tensor, alpha: flo
         eta: GBMS step size η (1 = GBMS) [Kong thesis, Eq. 5.3].
         impl: GBMS implementation, see :data:`GBMS_IMPLS`.
         loss_at: ``"all"`` (every iteration, the thesis' choice) or ``"last"``.
+        gbms_on: ``"all"`` pixels or the ``"sampled"`` ones (same when ``num_samples`` is None).
         generator: ``torch.Generator`` for the pixel sample.
         reduction: ``"mean"``/``"sum"`` over images or ``"none"`` (``(N,)``).
 
@@ -309,6 +312,7 @@ def embedding_loss(embeddings: torch.Tensor, instances: torch.Tensor, alpha: flo
             raise TypeError(f"`valid`: expected a bool tensor, got {valid.dtype}")
     num_iters = check_int(num_iters, "num_iters", low=0)
     check_choice(loss_at, "loss_at", ("all", "last"))
+    check_choice(gbms_on, "gbms_on", ("all", "sampled"))
     check_choice(weighting, "weighting", WEIGHTINGS)
     alpha = check_float(alpha, "alpha", 0.0, 1.0)
     N = embeddings.shape[0]
@@ -319,14 +323,16 @@ def embedding_loss(embeddings: torch.Tensor, instances: torch.Tensor, alpha: flo
         mask = None if valid is None else valid.reshape(N, -1)
     else:
         index, mask = sample_pixels(instances, num_samples, valid, generator)
+    ids = ids_all if index is None else ids_all.gather(1, index)
+    pick = (lambda t: t) if index is None else (lambda t: t.gather(1, index[:, :, None].expand(-1, -1, t.shape[-1])))
+    if gbms_on == "sampled":  # group the sample itself; the loss then needs no gather
+        x, pick = pick(x), (lambda t: t)
     states = [x] if num_iters == 0 else gbms(x, delta, num_iters, eta=eta, impl=impl, return_all=True)
     if loss_at == "last":
         states = states[-1:]
-    ids = ids_all if index is None else ids_all.gather(1, index)
     total = 0
     for xt in states:
-        pts = xt if index is None else xt.gather(1, index[:, :, None].expand(-1, -1, xt.shape[-1]))
-        total = total + pairwise_embedding_loss(pts, ids, alpha, weighting, mask, reduction)
+        total = total + pairwise_embedding_loss(pick(xt), ids, alpha, weighting, mask, reduction)
     return total
 
 
@@ -341,13 +347,16 @@ class EmbeddingLoss(nn.Module):
 
     def __init__(self, alpha: float = ALPHA, *, weighting: str = "instance", num_samples: int | None = None,
                  delta: float = DELTA, num_iters: int = 0, eta: float = 1.0, impl: str = "attention",
-                 loss_at: str = "all", reduction: str = "mean"):
+                 loss_at: str = "all", gbms_on: str = "all", reduction: str = "mean"):
         super().__init__()
         check_choice(weighting, "weighting", WEIGHTINGS)
         check_choice(impl, "impl", GBMS_IMPLS)
         check_choice(loss_at, "loss_at", ("all", "last"))
+        check_choice(gbms_on, "gbms_on", ("all", "sampled"))
+        check_choice(reduction, "reduction", ("mean", "sum", "none"))
         self.alpha = check_float(alpha, "alpha", 0.0, 1.0)
         self.weighting, self.impl, self.loss_at, self.reduction = weighting, impl, loss_at, reduction
+        self.gbms_on = gbms_on
         self.num_samples = None if num_samples is None else check_int(num_samples, "num_samples", low=1)
         self.delta = check_float(delta, "delta", 0.0, low_open=True)
         self.num_iters = check_int(num_iters, "num_iters", low=0)
@@ -357,11 +366,12 @@ class EmbeddingLoss(nn.Module):
         return embedding_loss(embeddings, instances, self.alpha, weighting=self.weighting,
                               num_samples=self.num_samples, valid=valid, delta=self.delta,
                               num_iters=self.num_iters, eta=self.eta, impl=self.impl, loss_at=self.loss_at,
-                              generator=generator, reduction=self.reduction)
+                              gbms_on=self.gbms_on, generator=generator, reduction=self.reduction)
 
     def extra_repr(self) -> str:
         return (f"alpha={self.alpha}, weighting={self.weighting!r}, num_samples={self.num_samples}, "
-                f"delta={self.delta}, num_iters={self.num_iters}, eta={self.eta}, impl={self.impl!r}")
+                f"delta={self.delta}, num_iters={self.num_iters}, eta={self.eta}, impl={self.impl!r}, "
+                f"loss_at={self.loss_at!r}, gbms_on={self.gbms_on!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -914,6 +924,66 @@ def spherical_kmeans(points: torch.Tensor, k: int, num_iters: int = 50, restarts
         if obj > best_obj:
             best, best_obj = labels, obj
     return best
+
+
+def instance_boundaries(instances: torch.Tensor, width: int = 1) -> torch.Tensor:
+    """Pixels within ``width`` pixels (chessboard distance) of a pixel with another instance id.
+
+    Args:
+        instances: ``(N, H, W)`` int64 ids.
+        width: band half-width in pixels.
+
+    Returns:
+        ``(N, H, W)`` bool.
+
+    Example:
+        >>> instance_boundaries(torch.tensor([[[0, 0, 0, 1]]]))[0, 0].tolist()
+        [False, False, True, True]
+    """
+    check_shape(instances, "instances", "N H W")
+    check_dtype(instances, "instances", "int")
+    width = check_int(width, "width", low=1)
+    x = instances[:, None].double()
+    k = 2 * width + 1
+    hi = F.max_pool2d(F.pad(x, (width,) * 4, mode="replicate"), k, stride=1)
+    lo = -F.max_pool2d(F.pad(-x, (width,) * 4, mode="replicate"), k, stride=1)
+    return (hi != lo)[:, 0]
+
+
+def gradient_map(embeddings: torch.Tensor, instances: torch.Tensor, num_iters: int = 1, loss_at: str = "last",
+                 **loss_kwargs) -> torch.Tensor:
+    r"""Per-pixel norm of the loss gradient w.r.t. the (unit) embeddings [Kong thesis, Fig. 5.5].
+
+    The thesis compares the gradients "with and without one loop of grouping": ``num_iters=0``
+    gives :math:`\|\partial\ell^0/\partial\mathbf x_i\|`, ``num_iters=1`` (with the default
+    ``loss_at="last"``) the gradient of the loss after one GBMS iteration, back-propagated through
+    it. The loss runs on all pixels (no sampling) and is summed over images.
+
+    Args:
+        embeddings: ``(N, D, H, W)``; normalised first (gradients are taken w.r.t. unit vectors).
+        instances: ``(N, H, W)`` int64 ids.
+        num_iters: GBMS loops between the embeddings and the loss.
+        loss_at: ``"last"`` (the default here) or ``"all"``.
+        **loss_kwargs: passed to :func:`embedding_loss` (``alpha``, ``weighting``, ``delta``, ...).
+
+    Returns:
+        ``(N, H, W)`` gradient norms.
+
+    Example:
+        >>> emb = torch.zeros(1, 2, 2, 2); emb[:, 0, :, 0] = 1; emb[:, 0, :, 1] = -1
+        >>> float(gradient_map(emb, torch.tensor([[[1, 2], [1, 2]]])).max())  # perfect embedding: no gradient
+        0.0
+    """
+    check_shape(embeddings, "embeddings", "N D H W")
+    check_dtype(embeddings, "embeddings", "float")
+    if "num_samples" in loss_kwargs or "reduction" in loss_kwargs:
+        raise ValueError("`loss_kwargs`: gradient_map uses every pixel and sums over images; "
+                         "do not pass num_samples or reduction")
+    e = F.normalize(embeddings.detach(), dim=1).requires_grad_(True)
+    with torch.enable_grad():
+        loss = embedding_loss(e, instances, num_iters=num_iters, loss_at=loss_at, reduction="sum", **loss_kwargs)
+        (g,) = torch.autograd.grad(loss, e)
+    return g.norm(dim=1)
 
 
 # --------------------------------------------------------------------------------------------

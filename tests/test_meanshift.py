@@ -244,6 +244,21 @@ class TestEmbeddingLoss:
         torch.testing.assert_close(ms.embedding_loss(emb, inst, delta=4.0, num_iters=3), sum(per_t))
         torch.testing.assert_close(ms.embedding_loss(emb, inst, delta=4.0, num_iters=3, loss_at="last"), per_t[-1])
 
+    def test_gbms_on_sampled_pixels(self):
+        emb = torch.randn(2, 4, 5, 5, dtype=torch.float64)
+        inst = torch.randint(0, 3, (2, 5, 5), generator=torch.Generator().manual_seed(0))
+        idx, _ = ms.sample_pixels(inst, 7, generator=torch.Generator().manual_seed(4))
+        pts = ms.flatten_embeddings(emb).gather(1, idx[:, :, None].expand(-1, -1, 4))
+        ids = inst.flatten(1).gather(1, idx)
+        expected = sum(ms.pairwise_embedding_loss(s, ids) for s in ms.gbms(pts, 4.0, 2, return_all=True))
+        got = ms.embedding_loss(emb, inst, delta=4.0, num_iters=2, num_samples=7, gbms_on="sampled",
+                                generator=torch.Generator().manual_seed(4))
+        torch.testing.assert_close(got, expected)
+        # grouping all pixels gives another value (the density comes from all 25 pixels)
+        other = ms.embedding_loss(emb, inst, delta=4.0, num_iters=2, num_samples=7,
+                                  generator=torch.Generator().manual_seed(4))
+        assert abs(float(got - other)) > 1e-6
+
     def test_invalid_pixels_never_count(self):
         emb = torch.zeros(1, 2, 4, 4)
         emb[:, 0] = 1  # everything on one vector
@@ -256,10 +271,11 @@ class TestEmbeddingLoss:
 
     def test_module_equals_function(self):
         emb, inst = torch.randn(2, 3, 6, 6), torch.randint(0, 4, (2, 6, 6))
-        mod = ms.EmbeddingLoss(alpha=0.4, weighting="uniform", num_samples=12, num_iters=2, delta=5.0)
+        mod = ms.EmbeddingLoss(alpha=0.4, weighting="uniform", num_samples=12, num_iters=2, delta=5.0,
+                               gbms_on="sampled")
         a = mod(emb, inst, generator=torch.Generator().manual_seed(0))
         b = ms.embedding_loss(emb, inst, 0.4, weighting="uniform", num_samples=12, num_iters=2, delta=5.0,
-                              generator=torch.Generator().manual_seed(0))
+                              gbms_on="sampled", generator=torch.Generator().manual_seed(0))
         torch.testing.assert_close(a, b)
         assert "num_iters=2" in repr(mod)
 
@@ -332,8 +348,14 @@ class TestGBMS:
         x = _unit(1, 20, 4)
         X = x[0].T
         K = torch.exp(6.0 * X.T @ X)
-        Y = X @ K @ torch.diag(1 / K.sum(0))
+        Y = X @ K @ torch.diag(1 / K.sum(0))  # K D^-1: each column sums to one
         torch.testing.assert_close(F.normalize(Y.T, dim=-1)[None], ms.gbms_step(x, 6.0, impl="attention"))
+        # the other side, X D^-1 K, weights point i by 1/d_i: not a weighted mean, not attention
+        wrong = X @ torch.diag(1 / K.sum(0)) @ K
+        assert not torch.allclose(F.normalize(wrong.T, dim=-1)[None], ms.gbms_step(x, 6.0), atol=1e-3)
+        # softmax attention normalises rows of softmax(delta x x^T): the transpose of K D^-1
+        A = torch.softmax(6.0 * x[0] @ x[0].T, dim=-1)
+        torch.testing.assert_close(A, (K @ torch.diag(1 / K.sum(0))).T)
 
     def test_kd_inverse_is_column_stochastic_with_spectrum_in_unit_interval(self):
         x = _unit(1, 60, 5)
@@ -495,6 +517,27 @@ class TestReadOut:
             ms.group_modes(torch.rand(1, 3, 2), threshold=2.0)
         with pytest.raises(ValueError, match="`deltas`"):
             ms.propose(torch.rand(1, 3, 4, 4), deltas=())
+
+
+class TestGradientMap:
+    def test_instance_boundaries(self):
+        inst = torch.zeros(1, 5, 5, dtype=torch.long)
+        inst[0, 1:4, 1:4] = 1
+        b = ms.instance_boundaries(inst)
+        assert not bool(b[0, 2, 2]) and bool(b[0, 1, 1]) and bool(b[0, 0, 0]) and int(b.sum()) == 24
+        assert int(ms.instance_boundaries(inst, width=2).sum()) == 25
+
+    def test_equals_autograd_and_zero_for_perfect(self):
+        emb = torch.randn(2, 3, 4, 4, dtype=torch.float64)
+        inst = torch.randint(0, 3, (2, 4, 4), generator=torch.Generator().manual_seed(0))
+        e = F.normalize(emb, dim=1).requires_grad_(True)
+        states = ms.gbms(ms.flatten_embeddings(e), 6.0, 1, return_all=True)
+        loss = ms.pairwise_embedding_loss(states[-1], inst.flatten(1), reduction="sum")
+        (g,) = torch.autograd.grad(loss, e)
+        torch.testing.assert_close(ms.gradient_map(emb, inst, 1), g.norm(dim=1))
+        assert ms.gradient_map(emb, inst, 0).shape == (2, 4, 4)
+        with pytest.raises(ValueError, match="num_samples"):
+            ms.gradient_map(emb, inst, num_samples=4)
 
 
 class TestEmbeddingNet:
