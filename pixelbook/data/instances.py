@@ -20,6 +20,9 @@ labels           (N,H,W) int64    0 background, 1 disk, 2 square, 3 triangle
 num_instances    (N,) int64       k, the number of visible shapes
 ================ ================ =========================================================
 
+Full scale: :class:`VOCInstances` reads PASCAL VOC 2012 ``SegmentationObject`` masks and SBD's
+``inst`` masks, the thesis' instance data [Kong thesis, §5.5.1].
+
 Every image comes from its own ``np.random.SeedSequence([seed, split, index])``: an image does
 not depend on how many are drawn with it, and the splits never coincide. No global random state
 is touched. Every instance keeps at least ``min_visible`` visible pixels (a shape that would be
@@ -29,13 +32,14 @@ hidden more is dropped before rendering ids).
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from .._checks import check_choice, check_float, check_int
 
-__all__ = ["SHAPES", "PALETTE", "make_instance_scenes"]
+__all__ = ["SHAPES", "PALETTE", "make_instance_scenes", "VOC_INSTANCE_SPLITS", "VOCInstances"]
 
 #: Shape kinds; ``labels`` holds their index + 1.
 SHAPES = ("disk", "square", "triangle")
@@ -193,3 +197,108 @@ def make_instance_scenes(n: int, size: int = 32, seed: int = 0, split: str = "tr
         "labels": torch.from_numpy(np.stack(labs)),
         "num_instances": instances.flatten(1).max(1).values,
     }
+
+
+# ------------------------------------------------------------------------------------------------
+# full scale: PASCAL VOC 2012 + SBD instance masks [Kong thesis, §5.5.1]
+# ------------------------------------------------------------------------------------------------
+
+#: Splits of :class:`VOCInstances`.
+VOC_INSTANCE_SPLITS = ("train", "val", "train_aug")
+_VOID = 255  # VOC's void label (object borders and difficult regions)
+
+
+def _read_ids(path: Path) -> list[str]:
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+class VOCInstances(torch.utils.data.Dataset):
+    """PASCAL VOC 2012 instance masks, optionally with SBD's [Kong thesis, §5.5.1].
+
+    The thesis trains on 10,582 images (VOC 2012 train + SBD train/val, minus VOC val) and
+    evaluates on the 1,449 images of VOC 2012 val. VOC's ``SegmentationObject`` PNGs number the
+    instances of an image 1..k with 255 on void borders; ``SegmentationClass`` gives each pixel's
+    class. SBD's ``inst/<id>.mat`` holds ``GTinst.Segmentation`` (instance map, 0 = background)
+    and ``GTinst.Categories`` (class of each instance); SBD has no void label. An image annotated
+    by both uses VOC's masks. The archives are those of torchvision's ``VOCSegmentation`` (VOC 2012
+    trainval tar, ~2 GB, which contains ``SegmentationObject``) and ``SBDataset`` (~1.4 GB), which
+    download them with ``download=True``.
+
+    Args:
+        root: folder holding ``VOCdevkit/VOC2012`` and (for ``train_aug``) ``SBD`` (the contents of
+            ``benchmark_RELEASE/dataset``: ``img/``, ``inst/``, ``train.txt``, ``val.txt``). ``None``
+            uses ``<cache>/datasets/voc2012``, shared with :class:`~pixelbook.data.segmentation.VOCAugSegmentation`.
+        split: ``"train"`` (1,464), ``"val"`` (1,449) or ``"train_aug"`` (10,582 on the real data).
+        download: let torchvision download what is missing.
+        transform: optional callable applied to each sample dict.
+
+    A sample: ``image`` ``(3, H, W)`` float32 in [0, 1]; ``instances`` ``(H, W)`` int64, 0
+    background, 1..k instances, 255 void; ``labels`` ``(H, W)`` int64 classes in ``[0, 21)`` or 255;
+    ``valid`` ``(H, W)`` bool (``instances != 255``); ``id``.
+
+    Raises:
+        FileNotFoundError: naming ``root`` when the folders are missing and ``download=False``.
+    """
+
+    def __init__(self, root=None, split: str = "val", *, download: bool = False, transform=None):
+        from ..runtime import cache_dir
+
+        check_choice(split, "split", VOC_INSTANCE_SPLITS)
+        root = Path(cache_dir("datasets", "voc2012") if root is None else root)
+        voc = root / "VOCdevkit" / "VOC2012"
+        if not (voc / "SegmentationObject").is_dir():
+            if not download:
+                raise FileNotFoundError(f"`root`: no '{voc / 'SegmentationObject'}'; pass download=True (torchvision "
+                                        f"downloads VOC 2012, ~2 GB) or unpack VOCtrainval_11-May-2012.tar into '{root}'")
+            from torchvision.datasets import VOCSegmentation
+
+            VOCSegmentation(str(root), year="2012", image_set="val", download=True)
+        lists = voc / "ImageSets" / "Segmentation"
+        voc_split = "train" if split == "train_aug" else split
+        self.files = {i: ("voc", voc / "JPEGImages" / f"{i}.jpg", voc / "SegmentationObject" / f"{i}.png",
+                          voc / "SegmentationClass" / f"{i}.png") for i in _read_ids(lists / f"{voc_split}.txt")}
+        if split == "train_aug":
+            sbd = root / "SBD"
+            if not (sbd / "inst").is_dir():
+                if not download:
+                    raise FileNotFoundError(f"`root`: no '{sbd / 'inst'}'; pass download=True (torchvision downloads "
+                                            f"SBD, ~1.4 GB) or put benchmark_RELEASE/dataset's contents in '{sbd}'")
+                from torchvision.datasets import SBDataset
+
+                SBDataset(str(sbd), image_set="train", mode="segmentation", download=True)
+            val_ids = set(_read_ids(lists / "val.txt"))
+            for name in ("train.txt", "val.txt"):
+                for i in _read_ids(sbd / name):
+                    if i not in val_ids and i not in self.files:
+                        self.files[i] = ("sbd", sbd / "img" / f"{i}.jpg", sbd / "inst" / f"{i}.mat", None)
+        self.ids = sorted(self.files)
+        self.split, self.transform = split, transform
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> dict:
+        from .segmentation import _read_index_png, _read_rgb
+
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"index {i} out of range for {len(self)} images")
+        name = self.ids[i]
+        source, img_path, inst_path, cls_path = self.files[name]
+        if source == "voc":
+            instances = _read_index_png(inst_path)
+            labels = _read_index_png(cls_path)
+        else:
+            import scipy.io
+
+            gt = scipy.io.loadmat(inst_path)["GTinst"][0, 0]
+            instances = torch.from_numpy(np.asarray(gt["Segmentation"]).astype(np.int64))
+            categories = torch.from_numpy(np.asarray(gt["Categories"]).astype(np.int64).reshape(-1))
+            lut = torch.cat([torch.zeros(1, dtype=torch.long), categories])  # instance id -> class
+            if int(instances.max()) >= len(lut):
+                raise ValueError(f"'{inst_path}': instance id {int(instances.max())} but {len(categories)} categories")
+            labels = lut[instances]
+        image = _read_rgb(img_path)
+        if image.shape[1:] != instances.shape:
+            raise ValueError(f"'{inst_path}': instances {tuple(instances.shape)} != image {tuple(image.shape[1:])}")
+        out = {"image": image, "instances": instances, "labels": labels, "valid": instances != _VOID, "id": name}
+        return self.transform(out) if self.transform is not None else out
