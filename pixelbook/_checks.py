@@ -15,7 +15,10 @@ from typing import Iterable
 import torch
 
 __all__ = ["check_shape", "check_finite", "check_labels", "check_range", "check_dtype", "check_choice",
-           "check_int", "check_float"]
+           "check_int", "check_float", "IGNORE_INDEX"]
+
+#: The package's one ``ignore_index`` default: label value of pixels that do not count.
+IGNORE_INDEX = 255
 
 
 def check_shape(x, name: str, spec: str, dims: dict | None = None) -> dict:

@@ -38,3 +38,9 @@ def test_check_float():
         check_float(float("nan"), "x")
     with pytest.raises(ValueError, match=r"in \[0, 1\]"):
         check_float(1.5, "x", 0, 1)
+
+
+def test_ignore_index_is_the_one_default_255():
+    from pixelbook._checks import IGNORE_INDEX
+
+    assert IGNORE_INDEX == 255

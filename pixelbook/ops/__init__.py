@@ -9,12 +9,15 @@ the CPU (Triton under ``TRITON_INTERPRET=1``), and a benchmark in ``benchmarks/`
   (filter flow [KONG, Eq. 6.1]) and their expected flow.
 * :mod:`pixelbook.ops.warp` — backward warping by a flow (bilinear), flow composition and
   nearest-neighbour flow upsampling (multigrid PFF, Chapter 8).
+* :mod:`pixelbook.ops.gated_conv` — a convolution evaluated only where a binary mask is 1
+  (masked dense reference, gather–GEMM–scatter sparse path; PAG, Chapter 5).
 """
 
 from __future__ import annotations
 
+from .gated_conv import gated_conv2d
 from .filter_flow import IMPLS, apply_filter_flow, expected_flow, filter_size, tap_offsets, which_impl
 from .warp import compose_flows, flow_grid, flow_warp, upsample_flow
 
 __all__ = ["apply_filter_flow", "expected_flow", "filter_size", "tap_offsets", "which_impl", "IMPLS",
-           "flow_warp", "compose_flows", "upsample_flow", "flow_grid"]
+           "flow_warp", "compose_flows", "upsample_flow", "flow_grid", "gated_conv2d"]
