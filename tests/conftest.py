@@ -1,9 +1,12 @@
-"""Shared test setup: headless plots, a throw-away cache, a ``device`` fixture, the doctest namespace."""
+"""Shared test setup: headless plots, a throw-away cache, ``tests/`` importable (``import fakes``), a ``device``
+fixture, the doctest namespace."""
 
 import atexit
 import os
 import shutil
+import sys
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +17,9 @@ _CACHE = tempfile.mkdtemp(prefix="pixelbook-test-cache-")
 os.environ["PIXELBOOK_CACHE"] = _CACHE
 os.environ.setdefault("PIXELBOOK_PROGRESS", "0")
 atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+# `import fakes` (tests/fakes.py, the fake-dataset builders) works from every test module, whatever
+# pytest's import mode.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def _devices():

@@ -1,70 +1,19 @@
 """Tests of pixelbook.data.isic on fake archives with the real ISIC 2018 Task 1 layout."""
 
-import zipfile
-
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from fakes import ISIC_KINDS, isic_mask, make_isic_archives, make_isic_folder
 from pixelbook.data import isic
 from pixelbook.data.registry import DatasetError, fetch, get_spec
 
-# id -> mask kind; disk and square are star-shaped about their centroid, ring and two blobs are not
-KINDS = {"ISIC_0000000": "disk", "ISIC_0000001": "ring", "ISIC_0000002": "square", "ISIC_0000003": "blobs"}
+KINDS = ISIC_KINDS
 
 
-def _mask(kind, h=30, w=40):
-    yy, xx = np.mgrid[0:h, 0:w]
-    r = np.hypot(yy - 15, xx - 20)
-    if kind == "disk":
-        m = r <= 9
-    elif kind == "ring":
-        m = (r <= 11) & (r >= 6)
-    elif kind == "square":
-        m = (abs(yy - 12) <= 6) & (abs(xx - 25) <= 8)
-    else:
-        m = (np.hypot(yy - 8, xx - 8) <= 5) | (np.hypot(yy - 22, xx - 32) <= 5)
-    return (m * 255).astype(np.uint8)
-
-
-def _fake_archives(cache, kinds=KINDS):
-    """The two official zips: <top folder>/ISIC_xxxxxxx.jpg and ..._segmentation.png, plus LICENSE.txt."""
-    staging = cache / "staging"
-    inp, gt = staging / "ISIC2018_Task1-2_Training_Input", staging / "ISIC2018_Task1_Training_GroundTruth"
-    inp.mkdir(parents=True)
-    gt.mkdir(parents=True)
-    for i, (name, kind) in enumerate(kinds.items()):
-        rgb = np.zeros((30, 40, 3), dtype=np.uint8)
-        rgb[..., 0] = np.arange(40)[None] * 5 + 10 * i  # not symmetric: a flip shows
-        rgb[..., 1] = np.arange(30)[:, None] * 7
-        Image.fromarray(rgb).save(inp / f"{name}.jpg")
-        Image.fromarray(_mask(kind)).save(gt / f"{name}_segmentation.png")
-    for folder in (inp, gt):
-        (folder / "LICENSE.txt").write_text("fake")
-    for spec_name, folder in (("isic2018_task1_input", inp), ("isic2018_task1_gt", gt)):
-        target = cache / "cache" / "datasets" / spec_name / get_spec(spec_name).filename
-        target.parent.mkdir(parents=True)
-        with zipfile.ZipFile(target, "w") as zf:
-            for p in sorted(folder.rglob("*")):
-                zf.write(p, p.relative_to(staging).as_posix())
-
-
-def make_fake_isic_folder(folder, n=8, size=(30, 40)):
-    """The two unpacked folders, ``n`` lesions (every fourth one a ring, not star-shaped): used by the
-    notebook smoke test (``tests/test_notebooks.py``, "fake:isic2018")."""
-    inp, gt = folder / "ISIC2018_Task1-2_Training_Input", folder / "ISIC2018_Task1_Training_GroundTruth"
-    inp.mkdir(parents=True, exist_ok=True)
-    gt.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        name = f"ISIC_{i:07d}"
-        rgb = rng.integers(0, 255, (*size, 3), dtype=np.uint8)
-        mask = _mask("ring" if i % 4 == 3 else ("disk", "square")[i % 2], *size)
-        rgb[mask > 0] //= 3  # a darker lesion
-        Image.fromarray(rgb).save(inp / f"{name}.jpg")
-        Image.fromarray(mask).save(gt / f"{name}_segmentation.png")
-    return folder
+def _fake_archives(tmp_path):
+    make_isic_archives(tmp_path / "staging")
 
 
 @pytest.fixture
@@ -149,13 +98,13 @@ class TestISIC2018:
 
 def test_fake_folder_for_the_notebook_has_a_star_subset(tmp_path, monkeypatch):
     monkeypatch.setenv("PIXELBOOK_CACHE", str(tmp_path / "cache"))
-    root = make_fake_isic_folder(tmp_path / "isic", n=8)
+    root = make_isic_folder(tmp_path / "isic", n=8)
     train, val = isic.isic2018_star_splits(root, size=16)
     assert len(train) + len(val) == 6 and len(val) == 1
 
 
 class TestStarFraction:
     def test_star_and_non_star_masks(self):
-        assert isic.star_fraction(torch.from_numpy(_mask("disk") > 0), size=30) == 0.0
-        assert isic.star_fraction(torch.from_numpy(_mask("ring") > 0), size=30) > 0.5
+        assert isic.star_fraction(torch.from_numpy(isic_mask("disk") > 0), size=30) == 0.0
+        assert isic.star_fraction(torch.from_numpy(isic_mask("ring") > 0), size=30) > 0.5
         assert isic.star_fraction(torch.zeros(5, 5, dtype=torch.bool)) == 1.0

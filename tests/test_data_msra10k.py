@@ -1,63 +1,14 @@
 """Tests of pixelbook.data.msra10k on a fake archive with MSRA10K's layout, and of pixelbook.data.kits19."""
 
-import zipfile
-
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from fakes import make_kits_cases, make_msra10k_archive, make_sod_folder
 from pixelbook.data.kits19 import KITS19_TRAIN_CASES, KITS19_VAL_CASES, kits19_case_dir, load_kits19_slices
 from pixelbook.data.msra10k import MSRA10K, MSRA10KDataset, msra10k_pairs, with_sdf
 from pixelbook.data.registry import DatasetError, fetch, get_spec
-
-
-def _fake_msra10k(cache, n=3):
-    """MSRA10K_Imgs_GT.zip as the official archive: MSRA10K_Imgs_GT/Imgs/<id>.jpg + <id>.png + Readme."""
-    staging = cache / "staging"
-    imgs = staging / "MSRA10K_Imgs_GT" / "Imgs"
-    imgs.mkdir(parents=True)
-    for i in range(n):
-        rgb = np.full((10, 14, 3), 30 * i + 10, dtype=np.uint8)
-        mask = np.zeros((10, 14), dtype=np.uint8)
-        mask[2:8, 3:9] = 255
-        Image.fromarray(rgb).save(imgs / f"{100 + i}.jpg")
-        Image.fromarray(mask).save(imgs / f"{100 + i}.png")
-    (staging / "MSRA10K_Imgs_GT" / "Readme.txt").write_text("fake")
-    target = cache / "cache" / "datasets" / "msra10k_zip" / get_spec("msra10k_zip").filename
-    target.parent.mkdir(parents=True)
-    with zipfile.ZipFile(target, "w") as zf:
-        for p in sorted(staging.rglob("*")):
-            if p.is_file():
-                zf.write(p, p.relative_to(staging).as_posix())
-    return target
-
-
-# Chapter 2's saliency experiment: MSRA10K for training, ECSSD, PASCAL-S and HKU-IS for evaluation,
-# each in its official layout under one folder (tests/test_notebooks.py uses this for a smoke run).
-_SOD_LAYOUTS = {"msra10k": ("MSRA10K_Imgs_GT/Imgs/{k}.jpg", "MSRA10K_Imgs_GT/Imgs/{k}.png"),
-                "ecssd": ("images/{k}.jpg", "ground_truth_mask/{k}.png"),
-                "pascal_s": ("datasets/imgs/pascal/{k}.jpg", "datasets/masks/pascal/{k}.png"),
-                "hku_is": ("HKU-IS/imgs/{k}.png", "HKU-IS/gt/{k}.png")}
-
-
-def make_fake_sod_folder(folder, n=8, size=(20, 26), seed=0):
-    """``folder/{msra10k,ecssd,pascal_s,hku_is}`` with ``n`` images each: a bright ellipse (the mask)
-    on a darker noisy background."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size[0], 0:size[1]]
-    for name, (img_pat, mask_pat) in _SOD_LAYOUTS.items():
-        for i in range(n):
-            cy, cx = rng.uniform(0.35, 0.65, 2) * size
-            ry, rx = rng.uniform(0.2, 0.3, 2) * size
-            mask = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
-            rgb = rng.integers(0, 90, (*size, 3)).astype(np.uint8)
-            rgb[mask] = rng.integers(150, 255, (int(mask.sum()), 3)).astype(np.uint8)
-            for pat, array in ((img_pat, rgb), (mask_pat, (255 * mask).astype(np.uint8))):
-                path = folder / name / pat.format(k=f"{i:04d}")
-                path.parent.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(array).save(path)
-    return folder
 
 
 @pytest.fixture
@@ -68,7 +19,7 @@ def cache(tmp_path, monkeypatch):
 
 class TestMSRA10KDataset:
     def test_reads_the_official_layout_from_a_fake_archive(self, cache):
-        _fake_msra10k(cache)
+        make_msra10k_archive(cache / "staging")
         ds = MSRA10KDataset(size=8, download=False)
         assert len(ds) == 3 and [p[0].stem for p in ds.pairs] == ["100", "101", "102"]
         s = ds[2]
@@ -76,7 +27,7 @@ class TestMSRA10KDataset:
         assert s["id"] == "102" and 0 < int(s["mask"].sum()) < 64
 
     def test_with_sdf_adds_a_signed_distance_positive_inside(self, cache):
-        _fake_msra10k(cache)
+        make_msra10k_archive(cache / "staging")
         s = MSRA10KDataset(size=None, standardize=False, transform=with_sdf)[0]
         assert s["phi"].shape == (1, 10, 14) and torch.equal(s["phi"][0] > 0, s["mask"])
         assert int(s["mask"].sum()) == 36
@@ -86,7 +37,7 @@ class TestMSRA10KDataset:
             MSRA10KDataset(download=False)
 
     def test_no_checksum_published(self, cache):
-        _fake_msra10k(cache)
+        make_msra10k_archive(cache / "staging")
         assert get_spec("msra10k_zip").sha256 is None and MSRA10K.count == 10000
         with pytest.raises(DatasetError, match="no sha256 is registered"):
             fetch("msra10k_zip", verify=True)
@@ -105,7 +56,7 @@ class TestFakeSodFolder:
     def test_every_loader_reads_it(self, tmp_path):
         from pixelbook.data.saliency import SaliencyDataset
 
-        make_fake_sod_folder(tmp_path, n=3)
+        make_sod_folder(tmp_path, n=3)
         s = MSRA10KDataset(root=tmp_path / "msra10k", size=16, transform=with_sdf)[0]
         assert s["phi"].shape == (1, 16, 16) and bool(s["mask"].any())
         for name in ("ecssd", "pascal_s", "hku_is"):
@@ -113,26 +64,9 @@ class TestFakeSodFolder:
             assert len(ds) == 3 and bool(ds[2]["mask"].any())
 
 
-def _fake_kits(root, cases):
-    """Case folders with placeholder files; volumes come from an in-memory reader."""
-    volumes = {}
-    for c in cases:
-        folder = root / f"case_{c:05d}"
-        folder.mkdir(parents=True)
-        vol = np.full((4, 20, 30), -1000.0, dtype=np.float32)     # air
-        seg = np.zeros((4, 20, 30), dtype=np.uint8)
-        vol[1:3, 5:15, 5:20] = 40.0                                  # soft tissue
-        seg[1, 5:15, 5:20] = 1                                       # kidney on slice 1
-        seg[2, 8:12, 8:12] = 2                                       # tumour only on slice 2
-        for name, arr in (("imaging.nii.gz", vol), ("segmentation.nii.gz", seg)):
-            (folder / name).write_bytes(b"")
-            volumes[str(folder / name)] = arr
-    return lambda path: volumes[str(path)]
-
-
 class TestLoadKits19Slices:
     def test_prunes_slices_without_kidney_windows_and_resizes(self, tmp_path):
-        reader = _fake_kits(tmp_path, [168, 169])
+        reader = make_kits_cases(tmp_path, [168, 169])
         d = load_kits19_slices(tmp_path, cases=[168, 169], size=10, reader=reader)
         assert d["image"].shape == (4, 1, 10, 10) and d["masks"].shape == (4, 10, 10)
         assert d["slice"].tolist() == [1, 2, 1, 2] and d["case"].tolist() == [168, 168, 169, 169]
@@ -152,3 +86,4 @@ class TestLoadKits19Slices:
             load_kits19_slices(tmp_path, cases=[], target="liver")
         with pytest.raises(ValueError, match="`window`"):
             load_kits19_slices(tmp_path, cases=[], window=(10, 0))
+

@@ -1,4 +1,4 @@
-"""Tests of pixelbook.data.registry and the NYUv2 / BSDS500 loaders, on fake files built here.
+"""Tests of pixelbook.data.registry and the NYUv2 / BSDS500 loaders, on fake files (tests/fakes.py).
 
 Nothing touches the network: downloads are served from local files by a fake opener (or a
 ``file://`` URL), and an autouse fixture makes any socket connection fail the test.
@@ -24,9 +24,11 @@ import pytest
 import scipy.io
 import torch
 
+import fakes
+from fakes import make_bsds_archive, make_nyu_files, make_tar, symlink_member, write_nyu_small_files
 from pixelbook.data import registry
 from pixelbook.data.bsds import BSDS500, load_bsds_ground_truth
-from pixelbook.data.nyuv2 import IGNORE_INDEX, NYU_INTRINSICS, NYUv2Labeled, load_nyuv2_class40
+from pixelbook.data.nyuv2 import IGNORE_INDEX, NYUv2Labeled, load_nyuv2_class40
 from pixelbook.data.registry import (
     ArchiveError,
     ChecksumError,
@@ -342,30 +344,13 @@ class TestSha256sum:
 # --------------------------------------------------------------------------------------------
 
 
-def _make_tar(path: Path, files: dict[str, bytes], mode="w:gz", extra=None) -> Path:
-    with tarfile.open(path, mode) as tf:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tf.addfile(info, io.BytesIO(data))
-        for info in extra or ():
-            tf.addfile(info)
-    return path
-
-
-def _link(name: str, target: str) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.type, info.linkname = tarfile.SYMTYPE, target
-    return info
-
-
 FILES = {"top/a.txt": b"alpha", "top/sub/b.bin": os.urandom(200_000)}
 
 
 class TestExtract:
     @pytest.mark.parametrize("suffix,mode", [(".tgz", "w:gz"), (".tar.gz", "w:gz"), (".tar", "w"), (".tar.bz2", "w:bz2")])
     def test_unpacks_tar_archives(self, tmp_path, suffix, mode):
-        arc = _make_tar(tmp_path / f"arc{suffix}", FILES, mode)
+        arc = make_tar(tmp_path / f"arc{suffix}", FILES, mode)
         out = extract(arc)
         assert out == tmp_path / "arc"
         for name, data in FILES.items():
@@ -380,7 +365,7 @@ class TestExtract:
         assert (out / "top/a.txt").read_bytes() == b"alpha"
 
     def test_second_call_does_not_extract_again(self, tmp_path, monkeypatch):
-        arc = _make_tar(tmp_path / "arc.tgz", FILES)
+        arc = make_tar(tmp_path / "arc.tgz", FILES)
         out = extract(arc)
 
         def boom(*a, **k):
@@ -391,7 +376,7 @@ class TestExtract:
 
     @pytest.mark.parametrize("suffix,mode", [(".tgz", "w:gz"), (".tar", "w")])
     def test_truncated_archive_raises_and_leaves_nothing(self, tmp_path, suffix, mode):
-        arc = _make_tar(tmp_path / f"arc{suffix}", FILES, mode)
+        arc = make_tar(tmp_path / f"arc{suffix}", FILES, mode)
         data = arc.read_bytes()
         arc.write_bytes(data[: len(data) // 2])
         with pytest.raises(ArchiveError, match="is truncated or corrupt"):
@@ -408,13 +393,13 @@ class TestExtract:
 
     @pytest.mark.parametrize("member", ["../evil.txt", "/tmp/evil-abs.txt", "ok/../../evil.txt"])
     def test_path_traversal_is_refused(self, tmp_path, member):
-        arc = _make_tar(tmp_path / "arc.tgz", {member: b"pwned"})
+        arc = make_tar(tmp_path / "arc.tgz", {member: b"pwned"})
         with pytest.raises(ArchiveError, match="would be written outside"):
             extract(arc, tmp_path / "a" / "dest")
         assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "a" / "evil.txt").exists()
 
     def test_symlink_escaping_the_folder_is_refused(self, tmp_path):
-        arc = _make_tar(tmp_path / "arc.tgz", {"top/a.txt": b"x"}, extra=[_link("top/link", "../../outside")])
+        arc = make_tar(tmp_path / "arc.tgz", {"top/a.txt": b"x"}, extra=[symlink_member("top/link", "../../outside")])
         with pytest.raises(ArchiveError, match="would be written outside"):
             extract(arc)
 
@@ -430,8 +415,8 @@ class TestExtract:
         outer.mkdir()
         arc = tmp_path / "chain.tar"
         with tarfile.open(arc, "w") as tf:
-            tf.addfile(_link("a", "."))
-            tf.addfile(_link("a/b", ".."))
+            tf.addfile(symlink_member("a", "."))
+            tf.addfile(symlink_member("a/b", ".."))
             info = tarfile.TarInfo("a/b/evil")
             info.size = 5
             tf.addfile(info, io.BytesIO(b"pwned"))
@@ -446,8 +431,8 @@ class TestExtract:
             monkeypatch.delattr(tarfile, "data_filter", raising=False)
         arc = tmp_path / "late.tar"
         with tarfile.open(arc, "w") as tf:
-            tf.addfile(_link("x", "y/.."))
-            tf.addfile(_link("y", "."))
+            tf.addfile(symlink_member("x", "y/.."))
+            tf.addfile(symlink_member("y", "."))
         with pytest.raises(ArchiveError, match="'x' would be written outside"):
             extract(arc, tmp_path / "d" / "dest")
         assert sorted(p.name for p in (tmp_path / "d").iterdir()) == []
@@ -458,7 +443,7 @@ class TestExtract:
             info = tarfile.TarInfo("target.txt")
             info.size = 4
             tf.addfile(info, io.BytesIO(b"orig"))
-            tf.addfile(_link("link", "target.txt"))
+            tf.addfile(symlink_member("link", "target.txt"))
             info = tarfile.TarInfo("link")
             info.size = 3
             tf.addfile(info, io.BytesIO(b"new"))
@@ -469,8 +454,8 @@ class TestExtract:
     def test_safe_links_are_kept(self, tmp_path):
         hard = tarfile.TarInfo("top/copy.txt")
         hard.type, hard.linkname = tarfile.LNKTYPE, "top/a.txt"
-        arc = _make_tar(tmp_path / "arc.tar", {"top/a.txt": b"alpha"}, mode="w",
-                        extra=[_link("top/sub/up", "../a.txt"), hard])
+        arc = make_tar(tmp_path / "arc.tar", {"top/a.txt": b"alpha"}, mode="w",
+                        extra=[symlink_member("top/sub/up", "../a.txt"), hard])
         out = extract(arc)
         assert (out / "top/sub/up").is_symlink() and (out / "top/sub/up").read_bytes() == b"alpha"
         assert (out / "top/copy.txt").read_bytes() == b"alpha"
@@ -479,17 +464,17 @@ class TestExtract:
     def test_hard_link_outside_is_refused(self, tmp_path, linkname):
         hard = tarfile.TarInfo("h")
         hard.type, hard.linkname = tarfile.LNKTYPE, linkname
-        arc = _make_tar(tmp_path / "arc.tar", {}, mode="w", extra=[hard])
+        arc = make_tar(tmp_path / "arc.tar", {}, mode="w", extra=[hard])
         with pytest.raises(ArchiveError, match="outside"):
             extract(arc, tmp_path / "d" / "dest")
 
     def test_absolute_symlink_and_device_are_refused(self, tmp_path):
-        arc = _make_tar(tmp_path / "abs.tar", {}, mode="w", extra=[_link("l", "/etc")])
+        arc = make_tar(tmp_path / "abs.tar", {}, mode="w", extra=[symlink_member("l", "/etc")])
         with pytest.raises(ArchiveError, match="absolute path '/etc'"):
             extract(arc)
         dev = tarfile.TarInfo("dev")
         dev.type = tarfile.CHRTYPE
-        arc = _make_tar(tmp_path / "dev.tar", {}, mode="w", extra=[dev])
+        arc = make_tar(tmp_path / "dev.tar", {}, mode="w", extra=[dev])
         with pytest.raises(ArchiveError, match="not a file, folder or link"):
             extract(arc)
 
@@ -523,15 +508,15 @@ class TestExtract:
         assert sorted(p.name for p in tmp_path.iterdir()) == ["arc.zip"]
 
     def test_a_new_archive_at_the_same_path_is_extracted_again(self, tmp_path):
-        arc = _make_tar(tmp_path / "arc.tgz", {"old.txt": b"old"})
+        arc = make_tar(tmp_path / "arc.tgz", {"old.txt": b"old"})
         out = extract(arc)
-        _make_tar(arc, {"new.txt": b"new"})
+        make_tar(arc, {"new.txt": b"new"})
         os.utime(arc, ns=(arc.stat().st_atime_ns, arc.stat().st_mtime_ns + 10**9))
         assert extract(arc) == out
         assert sorted(p.name for p in out.iterdir()) == [".pixelbook-extracted", "new.txt"]
 
     def test_existing_foreign_folder_is_not_overwritten(self, tmp_path):
-        arc = _make_tar(tmp_path / "arc.tgz", FILES)
+        arc = make_tar(tmp_path / "arc.tgz", FILES)
         (tmp_path / "arc").mkdir()
         (tmp_path / "arc" / "mine.txt").write_text("keep")
         with pytest.raises(ArchiveError, match="already exists and was not made by extract"):
@@ -551,46 +536,9 @@ class TestExtract:
 # --------------------------------------------------------------------------------------------
 
 
-def _bsds_ground_truth(rng, H, W, annotators):
-    cells = np.empty((1, annotators), dtype=object)
-    segs, bnds = [], []
-    for a in range(annotators):
-        seg = np.ones((H, W), dtype=np.uint16)
-        seg[:, rng.integers(2, W - 2):] = 2
-        bnd = np.zeros((H, W), dtype=np.uint8)
-        bnd[:, 1:] |= (seg[:, 1:] != seg[:, :-1]).astype(np.uint8)
-        cells[0, a] = {"Segmentation": seg, "Boundaries": bnd}
-        segs.append(seg)
-        bnds.append(bnd)
-    return {"groundTruth": cells}, np.stack(segs), np.stack(bnds)
-
-
-def _make_bsds_archive(tmp: Path, name="BSR_bsds500.tgz"):
-    """BSR/BSDS500/data/{images,groundTruth}/{train,val,test}: 2 train, 1 val, 1 test image."""
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    root = tmp / "build"
-    truth = {}
-    for split, ids, (H, W) in (("train", ["2092", "100075"], (12, 16)), ("val", ["3096"], (16, 12)), ("test", ["100007"], (12, 16))):
-        img_dir = root / "BSR" / "BSDS500" / "data" / "images" / split
-        gt_dir = root / "BSR" / "BSDS500" / "data" / "groundTruth" / split
-        img_dir.mkdir(parents=True)
-        gt_dir.mkdir(parents=True)
-        for k, i in enumerate(ids):
-            Image.fromarray(rng.integers(0, 256, (H, W, 3), dtype=np.uint8)).save(img_dir / f"{i}.jpg", quality=95)
-            mat, segs, bnds = _bsds_ground_truth(rng, H, W, annotators=3 + k)
-            scipy.io.savemat(gt_dir / f"{i}.mat", mat)
-            truth[i] = (segs, bnds)
-    arc = tmp / name
-    with tarfile.open(arc, "w:gz") as tf:
-        tf.add(root / "BSR", arcname="BSR")
-    return arc, truth
-
-
 class TestBSDS500:
     def test_loads_fake_archive_with_the_real_layout(self, tmp_path):
-        arc, truth = _make_bsds_archive(tmp_path)
+        arc, truth = make_bsds_archive(tmp_path)
         ds = BSDS500(extract(arc), split="train")
         assert len(ds) == 2 and ds.ids == ["100075", "2092"]  # sorted ids
         s = ds[1]
@@ -603,20 +551,20 @@ class TestBSDS500:
         assert len(BSDS500(extract(arc), split="val")) == 1 and BSDS500(extract(arc), split="val")[0]["image"].shape == (3, 16, 12)
 
     def test_registry_path_fetches_extracts_and_loads(self, tmp_path):
-        arc, _ = _make_bsds_archive(tmp_path)
+        arc, _ = make_bsds_archive(tmp_path)
         (dataset_dir("bsds500") / "BSR_bsds500.tgz").write_bytes(arc.read_bytes())
         ds = BSDS500(split="test", archive="bsds500", download=False, verify=False)
         assert len(ds) == 1 and ds[0]["image"].shape == (3, 12, 16)
         assert (dataset_dir("bsds500") / "extracted" / "BSR").is_dir()
 
     def test_wrong_archive_in_cache_fails_its_checksum(self, tmp_path):
-        arc, _ = _make_bsds_archive(tmp_path, "BSR_full.tgz")
+        arc, _ = make_bsds_archive(tmp_path, "BSR_full.tgz")
         (dataset_dir("bsds500_full") / "BSR_full.tgz").write_bytes(arc.read_bytes())
         with pytest.raises(ChecksumError, match="corrupt or incomplete: expected 252190720 bytes"):
             BSDS500(download=False)
 
     def test_truncated_archive_in_cache_is_reported(self, tmp_path):
-        arc, _ = _make_bsds_archive(tmp_path)
+        arc, _ = make_bsds_archive(tmp_path)
         data = arc.read_bytes()
         (dataset_dir("bsds500") / "BSR_bsds500.tgz").write_bytes(data[: len(data) // 2])
         with pytest.raises(ArchiveError, match="is truncated or corrupt"):
@@ -645,45 +593,12 @@ class TestBSDS500:
 # NYUv2 labeled on fake files with the real layout
 # --------------------------------------------------------------------------------------------
 
-N_IMG, H, W = 5, 16, 20
-PLANE_N = np.array([0.2, -0.3, -0.93])
-PLANE_N = PLANE_N / np.linalg.norm(PLANE_N)
-
-
-def _nyu_truth(rng):
-    images = rng.integers(0, 256, (N_IMG, H, W, 3), dtype=np.uint8)
-    labels = rng.integers(0, 895, (N_IMG, H, W)).astype(np.uint16)
-    K = NYU_INTRINSICS.double().numpy()
-    v, u = np.meshgrid(np.arange(H), np.arange(W), indexing="ij")
-    ray = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u, dtype=float)])
-    plane = (-2.5 / np.tensordot(PLANE_N, ray, 1)).astype(np.float32)  # n . P = -2.5
-    depths = np.stack([plane * (1 + 0.1 * i) for i in range(N_IMG)])
-    return images, depths, labels
-
-
-def _write_nyu_small_files(root: Path, mapclass=None):
-    scipy.io.savemat(root / "splits.mat", {"trainNdxs": np.array([[1], [3], [4]]), "testNdxs": np.array([[2], [5]])})
-    if mapclass is None:
-        mapclass = (np.arange(894) % 40 + 1)[None]
-    scipy.io.savemat(root / "classMapping40.mat", {"mapClass": mapclass})
-
-
-def _make_nyu_files(root: Path):
-    """The three files with the real layout: the .mat as h5py sees a MATLAB v7.3 file."""
-    h5py = pytest.importorskip("h5py", reason="h5py is needed to build the fake HDF5 (v7.3) .mat file")
-    rng = np.random.default_rng(1)
-    images, depths, labels = _nyu_truth(rng)
-    with h5py.File(root / "nyu_depth_v2_labeled.mat", "w") as f:
-        f["images"] = images.transpose(0, 3, 2, 1)  # (N, 3, W, H), MATLAB order seen by h5py
-        f["depths"] = depths.transpose(0, 2, 1)  # (N, W, H)
-        f["labels"] = labels.transpose(0, 2, 1)
-    _write_nyu_small_files(root)
-    return images, depths, labels
+N_IMG, H, W, PLANE_N = fakes.NYU_N, fakes.NYU_H, fakes.NYU_W, fakes.NYU_PLANE_N
 
 
 class TestNYUv2Labeled:
     def test_reads_the_transposed_hdf5_layout_and_maps_40_classes(self, tmp_path):
-        images, depths, labels = _make_nyu_files(tmp_path)
+        images, depths, labels = make_nyu_files(tmp_path)
         ds = NYUv2Labeled(tmp_path, split="train")
         assert len(ds) == 3 and len(NYUv2Labeled(tmp_path, split="test")) == 2
         assert len(NYUv2Labeled(tmp_path, split="all", normals=None)) == 5
@@ -698,7 +613,7 @@ class TestNYUv2Labeled:
         assert s["labels40"].dtype == torch.int64 and bool(s["valid"].all())
 
     def test_plane_fit_normals_recover_a_planar_depth_map(self, tmp_path):
-        _make_nyu_files(tmp_path)
+        make_nyu_files(tmp_path)
         s = NYUv2Labeled(tmp_path, split="test", window=5)[0]
         ok = s["normals_valid"]
         assert bool(ok[2:-2, 2:-2].all()) and not bool(ok[0].any())
@@ -707,14 +622,14 @@ class TestNYUv2Labeled:
         assert float(cos.min()) > 0.9999
 
     def test_works_in_a_dataloader_with_workers(self, tmp_path):
-        _make_nyu_files(tmp_path)
+        make_nyu_files(tmp_path)
         ds = NYUv2Labeled(tmp_path, split="train", normals=None)
         ds[0]  # open the file in the parent first: workers must reopen it
         batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=3, num_workers=1)))
         assert batch["image"].shape == (3, 3, H, W)
 
     def test_missing_h5py_gives_a_clear_import_error(self, tmp_path, monkeypatch):
-        _write_nyu_small_files(tmp_path)
+        write_nyu_small_files(tmp_path)
         (tmp_path / "nyu_depth_v2_labeled.mat").write_bytes(b"placeholder")
         monkeypatch.setitem(sys.modules, "h5py", None)
         ds = NYUv2Labeled(tmp_path)
@@ -722,7 +637,7 @@ class TestNYUv2Labeled:
             ds[0]
 
     def test_missing_files_are_named(self, tmp_path):
-        _write_nyu_small_files(tmp_path)
+        write_nyu_small_files(tmp_path)
         with pytest.raises(FileNotFoundError, match="nyu_depth_v2_labeled.mat"):
             NYUv2Labeled(tmp_path)
 
@@ -733,14 +648,14 @@ class TestNYUv2Labeled:
             NYUv2Labeled(verify=False)
         build = tmp_path / "build"
         build.mkdir()
-        _make_nyu_files(build)
+        make_nyu_files(build)
         for name, fname in (("nyuv2_labeled", "nyu_depth_v2_labeled.mat"), ("nyuv2_splits", "splits.mat"),
                             ("nyuv2_class40", "classMapping40.mat")):
             (dataset_dir(name) / fname).write_bytes((build / fname).read_bytes())
         assert len(NYUv2Labeled(verify=False, normals=None)) == 3
 
     def test_bad_class_mapping_and_arguments(self, tmp_path):
-        _write_nyu_small_files(tmp_path, mapclass=np.arange(10)[None] + 1)
+        write_nyu_small_files(tmp_path, mapclass=np.arange(10)[None] + 1)
         with pytest.raises(ValueError, match="expected `mapClass` of 894 values in 1..40, got 10"):
             load_nyuv2_class40(tmp_path / "classMapping40.mat")
         with pytest.raises(ValueError, match="`split`: expected one of"):

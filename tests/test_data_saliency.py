@@ -1,12 +1,10 @@
 """Tests of pixelbook.data.saliency: the synthetic generators and the SOD loaders on fake archives."""
 
-import zipfile
-
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
+from fakes import left_half_pair, make_sod_archives, save_image
 from pixelbook.data import saliency
 from pixelbook.data.registry import DatasetError, get_spec
 from pixelbook.data.saliency import (SOD_DATASETS, SOD_TEST_SETS, SaliencyDataset, make_saliency_scenes,
@@ -70,76 +68,8 @@ class TestMakeTextureMosaics:
 
 # ---------------------------------------------------------------------------------------------- fake archives
 
-def _png(path, array):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path)
-
-
-def _pair(img_path, mask_path, i, size=(12, 16), grey=255):
-    h, w = size
-    rgb = np.full((h, w, 3), 40 * i + 20, dtype=np.uint8)
-    rgb[:, : w // 2, 0] = 200
-    mask = np.zeros((h, w), dtype=np.uint8)
-    mask[:, : w // 2] = grey                                                 # left half salient
-    _png(img_path, rgb)
-    _png(mask_path, mask)
-
-
-def _zip(folder, zip_path):
-    zip_path.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(zip_path, "w") as zf:
-        for p in sorted(folder.rglob("*")):
-            if p.is_file():
-                zf.write(p, p.relative_to(folder).as_posix())
-
-
-# dataset -> {archive registry name: [(image member, mask member), ...] plus extra members}
-def _layout(name, n=3):
-    ids = [f"img_{i:03d}" for i in range(n)]
-    if name == "duts_tr":
-        return {"duts_tr_zip": [(f"DUTS-TR/DUTS-TR-Image/{k}.jpg", f"DUTS-TR/DUTS-TR-Mask/{k}.png") for k in ids]}
-    if name == "duts_te":
-        return {"duts_te_zip": [(f"DUTS-TE/DUTS-TE-Image/{k}.jpg", f"DUTS-TE/DUTS-TE-Mask/{k}.png") for k in ids]}
-    if name == "msra_b":
-        return {"msra_b_zip": [(f"MSRA-B/{k}.jpg", f"MSRA-B/{k}.png") for k in ids]}
-    if name == "ecssd":
-        return {"ecssd_images_zip": [(f"images/{k}.jpg", None) for k in ids],
-                "ecssd_masks_zip": [(None, f"ground_truth_mask/{k}.png") for k in ids]}
-    if name == "pascal_s":
-        return {"pascal_s_zip": [(f"datasets/imgs/pascal/{k}.jpg", f"datasets/masks/pascal/{k}.png") for k in ids]}
-    if name == "thur15k":
-        return {"thur15k_zip": [(f"THUR15000/Butterfly/Src/{k}.jpg", f"THUR15000/Butterfly/Src/{k}.png")
-                                for k in ids]}
-    if name == "dut_omron":
-        return {"dut_omron_images_zip": [(f"DUT-OMRON-image/{k}.jpg", None) for k in ids],
-                "dut_omron_masks_zip": [(None, f"pixelwiseGT-new-PNG/{k}.png") for k in ids]}
-    raise AssertionError(name)
-
-
 def _build(tmp_path, name, n=3, extra=None):
-    """Write the fake archive(s) of ``name`` where the registry's cache expects them."""
-    for archive, members in _layout(name, n).items():
-        staging = tmp_path / "staging" / archive
-        for i, (img, mask) in enumerate(members):
-            tmp_img, tmp_mask = staging / (img or f"unused/{i}.png"), staging / (mask or f"unused/{i}m.png")
-            _pair(tmp_img, tmp_mask, i)
-            if img is None:
-                tmp_img.unlink()
-            if mask is None:
-                tmp_mask.unlink()
-        for rel, content in (extra or {}).get(archive, {}).items():
-            (staging / rel).parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(content, str):
-                (staging / rel).write_text(content)
-            else:
-                _png(staging / rel, content)
-        unused = staging / "unused"
-        if unused.exists():
-            for p in unused.iterdir():
-                p.unlink()
-            unused.rmdir()
-        spec = get_spec(archive)
-        _zip(staging, tmp_path / "cache" / "datasets" / archive / spec.filename)
+    make_sod_archives(tmp_path / "staging", name, n, extra)
 
 
 @pytest.fixture
@@ -196,7 +126,7 @@ class TestSaliencyDataset:
     def test_pascal_s_grey_masks_are_thresholded_at_half(self, cache):
         _build(cache, "pascal_s")
         root = cache / "pascal_root"
-        _pair(root / "datasets/imgs/pascal/a.jpg", root / "datasets/masks/pascal/a.png", 0, grey=100)
+        left_half_pair(root / "datasets/imgs/pascal/a.jpg", root / "datasets/masks/pascal/a.png", 0, grey=100)
         ds = SaliencyDataset("pascal_s", root=root, size=None)
         assert int(ds[0]["mask"].sum()) == 0  # 100 / 255 of the annotators: not salient
 
@@ -208,7 +138,7 @@ class TestSaliencyDataset:
             SaliencyDataset("hku_is")
         root = cache / "hkuis"
         for i in range(2):
-            _pair(root / f"HKU-IS/imgs/{i:04d}.png", root / f"HKU-IS/gt/{i:04d}.png", i)
+            left_half_pair(root / f"HKU-IS/imgs/{i:04d}.png", root / f"HKU-IS/gt/{i:04d}.png", i)
         assert len(SaliencyDataset("hku_is", root=root, size=4)) == 2
 
     def test_errors_name_the_problem(self, cache):
@@ -219,13 +149,13 @@ class TestSaliencyDataset:
         with pytest.raises(ValueError, match="`size`"):
             SaliencyDataset("ecssd", root=cache, size=0)
         root = cache / "broken"
-        _pair(root / "DUTS-TE/DUTS-TE-Image/a.jpg", root / "DUTS-TE/DUTS-TE-Mask/a.png", 0)
-        _png(root / "DUTS-TE/DUTS-TE-Mask/b.png", np.zeros((4, 4), np.uint8))
+        left_half_pair(root / "DUTS-TE/DUTS-TE-Image/a.jpg", root / "DUTS-TE/DUTS-TE-Mask/a.png", 0)
+        save_image(root / "DUTS-TE/DUTS-TE-Mask/b.png", np.zeros((4, 4), np.uint8))
         with pytest.raises(FileNotFoundError, match="1 masks have no image"):
             sod_pairs("duts_te", root)
         with pytest.raises(FileNotFoundError, match="no masks found"):
             sod_pairs("ecssd", root)
-        _png(root / "DUTS-TE/DUTS-TE-Image/b.jpg", np.zeros((5, 4, 3), np.uint8))
+        save_image(root / "DUTS-TE/DUTS-TE-Image/b.jpg", np.zeros((5, 4, 3), np.uint8))
         with pytest.raises(ValueError, match="differ in size"):
             SaliencyDataset("duts_te", root=root, size=None)[1]
         with pytest.raises(IndexError):

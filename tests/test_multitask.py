@@ -1,21 +1,11 @@
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
 
+from fakes import make_nyu_files
 from pixelbook.multitask import (TASK_KEYS, label_boundaries, load_task_data, predict_dataset, task_metrics,
                                  trivial_predictions)
 from pixelbook.models import PixelNet
-
-
-def _fake_nyu_builder():
-    """The fake-NYUv2 builder of the data tests (the real file layout, tiny images)."""
-    spec = importlib.util.spec_from_file_location("_data_tests", Path(__file__).with_name("test_data_registry.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod._make_nyu_files
 
 
 class TestLabelBoundaries:
@@ -41,7 +31,7 @@ class TestLoadTaskData:
         assert not torch.equal(a["image"], b["image"])
 
     def test_nyuv2_on_fake_files_resizes_and_derives_boundaries(self, tmp_path):
-        _fake_nyu_builder()(tmp_path)
+        make_nyu_files(tmp_path)
         data, classes = load_task_data("nyuv2", "train", None, size=(8, 10), root=tmp_path, progress=False)
         assert len(classes) == 40 and data["image"].shape == (3, 3, 8, 10)
         assert torch.allclose(data["normals"].norm(dim=1)[data["valid"]], torch.ones(1), atol=1e-5)

@@ -20,15 +20,16 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 import nbtools  # noqa: E402
+from fakes import FAKE_DATASETS  # noqa: E402  (tests/fakes.py)
 
 # Extra papermill runs at `smoke` scale, per chapter (notebook stem -> list of parameter dicts),
 # for options the `small` run does not cover: other datasets (on fake archives), devices, kernels.
 # Chapter authors add their entries here, e.g.
 #   "04_rmi": [{"DOWNSAMPLING": "max"}, {"USE_LOG_TRACE": False}],
 # A value "fake:<name>" is replaced by the folder of a fake dataset with the real layout, built for
-# the run by FAKE_DATASETS[<name>](folder), which returns the folder to pass (the builders of the
-# data tests), so a smoke run can take
-# the `full`-scale code path of a chapter without any download.
+# the run by fakes.FAKE_DATASETS[<name>](folder), which returns the folder to pass (tests/fakes.py,
+# the builders the data tests use), so a smoke run can take the `full`-scale code path of a chapter
+# without any download.
 SMOKE_VARIANTS: dict[str, list[dict]] = {
     "04_region_mutual_information": [{"POOL": "interp", "ACTIVATION": "softmax"}],
     "01_pixel_level_prediction": [
@@ -43,46 +44,6 @@ SMOKE_VARIANTS: dict[str, list[dict]] = {
         {"FULL_DATASET": "isic", "DATA_ROOT": "fake:isic2018"},  # the full-scale ISIC path on a fake folder
     ],
 }
-
-
-def _data_tests():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("_data_tests", ROOT / "tests" / "test_data_registry.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def _fake_nyuv2(folder):
-    _data_tests()._make_nyu_files(folder)
-    return folder
-
-
-def _fake_bsds500(folder):
-    _data_tests()._make_bsds_archive(folder)
-    return folder / "build"  # the unpacked layout BSR/BSDS500/data/...
-
-
-def _fake_sod_ch2(folder):  # Chapter 2: MSRA10K, ECSSD, PASCAL-S, HKU-IS under one folder
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("_data_msra10k", ROOT / "tests" / "test_data_msra10k.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.make_fake_sod_folder(folder)
-
-
-def _fake_isic2018(folder):  # Chapter 3: the two unpacked ISIC 2018 Task 1 folders
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("_data_isic", ROOT / "tests" / "test_data_isic.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.make_fake_isic_folder(folder)
-
-
-FAKE_DATASETS = {"nyuv2": _fake_nyuv2, "bsds500": _fake_bsds500, "sod_ch2": _fake_sod_ch2, "isic2018": _fake_isic2018}
 
 
 def _resolve_fakes(params: dict, folder) -> dict:
