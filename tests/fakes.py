@@ -374,6 +374,41 @@ def make_voc_sbd_folder(root: Path, h: int = 5, w: int = 7) -> None:
     (sbd / "val.txt").write_text("\n".join(sbd_val) + "\n")
 
 
+def make_voc_sbd_instances_folder(root: Path, h: int = 5, w: int = 7) -> None:
+    """A VOC 2012 + SBD tree with instance masks, in the real layout: VOC train 2007_000001-2, val
+    2007_000003, each with two instances (ids 1, 2) split by a void (255) column 3 and class
+    ``5 + i`` (palette PNGs, random palette); SBD inst/*.mat (GTinst, categories 12 and 15) for
+    train 2007_000002, 2008_000010 and val 2007_000003, 2008_000011."""
+    voc = root / "VOCdevkit" / "VOC2012"
+    (voc / "ImageSets" / "Segmentation").mkdir(parents=True)
+    voc_train, voc_val = ["2007_000001", "2007_000002"], ["2007_000003"]
+    palette = np.random.default_rng(0).integers(0, 256, 768).astype(np.uint8).tolist()
+    for i, name in enumerate(voc_train + voc_val):
+        save_image(voc / "JPEGImages" / f"{name}.jpg", np.full((h, w, 3), 40 * i, dtype=np.uint8))
+        inst = np.zeros((h, w), dtype=np.uint8)
+        inst[:, :3], inst[:, 4:] = 1, 2
+        inst[:, 3] = 255  # void border between the two instances
+        cls = np.where(inst == 255, 255, np.where(inst > 0, 5 + i, 0)).astype(np.uint8)
+        for arr, sub in ((inst, "SegmentationObject"), (cls, "SegmentationClass")):
+            im = Image.fromarray(arr, mode="P")
+            im.putpalette(palette)
+            (voc / sub).mkdir(parents=True, exist_ok=True)
+            im.save(voc / sub / f"{name}.png")
+    for split, names in (("train", voc_train), ("val", voc_val)):
+        (voc / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("\n".join(names) + "\n")
+    sbd = root / "SBD"
+    (sbd / "inst").mkdir(parents=True)
+    sbd_train, sbd_val = ["2007_000002", "2008_000010"], ["2007_000003", "2008_000011"]
+    for i, name in enumerate(sbd_train + sbd_val):
+        save_image(sbd / "img" / f"{name}.jpg", np.full((h, w, 3), 20 * i, dtype=np.uint8))
+        seg = np.zeros((h, w), dtype=np.uint8)
+        seg[:2], seg[3:] = 1, 2
+        scipy.io.savemat(sbd / "inst" / f"{name}.mat",
+                         {"GTinst": {"Segmentation": seg, "Categories": np.array([[12], [15]], dtype=np.uint8)}})
+    (sbd / "train.txt").write_text("\n".join(sbd_train) + "\n")
+    (sbd / "val.txt").write_text("\n".join(sbd_val) + "\n")
+
+
 # ---------------------------------------------------------------------------------------------- KiTS19
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from fakes import make_voc_sbd_instances_folder
 from pixelbook.data.instances import PALETTE, make_instance_scenes
 
 
@@ -93,48 +94,11 @@ class TestMakeInstanceScenes:
             make_instance_scenes(2.0)
 
 
-def _fake_voc_sbd_instances(root, h=5, w=7):
-    """A VOC 2012 + SBD tree with instance masks, in the real layout."""
-    import numpy as np
-    from PIL import Image
-
-    scipy_io = pytest.importorskip("scipy.io")
-    voc = root / "VOCdevkit" / "VOC2012"
-    for sub in ("JPEGImages", "SegmentationClass", "SegmentationObject", "ImageSets/Segmentation"):
-        (voc / sub).mkdir(parents=True)
-    voc_train, voc_val = ["2007_000001", "2007_000002"], ["2007_000003"]
-    palette = np.random.default_rng(0).integers(0, 256, 768).astype(np.uint8).tolist()
-    for i, name in enumerate(voc_train + voc_val):
-        Image.fromarray(np.full((h, w, 3), 40 * i, dtype=np.uint8)).save(voc / "JPEGImages" / f"{name}.jpg")
-        inst = np.zeros((h, w), dtype=np.uint8)
-        inst[:, :3], inst[:, 4:] = 1, 2
-        inst[:, 3] = 255  # void border between the two instances
-        cls = np.where(inst == 255, 255, np.where(inst > 0, 5 + i, 0)).astype(np.uint8)
-        for arr, sub in ((inst, "SegmentationObject"), (cls, "SegmentationClass")):
-            im = Image.fromarray(arr, mode="P")
-            im.putpalette(palette)
-            im.save(voc / sub / f"{name}.png")
-    for split, names in (("train", voc_train), ("val", voc_val)):
-        (voc / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("\n".join(names) + "\n")
-    sbd = root / "SBD"
-    (sbd / "img").mkdir(parents=True)
-    (sbd / "inst").mkdir()
-    sbd_train, sbd_val = ["2007_000002", "2008_000010"], ["2007_000003", "2008_000011"]
-    for i, name in enumerate(sbd_train + sbd_val):
-        Image.fromarray(np.full((h, w, 3), 20 * i, dtype=np.uint8)).save(sbd / "img" / f"{name}.jpg")
-        seg = np.zeros((h, w), dtype=np.uint8)
-        seg[:2], seg[3:] = 1, 2
-        scipy_io.savemat(sbd / "inst" / f"{name}.mat",
-                         {"GTinst": {"Segmentation": seg, "Categories": np.array([[12], [15]], dtype=np.uint8)}})
-    (sbd / "train.txt").write_text("\n".join(sbd_train) + "\n")
-    (sbd / "val.txt").write_text("\n".join(sbd_val) + "\n")
-
-
 class TestVOCInstances:
     def test_val_reads_voc_object_masks(self, tmp_path):
         from pixelbook.data.instances import VOCInstances
 
-        _fake_voc_sbd_instances(tmp_path)
+        make_voc_sbd_instances_folder(tmp_path)
         ds = VOCInstances(tmp_path, split="val")
         assert ds.ids == ["2007_000003"] and len(ds) == 1
         s = ds[0]
@@ -146,7 +110,7 @@ class TestVOCInstances:
     def test_train_aug_is_union_minus_val_with_voc_first(self, tmp_path):
         from pixelbook.data.instances import VOCInstances
 
-        _fake_voc_sbd_instances(tmp_path)
+        make_voc_sbd_instances_folder(tmp_path)
         ds = VOCInstances(tmp_path, split="train_aug")
         assert ds.ids == ["2007_000001", "2007_000002", "2008_000010", "2008_000011"]
         assert int(ds[1]["instances"][0, 3]) == 255  # VOC's mask wins for an image in both

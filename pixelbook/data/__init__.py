@@ -8,6 +8,10 @@
 * :mod:`~pixelbook.data.registry`: real datasets, downloaded on demand into a cache folder with
   sha256 checks and resumable downloads (``fetch``, ``extract``); :mod:`~pixelbook.data.nyuv2`
   (``NYUv2Labeled``) and :mod:`~pixelbook.data.bsds` (``BSDS500``) register and read theirs.
+* :mod:`~pixelbook.data.files`: the one image reader of every loader (``read_rgb``, ``read_grey``,
+  ``read_label_map``) and the image/mask pairing of the salient-object and lesion datasets
+  (``find_pairs``). Loaders that resize or augment move image and labels together with
+  ``torchvision.transforms.v2`` (``tv_tensors.Image`` / ``tv_tensors.Mask``).
 
 Chapter-specific data: :mod:`~pixelbook.data.starshapes` (Ch. 2), :mod:`~pixelbook.data.shapes` and
 :mod:`~pixelbook.data.isic` (Ch. 3), :mod:`~pixelbook.data.segmentation` (Ch. 4: wire scenes, CamVid,
@@ -23,7 +27,7 @@ Importing this package touches no network and no dataset file.
 
 from __future__ import annotations
 
-from . import bsds, degradations, images, nyuv2, registry, synthetic
+from . import bsds, degradations, files, images, nyuv2, registry, synthetic
 from . import instances, isic, kits19, msra10k, saliency, segmentation, shapes, sprites, starshapes  # noqa: F401  (register datasets)
 from . import gratings, perspective  # noqa: F401
 from .bsds import BSDS500
@@ -39,7 +43,7 @@ from .synthetic import (
 )
 
 __all__ = [
-    "synthetic", "images", "registry", "nyuv2", "bsds", "degradations",
+    "synthetic", "images", "registry", "files", "nyuv2", "bsds", "degradations",
     "starshapes", "shapes", "isic", "segmentation", "saliency", "msra10k", "kits19", "instances", "sprites",
     "perspective", "gratings",
     "SCENE_CLASSES", "scene_class_names", "make_scenes", "make_scene_splits", "normals_from_depth",

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from .._checks import check_choice
+from .files import read_rgb
 from .registry import DatasetSpec, dataset_dir, extract, fetch, register
 
 __all__ = ["BSDS500", "load_bsds_ground_truth", "BSDS_SPLITS"]
@@ -110,14 +111,16 @@ class BSDS500(torch.utils.data.Dataset):
         verify: passed to :func:`~pixelbook.data.registry.fetch`.
         transform: optional callable applied to each sample dict.
 
-    A sample is a dict: ``image`` ``(3, H, W)`` float32 in [0, 1]; ``boundaries`` ``(H, W)``
-    float32, the mean over annotators (the fraction of people who drew a boundary there);
-    ``boundaries_all`` ``(A, H, W)`` bool; ``segmentations`` ``(A, H, W)`` int64; ``id`` str.
-    Images are landscape or portrait and ``A`` varies (5-9), so batch with ``batch_size=1`` or a
-    ``transform`` that crops.
+    A sample is a dict: ``image`` ``(3, H, W)`` float32 in [0, 1] (the JPEG read by
+    :func:`pixelbook.data.files.read_rgb`, not resized); ``boundaries`` ``(H, W)`` float32, the
+    mean over annotators (the fraction of people who drew a boundary there); ``boundaries_all``
+    ``(A, H, W)`` bool; ``segmentations`` ``(A, H, W)`` int64; ``id`` str. Images are landscape or
+    portrait and ``A`` varies (5-9), so batch with ``batch_size=1`` or a ``transform`` that crops.
 
     Raises:
         FileNotFoundError: no BSDS500 layout under ``root``, or a ground-truth file is missing.
+        ValueError (on access): an unreadable image or ``.mat`` file, or ground truth of another
+            size than its image.
     """
 
     def __init__(self, root=None, split: str = "train", *, download: bool = False,
@@ -148,17 +151,14 @@ class BSDS500(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict:
         if not -len(self) <= i < len(self):
             raise IndexError(f"index {i} out of range for {len(self)} images")
-        from PIL import Image
-
         name = self.ids[i]
-        with Image.open(self.img_dir / f"{name}.jpg") as im:
-            img = np.asarray(im.convert("RGB"))
+        img = read_rgb(self.img_dir / f"{name}.jpg")
         segs, bnds = load_bsds_ground_truth(self.gt_dir / f"{name}.mat")
-        if bnds.shape[1:] != img.shape[:2]:
-            raise ValueError(f"'{self.gt_dir / name}.mat': ground truth {bnds.shape[1:]} != image {img.shape[:2]}")
+        if bnds.shape[1:] != tuple(img.shape[1:]):
+            raise ValueError(f"'{self.gt_dir / name}.mat': ground truth {bnds.shape[1:]} != image {tuple(img.shape[1:])}")
         b = torch.from_numpy(bnds)
         out = {
-            "image": torch.from_numpy(img.copy()).permute(2, 0, 1).float() / 255.0,
+            "image": img,
             "boundaries": b.float().mean(0),
             "boundaries_all": b,
             "segmentations": torch.from_numpy(segs),

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from .._checks import check_choice, check_float, check_int
+from .files import read_label_map, read_rgb
 
 __all__ = ["SHAPES", "PALETTE", "make_instance_scenes", "VOC_INSTANCE_SPLITS", "VOCInstances"]
 
@@ -278,15 +279,13 @@ class VOCInstances(torch.utils.data.Dataset):
         return len(self.ids)
 
     def __getitem__(self, i: int) -> dict:
-        from .segmentation import _read_index_png, _read_rgb
-
         if not -len(self) <= i < len(self):
             raise IndexError(f"index {i} out of range for {len(self)} images")
         name = self.ids[i]
         source, img_path, inst_path, cls_path = self.files[name]
         if source == "voc":
-            instances = _read_index_png(inst_path)
-            labels = _read_index_png(cls_path)
+            instances = read_label_map(inst_path)
+            labels = read_label_map(cls_path)
         else:
             import scipy.io
 
@@ -297,7 +296,7 @@ class VOCInstances(torch.utils.data.Dataset):
             if int(instances.max()) >= len(lut):
                 raise ValueError(f"'{inst_path}': instance id {int(instances.max())} but {len(categories)} categories")
             labels = lut[instances]
-        image = _read_rgb(img_path)
+        image = read_rgb(img_path)
         if image.shape[1:] != instances.shape:
             raise ValueError(f"'{inst_path}': instances {tuple(instances.shape)} != image {tuple(image.shape[1:])}")
         out = {"image": image, "instances": instances, "labels": labels, "valid": instances != _VOID, "id": name}

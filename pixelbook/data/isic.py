@@ -30,11 +30,12 @@ import hashlib
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..runtime import cache_dir
+from ._joint import apply_joint
+from .files import find_pairs, read_grey, read_rgb
 from .registry import DatasetSpec, extract, fetch, register
 
 __all__ = ["ISIC2018_COUNT", "PAPER_STAR_COUNT", "isic2018_root", "isic2018_pairs", "ISIC2018", "star_fraction",
@@ -77,42 +78,23 @@ def isic2018_root(*, download: bool = False, verify: bool = False) -> Path:
 
 
 def isic2018_pairs(root) -> list:
-    """``(image_path, mask_path)`` pairs under ``root`` (searched recursively), sorted by id.
+    """``(image_path, mask_path)`` pairs under ``root`` (searched recursively), sorted by id
+    (:func:`pixelbook.data.files.find_pairs`; a mask ``<id>_segmentation.png`` pairs with ``<id>.jpg``).
 
     Raises:
-        FileNotFoundError: no masks, or a mask without its image, naming the expected layout.
+        FileNotFoundError: no masks, a mask without its image, or two files of one id, naming the
+            expected layout.
     """
-    root = Path(root)
-    expected = f"images '{_IMAGE_GLOB}' and masks '{_MASK_GLOB}' under '{root}'"
-    if not root.is_dir():
-        raise FileNotFoundError(f"`root`: '{root}' is not a folder; expected {expected}")
-    images = {p.stem: p for p in root.glob(_IMAGE_GLOB)}
-    masks = {p.stem[: -len("_segmentation")]: p for p in root.glob(_MASK_GLOB)}
-    if not masks:
-        raise FileNotFoundError(f"ISIC 2018: no masks found; expected {expected}")
-    orphans = sorted(set(masks) - set(images))
-    if orphans:
-        raise FileNotFoundError(f"ISIC 2018: {len(orphans)} masks have no image (first: {orphans[0]!r}); "
-                                f"expected {expected}")
-    return [(images[k], masks[k]) for k in sorted(masks)]
+    return find_pairs(root, _IMAGE_GLOB, _MASK_GLOB, title="ISIC 2018", mask_suffix="_segmentation")
 
 
 def _read_mask(path) -> torch.Tensor:
-    from PIL import Image
-
-    with Image.open(path) as im:
-        m = np.asarray(im.convert("L"))
-    values = np.unique(m)
+    """The lesion mask at ``path`` as ``(H, W)`` bool; ``ValueError`` unless it holds only 0 and 255."""
+    m = read_grey(path)
+    values = m.unique()
     if not set(values.tolist()) <= {0, 255}:
         raise ValueError(f"'{path}': expected a lesion mask of 0 and 255, got values {values[:8].tolist()}")
-    return torch.from_numpy(m == 255)
-
-
-def _read_rgb(path) -> torch.Tensor:
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1).float() / 255.0
+    return m == 255
 
 
 def star_fraction(mask: torch.Tensor, size: int = 128) -> float:
@@ -140,17 +122,25 @@ def star_fraction(mask: torch.Tensor, size: int = 128) -> float:
 class ISIC2018(torch.utils.data.Dataset):
     """ISIC 2018 Task 1 lesion segmentation at a fixed square size, with the paper's oracle priors.
 
+    Per sample: the image is read as RGB in [0, 1] and the mask (0 / 255 only, else
+    ``ValueError``) as ``labels`` in {0, 1}; one ``torchvision.transforms.v2`` pipeline on the
+    pair (``tv_tensors.Image`` / ``tv_tensors.Mask``) resizes both to ``size`` × ``size`` (image
+    bilinear with antialiasing, labels nearest) and, with ``train``, flips both left-right and
+    up-down, each with probability 1/2; then the image is normalised with ImageNet's mean and std
+    (``normalize``). ``center`` and ``volume`` are computed from the resized (and flipped) labels.
+
     Args:
         root: a folder holding the two unpacked archives (searched recursively); ``None`` fetches
             and unpacks them through the registry (``download`` and ``verify`` are passed on).
-        size: side of the square the image (bilinear) and mask (nearest) are resized to.
+        size: side of the square the image and mask are resized to.
         ids: keep only these image ids (e.g. :func:`isic2018_star_subset`), in this order.
         train: random horizontal and vertical flips.
         normalize: ImageNet mean/std normalisation (for torchvision backbones).
-        generator: optional ``torch.Generator`` for reproducible flips.
+        generator: optional ``torch.Generator`` that makes the flips reproducible.
 
     Raises:
-        FileNotFoundError: missing archives or layout; ValueError: an unknown id.
+        FileNotFoundError: missing archives or layout; ValueError: an unknown id, a bad ``size``,
+            and (on access) an unreadable file or a mask of other values than 0 and 255.
     """
 
     def __init__(self, root=None, *, size: int = 321, ids=None, train: bool = False, normalize: bool = True,
@@ -170,23 +160,26 @@ class ISIC2018(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.ids)
 
+    def _pipeline(self):
+        from torchvision.transforms import v2
+
+        steps = [v2.Resize((self.size, self.size))]
+        if self.train:
+            steps += [v2.RandomHorizontalFlip(0.5), v2.RandomVerticalFlip(0.5)]
+        if self.normalize:
+            steps.append(v2.Normalize(_MEAN, _STD))  # acts on the image only
+        return v2.Compose(steps)
+
     def __getitem__(self, i: int) -> dict:
         if not -len(self) <= i < len(self):
             raise IndexError(f"index {i} out of range for {len(self)} images")
         name = self.ids[i]
         img_path, mask_path = self.pairs[name]
-        image, mask = _read_rgb(img_path), _read_mask(mask_path)
+        image, mask = read_rgb(img_path), _read_mask(mask_path)
         if image.shape[1:] != mask.shape:
             raise ValueError(f"'{mask_path}': mask {tuple(mask.shape)} != image {tuple(image.shape[1:])}")
+        image, labels = apply_joint(self._pipeline(), image, mask.long(), self.generator)
         S = (self.size, self.size)
-        image = F.interpolate(image[None], size=S, mode="bilinear", align_corners=False)[0]
-        labels = F.interpolate(mask[None, None].float(), size=S, mode="nearest")[0, 0].long()
-        if self.train:
-            for dim in (-1, -2):
-                if float(torch.rand((), generator=self.generator)) < 0.5:
-                    image, labels = image.flip(dim), labels.flip(dim)
-        if self.normalize:
-            image = (image - torch.tensor(_MEAN).view(3, 1, 1)) / torch.tensor(_STD).view(3, 1, 1)
         fg = labels.float()
         area = fg.sum()
         if float(area) > 0:

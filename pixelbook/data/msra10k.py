@@ -23,10 +23,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 from ..runtime import cache_dir
 from .registry import DatasetSpec, extract, fetch, register
-from .saliency import SaliencyDataset, SODLayout
+from .files import find_pairs
+from .saliency import SaliencyDataset, SODLayout, _check_size
 
 __all__ = ["MSRA10K", "msra10k_root", "msra10k_pairs", "MSRA10KDataset", "with_sdf"]
 
@@ -56,29 +56,21 @@ def msra10k_root(*, download: bool = False, verify: bool = False) -> Path:
 
 
 def msra10k_pairs(root) -> list:
-    """``(image_path, mask_path)`` pairs under ``root``, sorted by id.
+    """``(image_path, mask_path)`` pairs under ``root`` (``**/Imgs/<id>.jpg`` with ``<id>.png``),
+    sorted by id (:func:`pixelbook.data.files.find_pairs`).
 
     Raises:
-        FileNotFoundError: no masks, or a mask without its image, naming the expected layout.
+        FileNotFoundError: no masks, a mask without its image, or two files of one id, naming the
+            expected layout.
     """
-    root = Path(root)
-    expected = f"images '{MSRA10K.images}' and masks '{MSRA10K.masks}' under '{root}'"
-    if not root.is_dir():
-        raise FileNotFoundError(f"`root`: '{root}' is not a folder; expected {expected}")
-    images = {p.stem: p for p in sorted(root.glob(MSRA10K.images))}
-    masks = {p.stem: p for p in sorted(root.glob(MSRA10K.masks))}
-    if not masks:
-        raise FileNotFoundError(f"MSRA10K: no masks found; expected {expected}")
-    orphans = sorted(set(masks) - set(images))
-    if orphans:
-        raise FileNotFoundError(f"MSRA10K: {len(orphans)} masks have no image (first: {orphans[0]!r}); "
-                                f"expected {expected}")
-    return [(images[k], masks[k]) for k in sorted(masks)]
+    return find_pairs(root, MSRA10K.images, MSRA10K.masks, title="MSRA10K")
 
 
 class MSRA10KDataset(SaliencyDataset):
-    """MSRA10K as ``image`` / ``mask`` / ``labels`` / ``id`` samples, exactly like
-    :class:`pixelbook.data.saliency.SaliencyDataset` (resizing, standardisation, mask threshold).
+    """MSRA10K as ``image`` / ``mask`` / ``labels`` / ``id`` samples, read and resized exactly like
+    :class:`pixelbook.data.saliency.SaliencyDataset`: mask = grey level > 127, image and mask
+    resized together to ``size`` × ``size`` (bilinear with antialiasing / nearest), image
+    standardised per channel.
 
     Args:
         root: the unpacked archive (any folder containing ``Imgs/``); ``None`` fetches and unpacks
@@ -90,13 +82,11 @@ class MSRA10KDataset(SaliencyDataset):
 
     def __init__(self, root=None, *, size: int | None = 256, standardize: bool = True, download: bool = False,
                  verify: bool = False, transform=None):
-        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
-            raise ValueError(f"`size`: expected None or an int >= 1, got {size!r}")
+        _check_size(size)
         if root is None:
             root = msra10k_root(download=download, verify=verify)
-        self.name, self.layout, self.root = "msra10k", MSRA10K, Path(root)
-        self.pairs = msra10k_pairs(self.root)
-        self.size, self.standardize, self.transform = size, standardize, transform
+        root = Path(root)
+        self._setup("msra10k", MSRA10K, root, msra10k_pairs(root), size, standardize, transform)
 
 
 def with_sdf(sample: dict) -> dict:

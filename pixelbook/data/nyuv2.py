@@ -180,13 +180,18 @@ class NYUv2Labeled(torch.utils.data.Dataset):
         transform: optional callable applied to each sample dict.
 
     A sample is a dict: ``image`` ``(3, 480, 640)`` float32 in [0, 1]; ``labels40`` ``(480, 640)``
-    int64 in 0..39 or 255; ``depth`` ``(1, 480, 640)`` float32 metres; ``valid`` ``(480, 640)``
-    bool (depth > 0); ``normals`` ``(3, 480, 640)`` float32 camera-frame unit normals facing the
-    camera and ``normals_valid`` (unless ``normals=None``); ``index`` the 0-based image index.
+    int64 in 0..39 (``mapClass`` of the raw label, minus 1) or 255 (raw label 0, unlabelled);
+    ``depth`` ``(1, 480, 640)`` float32 metres, 0 where the stored depth is not finite and > 0;
+    ``valid`` ``(480, 640)`` bool, where it is; ``normals`` ``(3, 480, 640)`` float32 camera-frame
+    unit normals facing the camera and ``normals_valid`` (unless ``normals=None``), from
+    :func:`pixelbook.data.synthetic.normals_from_depth` on the valid depth; ``index`` the 0-based
+    image index. The HDF5 file is opened on the first read, once per process (DataLoader workers
+    reopen it).
 
     Raises:
         FileNotFoundError: a file is missing (the message says which and where to get it).
         ImportError: ``h5py`` is not installed (on first read).
+        ValueError (on access): the split names an image the file lacks, or a raw label > 894.
     """
 
     classes = NYU40_CLASSES

@@ -29,12 +29,13 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .._checks import check_choice
 from ..runtime import cache_dir
+from ._joint import apply_joint
+from .files import find_pairs, read_grey, read_rgb
 from .registry import DatasetError, DatasetSpec, extract, fetch, register
 
 __all__ = ["TEXTURES", "make_saliency_scenes", "make_texture_mosaics", "SODLayout", "SOD_DATASETS", "SOD_TEST_SETS",
@@ -390,10 +391,16 @@ def _read_list(path: Path) -> set:
 
 
 def sod_pairs(name: str, root, split: str | None = None) -> list:
-    """``(image_path, mask_path)`` pairs of dataset ``name`` under ``root``, sorted by file name.
+    """``(image_path, mask_path)`` pairs of dataset ``name`` under ``root``, sorted by file name
+    (:func:`pixelbook.data.files.find_pairs` on the dataset's :class:`SODLayout`).
 
-    Images without a mask are left out (THUR15K labels only 6232 of its images); a mask without an
-    image, or no pair at all, raises ``FileNotFoundError`` naming the layout that was expected.
+    Images without a mask are left out (THUR15K labels only 6232 of its images). With ``split``
+    (MSRA-B), only the images named in the split's list file are kept.
+
+    Raises:
+        FileNotFoundError: no pair at all, a mask without an image, two files of one name, or a
+            missing split list, naming the layout that was expected.
+        ValueError: unknown ``name``, or a ``split`` for a dataset without official splits.
     """
     check_choice(name, "name", tuple(SOD_DATASETS))
     layout = SOD_DATASETS[name]
@@ -403,41 +410,38 @@ def sod_pairs(name: str, root, split: str | None = None) -> list:
             raise ValueError(f"`split`: dataset {name!r} has no official split; use split=None")
         check_choice(split, "split", tuple(lists))
     root = Path(root)
-    expected = f"images '{layout.images}' and masks '{layout.masks}' under '{root}'"
-    if not root.is_dir():
-        raise FileNotFoundError(f"`root`: '{root}' is not a folder; expected {expected}")
-    images = {p.stem: p for p in sorted(root.glob(layout.images))}
-    masks = {p.stem: p for p in sorted(root.glob(layout.masks))}
-    if not masks:
-        raise FileNotFoundError(f"dataset {name!r}: no masks found; expected {expected}")
-    orphans = sorted(set(masks) - set(images))
-    if orphans:
-        raise FileNotFoundError(f"dataset {name!r}: {len(orphans)} masks have no image (first: {orphans[0]!r}); "
-                                f"expected {expected}")
-    keys = sorted(masks)
-    if split is not None:
-        found = sorted(root.glob(lists[split]))
-        if not found:
-            raise FileNotFoundError(f"dataset {name!r}: no split list '{lists[split]}' under '{root}'")
-        wanted = _read_list(found[0])
-        keys = [k for k in keys if k in wanted]
-        if not keys:
-            raise FileNotFoundError(f"dataset {name!r}: split {split!r} lists no image present under '{root}'")
-    return [(images[k], masks[k]) for k in keys]
+    pairs = find_pairs(root, layout.images, layout.masks, title=f"dataset {name!r}")
+    if split is None:
+        return pairs
+    found = sorted(root.glob(lists[split]))
+    if not found:
+        raise FileNotFoundError(f"dataset {name!r}: no split list '{lists[split]}' under '{root}'")
+    wanted = _read_list(found[0])
+    pairs = [(img, mask) for img, mask in pairs if img.stem in wanted]
+    if not pairs:
+        raise FileNotFoundError(f"dataset {name!r}: split {split!r} lists no image present under '{root}'")
+    return pairs
 
 
 def _standardize(image: torch.Tensor) -> torch.Tensor:
     return (image - image.mean((-2, -1), keepdim=True)) / image.std((-2, -1), keepdim=True).clamp_min(1e-6)
 
 
+def _check_size(size) -> None:
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+        raise ValueError(f"`size`: expected None or an int >= 1, got {size!r}")
+
+
 class SaliencyDataset(torch.utils.data.Dataset):
     """One of the paper's salient-object datasets, as ``image`` / ``mask`` / ``labels`` samples.
 
     Pre-processing follows [CAS, §4.2]: "All images were resized to 256 × 256 and standardised to
-    have mean 0 and unit variance" (per image and channel here; the official code uses ImageNet
-    statistics for training and none at test time). Masks are resized bilinearly and thresholded
-    at 0.5, after binarising the stored grey levels at ``mask_threshold`` (PASCAL-S stores the
-    fraction of annotators).
+    have mean 0 and unit variance". Here, per sample: the image is read as RGB in [0, 1]; the mask
+    is read as grey levels and binarised (``grey > mask_threshold`` of the layout, 127: PASCAL-S
+    stores the fraction of annotators); both are resized to ``size`` × ``size`` by one
+    ``torchvision.transforms.v2.Resize`` (image bilinear with antialiasing, mask nearest, as a
+    ``tv_tensors.Mask``); then the image is standardised per channel over its own pixels (the
+    official code uses ImageNet statistics for training and none at test time).
 
     Args:
         name: one of :data:`SOD_DATASETS` (``"duts_tr"``, ``"duts_te"``, ``"msra_b"``, ``"ecssd"``,
@@ -450,23 +454,27 @@ class SaliencyDataset(torch.utils.data.Dataset):
         standardize: standardise the image per channel (else values in [0, 1]).
         download, verify: passed to the registry's ``fetch`` (no checksum is published for these
             datasets, so ``verify=True`` fails with the file's actual sha256 to pin).
+        transform: optional callable applied to each sample dict.
 
     A sample is a dict: ``image`` ``(3, S, S)`` float32, ``mask`` ``(S, S)`` bool, ``labels``
     ``(S, S)`` int64 (the mask as 0/1, what the losses take) and ``id`` (the file name).
 
     Raises:
-        FileNotFoundError: the layout is not found under ``root``.
+        FileNotFoundError: the layout is not found under ``root``. ValueError (on access): an
+            unreadable file, or a mask whose size differs from its image's.
     """
 
     def __init__(self, name: str, root=None, *, split: str | None = None, size: int | None = 256,
                  standardize: bool = True, download: bool = False, verify: bool = False, transform=None):
         check_choice(name, "name", tuple(SOD_DATASETS))
-        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
-            raise ValueError(f"`size`: expected None or an int >= 1, got {size!r}")
+        _check_size(size)
         if root is None:
             root = sod_root(name, download=download, verify=verify)
-        self.name, self.layout, self.root = name, SOD_DATASETS[name], Path(root)
-        self.pairs = sod_pairs(name, self.root, split)
+        self._setup(name, SOD_DATASETS[name], Path(root), sod_pairs(name, root, split), size, standardize, transform)
+
+    def _setup(self, name, layout, root, pairs, size, standardize, transform):
+        """Shared with :class:`pixelbook.data.msra10k.MSRA10KDataset`, which finds its pairs itself."""
+        self.name, self.layout, self.root, self.pairs = name, layout, root, pairs
         self.size, self.standardize, self.transform = size, standardize, transform
 
     def __len__(self) -> int:
@@ -475,21 +483,16 @@ class SaliencyDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict:
         if not -len(self) <= i < len(self):
             raise IndexError(f"index {i} out of range for {len(self)} images")
-        from PIL import Image
-
         img_path, mask_path = self.pairs[i]
-        with Image.open(img_path) as im:
-            img = torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1).float() / 255.0
-        with Image.open(mask_path) as im:
-            m = torch.from_numpy(np.asarray(im.convert("L")).copy()) > self.layout.mask_threshold
+        img = read_rgb(img_path)
+        m = read_grey(mask_path) > self.layout.mask_threshold
         if m.shape != img.shape[1:]:
             raise ValueError(f"'{mask_path}': mask {tuple(m.shape)} and image {tuple(img.shape[1:])} differ in size")
         if self.size is not None:
-            img = F.interpolate(img[None], size=(self.size, self.size), mode="bilinear", align_corners=False,
-                                antialias=True)[0]
-            m = F.interpolate(m[None, None].float(), size=(self.size, self.size), mode="bilinear",
-                              align_corners=False, antialias=True)[0, 0] > 0.5
+            from torchvision.transforms import v2
+
+            img, m = apply_joint(v2.Resize((self.size, self.size)), img, m)
         if self.standardize:
             img = _standardize(img)
-        out = {"image": img, "mask": m, "labels": m.long(), "id": img_path.stem}
+        out = {"image": img.contiguous(), "mask": m, "labels": m.long(), "id": img_path.stem}
         return self.transform(out) if self.transform is not None else out

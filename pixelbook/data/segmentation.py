@@ -25,10 +25,10 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .._checks import check_choice
 from ..runtime import cache_dir
+from .files import read_label_map, read_rgb
 from .registry import DatasetSpec, dataset_dir, extract, fetch, register
 
 __all__ = ["WIRE_CLASSES", "make_wire_scenes", "CAMVID_CLASSES", "CamVid", "VOC_CLASSES", "VOCAugSegmentation",
@@ -196,22 +196,6 @@ def _find_camvid(root: Path) -> Path | None:
     return None
 
 
-def _read_rgb(path) -> torch.Tensor:
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1).float() / 255.0
-
-
-def _read_index_png(path) -> torch.Tensor:
-    from PIL import Image
-
-    with Image.open(path) as im:
-        if im.mode not in ("L", "P", "I", "I;16"):
-            raise ValueError(f"'{path}': expected a single-channel or palette label image, got mode {im.mode}")
-        return torch.from_numpy(np.asarray(im).astype(np.int64))
-
-
 class CamVid(torch.utils.data.Dataset):
     """CamVid road scenes, SegNet version (480×360, 11 classes) [RMI, Sec. 5.1 and Table 4].
 
@@ -229,13 +213,17 @@ class CamVid(torch.utils.data.Dataset):
         verify: passed to :func:`~pixelbook.data.registry.fetch`; the GitHub archive has no stable
             checksum, so ``root=None`` needs ``verify=False``.
         unlabelled: ``"void"`` (11 → 255, 11 classes, the usual protocol) or ``"class"`` (keep 11 as
-            a 12th class, as the official RMI code).
+            a 12th class, as the official RMI code). Values above 11 (none in the release) are
+            void either way.
         transform: optional callable applied to each sample dict.
 
-    A sample: ``image`` ``(3, 360, 480)`` float32 in [0, 1], ``labels`` ``(360, 480)`` int64, ``id``.
+    A sample: ``image`` ``(3, 360, 480)`` float32 in [0, 1], ``labels`` ``(360, 480)`` int64 (the
+    annotation PNG's indices), ``id``; nothing is resized (use :class:`SegmentationTransform`).
 
     Raises:
         FileNotFoundError: no CamVid layout under ``root`` or a missing annotation.
+        ValueError (on access): an unreadable file, an RGB annotation, or labels of another size
+            than the image.
     """
 
     def __init__(self, root=None, split: str = "train", *, download: bool = False, verify: bool = True,
@@ -271,12 +259,12 @@ class CamVid(torch.utils.data.Dataset):
         if not -len(self) <= i < len(self):
             raise IndexError(f"index {i} out of range for {len(self)} images")
         img_path, ann_path = self.items[i]
-        labels = _read_index_png(ann_path)
+        labels = read_label_map(ann_path)
         if self.unlabelled == "void":
             labels = torch.where(labels >= 11, torch.full_like(labels, IGNORE_INDEX), labels)
         else:
             labels = torch.where(labels > 11, torch.full_like(labels, IGNORE_INDEX), labels)
-        image = _read_rgb(img_path)
+        image = read_rgb(img_path)
         if image.shape[1:] != labels.shape:
             raise ValueError(f"'{ann_path}': labels {tuple(labels.shape)} != image {tuple(image.shape[1:])}")
         out = {"image": image, "labels": labels, "id": img_path.stem}
@@ -312,10 +300,12 @@ class VOCAugSegmentation(torch.utils.data.Dataset):
         transform: optional callable applied to each sample dict.
 
     A sample: ``image`` ``(3, H, W)`` float32 in [0, 1], ``labels`` ``(H, W)`` int64 in ``[0, 21)``
-    or 255, ``id``.
+    or 255 (the palette indices of VOC's PNG, or ``GTcls.Segmentation`` of SBD's ``.mat``), ``id``;
+    nothing is resized (use :class:`SegmentationTransform`).
 
     Raises:
         FileNotFoundError: the VOC (or SBD) folders are missing and ``download=False``.
+        ValueError (on access): an unreadable file, or labels of another size than the image.
     """
 
     def __init__(self, root=None, split: str = "train_aug", *, download: bool = False, transform=None):
@@ -356,13 +346,13 @@ class VOCAugSegmentation(torch.utils.data.Dataset):
         name = self.ids[i]
         img_path, mask_path, source = self.files[name]
         if source == "voc":
-            labels = _read_index_png(mask_path)
+            labels = read_label_map(mask_path)
         else:
             import scipy.io
 
             mat = scipy.io.loadmat(mask_path)
             labels = torch.from_numpy(np.asarray(mat["GTcls"][0]["Segmentation"][0]).astype(np.int64))
-        image = _read_rgb(img_path)
+        image = read_rgb(img_path)
         if image.shape[1:] != labels.shape:
             raise ValueError(f"'{mask_path}': labels {tuple(labels.shape)} != image {tuple(image.shape[1:])}")
         out = {"image": image, "labels": labels, "id": name}
@@ -372,15 +362,19 @@ class VOCAugSegmentation(torch.utils.data.Dataset):
 class SegmentationTransform:
     """The paper's augmentation [RMI, Sec. 5.1]: random scale, pad/crop, left-right flip, normalisation.
 
-    Training: scale by a factor drawn from ``scales`` (a sequence: pick one; a pair ``(lo, hi)``
-    with ``uniform=True``: uniform), pad with 0 (image) / 255 (labels) to ``crop_size``, take a
-    random ``crop_size`` crop, flip with probability 1/2. Evaluation (``train=False``): only the
-    normalisation. Images are normalised with ImageNet statistics (torchvision's backbones).
+    Training, on the pair wrapped as ``tv_tensors.Image`` / ``tv_tensors.Mask`` and moved by
+    ``torchvision.transforms.v2.functional`` (bilinear with antialiasing for the image, nearest for
+    the labels): scale both by a factor drawn from ``scales`` (a sequence: pick one; a pair
+    ``(lo, hi)`` with ``uniform=True``: uniform); normalise the image with ImageNet statistics;
+    pad the bottom and right with 0 (image, i.e. the mean colour) and 255 (labels, void) up to
+    ``crop_size``; take a random ``crop_size`` crop; flip both left-right with probability 1/2.
+    Evaluation (``train=False``): only the normalisation.
 
     Args:
         crop_size: side of the square crop (VOC 513, CamVid 479).
         scales: VOC ``(0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)``; CamVid ``(0.75, 1.25)`` with ``uniform=True``.
         train: augment (True) or only normalise (False).
+        uniform: draw the scale uniformly from the pair ``scales``.
         generator: optional ``torch.Generator`` for reproducible augmentation.
     """
 
@@ -398,30 +392,27 @@ class SegmentationTransform:
     def _rand(self) -> float:
         return float(torch.rand((), generator=self.generator))
 
+    def _scale(self) -> float:
+        if self.uniform:
+            return self.scales[0] + (self.scales[1] - self.scales[0]) * self._rand()
+        return self.scales[min(len(self.scales) - 1, int(self._rand() * len(self.scales)))]
+
     def __call__(self, sample: dict) -> dict:
-        image, labels = sample["image"], sample["labels"]
-        mean = torch.tensor(self.MEAN).view(3, 1, 1)
-        std = torch.tensor(self.STD).view(3, 1, 1)
+        from torchvision import tv_tensors
+        from torchvision.transforms.v2 import functional as TF
+
+        image = TF.normalize(tv_tensors.Image(sample["image"]), self.MEAN, self.STD)
+        labels = tv_tensors.Mask(sample["labels"])
         if self.train:
-            if self.uniform:
-                s = self.scales[0] + (self.scales[1] - self.scales[0]) * self._rand()
-            else:
-                s = self.scales[min(len(self.scales) - 1, int(self._rand() * len(self.scales)))]
-            H, W = labels.shape
-            h, w = max(1, round(H * s)), max(1, round(W * s))
-            image = F.interpolate(image[None], size=(h, w), mode="bilinear", align_corners=False)[0]
-            labels = F.interpolate(labels[None, None].float(), size=(h, w), mode="nearest")[0, 0].long()
-            ph, pw = max(0, self.crop_size - h), max(0, self.crop_size - w)
-            image = (image - mean) / std
-            image = F.pad(image, (0, pw, 0, ph), value=0.0)
-            labels = F.pad(labels, (0, pw, 0, ph), value=IGNORE_INDEX)
+            s, (H, W), k = self._scale(), labels.shape, self.crop_size
+            size = [max(1, round(H * s)), max(1, round(W * s))]
+            image, labels = TF.resize(image, size), TF.resize(labels, size)  # normalising first commutes
+            pad = [0, 0, max(0, k - size[1]), max(0, k - size[0])]  # left, top, right, bottom
+            image, labels = TF.pad(image, pad, fill=0.0), TF.pad(labels, pad, fill=IGNORE_INDEX)
             H2, W2 = labels.shape
-            r = int(self._rand() * (H2 - self.crop_size + 1))
-            c = int(self._rand() * (W2 - self.crop_size + 1))
-            image = image[:, r:r + self.crop_size, c:c + self.crop_size]
-            labels = labels[r:r + self.crop_size, c:c + self.crop_size]
+            r, c = int(self._rand() * (H2 - k + 1)), int(self._rand() * (W2 - k + 1))
+            image, labels = TF.crop(image, r, c, k, k), TF.crop(labels, r, c, k, k)
             if self._rand() < 0.5:
-                image, labels = image.flip(-1), labels.flip(-1)
-        else:
-            image = (image - mean) / std
-        return {**sample, "image": image.contiguous(), "labels": labels.contiguous()}
+                image, labels = TF.horizontal_flip(image), TF.horizontal_flip(labels)
+        return {**sample, "image": image.as_subclass(torch.Tensor).contiguous(),
+                "labels": labels.as_subclass(torch.Tensor).contiguous()}
