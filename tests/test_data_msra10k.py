@@ -1,5 +1,7 @@
 """Tests of pixelbook.data.msra10k on a fake archive with MSRA10K's layout, and of pixelbook.data.kits19."""
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -87,3 +89,26 @@ class TestLoadKits19Slices:
         with pytest.raises(ValueError, match="`window`"):
             load_kits19_slices(tmp_path, cases=[], window=(10, 0))
 
+
+class TestKits19NiftiReader:
+    def _write_case(self, root, case):
+        nibabel = pytest.importorskip("nibabel", reason="the kits19 extra (nibabel) writes the NIfTI files")
+        reader = make_kits_cases(root, [case])
+        for name in ("imaging.nii.gz", "segmentation.nii.gz"):
+            path = root / f"case_{case:05d}" / name
+            nibabel.Nifti1Image(reader(path), affine=np.eye(4)).to_filename(path)
+        return reader
+
+    def test_default_reader_reads_real_nifti_files(self, tmp_path):
+        reader = self._write_case(tmp_path, 170)
+        via_nibabel = load_kits19_slices(tmp_path, cases=[170], size=10)
+        via_memory = load_kits19_slices(tmp_path, cases=[170], size=10, reader=reader)
+        assert via_nibabel["slice"].tolist() == [1, 2]
+        torch.testing.assert_close(via_nibabel["image"], via_memory["image"])
+        assert torch.equal(via_nibabel["masks"], via_memory["masks"])
+
+    def test_without_nibabel_the_error_says_what_to_install(self, tmp_path, monkeypatch):
+        self._write_case(tmp_path, 171)
+        monkeypatch.setitem(sys.modules, "nibabel", None)
+        with pytest.raises(ImportError, match=r'pip install "pixelbook\[kits19\]"'):
+            load_kits19_slices(tmp_path, cases=[171])

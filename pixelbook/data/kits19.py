@@ -18,14 +18,15 @@ current terms before use). The result is::
     ...
     data/case_00209/...
 
-Reading NIfTI needs ``nibabel`` (not a pixelbook dependency: ``pip install nibabel``).
+Reading NIfTI needs ``nibabel``, which only this loader uses: install the ``kits19`` extra
+(``pip install "pixelbook[kits19]"``) or ``pip install nibabel``.
 
 **How the paper uses it** [NODE-LS, §4.1]: 2-D transversal slices, "prune images that do not
 contain a kidney and resize the data to 200 by 200"; 7108 training slices from 168 patients and
 1786 validation slices from another 42. Not stated, and chosen here (ours): the kidney target is
 label >= 1 (kidney and tumour), intensities are clipped to the window [-256, 512] HU and scaled to
-[0, 1], images are resized bilinearly and masks by nearest neighbour, and the patients are split
-by case number (cases 0-167 train, 168-209 validation).
+[0, 1], images are resized bilinearly (with antialiasing) and masks by nearest neighbour, and the
+patients are split by case number (cases 0-167 train, 168-209 validation).
 """
 
 from __future__ import annotations
@@ -61,8 +62,9 @@ def kits19_case_dir(root, case: int) -> Path:
 def _read_nifti(path: Path) -> np.ndarray:
     try:
         import nibabel
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("KiTS19 volumes are NIfTI files: `pip install nibabel` to read them") from exc
+    except ImportError as exc:
+        raise ImportError('KiTS19 volumes are NIfTI files: `pip install "pixelbook[kits19]"` (or nibabel) '
+                          "to read them") from exc
     return np.asarray(nibabel.load(str(path)).dataobj)
 
 
