@@ -169,11 +169,13 @@ def load_boundary_data(split: str, size=(320, 480), n: int | None = None, root=N
                        progress: bool = True) -> dict:
     """BSDS500 as tensors for boundary training: ``image``, ``boundaries``, ``valid``.
 
-    Portrait images are transposed to landscape, then all are resized to ``size`` (bilinear for
-    images, area-weighted for the annotator mean). Labels follow :data:`BSDS_POSITIVE`: positive
-    where at least half the annotators agree, negative where none drew a boundary, ignored
-    (``valid = False``) in between. ``boundaries`` also keeps the annotator mean as
-    ``boundary_mean`` for evaluation.
+    Portrait images are transposed to landscape, then all are resized to ``size``: images
+    bilinearly with antialiasing, the annotator mean by adaptive *max* pooling (a pixel of the
+    small map takes the largest mean in its cell, so a one-pixel boundary survives the shrink).
+    Labels follow :data:`BSDS_POSITIVE`: positive where the resized mean is at least
+    ``BSDS_POSITIVE``, negative where it is 0 (no annotator drew a boundary in the cell), ignored
+    (``valid = False``) in between. The resized mean itself is returned as ``boundary_mean`` for
+    evaluation.
 
     Args:
         split: ``"train"`` (200 images), ``"val"`` (100) or ``"test"`` (200).

@@ -2,9 +2,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fakes import make_nyu_files
-from pixelbook.multitask import (TASK_KEYS, label_boundaries, load_task_data, predict_dataset, task_metrics,
-                                 trivial_predictions)
+from fakes import make_bsds_folder, make_nyu_files
+from pixelbook.data import BSDS500
+from pixelbook.multitask import (BSDS_POSITIVE, TASK_KEYS, label_boundaries, load_boundary_data, load_task_data,
+                                 predict_dataset, task_metrics, trivial_predictions)
 from pixelbook.models import PixelNet
 
 
@@ -17,6 +18,25 @@ class TestLabelBoundaries:
     def test_ignore_label_makes_no_boundary(self):
         labels = torch.tensor([[[0, 255], [0, 0]]])
         assert not label_boundaries(labels)[0, 0, 0]
+
+
+class TestLoadBoundaryData:
+    def test_shrinking_keeps_one_pixel_boundaries_at_full_strength(self, tmp_path):
+        """The docstring's promise: max pooling, so a 1-px line is not averaged away (area weighting
+        would halve it at a 2x shrink)."""
+        root = make_bsds_folder(tmp_path)
+        data = load_boundary_data("train", size=(6, 8), root=root, progress=False)
+        originals = [s["boundaries"] for s in BSDS500(root, split="train")]
+        assert data["image"].shape == (2, 3, 6, 8) and data["boundary_mean"].shape == (2, 6, 8)
+        for mean, original in zip(data["boundary_mean"], originals):
+            assert float(mean.max()) == float(original.max()) > 0
+            assert torch.equal(mean, original.reshape(6, 2, 8, 2).amax((1, 3)))  # each 2 x 2 cell's largest mean
+        assert torch.equal(data["boundaries"], data["boundary_mean"] >= BSDS_POSITIVE)
+        assert torch.equal(data["valid"], data["boundaries"] | (data["boundary_mean"] == 0))
+
+    def test_portrait_images_are_transposed(self, tmp_path):
+        data = load_boundary_data("val", size=(6, 8), root=make_bsds_folder(tmp_path), progress=False)
+        assert data["image"].shape == (1, 3, 6, 8)  # the 16 x 12 (portrait) image, as 12 x 16
 
 
 class TestLoadTaskData:
