@@ -760,8 +760,10 @@ class TestNets:
     def test_pag_resnet_gates(self):
         x = torch.rand(2, 3, 10, 10, generator=_gen(3))
         dense = G.PAGResNet(3, gates="none", dilations=(1, 2), width=8).eval()
-        dense(x)
-        assert bool((gate_densities(dense) == 1).all())
+        assert G.pag_blocks(dense) == [] and all(b.gate is None for b in dense.blocks)
+        with FlopCounterMode(display=False) as fc:
+            dense(x)
+        assert count_flops(dense, x).total == fc.get_total_flops()  # no gate: exactly the plain network
         skip = G.PAGResNet(3, gates="image", dilations=(1, 2), width=8).train()
         skip(x)
         assert all(b.granularity == "image" for b in skip.blocks)
@@ -786,3 +788,20 @@ def test_data_modules_import_no_method_module():
     for name in ("perspective.py", "gratings.py"):
         text = (root / name).read_text()
         assert not re.search(r"from \.\.(gating|levelset|std|rmi|cas)\b|import pixelbook\.gating", text)
+
+
+def test_layer_skipping_skips_conv1_in_the_flop_count():
+    block = PAGBottleneck(16, 4, granularity="image").eval()
+    x = torch.randn(2, 16, 5, 5)
+    block.force = torch.tensor([1.0, 0.0]).reshape(2, 1, 1, 1).expand(2, 1, 5, 5)
+    c = count_flops(block, x)
+    gate = 2 * 2 * 16 * 2  # the linear gate: 2 images x 16 inputs x 2 outputs
+    assert c.total == gate + 2 * 25 * (16 * 4 + 4 * 4 * 9 + 4 * 16)  # one image computes, one skips
+
+
+def test_ungated_block_is_the_plain_bottleneck():
+    tv = _tv_block(16, 4)
+    plain = PAGBottleneck(16, 4, granularity="none").eval()
+    plain.load_state_dict(tv.state_dict(), strict=True)
+    x = torch.randn(2, 16, 6, 6, generator=_gen(40))
+    assert torch.equal(plain(x), tv(x)) and plain.flop_convs() == []

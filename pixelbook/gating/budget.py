@@ -146,10 +146,11 @@ class BudgetKLLoss(nn.Module):
 
 
 def pag_blocks(model: nn.Module) -> list:
-    """The :class:`PAGBottleneck` modules of ``model`` in registration order (MultiPool excluded)."""
+    """The gated :class:`PAGBottleneck` modules of ``model`` in registration order (MultiPool and
+    ``granularity="none"`` blocks excluded)."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"`model`: expected an nn.Module, got {type(model).__name__}")
-    return [m for m in model.modules() if isinstance(m, PAGBottleneck)]
+    return [m for m in model.modules() if isinstance(m, PAGBottleneck) and m.granularity != "none"]
 
 
 def gate_densities(model: nn.Module, statistic: str = "mask") -> torch.Tensor:

@@ -95,7 +95,7 @@ class PAGResNet(nn.Module):
     Args:
         num_classes: output classes.
         gates: ``"pixel"`` (PAG), ``"image"`` (layer skipping, one gate per image) or ``"none"``
-            (every block computes everywhere: the dense model; with fewer ``dilations`` the
+            (plain bottlenecks without gates: the dense model; with fewer ``dilations`` the
             truncated baseline).
         dilations: one per block (default ``(1, 1, 2, 2, 4, 4, 1, 1)``, the note's Task-B design).
         width: channels between blocks (default 64); the bottleneck has ``width // 4``.
@@ -123,12 +123,8 @@ class PAGResNet(nn.Module):
             raise ValueError("`dilations`: expected at least one block")
         self.gates, self.in_channels, self.dilations = gates, in_channels, dilations
         self.stem = nn.Sequential(*_conv_bn_relu(in_channels, width, 3))
-        granularity = "image" if gates == "image" else "pixel"
-        self.blocks = nn.ModuleList(PAGBottleneck(width, width // 4, dilation=d, granularity=granularity)
+        self.blocks = nn.ModuleList(PAGBottleneck(width, width // 4, dilation=d, granularity=gates)
                                     for d in dilations)
-        if gates == "none":
-            for b in self.blocks:
-                b.force = 1.0
         self.classifier = nn.Conv2d(width, num_classes, 1)
 
     def forward(self, image: torch.Tensor) -> dict:

@@ -77,7 +77,8 @@ class PAGBottleneck(nn.Module):
         stride: of ``conv2`` and the gate (default 1).
         dilation: of ``conv2`` (default 1).
         expansion: output / bottleneck width (default 4, ResNet-50).
-        granularity: ``"pixel"`` (default, PAG) or ``"image"`` (one gate per image: layer skipping).
+        granularity: ``"pixel"`` (default, PAG), ``"image"`` (one gate per image: layer skipping) or
+            ``"none"`` (no gate: the plain bottleneck, for dense and truncated baselines).
         execution: ``"dense"`` (default; ``G ⊙ F(I)``, needed for training) or ``"sparse"``
             (eval only: ``conv2``/``conv3`` with BN folded run through
             :func:`pixelbook.ops.gated_conv2d` at the active pixels only).
@@ -118,18 +119,18 @@ class PAGBottleneck(nn.Module):
         self._init_gate(inplanes, granularity, execution, tau, init_compute_prob)
 
     def _init_gate(self, inplanes, granularity, execution, tau, init_compute_prob):
-        check_choice(granularity, "granularity", ("pixel", "image"))
+        check_choice(granularity, "granularity", ("pixel", "image", "none"))
         check_choice(execution, "execution", ("dense", "sparse"))
         p = check_float(init_compute_prob, "init_compute_prob", 0, 1, low_open=True, high_open=True)
         self.granularity, self.execution, self.inplanes = granularity, execution, inplanes
-        if granularity == "pixel":
-            self.gate = nn.Conv2d(inplanes, 2, 1, stride=self.stride)
+        if granularity == "none":  # a plain bottleneck (G = 1), for dense and truncated baselines
+            self.gate, self.gumbel = None, None
         else:
-            self.gate = nn.Linear(inplanes, 2)
-        nn.init.zeros_(self.gate.weight)  # ours: the bias alone sets the start (every pixel alike)
-        with torch.no_grad():
-            self.gate.bias.copy_(torch.tensor([0.0, math.log(p / (1 - p))]))
-        self.gumbel = GumbelGate(tau)
+            self.gate = nn.Conv2d(inplanes, 2, 1, stride=self.stride) if granularity == "pixel" else nn.Linear(inplanes, 2)
+            nn.init.zeros_(self.gate.weight)  # ours: the bias alone sets the start (every pixel alike)
+            with torch.no_grad():
+                self.gate.bias.copy_(torch.tensor([0.0, math.log(p / (1 - p))]))
+            self.gumbel = GumbelGate(tau)
         self.force = None
         self.last_mask: torch.Tensor | None = None
         self.last_prob: torch.Tensor | None = None
@@ -153,12 +154,16 @@ class PAGBottleneck(nn.Module):
         return self.to(block.conv1.weight.device)
 
     def _mask(self, I: torch.Tensor, out_hw) -> torch.Tensor:
-        if self.granularity == "pixel":
-            logits = self.gate(I)                                       # (N, 2, H_out, W_out)
+        if self.granularity == "none":
+            G = I.new_ones(I.shape[0], 1, *out_hw)
+            self.last_prob = G
         else:
-            logits = self.gate(I.mean((2, 3)))[:, :, None, None]       # (N, 2, 1, 1)
-        G = self.gumbel(logits)[:, 1:2]
-        self.last_prob = self.gumbel.last_prob[:, 1:2].expand(-1, -1, *out_hw)
+            if self.granularity == "pixel":
+                logits = self.gate(I)                                   # (N, 2, H_out, W_out)
+            else:
+                logits = self.gate(I.mean((2, 3)))[:, :, None, None]   # (N, 2, 1, 1)
+            G = self.gumbel(logits)[:, 1:2]
+            self.last_prob = self.gumbel.last_prob[:, 1:2].expand(-1, -1, *out_hw)
         if self.force is not None:  # the gate still runs (and costs); only its decision is replaced
             force = self.force
             if not torch.is_tensor(force):
@@ -172,6 +177,7 @@ class PAGBottleneck(nn.Module):
         check_shape(I, "I", f"N {self.conv1.in_channels} H W")
         check_finite(I, "I")
         X = self.relu(self.bn1(self.conv1(I)))                          # F1, dense (runs beside the gate)
+        self.conv1_hw = tuple(X.shape[-2:])
         s = self.stride
         out_hw = ((I.shape[-2] - 1) // s + 1, (I.shape[-1] - 1) // s + 1)
         G = self._mask(I, out_hw)
@@ -191,11 +197,21 @@ class PAGBottleneck(nn.Module):
         return F.relu(shortcut + G * Z)                                 # Eq. 4.1
 
     def flop_convs(self) -> list:
-        """``(conv, mask)`` for the gated convolutions: ``conv2`` and ``conv3`` cost only where G = 1."""
+        """``(conv, mask)`` for the gated convolutions: ``conv2`` and ``conv3`` cost only where G = 1.
+
+        With ``granularity="image"`` the decision is known before the block starts, so a skipped
+        image skips ``conv1`` too (layer skipping skips the whole residual branch).
+        """
         if self.last_mask is None:
             return []
         mask = self.last_mask.detach()
-        return [(self.conv2, mask), (self.conv3, mask)]
+        gated = [(self.conv2, mask), (self.conv3, mask)]
+        if self.granularity == "none":
+            return []
+        if self.granularity == "image":
+            H, W = self.conv1_hw
+            gated.append((self.conv1, mask[:, :, :1, :1].expand(-1, -1, H, W)))
+        return gated
 
     def extra_repr(self) -> str:
         return f"granularity={self.granularity!r}, execution={self.execution!r}"
