@@ -131,6 +131,17 @@ class TestLosses:
         wrong = ((torch.arange(8) + 1) >= 4) & inside
         assert float(forward_backward_loss(f, b, epsilon=0.0)) == pytest.approx(2.0 * wrong.sum().item() / inside.sum().item())
 
+    def test_normalized_units_divide_by_the_size_minus_one(self):
+        torch.manual_seed(0)
+        f = torch.randn(1, 2, 9, 17) * 2
+        b = torch.randn(1, 2, 9, 17)
+        scale = torch.tensor([1 / 16, 1 / 8]).view(1, 2, 1, 1)
+        pix = (f + flow_warp(b, f, padding="border")[0]) * scale
+        inside = flow_warp(b, f)[1]
+        expected = (torch.sqrt((pix ** 2).sum(1)) * inside).sum() / inside.sum()
+        torch.testing.assert_close(forward_backward_loss(f, b, epsilon=0.0, normalize=True), expected)
+        torch.testing.assert_close(flow_smoothness_loss(f, normalize=True), flow_smoothness_loss(f * scale))
+
     def test_photometric_and_flow_losses_are_epsilon_for_the_oracle(self):
         torch.manual_seed(0)
         B = torch.rand(1, 3, 16, 16)

@@ -495,8 +495,16 @@ def flow_warp_loss(target: torch.Tensor, source: torch.Tensor, flow: torch.Tenso
     return charbonnier(target - warped, epsilon, valid=inside)
 
 
+def _unit_scale(flow: torch.Tensor, normalize: bool) -> torch.Tensor | float:
+    """1 (pixels), or ``(1/(W-1), 1/(H-1))`` per component: positions as fractions of the image (the released code)."""
+    if not normalize:
+        return 1.0
+    H, W = flow.shape[-2:]
+    return flow.new_tensor([1.0 / max(W - 1, 1), 1.0 / max(H - 1, 1)]).view(1, 2, 1, 1)
+
+
 def forward_backward_loss(forward: torch.Tensor, backward: torch.Tensor,
-                          epsilon: float = CHARBONNIER_EPSILON) -> torch.Tensor:
+                          epsilon: float = CHARBONNIER_EPSILON, normalize: bool = False) -> torch.Tensor:
     r"""Forward–backward consistency :math:`\ell_{fb}(f, b)` [KONG, Eq. 7.7].
 
     Following ``forward`` from :math:`p` and then ``backward`` must return to :math:`p`:
@@ -504,15 +512,18 @@ def forward_backward_loss(forward: torch.Tensor, backward: torch.Tensor,
     .. math:: \ell_{fb} = \frac{1}{|\mathcal I|}\sum_{p}
         \sqrt{\big\|f(p) + b\big(p + f(p)\big)\big\|^2 + \epsilon^2},
 
-    the thesis' :math:`\phi(p - b(f(p)))` with positions in pixels of the level (the released code
-    divides positions by the image size, which makes the term ~W times weaker; the thesis does not
-    say). :math:`b` is sampled bilinearly; the mean runs over the pixels whose :math:`p + f(p)` is
-    inside the frame. Occlusions are not handled, as in the thesis.
+    the thesis' :math:`\phi(p - b(f(p)))`. The thesis does not say in which units positions are
+    measured; the released code divides them by the image size minus one (``normalize=True``: the
+    residual's x and y are divided by :math:`W-1` and :math:`H-1` of this level), which makes the term
+    about :math:`W` times weaker than in pixels (``normalize=False``). :math:`b` is sampled
+    bilinearly; the mean runs over the pixels whose :math:`p + f(p)` is inside the frame. Occlusions
+    are not handled, as in the thesis.
 
     Args:
         forward: :math:`f = F(T_{B\to A})`, ``(N, 2, H, W)``.
         backward: :math:`b = F(T_{A\to B})`, ``(N, 2, H, W)``.
         epsilon: Charbonnier :math:`\epsilon`; ``0`` makes a consistent pair score exactly 0.
+        normalize: measure the residual in fractions of the image (the released code) instead of pixels.
 
     Example:
         >>> f = torch.zeros(1, 2, 8, 8); f[:, 0] = 2.0
@@ -525,8 +536,10 @@ def forward_backward_loss(forward: torch.Tensor, backward: torch.Tensor,
         check_dtype(x, name, "float")
         check_finite(x, name)
     eps = _real(epsilon, "epsilon", low=0.0)
+    if not isinstance(normalize, bool):
+        raise TypeError(f"`normalize`: expected a bool, got {normalize!r}")
     b_at, inside = flow_warp(backward, forward, padding="border")
-    r = forward + b_at
+    r = (forward + b_at) * _unit_scale(forward, normalize)
     phi = torch.sqrt((r * r).sum(1) + eps * eps)  # (N, H, W)
     count = inside.sum()
     if int(count) == 0:
@@ -534,10 +547,12 @@ def forward_backward_loss(forward: torch.Tensor, backward: torch.Tensor,
     return (phi * inside).sum() / count
 
 
-def flow_smoothness_loss(flow: torch.Tensor) -> torch.Tensor:
+def flow_smoothness_loss(flow: torch.Tensor, normalize: bool = False) -> torch.Tensor:
     r""":math:`\ell_{sm} = \|\nabla F\|_1` [KONG, §7.2.5]: mean :math:`|\partial_x F|` + mean :math:`|\partial_y F|`.
 
     Forward differences of both flow components, averaged over the differences (anisotropic TV-L1).
+    ``normalize=True`` measures the flow in fractions of the image, as :func:`forward_backward_loss`
+    (x divided by :math:`W-1`, y by :math:`H-1`).
 
     Example:
         >>> f = torch.zeros(1, 2, 4, 4); f[:, 0, :, 2:] = 1.0   # a unit step in x
@@ -547,6 +562,9 @@ def flow_smoothness_loss(flow: torch.Tensor) -> torch.Tensor:
     check_shape(flow, "flow", "N 2 H W")
     check_dtype(flow, "flow", "float")
     check_finite(flow, "flow")
+    if not isinstance(normalize, bool):
+        raise TypeError(f"`normalize`: expected a bool, got {normalize!r}")
+    flow = flow * _unit_scale(flow, normalize)
     dx = (flow[..., :, 1:] - flow[..., :, :-1]).abs().mean() if flow.shape[-1] > 1 else flow.sum() * 0.0
     dy = (flow[..., 1:, :] - flow[..., :-1, :]).abs().mean() if flow.shape[-2] > 1 else flow.sum() * 0.0
     return dx + dy
@@ -587,7 +605,7 @@ def filter_smoothness_loss(filters: torch.Tensor, max_range: int = 3, epsilon: f
 
 def mgpff_loss(model: MultigridPFF, target: torch.Tensor, source: torch.Tensor, *, flow_weight: float = 1.0,
                fb_weight: float = 1.0, smooth_weight: float = 1.0, epsilon: float = CHARBONNIER_EPSILON,
-               both_directions: bool = True) -> tuple[torch.Tensor, dict]:
+               both_directions: bool = True, normalize_flows: bool = True) -> tuple[torch.Tensor, dict]:
     r"""The mgPFF training objective [KONG, Eq. 7.8], summed over levels and both directions.
 
     .. math:: \sum_{l=1}^{L} \ell_{rec}(I_B^l, I_A^l) + \lambda_{flow}\,\ell_{flow}(I_B^l, I_A^l)
@@ -604,6 +622,9 @@ def mgpff_loss(model: MultigridPFF, target: torch.Tensor, source: torch.Tensor, 
             (the thesis: 1, 1, 1; the released code: 3, 0.1 in normalised units, 1 on filter maps).
         epsilon: Charbonnier :math:`\epsilon` (0.001).
         both_directions: also the A→B direction (default, as the thesis).
+        normalize_flows: measure the flows of :math:`\ell_{fb}` and :math:`\ell_{sm}` in fractions of
+            the level's size, as the released code does for :math:`\ell_{fb}` (default ``True``); in
+            pixels (``False``) the two terms are ~W times stronger.
 
     Returns:
         ``(loss, logs)``: the scalar objective and a dict of its terms (``rec``, ``flow``, ``fb``,
@@ -612,6 +633,8 @@ def mgpff_loss(model: MultigridPFF, target: torch.Tensor, source: torch.Tensor, 
     """
     if not isinstance(model, MultigridPFF):
         raise TypeError(f"`model`: expected a MultigridPFF, got {type(model).__name__}")
+    if not isinstance(normalize_flows, bool):
+        raise TypeError(f"`normalize_flows`: expected a bool, got {normalize_flows!r}")
     lam_flow = _real(flow_weight, "flow_weight", low=0.0)
     lam_fb = _real(fb_weight, "fb_weight", low=0.0)
     lam_sm = _real(smooth_weight, "smooth_weight", low=0.0)
@@ -624,9 +647,9 @@ def mgpff_loss(model: MultigridPFF, target: torch.Tensor, source: torch.Tensor, 
             if lam_flow:
                 terms["flow"] = terms["flow"] + flow_warp_loss(A, B, f, epsilon)
             if lam_fb:
-                terms["fb"] = terms["fb"] + forward_backward_loss(f, expected_flow(T_rev), epsilon)
+                terms["fb"] = terms["fb"] + forward_backward_loss(f, expected_flow(T_rev), epsilon, normalize_flows)
             if lam_sm:
-                terms["smooth"] = terms["smooth"] + flow_smoothness_loss(f)
+                terms["smooth"] = terms["smooth"] + flow_smoothness_loss(f, normalize_flows)
     loss = terms["rec"] + lam_flow * terms["flow"] + lam_fb * terms["fb"] + lam_sm * terms["smooth"]
     logs = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in terms.items()}
     return loss, logs
@@ -636,18 +659,19 @@ class MultigridPFFLoss(nn.Module):
     """:func:`mgpff_loss` as a module: stores the weights, ``forward(model, target, source) -> (loss, logs)``."""
 
     def __init__(self, flow_weight: float = 1.0, fb_weight: float = 1.0, smooth_weight: float = 1.0,
-                 epsilon: float = CHARBONNIER_EPSILON, both_directions: bool = True):
+                 epsilon: float = CHARBONNIER_EPSILON, both_directions: bool = True, normalize_flows: bool = True):
         super().__init__()
         self.flow_weight = _real(flow_weight, "flow_weight", low=0.0)
         self.fb_weight = _real(fb_weight, "fb_weight", low=0.0)
         self.smooth_weight = _real(smooth_weight, "smooth_weight", low=0.0)
         self.epsilon = _real(epsilon, "epsilon", low=0.0)
         self.both_directions = bool(both_directions)
+        self.normalize_flows = normalize_flows
 
     def forward(self, model: MultigridPFF, target: torch.Tensor, source: torch.Tensor):
         return mgpff_loss(model, target, source, flow_weight=self.flow_weight, fb_weight=self.fb_weight,
                           smooth_weight=self.smooth_weight, epsilon=self.epsilon,
-                          both_directions=self.both_directions)
+                          both_directions=self.both_directions, normalize_flows=self.normalize_flows)
 
 
 # --------------------------------------------------------------------------------------------------
