@@ -355,3 +355,30 @@ class TestBadInput:
 def test_module_names_are_exported():
     for name in mg.__all__:
         assert hasattr(mg, name)
+
+
+class TestExperiment:
+    def test_identity_arm_scores_the_baselines(self):
+        import pixelbook as pb
+
+        exp = pb.experiments.get("08_multigrid_filter_flow")
+        run = exp.run("identity", seed=0, scale="smoke", cache=False)
+        m = run.metrics
+        assert m["rec.ratio"] == 1.0 and m["stereo.ratio"] == 1.0
+        assert m["flow.epe_sprites"] > m["flow.epe_all"] > 0.5  # sprites move faster than the background
+        assert 0.0 <= m["vos.J_mean"] <= 1.0 and m["longrange.m5"] > m["longrange.m3"] > 0
+
+    def test_stereo_pair_ground_truth_aligns_the_images(self):
+        from pixelbook.experiments.mgpff import stereo_pair
+
+        s = stereo_pair()
+        assert s["left"].shape == (1, 3, 100, 148) and s["disparity"].shape == (1, 100, 148)
+        flow = torch.zeros(1, 2, 100, 148)
+        flow[:, 0] = -s["disparity"]
+        warped, inside = flow_warp(s["right"], flow)
+        ok = s["valid"] & inside
+        err_gt = (warped - s["left"]).abs().mean(1)[ok].mean()
+        err_copy = (s["right"] - s["left"]).abs().mean(1)[ok].mean()
+        assert err_gt < 0.5 * err_copy
+        d = s["disparity"][s["valid"]]
+        assert 1.0 < float(d.min()) and float(d.max()) < max_displacement(5, 3)  # inside three 5x5 levels
