@@ -4,11 +4,12 @@ The definitions are those of the DAVIS 2017 semi-supervised benchmark [DAVIS17] 
 ``davis2017-evaluation`` code, which the thesis used [KONG, §7.3.2]):
 
 * :math:`\mathcal J` = IoU of the predicted and ground-truth mask of one object in one frame; a frame
-  where both are empty scores 1 (:func:`region_similarity`).
+  where both are empty scores 1 (:func:`region_similarity_per_image`, mean: :func:`region_similarity`).
 * :math:`\mathcal F` = F-measure of boundary precision and recall: boundaries are the one-pixel maps of
   ``seg2bmap``, and a boundary pixel matches if the other boundary lies within a disk of radius
   :math:`\lceil 0.008 \cdot \text{diagonal}\rceil` pixels (dilation matching, not a one-to-one
-  assignment); both boundaries empty score 1, exactly one empty scores 0 (:func:`boundary_measure`).
+  assignment); both boundaries empty score 1, exactly one empty scores 0
+  (:func:`boundary_measure_per_image`, mean: :func:`boundary_measure`).
 * Per object, over the evaluated frames: *mean*, *recall* = the fraction of **frames** scoring
   above 0.5 (the thesis' "fraction of sequences" is a slip), and *decay* = mean of the first quarter
   of the frames minus mean of the last quarter; then averaged over objects
@@ -29,7 +30,8 @@ import torch.nn.functional as F
 
 from ._checks import check_dtype, check_finite, check_shape
 
-__all__ = ["region_similarity", "boundary_measure", "seg2bmap", "db_statistics", "video_segmentation_scores",
+__all__ = ["region_similarity", "region_similarity_per_image", "boundary_measure", "boundary_measure_per_image",
+           "seg2bmap", "db_statistics", "video_segmentation_scores",
            "end_point_error"]
 
 #: DAVIS boundary tolerance as a fraction of the image diagonal (``bound_th`` of the official code).
@@ -37,8 +39,8 @@ DAVIS_BOUND_TH = 0.008
 
 
 def _masks(x, name: str, dims: dict | None = None) -> tuple[torch.Tensor, dict]:
-    """``(T, H, W)`` bool, or integer/float holding only 0 and 1 -> bool."""
-    dims = check_shape(x, name, "T H W", dims)
+    """``(N, H, W)`` bool, or integer/float holding only 0 and 1 -> bool."""
+    dims = check_shape(x, name, "N H W", dims)
     if x.dtype == torch.bool:
         return x, dims
     if x.is_complex():
@@ -51,23 +53,23 @@ def _masks(x, name: str, dims: dict | None = None) -> tuple[torch.Tensor, dict]:
 
 
 @torch.no_grad()
-def region_similarity(preds: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    r"""Per-frame :math:`\mathcal J = |P\cap G| / |P \cup G|` of one object (1 when both are empty).
+def region_similarity_per_image(pred: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    r"""Per-image :math:`\mathcal J = |P\cap G| / |P \cup G|` of one object (1 when both are empty).
 
     Args:
-        preds: ``(T, H, W)`` bool (or 0/1) predicted masks.
-        labels: ``(T, H, W)`` bool (or 0/1) ground-truth masks.
+        pred: ``(N, H, W)`` bool (or 0/1) predicted masks (the frames of a video, or any images).
+        labels: ``(N, H, W)`` bool (or 0/1) ground-truth masks.
 
     Returns:
-        ``(T,)`` float64 tensor.
+        ``(N,)`` float64 tensor.
 
     Example:
         >>> g = torch.zeros(2, 4, 4, dtype=torch.bool); g[:, :2] = True
         >>> p = torch.zeros(2, 4, 4, dtype=torch.bool); p[0, :1] = True
-        >>> region_similarity(p, g).tolist()
+        >>> region_similarity_per_image(p, g).tolist()
         [0.5, 0.0]
     """
-    p, dims = _masks(preds, "preds")
+    p, dims = _masks(pred, "pred")
     g, _ = _masks(labels, "labels", dims)
     inter = (p & g).flatten(1).sum(1).double()
     union = (p | g).flatten(1).sum(1).double()
@@ -104,25 +106,25 @@ def _dilate(b: torch.Tensor, radius: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def boundary_measure(preds: torch.Tensor, labels: torch.Tensor, bound_th: float = DAVIS_BOUND_TH) -> torch.Tensor:
-    r"""Per-frame DAVIS boundary F-measure :math:`\mathcal F` of one object.
+def boundary_measure_per_image(pred: torch.Tensor, labels: torch.Tensor, bound_th: float = DAVIS_BOUND_TH) -> torch.Tensor:
+    r"""Per-image DAVIS boundary F-measure :math:`\mathcal F` of one object.
 
     Args:
-        preds: ``(T, H, W)`` bool (or 0/1) predicted masks.
-        labels: ``(T, H, W)`` bool (or 0/1) ground-truth masks.
+        pred: ``(N, H, W)`` bool (or 0/1) predicted masks (the frames of a video, or any images).
+        labels: ``(N, H, W)`` bool (or 0/1) ground-truth masks.
         bound_th: tolerance; ``< 1``: a fraction of the image diagonal, rounded up to pixels (DAVIS:
             0.008, i.e. 1 px at 64×64 and 8 px at 480×854); ``>= 1``: pixels.
 
     Returns:
-        ``(T,)`` float64 tensor.
+        ``(N,)`` float64 tensor.
 
     Example:
         >>> g = torch.zeros(1, 16, 16, dtype=torch.bool); g[:, 4:12, 4:12] = True
         >>> shifted = torch.roll(g, 1, dims=2)   # one pixel to the right: within the 1 px tolerance
-        >>> boundary_measure(shifted, g).tolist(), boundary_measure(torch.roll(g, 3, dims=2), g).tolist()
+        >>> boundary_measure_per_image(shifted, g).tolist(), boundary_measure_per_image(torch.roll(g, 3, dims=2), g).tolist()
         ([1.0], [0.5])
     """
-    p, dims = _masks(preds, "preds")
+    p, dims = _masks(pred, "pred")
     g, _ = _masks(labels, "labels", dims)
     if isinstance(bound_th, bool) or not isinstance(bound_th, (int, float)) or not bound_th > 0 or math.isinf(bound_th):
         raise ValueError(f"`bound_th`: expected a positive number, got {bound_th!r}")
@@ -140,6 +142,24 @@ def boundary_measure(preds: torch.Tensor, labels: torch.Tensor, bound_th: float 
     precision = torch.where((n_p == 0) & (n_g > 0), torch.ones_like(precision), precision)
     denom = precision + recall
     return torch.where(denom > 0, 2 * precision * recall / denom.clamp_min(1e-300), torch.zeros_like(denom))
+
+
+@torch.no_grad()
+def region_similarity(pred: torch.Tensor, labels: torch.Tensor) -> float:
+    """Mean of :func:`region_similarity_per_image` over the images (frames): a python float.
+
+    Example:
+        >>> g = torch.zeros(2, 4, 4, dtype=torch.bool); g[:, :2] = True
+        >>> region_similarity(g, g)
+        1.0
+    """
+    return float(region_similarity_per_image(pred, labels).mean())
+
+
+@torch.no_grad()
+def boundary_measure(pred: torch.Tensor, labels: torch.Tensor, bound_th: float = DAVIS_BOUND_TH) -> float:
+    """Mean of :func:`boundary_measure_per_image` over the images (frames): a python float."""
+    return float(boundary_measure_per_image(pred, labels, bound_th).mean())
 
 
 def db_statistics(values: torch.Tensor) -> dict:
@@ -166,12 +186,12 @@ def db_statistics(values: torch.Tensor) -> dict:
 
 
 @torch.no_grad()
-def video_segmentation_scores(preds: torch.Tensor, labels: torch.Tensor, object_ids=None, *,
+def video_segmentation_scores(pred: torch.Tensor, labels: torch.Tensor, object_ids=None, *,
                               bound_th: float = DAVIS_BOUND_TH, skip_first_last: bool = True) -> dict:
     r"""DAVIS :math:`\mathcal J` and :math:`\mathcal F` (mean, recall, decay) of a propagated segmentation.
 
     Args:
-        preds: ``(T, H, W)`` int64 predicted object ids (0 = background).
+        pred: ``(T, H, W)`` int64 predicted object ids (0 = background).
         labels: ``(T, H, W)`` int64 ground-truth object ids.
         object_ids: the objects to score; default the ids > 0 present in ``labels[0]`` (the given
             first-frame objects).
@@ -186,14 +206,14 @@ def video_segmentation_scores(preds: torch.Tensor, labels: torch.Tensor, object_
     Raises:
         ValueError / TypeError naming the argument (shapes, dtypes, too few frames, no object).
     """
-    dims = check_shape(preds, "preds", "T H W")
+    dims = check_shape(pred, "pred", "T H W")
     check_shape(labels, "labels", "T H W", dims)
-    check_dtype(preds, "preds", "int")
+    check_dtype(pred, "pred", "int")
     check_dtype(labels, "labels", "int")
-    T = preds.shape[0]
+    T = pred.shape[0]
     frames = slice(1, T - 1) if skip_first_last else slice(1, T)
     if (T - 2 if skip_first_last else T - 1) < 1:
-        raise ValueError(f"`preds`: expected at least {3 if skip_first_last else 2} frames, got {T}")
+        raise ValueError(f"`pred`: expected at least {3 if skip_first_last else 2} frames, got {T}")
     if object_ids is None:
         object_ids = [int(i) for i in labels[0].unique().tolist() if i > 0]
     else:
@@ -202,9 +222,9 @@ def video_segmentation_scores(preds: torch.Tensor, labels: torch.Tensor, object_
         raise ValueError(f"`object_ids`: expected at least one object id > 0, got {object_ids}")
     stats = {"J": [], "F": []}
     for i in object_ids:
-        p, g = preds[frames] == i, labels[frames] == i
-        stats["J"].append(db_statistics(region_similarity(p, g)))
-        stats["F"].append(db_statistics(boundary_measure(p, g, bound_th)))
+        p, g = pred[frames] == i, labels[frames] == i
+        stats["J"].append(db_statistics(region_similarity_per_image(p, g)))
+        stats["F"].append(db_statistics(boundary_measure_per_image(p, g, bound_th)))
     out = {}
     for m in ("J", "F"):
         for k in ("mean", "recall", "decay"):

@@ -8,7 +8,8 @@ import torch
 from scipy import ndimage
 from skimage.morphology import disk
 
-from pixelbook.video_metrics import (boundary_measure, db_statistics, end_point_error, region_similarity, seg2bmap,
+from pixelbook.video_metrics import (boundary_measure, boundary_measure_per_image, db_statistics, end_point_error,
+                                     region_similarity, region_similarity_per_image, seg2bmap,
                                      video_segmentation_scores)
 
 
@@ -56,42 +57,49 @@ class TestRegionSimilarity:
         m[1, :4] = True
         disjoint = torch.zeros_like(m)
         disjoint[0, 6:, 6:] = True
-        assert region_similarity(m, m).tolist() == [1.0, 1.0, 1.0, 1.0]  # frames 2, 3: both empty -> 1
-        assert region_similarity(disjoint, m).tolist() == [0.0, 0.0, 1.0, 1.0]
-        assert region_similarity(torch.ones(1, 8, 8), torch.zeros(1, 8, 8)).tolist() == [0.0]
+        assert region_similarity_per_image(m, m).tolist() == [1.0, 1.0, 1.0, 1.0]  # frames 2, 3: both empty -> 1
+        assert region_similarity_per_image(disjoint, m).tolist() == [0.0, 0.0, 1.0, 1.0]
+        assert region_similarity_per_image(torch.ones(1, 8, 8), torch.zeros(1, 8, 8)).tolist() == [0.0]
+
+    def test_float_means(self):
+        g = torch.zeros(2, 8, 8, dtype=torch.bool)
+        g[:, 2:6, 2:6] = True
+        p = g.clone()
+        p[1] = False
+        assert region_similarity(p, g) == 0.5 and boundary_measure(p, g) == 0.5
 
     def test_hand_value(self):
         g = torch.zeros(1, 10, 10, dtype=torch.bool)
         g[0, :, :6] = True  # 60 pixels
         p = torch.zeros_like(g)
         p[0, :, 3:] = True  # 70 pixels, 30 shared
-        assert region_similarity(p, g).item() == pytest.approx(30 / 100)
+        assert region_similarity_per_image(p, g).item() == pytest.approx(30 / 100)
 
 
 class TestBoundaryMeasure:
     @pytest.mark.parametrize("seed", range(4))
     def test_equals_the_official_definition(self, seed):
         p, g = _blobs(seed), _blobs(seed + 100)
-        ours = boundary_measure(p, g)
+        ours = boundary_measure_per_image(p, g)
         ref = [_davis_f_numpy(p[t].numpy(), g[t].numpy()) for t in range(p.shape[0])]
         np.testing.assert_allclose(ours.numpy(), ref, rtol=0, atol=1e-12)
-        ours3 = boundary_measure(p, g, bound_th=3)
+        ours3 = boundary_measure_per_image(p, g, bound_th=3)
         ref3 = [_davis_f_numpy(p[t].numpy(), g[t].numpy(), 3) for t in range(p.shape[0])]
         np.testing.assert_allclose(ours3.numpy(), ref3, rtol=0, atol=1e-12)
 
     def test_empty_conventions(self):
         empty, full = torch.zeros(1, 16, 16, dtype=torch.bool), torch.zeros(1, 16, 16, dtype=torch.bool)
         full[:, 4:10, 4:10] = True
-        assert boundary_measure(empty, empty).tolist() == [1.0]
-        assert boundary_measure(empty, full).tolist() == [0.0]
-        assert boundary_measure(full, empty).tolist() == [0.0]
+        assert boundary_measure_per_image(empty, empty).tolist() == [1.0]
+        assert boundary_measure_per_image(empty, full).tolist() == [0.0]
+        assert boundary_measure_per_image(full, empty).tolist() == [0.0]
 
     def test_tolerance_is_ceil_of_the_diagonal_fraction(self):
         g = torch.zeros(1, 64, 64, dtype=torch.bool)
         g[:, 20:40, 20:40] = True
-        assert boundary_measure(torch.roll(g, 1, 2), g).item() == 1.0  # 0.008 * 90.5 -> 1 px
-        assert boundary_measure(torch.roll(g, 2, 2), g).item() < 1.0
-        assert boundary_measure(torch.roll(g, 2, 2), g, bound_th=2).item() == 1.0
+        assert boundary_measure_per_image(torch.roll(g, 1, 2), g).item() == 1.0  # 0.008 * 90.5 -> 1 px
+        assert boundary_measure_per_image(torch.roll(g, 2, 2), g).item() < 1.0
+        assert boundary_measure_per_image(torch.roll(g, 2, 2), g, bound_th=2).item() == 1.0
 
     def test_seg2bmap_hand_case(self):
         m = torch.zeros(1, 4, 4, dtype=torch.bool)
@@ -118,7 +126,7 @@ class TestStatisticsAndScores:
                            "F_decay": 0.0, "JF_mean": 1.0}
         identity = video_segmentation_scores(labels[:1].expand(6, -1, -1).contiguous(), labels)
         # object 2 is static (J = 1); object 1 moved 4, 8, 12, 16 px in frames 1..4 (width 8)
-        j1 = [region_similarity(labels[:1] == 1, labels[t:t + 1] == 1).item() for t in range(1, 5)]
+        j1 = [region_similarity_per_image(labels[:1] == 1, labels[t:t + 1] == 1).item() for t in range(1, 5)]
         assert identity["J_mean"] == pytest.approx((sum(j1) / 4 + 1.0) / 2)
         assert j1[1:] == [0.0, 0.0, 0.0] and identity["J_recall"] == pytest.approx((0 + 1.0) / 2)
 
@@ -146,12 +154,12 @@ class TestBadInput:
     def test_errors_name_the_argument(self):
         m = torch.zeros(2, 8, 8, dtype=torch.bool)
         with pytest.raises(ValueError, match="`labels`: expected H=8"):
-            region_similarity(m, torch.zeros(2, 4, 8, dtype=torch.bool))
-        with pytest.raises(ValueError, match="`preds`: expected a bool mask or values in"):
-            boundary_measure(torch.full((2, 8, 8), 2), m)
+            region_similarity_per_image(m, torch.zeros(2, 4, 8, dtype=torch.bool))
+        with pytest.raises(ValueError, match="`pred`: expected a bool mask or values in"):
+            boundary_measure_per_image(torch.full((2, 8, 8), 2), m)
         with pytest.raises(ValueError, match="`bound_th`"):
-            boundary_measure(m, m, bound_th=0)
-        with pytest.raises(ValueError, match="`preds`: expected at least 3 frames"):
+            boundary_measure_per_image(m, m, bound_th=0)
+        with pytest.raises(ValueError, match="`pred`: expected at least 3 frames"):
             video_segmentation_scores(torch.zeros(2, 8, 8, dtype=torch.long), torch.zeros(2, 8, 8, dtype=torch.long))
         with pytest.raises(ValueError, match="`object_ids`"):
             video_segmentation_scores(torch.zeros(4, 8, 8, dtype=torch.long), torch.zeros(4, 8, 8, dtype=torch.long))

@@ -168,14 +168,15 @@ class MultigridPFFExperiment(Experiment):
         return MultigridPFF(**config.model)
 
     def loss(self, config):
-        from ..filterflow.multigrid import mgpff_loss
+        from ..filterflow.multigrid import mgpff_terms
 
-        lam_flow, lam_fb, lam_sm = config.loss["weights"]
+        lam = dict(zip(("flow", "fb", "smooth"), config.loss["weights"]))
         norm, eps = config.loss["normalize_flows"], config.loss["epsilon"]
 
         def loss_fn(model, batch):
-            return mgpff_loss(model, batch["target"], batch["source"], flow_weight=lam_flow, fb_weight=lam_fb,
-                              smooth_weight=lam_sm, epsilon=eps, normalize_flows=norm)
+            t = mgpff_terms(model, batch["target"], batch["source"], epsilon=eps, normalize_flows=norm)
+            loss = t["rec"] + sum(w * t[k] for k, w in lam.items())  # Eq. 7.8
+            return loss, {k: v.detach() for k, v in t.items()}
 
         return loss_fn
 

@@ -13,7 +13,7 @@ Public API of :mod:`pixelbook.filterflow.multigrid` (Chapter 8, [KONG, Ch. 7]):
 
 * :class:`~pixelbook.filterflow.multigrid.MultigridPFF` — the siamese, weight-shared multigrid
   model (``(target, source) -> MultigridOutput`` with per-level filters and the composed flow);
-* its losses :func:`~pixelbook.filterflow.multigrid.mgpff_loss` (Eq. 7.8) and the terms
+* its losses :func:`~pixelbook.filterflow.multigrid.mgpff_loss` (Eq. 7.8, ``mgpff_terms``) and the terms
   (:func:`~pixelbook.filterflow.multigrid.photometric_loss`, ``flow_warp_loss``,
   ``forward_backward_loss``, ``flow_smoothness_loss``, ``filter_smoothness_loss``);
 * :func:`~pixelbook.filterflow.multigrid.multigrid_apply`, ``multigrid_flow``,
@@ -34,6 +34,7 @@ from .multigrid import (
     coefficient_ratio,
     max_displacement,
     mgpff_loss,
+    mgpff_terms,
     multigrid_apply,
     multigrid_flow,
     propagate_labels,
@@ -49,5 +50,5 @@ from .pff import (
 
 __all__ = ["apply_filter_flow", "expected_flow", "TwoStreamNet", "PredictiveFilterFlow", "DirectCNN",
            "FILTER_NORMALIZATIONS", "local_envelope", "filter_pca_energy",
-           "MultigridPFF", "MultigridOutput", "MultigridPFFLoss", "mgpff_loss", "multigrid_apply", "multigrid_flow",
+           "MultigridPFF", "MultigridOutput", "MultigridPFFLoss", "mgpff_loss", "mgpff_terms", "multigrid_apply", "multigrid_flow",
            "propagate_labels", "max_displacement", "coefficient_ratio"]

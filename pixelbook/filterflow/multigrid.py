@@ -16,7 +16,7 @@ coefficients of the finest level (:func:`coefficient_ratio`).
 Training is self-supervised: the Charbonnier photometric loss in both directions plus three terms
 that make the filters flow-like [KONG, §7.2.5, Eq. 7.8] — :func:`photometric_loss`,
 :func:`flow_warp_loss`, :func:`forward_backward_loss`, :func:`flow_smoothness_loss`, combined by
-:func:`mgpff_loss`. The flow is read out as the composition of the levels' expected flows
+:func:`mgpff_loss` (and returned one by one by :func:`mgpff_terms`). The flow is read out as the composition of the levels' expected flows
 (:func:`multigrid_flow`), and masks are carried along a clip by the filters or by that flow
 (:func:`propagate_labels`) [KONG, §7.3.1, App. E.2].
 
@@ -53,7 +53,7 @@ __all__ = [
     "MultigridPFF", "MultigridOutput", "PREWARPS",
     "max_displacement", "coefficient_ratio", "image_pyramid", "multigrid_apply", "multigrid_flow",
     "charbonnier", "photometric_loss", "flow_warp_loss", "forward_backward_loss", "flow_smoothness_loss",
-    "filter_smoothness_loss", "mgpff_loss", "MultigridPFFLoss",
+    "filter_smoothness_loss", "mgpff_terms", "mgpff_loss", "MultigridPFFLoss",
     "propagate_labels", "long_range_error",
 ]
 
@@ -603,23 +603,19 @@ def filter_smoothness_loss(filters: torch.Tensor, max_range: int = 3, epsilon: f
     return total / (R - 1)
 
 
-def mgpff_loss(model: MultigridPFF, target: torch.Tensor, source: torch.Tensor, *, flow_weight: float = 1.0,
-               fb_weight: float = 1.0, smooth_weight: float = 1.0, epsilon: float = CHARBONNIER_EPSILON,
-               both_directions: bool = True, normalize_flows: bool = True) -> tuple[torch.Tensor, dict]:
-    r"""The mgPFF training objective [KONG, Eq. 7.8], summed over levels and both directions.
+def mgpff_terms(model: MultigridPFF, target: torch.Tensor, source: torch.Tensor, *,
+                epsilon: float = CHARBONNIER_EPSILON, both_directions: bool = True,
+                normalize_flows: bool = True) -> dict:
+    r"""The four unweighted terms of Eq. 7.8, each summed over levels and directions (to log them).
 
-    .. math:: \sum_{l=1}^{L} \ell_{rec}(I_B^l, I_A^l) + \lambda_{flow}\,\ell_{flow}(I_B^l, I_A^l)
-        + \lambda_{fb}\,\ell_{fb}(f^l, b^l) + \lambda_{sm}\,\ell_{sm}(f^l)
-
-    "and also those from A to B": the model is run on (target, source) and on (source, target);
-    at each level the source is the pre-warped one, and :math:`f^l, b^l` are the expected flows of
-    the level's :math:`T_{B\to A}` and :math:`T_{A\to B}` for that same pair.
+    "and also those from A to B": the model is run on (target, source) and, with
+    ``both_directions``, on (source, target); at each level the source is the pre-warped one and
+    :math:`f^l, b^l` are the expected flows of the level's :math:`T_{B\to A}` and :math:`T_{A\to B}`
+    for that same pair.
 
     Args:
         model: a :class:`MultigridPFF`.
         target, source: ``(N, C, H, W)`` frames in [0, 1].
-        flow_weight, fb_weight, smooth_weight: :math:`\lambda_{flow}, \lambda_{fb}, \lambda_{sm}`
-            (the thesis: 1, 1, 1; the released code: 3, 0.1 in normalised units, 1 on filter maps).
         epsilon: Charbonnier :math:`\epsilon` (0.001).
         both_directions: also the A→B direction (default, as the thesis).
         normalize_flows: measure the flows of :math:`\ell_{fb}` and :math:`\ell_{sm}` in fractions of
@@ -627,36 +623,60 @@ def mgpff_loss(model: MultigridPFF, target: torch.Tensor, source: torch.Tensor, 
             pixels (``False``) the two terms are ~W times stronger.
 
     Returns:
-        ``(loss, logs)``: the scalar objective and a dict of its terms (``rec``, ``flow``, ``fb``,
-        ``smooth``, each summed over levels and directions) as floats — the form
-        :func:`pixelbook.training.fit` takes.
+        dict of scalar tensors ``rec``, ``flow``, ``fb``, ``smooth``.
     """
     if not isinstance(model, MultigridPFF):
         raise TypeError(f"`model`: expected a MultigridPFF, got {type(model).__name__}")
     if not isinstance(normalize_flows, bool):
         raise TypeError(f"`normalize_flows`: expected a bool, got {normalize_flows!r}")
-    lam_flow = _real(flow_weight, "flow_weight", low=0.0)
-    lam_fb = _real(fb_weight, "fb_weight", low=0.0)
-    lam_sm = _real(smooth_weight, "smooth_weight", low=0.0)
     pairs = [(target, source), (source, target)] if both_directions else [(target, source)]
-    terms = {"rec": 0.0, "flow": 0.0, "fb": 0.0, "smooth": 0.0}
+    terms = {}
     for a, b in pairs:
         out = model(a, b)
         for A, B, T, T_rev, f in zip(out.targets, out.sources, out.filters, out.reverse_filters, out.flows):
-            terms["rec"] = terms["rec"] + photometric_loss(A, B, T, epsilon)
-            if lam_flow:
-                terms["flow"] = terms["flow"] + flow_warp_loss(A, B, f, epsilon)
-            if lam_fb:
-                terms["fb"] = terms["fb"] + forward_backward_loss(f, expected_flow(T_rev), epsilon, normalize_flows)
-            if lam_sm:
-                terms["smooth"] = terms["smooth"] + flow_smoothness_loss(f, normalize_flows)
-    loss = terms["rec"] + lam_flow * terms["flow"] + lam_fb * terms["fb"] + lam_sm * terms["smooth"]
-    logs = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in terms.items()}
-    return loss, logs
+            level = {"rec": photometric_loss(A, B, T, epsilon),
+                     "flow": flow_warp_loss(A, B, f, epsilon),
+                     "fb": forward_backward_loss(f, expected_flow(T_rev), epsilon, normalize_flows),
+                     "smooth": flow_smoothness_loss(f, normalize_flows)}
+            terms = {k: terms.get(k, 0.0) + v for k, v in level.items()}
+    return terms
+
+
+def mgpff_loss(model: MultigridPFF, target: torch.Tensor, source: torch.Tensor, *, flow_weight: float = 1.0,
+               fb_weight: float = 1.0, smooth_weight: float = 1.0, epsilon: float = CHARBONNIER_EPSILON,
+               both_directions: bool = True, normalize_flows: bool = True) -> torch.Tensor:
+    r"""The mgPFF training objective [KONG, Eq. 7.8], summed over levels and both directions.
+
+    .. math:: \sum_{l=1}^{L} \ell_{rec}(I_B^l, I_A^l) + \lambda_{flow}\,\ell_{flow}(I_B^l, I_A^l)
+        + \lambda_{fb}\,\ell_{fb}(f^l, b^l) + \lambda_{sm}\,\ell_{sm}(f^l)
+
+    (see :func:`mgpff_terms` for the terms and the arguments they share).
+
+    Args:
+        model: a :class:`MultigridPFF`.
+        target, source: ``(N, C, H, W)`` frames in [0, 1].
+        flow_weight, fb_weight, smooth_weight: :math:`\lambda_{flow}, \lambda_{fb}, \lambda_{sm}`
+            (the thesis: 1, 1, 1; the released code: 3, 0.1 in normalised units, 1 on filter maps).
+        epsilon, both_directions, normalize_flows: as :func:`mgpff_terms`.
+
+    Returns:
+        scalar tensor.
+
+    Example:
+        >>> model = MultigridPFF(levels=2, width=4, embed_dim=4, head_width=4)
+        >>> mgpff_loss(model, torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)).shape
+        torch.Size([])
+    """
+    lam_flow = _real(flow_weight, "flow_weight", low=0.0)
+    lam_fb = _real(fb_weight, "fb_weight", low=0.0)
+    lam_sm = _real(smooth_weight, "smooth_weight", low=0.0)
+    t = mgpff_terms(model, target, source, epsilon=epsilon, both_directions=both_directions,
+                    normalize_flows=normalize_flows)
+    return t["rec"] + lam_flow * t["flow"] + lam_fb * t["fb"] + lam_sm * t["smooth"]
 
 
 class MultigridPFFLoss(nn.Module):
-    """:func:`mgpff_loss` as a module: stores the weights, ``forward(model, target, source) -> (loss, logs)``."""
+    """:func:`mgpff_loss` as a module: stores the weights; ``forward(model, target, source)`` -> scalar tensor."""
 
     def __init__(self, flow_weight: float = 1.0, fb_weight: float = 1.0, smooth_weight: float = 1.0,
                  epsilon: float = CHARBONNIER_EPSILON, both_directions: bool = True, normalize_flows: bool = True):
