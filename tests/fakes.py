@@ -440,3 +440,26 @@ FAKE_DATASETS = {
     "sod_ch2": make_sod_folder,  # Chapter 2: MSRA10K, ECSSD, PASCAL-S, HKU-IS under one folder
     "isic2018": make_isic_folder,  # Chapter 3: the two unpacked ISIC 2018 Task 1 folders
 }
+
+
+# ---------------------------------------------------------------------------------------------- DAVIS 2017
+
+
+def make_davis_archive(staging: Path, seqs=(("bear", 3, 2), ("dog", 4, 1)), val=("bear", "dog"), train=()) -> Path:
+    """``DAVIS-2017-trainval-480p.zip`` in the registry's cache: ``DAVIS/JPEGImages/480p/<seq>/*.jpg``
+    (frame t is grey level 20·t), ``DAVIS/Annotations/480p/<seq>/*.png`` (palette PNGs: object k is
+    a 4×3 block at columns 4k + t), ``DAVIS/ImageSets/2017/{val,train}.txt``."""
+    import pixelbook.data.davis  # noqa: F401  (registers "davis2017")
+
+    root = Path(staging) / "DAVIS"
+    for name, T, K in seqs:
+        for t in range(T):
+            save_image(root / "JPEGImages" / "480p" / name / f"{t:05d}.jpg", np.full((12, 20, 3), 20 * t, np.uint8))
+            ids = np.zeros((12, 20), dtype=np.uint8)
+            for k in range(1, K + 1):
+                ids[2:6, 4 * k + t: 4 * k + t + 3] = k
+            save_label_png(root / "Annotations" / "480p" / name / f"{t:05d}.png", ids, palette=True)
+    (root / "ImageSets" / "2017").mkdir(parents=True, exist_ok=True)
+    (root / "ImageSets" / "2017" / "val.txt").write_text("\n".join(val) + "\n")
+    (root / "ImageSets" / "2017" / "train.txt").write_text("\n".join(train) + "\n")
+    return zip_into_cache(Path(staging), "davis2017")

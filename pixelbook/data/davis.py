@@ -20,11 +20,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .._checks import check_choice
+from .files import read_label_map, read_rgb
 from .registry import DatasetSpec, dataset_dir, extract, fetch, register
 
 __all__ = ["DAVIS2017", "DAVIS_SPLITS"]
@@ -105,19 +105,11 @@ class DAVIS2017(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict:
         if not -len(self) <= i < len(self):
             raise IndexError(f"index {i} out of range for {len(self)} sequences")
-        from PIL import Image
-
         frames, annos = self.sequences[i]
         if self.max_frames is not None:
             frames, annos = frames[:self.max_frames], annos[:self.max_frames]
-        imgs, labels = [], []
-        for f, a in zip(frames, annos):
-            with Image.open(f) as im:
-                imgs.append(np.asarray(im.convert("RGB")))
-            with Image.open(a) as im:  # palette PNG: the indices are the object ids
-                labels.append(np.asarray(im if im.mode in ("P", "L") else im.convert("L")))
-        x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() / 255.0
-        y = torch.from_numpy(np.stack(labels).astype(np.int64))
+        x = torch.stack([read_rgb(f) for f in frames])  # (T, 3, H, W)
+        y = torch.stack([read_label_map(a) for a in annos])  # palette PNGs: the indices are the object ids
         if x.shape[-2:] != y.shape[-2:]:
             raise ValueError(f"sequence '{self.names[i]}': annotations {tuple(y.shape[-2:])} != frames {tuple(x.shape[-2:])}")
         if self.size is not None:
