@@ -24,16 +24,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .._checks import check_int
+
 __all__ = ["SpriteClips", "make_sprite_clips"]
-
-
-def _int(value, name: str, low: int) -> int:
-    if isinstance(value, bool) or not hasattr(value, "__index__"):
-        raise TypeError(f"`{name}`: expected an integer >= {low}, got {value!r}")
-    value = int(value.__index__())
-    if value < low:
-        raise ValueError(f"`{name}`: expected an integer >= {low}, got {value}")
-    return value
 
 
 def _int_range(value, name: str, low: int) -> tuple[int, int]:
@@ -41,11 +34,11 @@ def _int_range(value, name: str, low: int) -> tuple[int, int]:
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
             raise ValueError(f"`{name}`: expected an int or a pair (min, max), got {value!r}")
-        a, b = _int(value[0], name, low), _int(value[1], name, low)
+        a, b = check_int(value[0], name, low=low), check_int(value[1], name, low=low)
         if a > b:
             raise ValueError(f"`{name}`: expected min <= max, got {value!r}")
         return a, b
-    a = _int(value, name, low)
+    a = check_int(value, name, low=low)
     return a, a
 
 
@@ -101,7 +94,7 @@ class SpriteClips:
             exact on ``valid`` pixels.
         """
         T = self.num_frames
-        t0, t1 = _int(t0, "t0", 0), _int(t1, "t1", 0)
+        t0, t1 = check_int(t0, "t0", low=0), check_int(t1, "t1", low=0)
         if t0 >= T or t1 >= T:
             raise ValueError(f"`t0`, `t1`: expected frame indices in [0, {T}), got {t0}, {t1}")
         ids = self.instances[:, t0]  # (N, H, W)
@@ -154,16 +147,16 @@ def make_sprite_clips(num_clips: int, num_frames: int = 12, size: int = 64, num_
         >>> tuple(flow.shape), valid.dtype
         ((2, 2, 32, 32), torch.bool)
     """
-    N = _int(num_clips, "num_clips", 1)
-    T = _int(num_frames, "num_frames", 2)
-    size = _int(size, "size", 16)
+    N = check_int(num_clips, "num_clips", low=1)
+    T = check_int(num_frames, "num_frames", low=2)
+    size = check_int(size, "size", low=16)
     s_lo, s_hi = _int_range(num_sprites, "num_sprites", 0)
-    vmax = _int(max_speed, "max_speed", 0)
-    vbg = _int(background_speed, "background_speed", 0)
+    vmax = check_int(max_speed, "max_speed", low=0)
+    vbg = check_int(background_speed, "background_speed", low=0)
     r_lo, r_hi = _int_range(radius, "radius", 1)
     if 2 * r_hi >= size:
         raise ValueError(f"`radius`: expected 2*max < size={size}, got {r_hi}")
-    seed = _int(seed, "seed", 0)
+    seed = check_int(seed, "seed", low=0)
     g = torch.Generator().manual_seed(seed)
 
     S = max(s_hi, 1)  # sprite slots; inactive ones are never drawn

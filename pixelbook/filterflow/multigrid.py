@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_choice, check_dtype, check_finite, check_shape
+from .._checks import check_choice, check_dtype, check_finite, check_float, check_int, check_shape
 from ..ops.filter_flow import apply_filter_flow, expected_flow, filter_size
 from ..ops.warp import compose_flows, flow_warp, upsample_flow
 
@@ -68,29 +68,7 @@ MASK_THRESHOLD = 0.8
 
 
 # --------------------------------------------------------------------------------------------------
-# Scalar checks (local until pixelbook._checks has the shared scalar helpers)
-
-
-def _int(value, name: str, low: int) -> int:
-    if isinstance(value, bool) or not hasattr(value, "__index__"):
-        raise TypeError(f"`{name}`: expected an integer >= {low}, got {value!r}")
-    value = int(value.__index__())
-    if value < low:
-        raise ValueError(f"`{name}`: expected an integer >= {low}, got {value}")
-    return value
-
-
-def _real(value, name: str, low: float | None = None, high: float | None = None, low_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
-        raise TypeError(f"`{name}`: expected a real number, got {value!r}")
-    value = float(value)
-    if value != value or value in (float("inf"), float("-inf")):
-        raise ValueError(f"`{name}`: expected a finite number, got {value}")
-    if low is not None and (value < low or (low_open and value == low)):
-        raise ValueError(f"`{name}`: expected a number {'>' if low_open else '>='} {low}, got {value}")
-    if high is not None and value > high:
-        raise ValueError(f"`{name}`: expected a number <= {high}, got {value}")
-    return value
+# Input checks
 
 
 def _image(x, name: str, dims: dict | None = None, spec: str = "N C H W") -> dict:
@@ -118,7 +96,7 @@ def max_displacement(kernel_size: int, levels: int) -> int:
         >>> max_displacement(5, 3), max_displacement(11, 5)
         (14, 155)
     """
-    k, L = _int(kernel_size, "kernel_size", 1), _int(levels, "levels", 1)
+    k, L = check_int(kernel_size, "kernel_size", low=1), check_int(levels, "levels", low=1)
     if k % 2 == 0:
         raise ValueError(f"`kernel_size`: expected an odd integer, got {k}")
     return (k // 2) * (2 ** L - 1)
@@ -134,7 +112,7 @@ def coefficient_ratio(levels: int) -> float:
         >>> coefficient_ratio(1), coefficient_ratio(5)
         (1.0, 1.33203125)
     """
-    L = _int(levels, "levels", 1)
+    L = check_int(levels, "levels", low=1)
     return sum(4.0 ** -l for l in range(L))
 
 
@@ -145,7 +123,7 @@ def image_pyramid(image: torch.Tensor, levels: int) -> list[torch.Tensor]:
     the simplest anti-aliased choice and the exact adjoint (up to 1/4) of nearest-neighbour
     upsampling. ``H`` and ``W`` must be divisible by :math:`2^{L-1}`.
     """
-    L = _int(levels, "levels", 1)
+    L = check_int(levels, "levels", low=1)
     _, _, H, W = image.shape
     if H % 2 ** (L - 1) or W % 2 ** (L - 1):
         raise ValueError(f"`image`: expected H and W divisible by 2^(levels-1) = {2 ** (L - 1)}, got {(H, W)}")
@@ -346,12 +324,12 @@ class MultigridPFF(nn.Module):
     def __init__(self, kernel_size: int = 5, levels: int = 3, in_channels: int = 3, width: int = 24,
                  embed_dim: int = 16, head_width: int = 48, prewarp: str = "flow", detach_levels: bool = True):
         super().__init__()
-        self.kernel_size = _int(kernel_size, "kernel_size", 1)
+        self.kernel_size = check_int(kernel_size, "kernel_size", low=1)
         if self.kernel_size % 2 == 0:
             raise ValueError(f"`kernel_size`: expected an odd integer, got {kernel_size}")
-        self.levels = _int(levels, "levels", 1)
-        in_channels = _int(in_channels, "in_channels", 1)
-        width, embed_dim, head_width = (_int(v, n, 1) for v, n in ((width, "width"), (embed_dim, "embed_dim"),
+        self.levels = check_int(levels, "levels", low=1)
+        in_channels = check_int(in_channels, "in_channels", low=1)
+        width, embed_dim, head_width = (check_int(v, n, low=1) for v, n in ((width, "width"), (embed_dim, "embed_dim"),
                                                                     (head_width, "head_width")))
         check_choice(prewarp, "prewarp", PREWARPS)
         if not isinstance(detach_levels, bool):
@@ -442,7 +420,7 @@ def charbonnier(x: torch.Tensor, epsilon: float = CHARBONNIER_EPSILON, valid: to
         0.001
     """
     _image(x, "x")
-    eps = _real(epsilon, "epsilon", low=0.0)
+    eps = check_float(epsilon, "epsilon", low=0.0)
     phi = torch.sqrt(x * x + eps * eps)
     if valid is None:
         return phi.mean()
@@ -535,7 +513,7 @@ def forward_backward_loss(forward: torch.Tensor, backward: torch.Tensor,
     for x, name in ((forward, "forward"), (backward, "backward")):
         check_dtype(x, name, "float")
         check_finite(x, name)
-    eps = _real(epsilon, "epsilon", low=0.0)
+    eps = check_float(epsilon, "epsilon", low=0.0)
     if not isinstance(normalize, bool):
         raise TypeError(f"`normalize`: expected a bool, got {normalize!r}")
     b_at, inside = flow_warp(backward, forward, padding="border")
@@ -589,8 +567,8 @@ def filter_smoothness_loss(filters: torch.Tensor, max_range: int = 3, epsilon: f
     dims = check_shape(filters, "filters", "N T H W")
     check_dtype(filters, "filters", "float")
     check_finite(filters, "filters")
-    R = _int(max_range, "max_range", 2)
-    eps = _real(epsilon, "epsilon", low=0.0)
+    R = check_int(max_range, "max_range", low=2)
+    eps = check_float(epsilon, "epsilon", low=0.0)
     N, K, H, W = filters.shape
     if R - 1 >= min(H, W):
         raise ValueError(f"`max_range`: expected max_range - 1 < min(H, W) = {min(H, W)}, got {R}")
@@ -667,9 +645,9 @@ def mgpff_loss(model: MultigridPFF, target: torch.Tensor, source: torch.Tensor, 
         >>> mgpff_loss(model, torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)).shape
         torch.Size([])
     """
-    lam_flow = _real(flow_weight, "flow_weight", low=0.0)
-    lam_fb = _real(fb_weight, "fb_weight", low=0.0)
-    lam_sm = _real(smooth_weight, "smooth_weight", low=0.0)
+    lam_flow = check_float(flow_weight, "flow_weight", low=0.0)
+    lam_fb = check_float(fb_weight, "fb_weight", low=0.0)
+    lam_sm = check_float(smooth_weight, "smooth_weight", low=0.0)
     t = mgpff_terms(model, target, source, epsilon=epsilon, both_directions=both_directions,
                     normalize_flows=normalize_flows)
     return t["rec"] + lam_flow * t["flow"] + lam_fb * t["fb"] + lam_sm * t["smooth"]
@@ -681,10 +659,10 @@ class MultigridPFFLoss(nn.Module):
     def __init__(self, flow_weight: float = 1.0, fb_weight: float = 1.0, smooth_weight: float = 1.0,
                  epsilon: float = CHARBONNIER_EPSILON, both_directions: bool = True, normalize_flows: bool = True):
         super().__init__()
-        self.flow_weight = _real(flow_weight, "flow_weight", low=0.0)
-        self.fb_weight = _real(fb_weight, "fb_weight", low=0.0)
-        self.smooth_weight = _real(smooth_weight, "smooth_weight", low=0.0)
-        self.epsilon = _real(epsilon, "epsilon", low=0.0)
+        self.flow_weight = check_float(flow_weight, "flow_weight", low=0.0)
+        self.fb_weight = check_float(fb_weight, "fb_weight", low=0.0)
+        self.smooth_weight = check_float(smooth_weight, "smooth_weight", low=0.0)
+        self.epsilon = check_float(epsilon, "epsilon", low=0.0)
         self.both_directions = bool(both_directions)
         self.normalize_flows = normalize_flows
 
@@ -738,11 +716,11 @@ def propagate_labels(model, frames: torch.Tensor, labels: torch.Tensor, *, num_c
     dims = _image(frames, "frames", spec="T C H W")
     check_shape(labels, "labels", "H W", dims)
     check_dtype(labels, "labels", "int")
-    K1 = int(labels.max()) + 1 if num_classes is None else _int(num_classes, "num_classes", 1)
+    K1 = int(labels.max()) + 1 if num_classes is None else check_int(num_classes, "num_classes", low=1)
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= K1):
         raise ValueError(f"`labels`: expected values in [0, {K1}), got [{int(labels.min())}, {int(labels.max())}]")
-    window = _int(window, "window", 1)
-    thr = _real(threshold, "threshold", low=0.0, high=1.0, low_open=True)
+    window = check_int(window, "window", low=1)
+    thr = check_float(threshold, "threshold", low=0.0, high=1.0, low_open=True)
     check_choice(mode, "mode", ("filter", "flow"))
     T = frames.shape[0]
     out = torch.zeros(T, *labels.shape, dtype=torch.long, device=labels.device)
@@ -779,7 +757,7 @@ def long_range_error(model, frames: torch.Tensor, gap: int) -> float:
     if torch.is_tensor(frames) and frames.ndim == 4:
         frames = frames[None]
     _image(frames, "frames", spec="N T C H W")
-    m = _int(gap, "gap", 1)
+    m = check_int(gap, "gap", low=1)
     if m >= frames.shape[1]:
         raise ValueError(f"`gap`: expected < T = {frames.shape[1]}, got {m}")
     target = frames[:, m:].flatten(0, 1)

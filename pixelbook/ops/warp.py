@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .._checks import check_choice, check_dtype, check_finite, check_shape
+from .._checks import check_choice, check_dtype, check_finite, check_int, check_shape
 
 __all__ = ["flow_warp", "compose_flows", "upsample_flow", "flow_grid"]
 
@@ -133,9 +133,7 @@ def upsample_flow(flow: torch.Tensor, factor: int = 2) -> torch.Tensor:
         (torch.Size([1, 2, 4, 4]), 2.0)
     """
     _check_flow(flow)
-    if isinstance(factor, bool) or not hasattr(factor, "__index__") or int(factor.__index__()) < 1:
-        raise ValueError(f"`factor`: expected an integer >= 1, got {factor!r}")
-    factor = int(factor.__index__())
+    factor = check_int(factor, "factor", low=1)
     if factor == 1:
         return flow
     return factor * F.interpolate(flow, scale_factor=factor, mode="nearest")
