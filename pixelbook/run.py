@@ -94,8 +94,8 @@ def _plan(args, parser) -> list[tuple]:
         for s in seeds_wanted or []:
             if s not in seeds:
                 parser.error(f"--seed: {s} is not one of the {args.scale} seeds of {stem}: {list(seeds)}")
-        for arm in args.arm or arm_names:
-            for seed in seeds_wanted or seeds:
+        for seed in seeds_wanted or seeds:  # seeds outside: the arms of one seed share its data (built once)
+            for arm in args.arm or arm_names:
                 plan.append((exp, arm, seed))
     return plan
 

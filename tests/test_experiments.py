@@ -463,6 +463,8 @@ class TestCommand:
         files = sorted(p.name for p in (root / "99_toy").iterdir())
         assert files == [f"medium-{a}-seed{s}.json" for a in ("fast", "slow", "zero") for s in (0, 1, 2)]
         out = capsys.readouterr().out
+        written = [line.split("/")[-1].split(" ")[0] for line in out.splitlines() if line.startswith("wrote")]
+        assert written[:3] == ["medium-fast-seed0.json", "medium-slow-seed0.json", "medium-zero-seed0.json"]
         assert "9 run(s) at scale medium: 9 to run, 0 up to date" in out
         assert "[fast_wins]" in out and "holds on 3 of 3 seeds (needs 3): holds" in out
         stamps = {p: p.stat().st_mtime_ns for p in (root / "99_toy").iterdir()}
