@@ -388,3 +388,16 @@ class TestExperiment:
         assert err_gt < 0.5 * err_copy
         d = s["disparity"][s["valid"]]
         assert 1.0 < float(d.min()) and float(d.max()) < max_displacement(5, 3)  # inside three 5x5 levels
+
+
+def test_propagation_of_several_clips_equals_one_by_one():
+    torch.manual_seed(0)
+    model = MultigridPFF(levels=2, width=4, embed_dim=4, head_width=4).eval()
+    frames = torch.rand(3, 4, 3, 16, 16)
+    labels = torch.zeros(3, 16, 16, dtype=torch.long)
+    labels[:, 4:12, 3:9] = 1
+    labels[1, 0:3, 0:16] = 2
+    for kw in ({}, {"window": 2, "use_first": True, "threshold": 0.3}, {"mode": "flow", "threshold": 0.5}):
+        together = propagate_labels(model, frames, labels, num_classes=3, **kw)
+        apart = torch.stack([propagate_labels(model, frames[n], labels[n], num_classes=3, **kw) for n in range(3)])
+        assert torch.equal(together, apart)

@@ -233,15 +233,13 @@ def evaluate_mgpff(model, clips, stereo, ev) -> dict:
     out["flow.epe_sprites"] = sum(epe_s) / len(epe_s)
     # mask propagation over the first frames
     L = ev["propagate_frames"]
-    scores = []
-    for n in range(N):
-        labels = clips.instances[n, :L].to(device)
-        if model is None:
-            pred = labels[:1].expand(L, -1, -1).contiguous()
-        else:
-            pred = propagate_labels(net, frames[n, :L], labels[0], num_classes=int(clips.instances.max()) + 1,
-                                    window=ev["window"], threshold=ev["threshold"], mode=ev["mode"])
-        scores.append(video_segmentation_scores(pred, labels))
+    labels = clips.instances[:, :L].to(device)
+    if model is None:
+        pred = labels[:, :1].expand(-1, L, -1, -1)
+    else:
+        pred = propagate_labels(net, frames[:, :L], labels[:, 0], num_classes=int(clips.instances.max()) + 1,
+                                window=ev["window"], threshold=ev["threshold"], mode=ev["mode"])
+    scores = [video_segmentation_scores(pred[n].contiguous(), labels[n]) for n in range(N)]
     for k in ("J_mean", "J_recall", "F_mean", "F_recall", "JF_mean"):
         out[f"vos.{k}"] = sum(s[k] for s in scores) / len(scores)
     for m in ev["long_range"]:

@@ -676,9 +676,9 @@ class MultigridPFFLoss(nn.Module):
 # Using the flow: mask / label propagation and long-range reconstruction [KONG, §7.3]
 
 
-def _transport(model, target: torch.Tensor, sources: torch.Tensor, payload: torch.Tensor, mode: str) -> torch.Tensor:
-    """Carry ``payload`` (aligned with ``sources``) onto ``target`` with the model's filters or flow."""
-    out = model(target.expand(sources.shape[0], -1, -1, -1), sources)
+def _transport(model, targets: torch.Tensor, sources: torch.Tensor, payload: torch.Tensor, mode: str) -> torch.Tensor:
+    """Carry ``payload`` (aligned with ``sources``) onto ``targets`` with the model's filters or flow."""
+    out = model(targets, sources)
     if mode == "flow":
         return flow_warp(payload, out.flow, padding="zeros")[0]
     return multigrid_apply(payload, [T.detach() for T in out.filters], prewarp=out.prewarp)
@@ -698,12 +698,13 @@ def propagate_labels(model, frames: torch.Tensor, labels: torch.Tensor, *, num_c
     references' soft masks are averaged (the thesis does not say how it combines them), and a pixel
     takes the object with the largest soft value if that value reaches ``threshold`` (0.8, "this helps
     prevent foreground mask pixels from diffusing to the background"), else the background 0.
+    Several clips are propagated together (one model call per frame for all of them).
 
     Args:
         model: a :class:`MultigridPFF` (or any callable ``model(target, source)`` returning a
             :class:`MultigridOutput`).
-        frames: ``(T, C, H, W)`` one clip.
-        labels: ``(H, W)`` int64 labels of frame 0: 0 = background, ``1 … K`` = objects.
+        frames: ``(T, C, H, W)`` one clip, or ``(N, T, C, H, W)`` clips.
+        labels: ``(H, W)`` (or ``(N, H, W)``) int64 labels of frame 0: 0 = background, ``1 … K`` = objects.
         num_classes: ``K + 1``; default ``labels.max() + 1``.
         window: :math:`K \ge 1` previous frames.
         use_first: also propagate from frame 0 (its given labels) at every step.
@@ -711,10 +712,14 @@ def propagate_labels(model, frames: torch.Tensor, labels: torch.Tensor, *, num_c
         mode: ``"filter"`` or ``"flow"``.
 
     Returns:
-        ``(T, H, W)`` int64 labels, frame 0 = ``labels``.
+        ``(T, H, W)`` (or ``(N, T, H, W)``) int64 labels, frame 0 = ``labels``.
     """
-    dims = _image(frames, "frames", spec="T C H W")
-    check_shape(labels, "labels", "H W", dims)
+    single = torch.is_tensor(frames) and frames.ndim == 4
+    if single:
+        frames = frames[None]
+        labels = labels[None] if torch.is_tensor(labels) and labels.ndim == 2 else labels
+    dims = _image(frames, "frames", spec="N T C H W")
+    check_shape(labels, "labels", "N H W", dims)
     check_dtype(labels, "labels", "int")
     K1 = int(labels.max()) + 1 if num_classes is None else check_int(num_classes, "num_classes", low=1)
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= K1):
@@ -722,19 +727,21 @@ def propagate_labels(model, frames: torch.Tensor, labels: torch.Tensor, *, num_c
     window = check_int(window, "window", low=1)
     thr = check_float(threshold, "threshold", low=0.0, high=1.0, low_open=True)
     check_choice(mode, "mode", ("filter", "flow"))
-    T = frames.shape[0]
-    out = torch.zeros(T, *labels.shape, dtype=torch.long, device=labels.device)
-    out[0] = labels
+    N, T = frames.shape[:2]
+    out = torch.zeros(N, T, *labels.shape[-2:], dtype=torch.long, device=labels.device)
+    out[:, 0] = labels
     for t in range(1, T):
         refs = sorted({max(t - j, 0) for j in range(1, window + 1)} | ({0} if use_first else set()))
-        payload = F.one_hot(out[refs], K1).permute(0, 3, 1, 2).to(frames.dtype)  # (R, K+1, H, W)
-        soft = _transport(model, frames[t:t + 1], frames[refs], payload, mode).mean(0)  # (K+1, H, W)
+        R = len(refs)
+        payload = F.one_hot(out[:, refs], K1).permute(0, 1, 4, 2, 3).to(frames.dtype)  # (N, R, K+1, H, W)
+        targets = frames[:, t:t + 1].expand(-1, R, -1, -1, -1)
+        soft = _transport(model, targets.flatten(0, 1), frames[:, refs].flatten(0, 1), payload.flatten(0, 1), mode)
+        soft = soft.view(N, R, K1, *soft.shape[-2:]).mean(1)  # (N, K+1, H, W)
         if K1 == 1:
             continue
-        obj = soft[1:]
-        best, arg = obj.max(0)
-        out[t] = torch.where(best >= thr, arg + 1, torch.zeros_like(arg))
-    return out
+        best, arg = soft[:, 1:].max(1)
+        out[:, t] = torch.where(best >= thr, arg + 1, torch.zeros_like(arg))
+    return out[0] if single else out
 
 
 @torch.no_grad()
