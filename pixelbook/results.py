@@ -596,8 +596,10 @@ def glance_markdown(root=None) -> str:
             rule = (f"`{claim.metric}`: {claim.arm_a} vs {claim.arm_b}, margin {format(claim.margin, claim.fmt)}, "
                     + (f"≥ {claim.k} of {claim.n} seeds" if claim.test == "k_of_n"
                        else f"paired t-test, p < {claim.alpha:g}, {claim.n} seeds"))
+            notebook = _repo_root() / "notebooks" / f"{stem}.ipynb"  # link only to a page the book has
+            chapter = f"[{exp.number}](../notebooks/{stem}.ipynb)" if notebook.exists() else exp.number
             rows.append("| " + " | ".join(_cell(x) for x in (
-                f"[{exp.number}](../notebooks/{stem}.ipynb)", claim.statement, rule, ours, claim.paper or "–",
+                chapter, claim.statement, rule, ours, claim.paper or "–",
                 verdict)) + " |")
     if rows:
         lines += ["| chapter | claim | rule | ours (A vs B) | paper | verdict |", "|---|---|---|---|---|---|", *rows, "",
