@@ -18,8 +18,8 @@ Chapter-specific data: :mod:`~pixelbook.data.starshapes` (Ch. 2), :mod:`~pixelbo
 VOC + SBD), :mod:`~pixelbook.data.saliency`, :mod:`~pixelbook.data.msra10k` and
 :mod:`~pixelbook.data.kits19` (Ch. 2 and 9), :mod:`~pixelbook.data.instances` (Ch. 6: overlapping
 same-coloured shapes with instance ids), :mod:`~pixelbook.data.sprites` (Ch. 8: moving-sprite clips with
-exact flow and occlusions), :mod:`~pixelbook.data.davis` (Ch. 8: DAVIS 2017), :mod:`~pixelbook.data.perspective`
-and :mod:`~pixelbook.data.gratings` (Ch. 5). They are imported here so that every real dataset is in
+exact flow and occlusions), :mod:`~pixelbook.data.davis` (Ch. 8: DAVIS 2017), :mod:`~pixelbook.data.perspective`,
+:mod:`~pixelbook.data.gratings` and :mod:`~pixelbook.data.cityscapes` (Ch. 5). They are imported here so that every real dataset is in
 the registry (``list_datasets()``) as soon as ``pixelbook.data`` is.
 
 Importing this package touches no network and no dataset file.
@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from . import bsds, degradations, files, images, nyuv2, registry, synthetic
 from . import davis, instances, isic, kits19, msra10k, saliency, segmentation, shapes, sprites, starshapes  # noqa: F401  (register datasets)
-from . import gratings, perspective  # noqa: F401
+from . import cityscapes, gratings, perspective  # noqa: F401
 from .bsds import BSDS500
 from .images import list_images, load_image, load_stereo_motorcycle
 from .nyuv2 import NYUv2Labeled
@@ -45,7 +45,7 @@ from .synthetic import (
 __all__ = [
     "synthetic", "images", "registry", "files", "nyuv2", "bsds", "degradations",
     "starshapes", "shapes", "isic", "segmentation", "saliency", "msra10k", "kits19", "instances", "sprites", "davis",
-    "perspective", "gratings",
+    "perspective", "gratings", "cityscapes",
     "SCENE_CLASSES", "scene_class_names", "make_scenes", "make_scene_splits", "normals_from_depth",
     "load_image", "list_images", "load_stereo_motorcycle",
     "DatasetSpec", "register", "get_spec", "list_datasets", "dataset_dir", "fetch", "extract",
