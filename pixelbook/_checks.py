@@ -61,8 +61,15 @@ def check_dtype(x: torch.Tensor, name: str, kind: str) -> None:
 
 
 def check_finite(x: torch.Tensor, name: str) -> None:
-    """Raise if ``x`` holds NaN or ±Inf, saying how many and where the first one is."""
+    """Raise if ``x`` holds NaN or ±Inf, saying how many and where the first one is.
+
+    Fast path: one reduction. A sum is finite only if every element is (NaN and ±Inf propagate); a
+    non-finite sum of finite values (float overflow) falls through to the exact element-wise test.
+    """
     if x.is_floating_point():
+        with torch.no_grad():
+            if x.numel() == 0 or bool(torch.isfinite(x.sum())):
+                return
         bad = ~torch.isfinite(x)
         if bool(bad.any()):
             n = int(bad.sum())

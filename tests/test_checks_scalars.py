@@ -44,3 +44,22 @@ def test_ignore_index_is_the_one_default_255():
     from pixelbook._checks import IGNORE_INDEX
 
     assert IGNORE_INDEX == 255
+
+
+def test_check_finite_fast_path_keeps_exact_answers():
+    import pytest
+    import torch
+
+    from pixelbook._checks import check_finite
+
+    check_finite(torch.full((4,), 3e38), "x")  # the sum overflows to inf, every value is finite
+    check_finite(torch.zeros(0), "x")
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        x = torch.ones(3, 4)
+        x[1, 2] = bad
+        with pytest.raises(ValueError, match=r"`x`: expected finite values, got 1 NaN/Inf \(first at index \(1, 2\)\)"):
+            check_finite(x, "x")
+    x = torch.ones(3)
+    x[0], x[2] = float("inf"), -float("inf")  # inf + -inf = nan: still caught, both counted
+    with pytest.raises(ValueError, match="got 2 NaN/Inf"):
+        check_finite(x, "x")

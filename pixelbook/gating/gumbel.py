@@ -137,12 +137,14 @@ class GumbelGate(nn.Module):
         self.last_prob: torch.Tensor | None = None
 
     def forward(self, logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        check_dtype(logits, "logits", "float")
-        check_finite(logits, "logits")
-        self.last_prob = logits.softmax(self.dim)
         if self.training or self.sample_in_eval:
-            return gumbel_softmax_st(logits, self.tau, self.dim, self.hard, generator=generator)
-        return _one_hot_argmax(logits, self.dim)
+            y = gumbel_softmax_st(logits, self.tau, self.dim, self.hard, generator=generator)  # checks `logits`
+        else:
+            check_dtype(logits, "logits", "float")
+            check_finite(logits, "logits")
+            y = _one_hot_argmax(logits, self.dim)
+        self.last_prob = logits.softmax(self.dim)
+        return y
 
     def extra_repr(self) -> str:
         return f"tau={self.tau:g}, hard={self.hard}, dim={self.dim}"
