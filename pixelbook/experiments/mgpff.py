@@ -29,7 +29,9 @@ Evaluation (held-out clips; the motorcycle stereo pair of scikit-image):
   right = source, |flow_x + disparity| on pixels with ground truth, and that over the zero-flow
   error (the mean disparity). Zero-shot: the model never saw a photograph.
 
-The claims below were written, with their margins, before any ``medium`` result existed.
+The claims below were written, with their margins, before any ``medium`` result existed. The
+experiment is registered in :data:`pixelbook.experiments.REGISTRY` together with its notebook
+(``notebooks/08_multigrid_filter_flow.py``); until then use ``pixelbook.experiments.mgpff.EXPERIMENT``.
 """
 
 from __future__ import annotations
@@ -95,7 +97,8 @@ class MultigridPFFExperiment(Experiment):
         # at least halve the copy error; the thesis reports an order of magnitude (Table 7.2).
         Claim("reconstruction_beats_copy", "mgPFF's filters reconstruct the next frame with less than half the "
               "error of copying it", metric="rec.ratio", arm_a="mgpff", arm_b="identity", margin=0.5, k=3, n=3,
-              higher_is_better=False, paper="7.32 vs 82.0 mean L1 at m = 5 (DAVIS 2017 val, full scale, Table 7.2)"),
+              higher_is_better=False,
+              paper="closest thesis number: long-range (m = 5) L1 7.32 vs 82.0 for copying (DAVIS 2017 val, full scale, Table 7.2)"),
         # One 5x5 level represents ±2 px per axis. With velocities uniform on [-4, 4]^2 the expected
         # shortfall of a perfect but clipped flow is E||(max(|vx|-2,0), max(|vy|-2,0))|| = 1.17 px
         # (computed from the distribution); half of it leaves room for mgPFF to be less precise than
