@@ -118,6 +118,9 @@ def bench(device, batch, channels, size, repeats, dilation):
     print(f"\n== {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}), "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads: image ({batch}, {channels}, {size}, {size}), "
           f"dilation {dilation}, median of {repeats} ==")
+    if device.type == "cpu" and hasattr(os, "getloadavg"):
+        # other processes on the same cores slow many-small-op code (the lean path) most: say so
+        print(f"load average before the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     if "triton" not in impls:
         print("triton: not measured here (needs CUDA; the interpreter is for tests)")
     print(f"{'k':>3} {'mode':>7} {'impl':>10} {'time ms':>9} {'peak MiB':>9} {'t ref/x':>8} {'mem ref/x':>10}")

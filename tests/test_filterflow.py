@@ -145,3 +145,73 @@ class TestFilterPcaEnergy:
             filter_pca_energy(torch.rand(1, 9, 2, 2), 10)
         with pytest.raises(ValueError, match="all zero"):
             filter_pca_energy(torch.zeros(1, 9, 2, 2), 3)
+
+
+class TestRestoration:
+    def test_degrade_each_task(self):
+        from pixelbook.filterflow import restoration as rs
+
+        g = torch.Generator().manual_seed(4)
+        x = torch.rand(6, 1, 16, 16, generator=g)
+        y, info = rs.degrade("deblur", x, {"size": 7, "min_length": 1.0, "max_length": 6.0, "cells": 3}, g)
+        assert y.shape == x.shape and info["length"].shape == (6,) and float(info["length"].max()) <= 6
+        y, info = rs.degrade("jpeg", x, {"qualities": [10, 40]}, g)
+        assert set(info["quality"].tolist()) <= {10, 40}
+        for q in (10, 40):  # each image was compressed at its own quality
+            idx = (info["quality"] == q).nonzero().flatten()
+            if len(idx):
+                torch.testing.assert_close(y[idx], pb.data.degradations.jpeg_compress(x[idx], q))
+        y, info = rs.degrade("sr", x, {"scale": 4})
+        torch.testing.assert_close(y, pb.data.degradations.bicubic_degrade(x, 4)[0])
+        with pytest.raises(ValueError, match="`task`: expected one of"):
+            rs.degrade("denoise", x, {})
+
+    def test_predict_batches_equal_one_pass(self):
+        from pixelbook.filterflow import restoration as rs
+
+        model = PredictiveFilterFlow(1, kernel_size=3, **SMALL).eval()
+        torch.nn.init.normal_(model.net.head.weight, std=0.5)
+        x = torch.rand(5, 1, 8, 8)
+        out, filters = rs.predict(model, x, batch_size=2, filters=True)
+        with torch.no_grad():
+            ref = model(x)
+        torch.testing.assert_close(out, ref["out"].clamp(0, 1))
+        torch.testing.assert_close(filters, ref["filters"])
+
+    def test_flow_edge_ratio_on_hand_made_filters(self):
+        from pixelbook.filterflow import restoration as rs
+
+        # a vertical edge in the middle; filters shift by 2 px on the edge columns, identity elsewhere
+        image = torch.zeros(1, 1, 10, 10)
+        image[..., 5:] = 1.0
+        filters = torch.zeros(1, 25, 10, 10)
+        filters[:, 12] = 1.0
+        filters[:, 12, :, 4:6] = 0.0
+        filters[:, 14, :, 4:6] = 1.0  # (dy, dx) = (0, +2)
+        assert rs.flow_edge_ratio(filters, image) == float("inf")  # flat pixels have zero flow
+        filters[:, 12] = 0.5
+        filters[:, 14] = 0.5  # flow 1 px everywhere: no contrast between edges and flat regions
+        assert rs.flow_edge_ratio(filters, image) == pytest.approx(1.0)
+
+
+class TestExperiment:
+    def test_declared_and_every_config_builds(self):
+        exp = pb.experiments.get("07_predictive_filter_flow")
+        for arm in exp.arms:
+            for scale in exp.seeds:
+                cfg = exp.run_config(arm.name, exp.seeds_for(scale)[0], scale)
+                assert cfg.data["task"] == arm.params["task"]
+        # PFF and CNN of a task differ only in the output layer
+        for task in ("deblur", "jpeg", "sr"):
+            pff, cnn = (exp.run_config(f"{m}_{task}", 0, "medium") for m in ("pff", "cnn"))
+            assert pff.data == cnn.data and pff.train == cnn.train
+            assert {k: v for k, v in pff.model.items() if k in cnn.model} == {**cnn.model, "name": "pff"}
+
+    def test_smoke_run_of_every_arm(self):
+        exp = pb.experiments.get("07_predictive_filter_flow")
+        for arm in ("input_deblur", "pff_deblur", "cnn_jpeg", "pff_sr"):
+            run = exp.run(arm, 0, "smoke", cache=False, progress=False)
+            task = arm.split("_")[1]
+            key = "jpeg.psnr" if task == "jpeg" else f"{task}.psnr"
+            assert key in run.metrics and 10 < run.metrics[key] < 60
+        assert run.metrics["sr.pca_top10"] <= 1.0
