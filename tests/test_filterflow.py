@@ -215,3 +215,25 @@ class TestExperiment:
             key = "jpeg.psnr" if task == "jpeg" else f"{task}.psnr"
             assert key in run.metrics and 10 < run.metrics[key] < 60
         assert run.metrics["sr.pca_top10"] <= 1.0
+
+    def test_full_scale_data_path_on_fake_archives(self, tmp_path):
+        # the full-scale data (DIV2K HR + BSDS500) through the registry, on fake archives with the
+        # real layouts; sizes overridden so that the tiny fake images can be cropped
+        from test_data_hr_images import _make_div2k_zip
+        from test_data_registry import _make_bsds_archive
+
+        from pixelbook.data.registry import dataset_dir
+
+        for name, folder in (("div2k_train_hr", "DIV2K_train_HR"), ("div2k_valid_hr", "DIV2K_valid_HR")):
+            arc, _ = _make_div2k_zip(tmp_path / name, folder)
+            (dataset_dir(name) / f"{folder}.zip").write_bytes(arc.read_bytes())
+        arc, _ = _make_bsds_archive(tmp_path)
+        (dataset_dir("bsds500") / "BSR_bsds500.tgz").write_bytes(arc.read_bytes())
+        exp = pb.experiments.get("07_predictive_filter_flow")
+        cfg = exp.run_config("pff_deblur", 0, "full", {"data": {"patch": 8, "n_train": 6, "n_test": 3,
+                                                                 "bsds_archive": "bsds500"}})
+        assert cfg.data["source"] == "div2k" and cfg.data["bsds_splits"] == ["train", "test"]
+        data = exp.data(cfg)
+        x, y = data["train"]["input"], data["train"]["target"]
+        assert x.shape == y.shape == (6, 1, 8, 8) and y.dtype == torch.float32 and 0 <= float(y.min()) <= float(y.max()) <= 1
+        assert data["test_clean"].shape == (3, 1, 8, 8)

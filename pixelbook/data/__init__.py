@@ -4,7 +4,8 @@
   ids, boundaries, depth and normals (``make_scenes``), used at ``smoke`` and ``small`` scale.
 * :mod:`~pixelbook.data.images`: scikit-image's sample images as tensors, offline (``load_image``).
 * :mod:`~pixelbook.data.degradations`: simulated motion blur (spatially varying), JPEG and bicubic
-  down-sampling, the free supervision of image restoration (Ch. 7).
+  down-sampling, the free supervision of image restoration (Ch. 7);
+  :mod:`~pixelbook.data.hr_images`: DIV2K's HR archives and any folder of photographs (Ch. 7, ``full``).
 * :mod:`~pixelbook.data.registry`: real datasets, downloaded on demand into a cache folder with
   sha256 checks and resumable downloads (``fetch``, ``extract``); :mod:`~pixelbook.data.nyuv2`
   (``NYUv2Labeled``) and :mod:`~pixelbook.data.bsds` (``BSDS500``) register and read theirs.
@@ -27,7 +28,7 @@ Importing this package touches no network and no dataset file.
 
 from __future__ import annotations
 
-from . import bsds, degradations, files, images, nyuv2, registry, synthetic
+from . import bsds, degradations, files, hr_images, images, nyuv2, registry, synthetic
 from . import davis, instances, isic, kits19, msra10k, saliency, segmentation, shapes, sprites, starshapes  # noqa: F401  (register datasets)
 from . import cityscapes, gratings, perspective  # noqa: F401
 from .bsds import BSDS500
@@ -43,7 +44,7 @@ from .synthetic import (
 )
 
 __all__ = [
-    "synthetic", "images", "registry", "files", "nyuv2", "bsds", "degradations",
+    "synthetic", "images", "registry", "files", "nyuv2", "bsds", "degradations", "hr_images",
     "starshapes", "shapes", "isic", "segmentation", "saliency", "msra10k", "kits19", "instances", "sprites", "davis",
     "perspective", "gratings", "cityscapes",
     "SCENE_CLASSES", "scene_class_names", "make_scenes", "make_scene_splits", "normals_from_depth",

@@ -126,11 +126,19 @@ class PFFExperiment(Experiment):
             "jpeg": {"qualities": [10, 20, 40]},  # Table 6.2's qualities, mixed as the thesis' mixed-QF model
             "sr": {"scale": 4},                   # Table 6.3
         }[task]
+        full = scale == "full"
         data = {
             "task": task,
             "degradation": degradation,
-            "train_images": list(TRAIN_IMAGES), "test_images": list(TEST_IMAGES),
-            "image_side": 256,  # shorter side of the photographs before cropping
+            # smoke/small/medium: scikit-image photographs; full: the thesis' training data — DIV2K's
+            # 800 HR images, plus BSDS500 train + test for deblurring and JPEG (see the errata) — and
+            # DIV2K's 100 validation images for testing (the thesis' test sets are not in the registry)
+            "source": "div2k" if full else "skimage",
+            "train_images": ["div2k_train_hr"] if full else list(TRAIN_IMAGES),
+            "bsds_splits": ["train", "test"] if full and task != "sr" else [],
+            "bsds_archive": "bsds500_full",
+            "test_images": ["div2k_valid_hr"] if full else list(TEST_IMAGES),
+            "image_side": None if full else 256,  # shorter side of the photographs before cropping
             "patch": scaled(scale, smoke=32, small=48, medium=48, full=64),  # the thesis: 64 [KONG, §6.3.2]
             # ours: medium = 4,000 pairs seen 4 times (1,000 steps of 16), sized to fit 6 trained arms x
             # 3 seeds in 30 min on 2 cores; small = 1,600 pairs twice (200 steps)
@@ -169,13 +177,24 @@ class PFFExperiment(Experiment):
 
         d = config.data
         task, params, patch = d["task"], d["degradation"], d["patch"]
-        train_pool = [load_image(n, size=d["image_side"], gray=True) for n in d["train_images"]]
-        test_pool = [load_image(n, size=d["image_side"], gray=True) for n in d["test_images"]]
+        if d["source"] == "skimage":
+            train_pool = [load_image(n, size=d["image_side"], gray=True) for n in d["train_images"]]
+            test_pool = [load_image(n, size=d["image_side"], gray=True) for n in d["test_images"]]
+        else:  # full scale: registry datasets, grey = luma Y (the thesis' JPEG/SR protocol), kept as uint8
+            from ..data.bsds import BSDS500
+            from ..data.hr_images import HRImages, load_pool
+
+            train_pool = [img for name in d["train_images"] for img in load_pool(HRImages(name=name, download=True), gray=True)]
+            for split in d["bsds_splits"]:
+                ds = BSDS500(split=split, download=True, archive=d["bsds_archive"],
+                             verify=d["bsds_archive"] == "bsds500_full")
+                train_pool += load_pool(ds, gray=True)
+            test_pool = [img for name in d["test_images"] for img in load_pool(HRImages(name=name, download=True), gray=True)]
         g = torch.Generator().manual_seed(d["seed"])
-        clean = random_crops(train_pool, d["n_train"], patch, generator=g)
+        clean = _unit(random_crops(train_pool, d["n_train"], patch, generator=g))
         degraded, _ = degrade(task, clean, params, generator=g)
         gt = torch.Generator().manual_seed(d["test_seed"])
-        test_clean = random_crops(test_pool, d["n_test"], patch, generator=gt)
+        test_clean = _unit(random_crops(test_pool, d["n_test"], patch, generator=gt))
         tests = {}
         if task == "jpeg":  # the same crops at each quality
             for q in params["qualities"]:
@@ -248,6 +267,11 @@ class PFFExperiment(Experiment):
             return {"val_psnr": float(image_metrics(predict(model, inputs), clean)["psnr"].mean())}
 
         return fn
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    """uint8 crops (full-scale pools) to float in [0, 1]; float crops unchanged."""
+    return x.float() / 255 if x.dtype == torch.uint8 else x
 
 
 @torch.no_grad()

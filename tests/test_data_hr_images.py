@@ -1,0 +1,83 @@
+"""pixelbook.data.hr_images: DIV2K-layout archives and image folders, tested on fake files."""
+
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+from pixelbook.data.hr_images import HRImages, load_pool, rgb_to_y
+from pixelbook.data.registry import dataset_dir, get_spec
+
+
+def _make_div2k_zip(tmp, folder="DIV2K_train_HR", ids=("0001", "0002", "0003")):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    build = tmp / "build" / folder
+    build.mkdir(parents=True)
+    arrays = {}
+    for k, i in enumerate(ids):
+        a = rng.integers(0, 256, (10 + 2 * k, 14, 3), dtype=np.uint8)
+        Image.fromarray(a).save(build / f"{i}.png")
+        arrays[i] = a
+    arc = tmp / f"{folder}.zip"
+    with zipfile.ZipFile(arc, "w") as zf:
+        for i in ids:
+            zf.write(build / f"{i}.png", f"{folder}/{i}.png")
+    return arc, arrays
+
+
+class TestHRImages:
+    def test_registry_path_with_the_real_layout(self, tmp_path):
+        arc, arrays = _make_div2k_zip(tmp_path)
+        (dataset_dir("div2k_train_hr") / "DIV2K_train_HR.zip").write_bytes(arc.read_bytes())
+        ds = HRImages(name="div2k_train_hr", download=False)
+        assert len(ds) == 3 and ds.ids == ["0001", "0002", "0003"]
+        s = ds[1]
+        assert s["image"].dtype == torch.uint8 and s["image"].shape == (3, 12, 14)
+        assert torch.equal(s["image"], torch.from_numpy(arrays["0002"]).permute(2, 0, 1))
+
+    def test_any_folder_and_grey_files(self, tmp_path):
+        from PIL import Image
+
+        Image.fromarray(np.full((5, 7), 200, np.uint8)).save(tmp_path / "g.png")
+        Image.fromarray(np.zeros((5, 7, 4), np.uint8)).save(tmp_path / "rgba.png")
+        (tmp_path / "notes.txt").write_text("not an image")
+        ds = HRImages(tmp_path)
+        assert ds.ids == ["g", "rgba"]
+        assert torch.equal(ds[0]["image"], torch.full((3, 5, 7), 200, dtype=torch.uint8))
+        assert ds[1]["image"].shape == (3, 5, 7)
+
+    def test_specs_are_the_official_archives(self):
+        for name in ("div2k_train_hr", "div2k_valid_hr"):
+            spec = get_spec(name)
+            assert spec.url.startswith("https://data.vision.ee.ethz.ch/cvl/DIV2K/") and spec.sha256 is None
+
+    def test_missing_archive_and_empty_folder(self, tmp_path):
+        with pytest.raises(FileNotFoundError, match="not found and download=False"):
+            HRImages(name="div2k_valid_hr", download=False)
+        with pytest.raises(FileNotFoundError, match="`root`: no image files"):
+            HRImages(tmp_path)
+        with pytest.raises(ValueError, match="`name`: expected one of"):
+            HRImages(tmp_path, name="div2k")
+
+
+class TestPoolAndLuma:
+    def test_rgb_to_y_matches_scikit_image(self):
+        from skimage.color import rgb2ycbcr
+
+        x = torch.rand(2, 3, 5, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        ref = np.stack([rgb2ycbcr(img.permute(1, 2, 0).numpy())[..., 0] / 255 for img in x])
+        torch.testing.assert_close(rgb_to_y(x)[:, 0], torch.from_numpy(ref))
+
+    def test_load_pool_grey_and_capped(self, tmp_path):
+        arc, arrays = _make_div2k_zip(tmp_path)
+        from pixelbook.data.registry import extract
+
+        ds = HRImages(extract(arc))
+        pool = load_pool(ds, gray=True, max_side=7, limit=2)
+        assert len(pool) == 2 and all(p.dtype == torch.uint8 and p.shape[0] == 1 for p in pool)
+        assert max(pool[0].shape[-2:]) == 7
+        full = load_pool(ds)
+        assert torch.equal(full[2], ds[2]["image"])
