@@ -64,7 +64,7 @@ class TestMotionKernel:
             dg.motion_kernel(10, 0, size=9)
         with pytest.raises(ValueError, match="`length`"):
             dg.motion_kernel(-1, 0)
-        with pytest.raises(TypeError, match="`angle`"):
+        with pytest.raises(TypeError, match="`angle`: expected a real number"):
             dg.motion_kernel(3, "north")
 
     def test_random_kernels_follow_the_ranges_and_the_seed(self):
@@ -184,7 +184,7 @@ class TestBicubic:
     def test_bad_input(self):
         with pytest.raises(ValueError, match="divisible by scale=4"):
             dg.bicubic_degrade(torch.rand(1, 3, 18, 16), 4)
-        with pytest.raises(ValueError, match="`scale`: expected an integer >= 2"):
+        with pytest.raises(ValueError, match="`scale`: expected an integer in \\[2, inf\\]"):
             dg.bicubic_degrade(torch.rand(1, 3, 16, 16), 1)
 
 

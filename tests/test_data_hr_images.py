@@ -29,7 +29,8 @@ def _make_div2k_zip(tmp, folder="DIV2K_train_HR", ids=("0001", "0002", "0003")):
 
 
 class TestHRImages:
-    def test_registry_path_with_the_real_layout(self, tmp_path):
+    def test_registry_path_with_the_real_layout(self, tmp_path, monkeypatch):
+        monkeypatch.setenv("PIXELBOOK_CACHE", str(tmp_path / "cache"))
         arc, arrays = _make_div2k_zip(tmp_path)
         (dataset_dir("div2k_train_hr") / "DIV2K_train_HR.zip").write_bytes(arc.read_bytes())
         ds = HRImages(name="div2k_train_hr", download=False)
@@ -54,7 +55,8 @@ class TestHRImages:
             spec = get_spec(name)
             assert spec.url.startswith("https://data.vision.ee.ethz.ch/cvl/DIV2K/") and spec.sha256 is None
 
-    def test_missing_archive_and_empty_folder(self, tmp_path):
+    def test_missing_archive_and_empty_folder(self, tmp_path, monkeypatch):
+        monkeypatch.setenv("PIXELBOOK_CACHE", str(tmp_path / "cache"))  # an empty cache
         with pytest.raises(FileNotFoundError, match="not found and download=False"):
             HRImages(name="div2k_valid_hr", download=False)
         with pytest.raises(FileNotFoundError, match="`root`: no image files"):

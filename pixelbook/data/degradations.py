@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._checks import check_dtype, check_finite, check_range, check_shape
+from .._checks import check_dtype, check_finite, check_float, check_int, check_range, check_shape
 
 __all__ = ["motion_kernel", "random_motion_kernels", "smooth_random_mask", "blur", "nonuniform_motion_blur",
            "random_nonuniform_motion_blur", "jpeg_compress", "bicubic_degrade", "random_crops"]
@@ -41,24 +41,6 @@ def _check_image(image, name: str = "image", unit: bool = True) -> dict:
     if unit:
         check_range(image, name, 0.0, 1.0)
     return dims
-
-
-def _check_int(value, name: str, low: int) -> int:
-    if isinstance(value, bool) or not hasattr(value, "__index__"):
-        raise TypeError(f"`{name}`: expected an integer, got {value!r}")
-    value = int(value.__index__())
-    if value < low:
-        raise ValueError(f"`{name}`: expected an integer >= {low}, got {value}")
-    return value
-
-
-def _check_real(value, name: str, low: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"`{name}`: expected a number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value) or (low is not None and value < low):
-        raise ValueError(f"`{name}`: expected a finite number >= {low}, got {value}")
-    return value
 
 
 def motion_kernel(length: float, angle: float, size: int | None = None) -> torch.Tensor:
@@ -84,10 +66,10 @@ def motion_kernel(length: float, angle: float, size: int | None = None) -> torch
         >>> k.sum().item(), k[3].sum().item()  # horizontal: all mass on the centre row
         (1.0, 1.0)
     """
-    length = _check_real(length, "length", 0.0)
-    angle = _check_real(angle, "angle")
+    length = check_float(length, "length", low=0.0)
+    angle = check_float(angle, "angle")
     need = 2 * math.ceil(length / 2) + 1
-    size = need if size is None else _check_int(size, "size", 1)
+    size = need if size is None else check_int(size, "size", low=1)
     if size % 2 == 0:
         raise ValueError(f"`size`: expected an odd kernel side, got {size}")
     if size < need:
@@ -121,10 +103,10 @@ def random_motion_kernels(n: int, size: int, min_length: float = 1.0, max_length
     Returns:
         ``(kernels (n, size, size), lengths (n,), angles (n,))``.
     """
-    n = _check_int(n, "n", 1)
-    size = _check_int(size, "size", 1)
-    max_length = float(size - 1) if max_length is None else _check_real(max_length, "max_length", 0.0)
-    min_length = _check_real(min_length, "min_length", 0.0)
+    n = check_int(n, "n", low=1)
+    size = check_int(size, "size", low=1)
+    max_length = float(size - 1) if max_length is None else check_float(max_length, "max_length", low=0.0)
+    min_length = check_float(min_length, "min_length", low=0.0)
     if min_length > max_length:
         raise ValueError(f"`min_length`: expected <= max_length = {max_length:g}, got {min_length:g}")
     lengths = min_length + (max_length - min_length) * torch.rand(n, generator=generator, dtype=torch.float64)
@@ -144,8 +126,8 @@ def smooth_random_mask(n: int, height: int, width: int, cells: int = 3,
     Returns:
         ``(n, 1, height, width)`` float32.
     """
-    n, height, width = (_check_int(v, name, 1) for v, name in ((n, "n"), (height, "height"), (width, "width")))
-    cells = _check_int(cells, "cells", 2)
+    n, height, width = (check_int(v, name, low=1) for v, name in ((n, "n"), (height, "height"), (width, "width")))
+    cells = check_int(cells, "cells", low=2)
     noise = torch.rand(n, 1, cells, cells, generator=generator)
     mask = F.interpolate(noise, size=(height, width), mode="bicubic", align_corners=True)
     low = mask.amin(dim=(2, 3), keepdim=True)
@@ -229,7 +211,7 @@ def random_nonuniform_motion_blur(image: torch.Tensor, size: int = 17, min_lengt
     """
     _check_image(image)
     N, _, H, W = image.shape
-    size = _check_int(size, "size", 1)
+    size = check_int(size, "size", low=1)
     if size % 2 == 0 or size // 2 >= min(H, W):
         raise ValueError(f"`size`: expected an odd kernel side with size // 2 < min(H, W) = {min(H, W)}, got {size}")
     ka, la, aa = random_motion_kernels(N, size, min_length, max_length, generator)
@@ -265,9 +247,7 @@ def jpeg_compress(image: torch.Tensor, quality: int) -> torch.Tensor:
     dims = _check_image(image)
     if dims["C"][0] not in (1, 3):
         raise ValueError(f"`image`: expected 1 or 3 channels for JPEG, got {dims['C'][0]}")
-    quality = _check_int(quality, "quality", 1)
-    if quality > 95:
-        raise ValueError(f"`quality`: expected an integer in [1, 95], got {quality}")
+    quality = check_int(quality, "quality", low=1, high=95)
     from PIL import Image
 
     arrays = (image.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
@@ -303,7 +283,7 @@ def bicubic_degrade(image: torch.Tensor, scale: int) -> tuple[torch.Tensor, torc
         ((1, 3, 16, 16), (1, 3, 4, 4))
     """
     _check_image(image)
-    scale = _check_int(scale, "scale", 2)
+    scale = check_int(scale, "scale", low=2)
     H, W = image.shape[-2:]
     if H % scale or W % scale:
         raise ValueError(f"`image`: expected H and W divisible by scale={scale}, got {H}×{W}")
@@ -324,7 +304,7 @@ def random_crops(images, n: int, size: int, generator: torch.Generator | None = 
     Returns:
         ``(n, C, size, size)``.
     """
-    n, size = _check_int(n, "n", 1), _check_int(size, "size", 1)
+    n, size = check_int(n, "n", low=1), check_int(size, "size", low=1)
     if not isinstance(images, (list, tuple)) or not images:
         raise ValueError(f"`images`: expected a non-empty list of (C, H, W) tensors, got {type(images).__name__}")
     channels = None

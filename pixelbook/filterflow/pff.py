@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_choice, check_dtype, check_finite, check_shape
+from .._checks import check_choice, check_dtype, check_finite, check_float, check_int, check_shape
 from ..ops.filter_flow import _check_dilation, apply_filter_flow, filter_size
 
 __all__ = ["TwoStreamNet", "PredictiveFilterFlow", "DirectCNN", "FILTER_NORMALIZATIONS", "local_envelope",
@@ -40,12 +40,6 @@ __all__ = ["TwoStreamNet", "PredictiveFilterFlow", "DirectCNN", "FILTER_NORMALIZ
 #: How the predicted :math:`k^2` channels become filters: ``"softmax"`` (non-negative, sum to one;
 #: the thesis' deblurring model) or ``"none"`` (free-form; the thesis' JPEG and SR models) [KONG, §6.3.1].
 FILTER_NORMALIZATIONS = ("softmax", "none")
-
-
-def _check_pos_int(value, name: str, low: int = 1) -> int:
-    if isinstance(value, bool) or not hasattr(value, "__index__") or int(value.__index__()) < low:
-        raise ValueError(f"`{name}`: expected an integer >= {low}, got {value!r}")
-    return int(value.__index__())
 
 
 def _conv_bn_relu(cin: int, cout: int) -> nn.Sequential:
@@ -94,10 +88,12 @@ class TwoStreamNet(nn.Module):
     def __init__(self, in_channels: int = 3, out_channels: int = 3, width: int = 32, levels: int = 2, blocks: int = 1,
                  fullres_width: int = 16, fullres_layers: int = 3):
         super().__init__()
-        in_channels, out_channels = _check_pos_int(in_channels, "in_channels"), _check_pos_int(out_channels, "out_channels")
-        width, levels = _check_pos_int(width, "width"), _check_pos_int(levels, "levels", 0)
-        blocks = _check_pos_int(blocks, "blocks", 0)
-        fullres_width, fullres_layers = _check_pos_int(fullres_width, "fullres_width"), _check_pos_int(fullres_layers, "fullres_layers")
+        in_channels = check_int(in_channels, "in_channels", low=1)
+        out_channels = check_int(out_channels, "out_channels", low=1)
+        width, levels = check_int(width, "width", low=1), check_int(levels, "levels", low=0)
+        blocks = check_int(blocks, "blocks", low=0)
+        fullres_width = check_int(fullres_width, "fullres_width", low=1)
+        fullres_layers = check_int(fullres_layers, "fullres_layers", low=1)
         self.levels = levels
         self.stem = _conv_bn_relu(in_channels, width)
         widths = [width * 2 ** i for i in range(levels + 1)]
@@ -166,7 +162,7 @@ class PredictiveFilterFlow(nn.Module):
     def __init__(self, in_channels: int = 3, kernel_size: int = 17, normalize: str = "softmax", dilation: int = 1,
                  identity_weight: float = 0.9, **trunk):
         super().__init__()
-        kernel_size = _check_pos_int(kernel_size, "kernel_size")
+        kernel_size = check_int(kernel_size, "kernel_size", low=1)
         if kernel_size % 2 == 0:
             raise ValueError(f"`kernel_size`: expected an odd integer, got {kernel_size}")
         check_choice(normalize, "normalize", FILTER_NORMALIZATIONS)
@@ -175,10 +171,8 @@ class PredictiveFilterFlow(nn.Module):
         self.net = TwoStreamNet(in_channels, taps, **trunk)
         nn.init.zeros_(self.net.head.weight)
         nn.init.zeros_(self.net.head.bias)
-        if isinstance(identity_weight, bool) or not isinstance(identity_weight, (int, float)) \
-                or not 0 < float(identity_weight) < 1:
-            raise ValueError(f"`identity_weight`: expected a number in (0, 1), got {identity_weight!r}")
-        self.identity_weight = float(identity_weight)
+        self.identity_weight = check_float(identity_weight, "identity_weight", low=0.0, high=1.0, low_open=True,
+                                           high_open=True)
         centre = torch.zeros(taps)
         if normalize == "softmax" and taps > 1:
             # softmax puts p = e^a / (e^a + taps - 1) on a centre logit a: solve for a
@@ -249,7 +243,7 @@ def local_envelope(image: torch.Tensor, kernel_size: int, dilation: int = 1) -> 
     """
     check_shape(image, "image", "N C H W")
     check_dtype(image, "image", "float")
-    k = _check_pos_int(kernel_size, "kernel_size")
+    k = check_int(kernel_size, "kernel_size", low=1)
     if k % 2 == 0:
         raise ValueError(f"`kernel_size`: expected an odd integer, got {k}")
     d = _check_dilation(dilation)
@@ -283,7 +277,7 @@ def filter_pca_energy(filters: torch.Tensor, num_components: int = 10, centered:
     """
     taps = filter_size(filters) ** 2
     check_finite(filters, "filters")
-    m = _check_pos_int(num_components, "num_components")
+    m = check_int(num_components, "num_components", low=1)
     if m > taps:
         raise ValueError(f"`num_components`: expected at most k*k = {taps}, got {m}")
     X = filters.detach().double().permute(0, 2, 3, 1).reshape(-1, taps)  # (pixels, k²)

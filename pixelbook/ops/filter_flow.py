@@ -45,7 +45,7 @@ import os
 import torch
 import torch.nn.functional as F
 
-from .._checks import check_choice, check_dtype, check_finite, check_shape
+from .._checks import check_choice, check_dtype, check_finite, check_int, check_shape
 
 __all__ = ["apply_filter_flow", "expected_flow", "filter_size", "tap_offsets", "which_impl", "IMPLS"]
 
@@ -106,13 +106,7 @@ def tap_offsets(k: int, dilation: int = 1, *, dtype=torch.float32, device=None) 
 
 
 def _check_dilation(dilation) -> int:
-    # ``True`` is not an int here; an ``np.int64`` is (it has __index__).
-    if isinstance(dilation, bool) or not hasattr(dilation, "__index__"):
-        raise TypeError(f"`dilation`: expected a positive integer, got {dilation!r}")
-    dilation = int(dilation.__index__())
-    if dilation < 1:
-        raise ValueError(f"`dilation`: expected an integer >= 1, got {dilation}")
-    return dilation
+    return check_int(dilation, "dilation", low=1)
 
 
 def _check_inputs(image, filters, dilation) -> tuple[torch.Tensor, torch.Tensor, int, int]:
