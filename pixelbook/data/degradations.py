@@ -199,8 +199,9 @@ def random_nonuniform_motion_blur(image: torch.Tensor, size: int = 17, min_lengt
         generator: random source.
 
     Returns:
-        ``(blurred, info)`` with ``info = {"kernel_a", "kernel_b": (N, size, size), "length_a",
-        "length_b", "angle_a", "angle_b": (N,), "mask": (N, 1, H, W)}``.
+        ``(blurred, info)``; ``info`` maps ``"kernel_a"`` and ``"kernel_b"`` to the ``(N, size, size)``
+        kernels, ``"length_a"``, ``"length_b"``, ``"angle_a"`` and ``"angle_b"`` to ``(N,)`` tensors, and
+        ``"mask"`` to the ``(N, 1, H, W)`` blend mask.
 
     Example:
         >>> g = torch.Generator().manual_seed(0)
