@@ -16,6 +16,11 @@ os.environ["MPLBACKEND"] = "Agg"
 _CACHE = tempfile.mkdtemp(prefix="pixelbook-test-cache-")
 os.environ["PIXELBOOK_CACHE"] = _CACHE
 os.environ.setdefault("PIXELBOOK_PROGRESS", "0")
+# Without a GPU the Triton kernels are tested in Triton's CPU interpreter, which must be chosen
+# before triton is first imported -- and torchvision and torchmetrics import it while pytest
+# collects the other test files, before a kernel's own test file could set it.
+if not __import__("torch").cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 # `import fakes` (tests/fakes.py, the fake-dataset builders) works from every test module, whatever
 # pytest's import mode.

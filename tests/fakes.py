@@ -463,3 +463,24 @@ def make_davis_archive(staging: Path, seqs=(("bear", 3, 2), ("dog", 4, 1)), val=
     (root / "ImageSets" / "2017" / "val.txt").write_text("\n".join(val) + "\n")
     (root / "ImageSets" / "2017" / "train.txt").write_text("\n".join(train) + "\n")
     return zip_into_cache(Path(staging), "davis2017")
+
+
+def make_div2k_archive(tmp: Path, folder: str = "DIV2K_train_HR", ids=("0001", "0002", "0003")):
+    """``<folder>.zip`` with DIV2K's layout (``<folder>/<id>.png``): random RGB images 10-14 x 14.
+
+    Returns:
+        ``(archive path, {id: (H, W, 3) uint8 array})``.
+    """
+    rng = np.random.default_rng(0)
+    build = tmp / "build" / folder
+    build.mkdir(parents=True)
+    arrays = {}
+    for k, i in enumerate(ids):
+        a = rng.integers(0, 256, (10 + 2 * k, 14, 3), dtype=np.uint8)
+        save_image(build / f"{i}.png", a)
+        arrays[i] = a
+    arc = tmp / f"{folder}.zip"
+    with zipfile.ZipFile(arc, "w") as zf:
+        for i in ids:
+            zf.write(build / f"{i}.png", f"{folder}/{i}.png")
+    return arc, arrays

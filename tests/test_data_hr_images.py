@@ -1,37 +1,19 @@
 """pixelbook.data.hr_images: DIV2K-layout archives and image folders, tested on fake files."""
 
-import zipfile
-
 import numpy as np
 import pytest
 import torch
+
+from fakes import make_div2k_archive
 
 from pixelbook.data.hr_images import HRImages, load_pool, rgb_to_y
 from pixelbook.data.registry import dataset_dir, get_spec
 
 
-def _make_div2k_zip(tmp, folder="DIV2K_train_HR", ids=("0001", "0002", "0003")):
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    build = tmp / "build" / folder
-    build.mkdir(parents=True)
-    arrays = {}
-    for k, i in enumerate(ids):
-        a = rng.integers(0, 256, (10 + 2 * k, 14, 3), dtype=np.uint8)
-        Image.fromarray(a).save(build / f"{i}.png")
-        arrays[i] = a
-    arc = tmp / f"{folder}.zip"
-    with zipfile.ZipFile(arc, "w") as zf:
-        for i in ids:
-            zf.write(build / f"{i}.png", f"{folder}/{i}.png")
-    return arc, arrays
-
-
 class TestHRImages:
     def test_registry_path_with_the_real_layout(self, tmp_path, monkeypatch):
         monkeypatch.setenv("PIXELBOOK_CACHE", str(tmp_path / "cache"))
-        arc, arrays = _make_div2k_zip(tmp_path)
+        arc, arrays = make_div2k_archive(tmp_path)
         (dataset_dir("div2k_train_hr") / "DIV2K_train_HR.zip").write_bytes(arc.read_bytes())
         ds = HRImages(name="div2k_train_hr", download=False)
         assert len(ds) == 3 and ds.ids == ["0001", "0002", "0003"]
@@ -74,7 +56,7 @@ class TestPoolAndLuma:
         torch.testing.assert_close(rgb_to_y(x)[:, 0], torch.from_numpy(ref))
 
     def test_load_pool_grey_and_capped(self, tmp_path):
-        arc, arrays = _make_div2k_zip(tmp_path)
+        arc, arrays = make_div2k_archive(tmp_path)
         from pixelbook.data.registry import extract
 
         ds = HRImages(extract(arc))

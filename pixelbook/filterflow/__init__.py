@@ -7,7 +7,9 @@ Public API of :mod:`pixelbook.filterflow.pff` (Chapter 7, [KONG, Ch. 6]):
 * :class:`~pixelbook.filterflow.pff.PredictiveFilterFlow` — ``x -> {"out", "filters"}`` with
   softmax or free-form per-pixel filters;
 * :class:`~pixelbook.filterflow.pff.DirectCNN` — the same net predicting the image (baseline);
-* :func:`~pixelbook.filterflow.pff.local_envelope`, :func:`~pixelbook.filterflow.pff.filter_pca_energy`.
+* :func:`~pixelbook.filterflow.pff.local_envelope`, :func:`~pixelbook.filterflow.pff.filter_pca_energy`;
+* :mod:`pixelbook.filterflow.restoration` — the three restoration tasks (``degrade``, ``predict``,
+  ``image_metrics``, ``flow_edge_ratio``), used by Chapter 7's experiment.
 
 Public API of :mod:`pixelbook.filterflow.multigrid` (Chapter 8, [KONG, Ch. 7]):
 
