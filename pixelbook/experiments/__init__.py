@@ -29,7 +29,6 @@ __all__ = ["REGISTRY", "get", "names", "Arm", "Experiment", "RunConfig", "Run", 
 #: A chapter adds its line here when its experiment module exists.
 REGISTRY: dict[str, str] = {
     "01_pixel_level_prediction": "multitask",
-    "07_predictive_filter_flow": "pff",
 }
 
 __doc__ += "\n".join(f"``{stem}`` -> :mod:`pixelbook.experiments.{mod}`" for stem, mod in REGISTRY.items()) + "\n"
