@@ -400,3 +400,33 @@ def test_propagation_of_several_clips_equals_one_by_one():
         together = propagate_labels(model, frames, labels, num_classes=3, **kw)
         apart = torch.stack([propagate_labels(model, frames[n], labels[n], num_classes=3, **kw) for n in range(3)])
         assert torch.equal(together, apart)
+
+
+class TestCorrelationHead:
+    def test_local_correlation_peaks_at_the_displacement(self):
+        torch.manual_seed(0)
+        a = torch.randn(1, 8, 12, 12)
+        a = a / a.norm(dim=1, keepdim=True)
+        b = translate(a, -2, 1)  # b(p + (2, -1)) = a(p)
+        c = mg._local_correlation(a, b, 5)  # tap t: <a(p), b(p + t)>
+        tap = (-1 + 2) * 5 + (2 + 2)
+        inner = (slice(None), slice(None), slice(2, 10), slice(2, 10))
+        assert bool((c[inner].argmax(1) == tap).all())
+        torch.testing.assert_close(c[:, tap][..., 2:10, 2:10], torch.ones(1, 8, 8))
+
+    def test_both_heads_give_softmax_filters_and_swap_with_the_frames(self):
+        torch.manual_seed(0)
+        a, b = torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8)
+        for head in ("correlation", "concat"):
+            model = MultigridPFF(levels=1, width=4, embed_dim=4, head_width=4, head=head)
+            f_ab, r_ab = model.pair_filters(a, b)
+            f_ba, r_ba = model.pair_filters(b, a)
+            torch.testing.assert_close(f_ab, r_ba)
+            torch.testing.assert_close(f_ab.sum(1), torch.ones(1, 8, 8))
+        with pytest.raises(ValueError, match="`head`"):
+            MultigridPFF(head="cost_volume")
+
+    def test_concat_head_starts_from_uniform_filters(self):
+        model = MultigridPFF(levels=1, width=4, embed_dim=4, head_width=4, head="concat")
+        f, _ = model.pair_filters(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8))
+        torch.testing.assert_close(f, torch.full_like(f, 1 / 25))
