@@ -428,6 +428,23 @@ class TestReplay:
         out = replay(toy, record)  # default: the first epoch
         assert out.steps == 4 and out.same_env and out.max_abs_diff == 0.0 and out.matches()
         assert replay(toy, record, steps=10).steps == 10  # across the epoch boundary too
+        assert "identical" in str(out)
+
+    def test_replay_uses_the_recorded_thread_count(self, toy, root):
+        record = results.read_result(record_run(toy, "slow", 2, "medium", root=root))
+        record["provenance"]["env"]["torch_threads"] = 1
+        before = torch.get_num_threads()
+        seen = []
+        loss = Toy.loss
+
+        def spy(self, config):
+            seen.append(torch.get_num_threads())
+            return loss(self, config)
+
+        import unittest.mock
+        with unittest.mock.patch.object(Toy, "loss", spy):
+            out = replay(toy, record)
+        assert seen == [1] and torch.get_num_threads() == before and out.same_env
 
     def test_a_history_not_made_by_the_code_does_not_match(self, toy, root):
         record = results.read_result(record_run(toy, "slow", 2, "medium", root=root))
