@@ -194,8 +194,8 @@ def multitask_loss(outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torc
         batch: ``labels``, ``boundaries``, ``depth``, ``normals`` and optionally ``valid``.
         weights: per-task weights, e.g. ``{"seg": 1, "boundary": 1, "depth": 1, "normals": 1}``;
             a task missing from ``weights`` gets weight 1.
-        gamma: :math:`\gamma` of the depth loss (:func:`log_depth_loss`; thesis: 2, 0 = L2 only).
-        lam: :math:`\lambda` of the normal loss (:func:`normal_loss`; thesis: 4, 0 = cosine only).
+        gamma: γ of the depth loss (:func:`log_depth_loss`; thesis: 2, 0 = L2 only).
+        lam: λ of the normal loss (:func:`normal_loss`; thesis: 4, 0 = cosine only).
 
     Returns:
         ``(total, logs)`` where ``logs`` maps each task to its (unweighted) loss value.

@@ -59,7 +59,8 @@ class MultitaskExperiment(Experiment):
     claims = (
         Claim("depth_l1_term", "The L1 term of the depth loss (Eq. 2.3, γ = 2) raises δ<1.25 over the L2 term alone",
               metric="depth.d1", arm_a="depth_l1l2", arm_b="depth_l2", margin=0.004, k=4, n=5,
-              paper="0.745 vs 0.737 (L1+L2 vs L2; NYUv2, full scale, thesis Table 2.5)"),
+              paper="0.745 vs 0.737 (L1+L2 vs L2; NYUv2, full scale, thesis Table 2.5)", fmt=".4f",
+              expected=False),  # set after the medium run: it did not hold (Chapter 1, section 8)
         Claim("normal_acos_term_a11", "The arc-cosine term of the normal loss (Eq. 2.4, λ = 4) raises the share of "
               "pixels within 11.25°", metric="normals.a11", arm_a="normals_cos_acos", arm_b="normals_cos",
               margin=0.011, k=4, n=5, paper="0.338 vs 0.316 (cos + acos vs cos; NYUv2, full scale, thesis Table 2.6)"),
@@ -76,7 +77,8 @@ class MultitaskExperiment(Experiment):
         # state multi-task learning's premise (sharing an encoder helps each task) with the same budget.
         Claim("multitask_helps_seg", "Sharing the encoder with three other tasks improves segmentation",
               metric="seg.miou", arm_a="multitask", arm_b="seg_only", margin=0.0, k=4, n=5,
-              paper="not tested in the thesis (one network per task)"),
+              paper="not tested in the thesis (one network per task)",
+              expected=False),  # set after the medium run: it did not hold (Chapter 1, section 8)
         Claim("multitask_helps_depth", "Sharing the encoder with three other tasks improves depth",
               metric="depth.d1", arm_a="multitask", arm_b="depth_l1l2", margin=0.0, k=4, n=5,
               paper="not tested in the thesis (one network per task)"),
