@@ -4,23 +4,36 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup book test render lint lab results clean
+.PHONY: setup browser book test render lint lab results clean
 
 # One virtual environment with the package (editable) and the book and test extras.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[book,dev]"
+	# Colab's widget stack (ipywidgets 7.7.1), for tests/test_colab.py's simulated Colab runtime
+	$(PY) -m pip download --quiet --no-deps -d $(VENV)/colab-wheels ipywidgets==7.7.1 \
+	    "widgetsnbextension~=3.6.0" "jupyterlab-widgets~=1.1" ipython-genutils==0.2.0
 	touch $(STAMP)
 
-setup: $(STAMP)
+setup: $(STAMP) browser
+
+## Headless Chromium for tests/test_browser.py: Debian's chromium and chromium-driver (installed as
+## root, as on CI; elsewhere say how). Playwright drives it; no browser is downloaded.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else \
+	    echo "make browser: no chromium; install Debian's chromium and chromium-driver to run tests/test_browser.py"; \
+	  fi; }
 
 ## Build the HTML book from the committed notebook outputs (offline, warnings are errors).
 book: $(STAMP)
 	$(PY) tools/nbtools.py build
 
 ## Run the whole test suite: unit tests, doctests, notebooks (nbval at small scale, papermill at smoke), book build.
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest tests pixelbook --doctest-modules -p no:cacheprovider $(PYTEST_ARGS)
 
 ## Re-execute notebooks at small scale in place (all, or NB=notebooks/01_pixel_level_prediction.ipynb).

@@ -63,3 +63,18 @@ def pytest_collection_modifyitems(items):
         for item in doctests:
             for key, value in names.items():
                 item.dtest.globs.setdefault(key, value)
+
+
+@pytest.fixture(scope="session")
+def book_build(tmp_path_factory):
+    """One build of the book from the committed outputs, shared by tests/test_book.py and
+    tests/test_browser.py (``nbtools.BuildResult``: returncode, seconds, index, log, warnings)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    import nbtools
+
+    result = nbtools.build(output=tmp_path_factory.mktemp("book"))
+    print(f"book build: {result.seconds:.1f} s")
+    return result

@@ -366,3 +366,81 @@ def test_render_executes_in_place_and_strips_timings(project, capsys):
     assert nb.metadata["kernelspec"]["name"] == "python3"
     assert _lint(project) == []
     assert f"{STEM}.ipynb" in capsys.readouterr().out  # the wall time line
+
+
+class TestReaderChecks:
+    """What issue 11 found in the book: dead widget state, the kernelspec, math in headings, nbval
+    comments on the page; and the style notes (reported, not failing)."""
+
+    def test_saved_widget_state_and_views_are_reported_and_render_strips_them(self, project):
+        import nbformat
+
+        ipynb = project / "notebooks" / f"{STEM}.ipynb"
+
+        def add_widgets(nb):
+            nb.metadata["widgets"] = {nbtools.WIDGET_STATE: {"state": {"a": {"model_name": "VBoxModel"}}}}
+            cell = _cell(nb, tag="parameters")
+            cell.outputs = [nbformat.from_dict(
+                {"output_type": "display_data", "metadata": {},
+                 "data": {nbtools.WIDGET_VIEW: {"model_id": m}, **extra}})
+                for m, extra in (("a", {"text/plain": "VBox(...)"}), ("b", {"text/html": "<b>kept</b>"}))]
+
+        _edit_ipynb(ipynb, add_widgets)
+        problems = [p for p in nbtools.style_notes(None, project) if "[widgets]" in p]
+        assert len(problems) == 2  # the metadata, and the cell with views
+        nb = nbtools.read_ipynb(ipynb)
+        nbtools.strip_volatile(nb)
+        assert "widgets" not in nb.metadata
+        assert [o["data"] for o in _cell(nb, tag="parameters").outputs] == [{"text/html": "<b>kept</b>"}]
+
+    def test_other_kernelspec_is_reported(self, project):
+        ipynb = project / "notebooks" / f"{STEM}.ipynb"
+        _edit_ipynb(ipynb, lambda nb: nb.metadata.update(kernelspec={"name": "python3", "display_name": "Python 3",
+                                                                     "language": "python"}))
+        assert any("[kernelspec]" in p for p in nbtools.style_notes(None, project))
+
+    def test_math_in_a_heading_is_reported_but_not_in_a_code_block(self, project):
+        ipynb = project / "notebooks" / f"{STEM}.ipynb"
+        _edit_ipynb(ipynb, lambda nb: nb.cells[-2].update(source="## 7. The limit $\\varepsilon\\to0$\n\n```python\n# $x$\n```"))
+        found = [p for p in nbtools.style_notes(None, project) if "[headings]" in p]
+        assert len(found) == 1 and "The limit" in found[0]
+
+    def test_nbval_comment_is_reported_tag_is_not(self, project):
+        ipynb = project / "notebooks" / f"{STEM}.ipynb"
+        _edit_ipynb(ipynb, lambda nb: setattr(nb.cells[-1], "source", "# NBVAL_CHECK_OUTPUT\n" + nb.cells[-1].source))
+        assert any("[markers]" in p for p in nbtools.style_notes(None, project))
+        _edit_ipynb(ipynb, lambda nb: (setattr(nb.cells[-1], "source", nb.cells[-1].source.split("\n", 1)[1]),
+                                       nb.cells[-1].metadata.update(tags=[nbtools.NBVAL_TAG])))
+        assert not any("[markers]" in p for p in nbtools.style_notes(None, project))
+
+    def test_style_notes_report_long_lines_long_cells_and_wide_figures(self, project):
+        import base64
+        import io
+
+        import nbformat
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(9, 2), dpi=80)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=80)
+        png = base64.b64encode(buf.getvalue()).decode()
+        ipynb = project / "notebooks" / f"{STEM}.ipynb"
+
+        def edit(nb):
+            cell = nb.cells[-1]
+            cell.source = "x = 1  # " + "y" * 90 + "\n" + "\n".join(f"a{i} = {i}" for i in range(45))
+            cell.outputs = [nbformat.from_dict({"output_type": "display_data", "metadata": {},
+                                                "data": {"image/png": png}})]
+
+        _edit_ipynb(ipynb, edit)
+        import jupytext
+
+        jupytext.write(nbtools.read_ipynb(ipynb), str(ipynb.with_suffix(".py")), fmt="py:percent")
+        notes = nbtools.style_notes(None, project)
+        assert any("[code-width]" in n and "longest 99" in n for n in notes)
+        assert any("[cell-length]" in n and "46 lines" in n for n in notes)
+        assert any("[figures]" in n and "720 px wide" in n for n in notes)
+        assert any("[figures]" in n and "at 80 dpi" in n for n in notes)
+        assert not any(n in p for p in _lint(project) for n in ("[code-width]", "[cell-length]", "[figures]"))
+        assert nbtools.main(["--root", str(project), "lint"]) == 0  # notes alone do not fail...
+        assert nbtools.main(["--root", str(project), "lint", "--strict"]) == 1  # ...unless --strict

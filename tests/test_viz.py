@@ -12,6 +12,7 @@ from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+import pixelbook.viz as pb_viz  # noqa: E402
 from pixelbook.training import History  # noqa: E402
 from pixelbook.viz import (  # noqa: E402
     colorize_boundaries, colorize_depth, colorize_flow, colorize_labels, colorize_normals, draw_contours,
@@ -397,8 +398,10 @@ class TestShowGrid:
         png = show_grid([np.zeros((4, 4))])._repr_png_()
         assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
-    def test_modest_dpi(self):
-        assert show_grid([np.zeros((4, 4))]).dpi == 80
+    def test_book_dpi_and_style_fonts(self):
+        fig = show_grid([np.zeros((4, 4))], titles=["a"])
+        assert fig.dpi == 110 >= 110  # issue 11: >= 110 dpi in the book
+        assert fig.axes[0].title.get_fontsize() == pb_viz.STYLE["axes.titlesize"]
 
     def test_rgb_out_of_range_suggests_normalize(self):
         with pytest.raises(ValueError, match=r"`images\[1\] \(RGB; pass normalize=True to rescale\)`: expected values <= 1.0"):
@@ -466,3 +469,42 @@ def test_demo_grid_shows_every_panel_in_its_place():
         means.append(region.mean((0, 1)))
         np.testing.assert_allclose(means[-1], panel.mean((0, 1)), atol=0.02)
     assert min(np.abs(a - b).max() for i, a in enumerate(means) for b in means[i + 1:]) > 0.02  # panels differ
+
+
+class TestStyle:
+    def test_use_style_sets_book_dpi_and_fonts_globally(self):
+        with matplotlib.rc_context():
+            pb_viz.use_style()
+            fig = plt.figure()
+            try:
+                assert fig.dpi == pb_viz.DPI >= 110
+                assert matplotlib.rcParams["axes.titlesize"] >= 10
+            finally:
+                plt.close(fig)
+
+    def test_style_context_restores_previous_settings(self):
+        with matplotlib.rc_context({"font.size": 5.0}):
+            with pb_viz.style():
+                assert matplotlib.rcParams["font.size"] == pb_viz.STYLE["font.size"]
+            assert matplotlib.rcParams["font.size"] == 5.0
+
+    def test_page_width_fits_the_book_column_at_book_dpi(self):
+        assert pb_viz.PAGE_WIDTH * pb_viz.DPI <= 700  # ~690 px text column of the book's theme
+
+
+class TestLabelLegend:
+    def test_patches_use_colorize_labels_colours(self):
+        ax = Figure().subplots()
+        leg = pb_viz.label_legend(ax, ["void", "wire", "pole"])
+        colours = np.array([h.get_facecolor()[:3] for h in leg.legend_handles])
+        np.testing.assert_allclose(colours, label_colors(3), atol=1e-6)
+        assert [t.get_text() for t in leg.get_texts()] == ["void", "wire", "pole"]
+
+    def test_figure_legend_and_bad_colours(self):
+        fig = Figure()
+        fig.subplots()
+        assert pb_viz.label_legend(fig, ["a", "b"]) in fig.legends
+        with pytest.raises(ValueError, match="`colors`: expected shape \\(2, 3\\)"):
+            pb_viz.label_legend(fig.axes[0], ["a", "b"], colors=[[0, 0, 0]])
+        with pytest.raises(ValueError, match="`names`"):
+            pb_viz.label_legend(fig.axes[0], [])

@@ -3,6 +3,7 @@
 
     python tools/nbtools.py sync   [paths]   rewrite Colab badges and setup cells from _config.yml
     python tools/nbtools.py lint   [paths]   check notebooks; print every problem, exit 1 if any
+                                             (style notes are printed, and fail only with --strict)
     python tools/nbtools.py render [paths]   sync, convert .py -> .ipynb, execute at small scale in place
     python tools/nbtools.py build            build the HTML book from committed outputs (offline, -W)
     python tools/nbtools.py new NN_topic "Title"   start a chapter from the template
@@ -40,6 +41,17 @@ SCALE_LINE_RE = re.compile(r'^SCALE = os\.environ\.get\("PIXELBOOK_SCALE", "auto
 SETUP_MARKER = '"google.colab" in sys.modules'
 PROGRESS_RE = re.compile(r"\d+%\|[^|\n]*\||\bit/s\]|s/it\]|FloatProgress|IntProgress")
 PROGRESS_WIDGETS = ("FloatProgressModel", "IntProgressModel")
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+# The kernelspec JupyterLab and Colab write for the default Python kernel: saving the same one means
+# opening a notebook does not mark it modified.
+KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+MAX_LINE = 88  # characters: the book's code column shows 88 before it scrolls sideways
+MAX_CELL_LINES = 40  # a longer code cell is split, or its plumbing moved into the package
+MAX_FIGURE_PX = 700  # the book's text column: a wider PNG is shrunk to fit
+MIN_FIGURE_DPI = 110  # pb.viz.DPI: legible figures in the book
+NBVAL_TAG = "nbval-check-output"  # nbval reads this tag as it reads the `# NBVAL_CHECK_OUTPUT` comment
+NBVAL_COMMENT_RE = re.compile(r"^\s*#\s*NBVAL_[A-Z_]+\s*$")
 
 SETUP_TEMPLATE = """\
 # Setup, written by `tools/nbtools.py sync` from _config.yml: on Colab, install pixelbook from
@@ -324,6 +336,50 @@ def check_spam(nb, path: Path, cfg: dict) -> list[str]:
     return problems
 
 
+def check_widgets(nb, path: Path, cfg: dict) -> list[str]:
+    """No saved widget state or widget views: in the book they draw dead controls (no kernel), in
+    JupyterLab "model not found"; the book gets pre-rendered explorers instead (pb.widgets)."""
+    problems = []
+    if nb.metadata.get("widgets"):
+        n = len(nb.metadata["widgets"].get(WIDGET_STATE, {}).get("state", {}))
+        problems.append(f"{n} saved widget model(s) in the notebook metadata (render with `make render`)")
+    for i, cell in enumerate(nb.cells):
+        if any(WIDGET_VIEW in out.get("data", {}) for out in cell.get("outputs", [])):
+            problems.append(f"cell {i}: a widget-view output (dead without a kernel); use pb.widgets.explorer")
+    return problems
+
+
+def check_kernelspec(nb, path: Path, cfg: dict) -> list[str]:
+    if dict(nb.metadata.get("kernelspec", {})) != KERNELSPEC:
+        return [f"kernelspec {dict(nb.metadata.get('kernelspec', {}))} != {KERNELSPEC} "
+                "(JupyterLab marks the notebook modified on opening; `make render` writes it)"]
+    return []
+
+
+HEADING_RE = re.compile(r"^#{1,6} .*(\$|\\\(|\\\[)", re.M)
+
+
+def check_headings(nb, path: Path, cfg: dict) -> list[str]:
+    """Headings carry no math: they become the page's table of contents and browser titles."""
+    problems = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "markdown":
+            for m in HEADING_RE.finditer(strip_fences(cell.source)):
+                line = cell.source[m.start():].splitlines()[0]
+                problems.append(f"cell {i}: math in a heading (use words or Unicode: \"ε → 0\"): {line[:80]}")
+    return problems
+
+
+def check_markers(nb, path: Path, cfg: dict) -> list[str]:
+    """nbval markers are cell tags (invisible to the reader), not comments in the code."""
+    problems = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code" and any(NBVAL_COMMENT_RE.match(line) for line in cell.source.splitlines()):
+            problems.append(f"cell {i}: a `# NBVAL_...` comment; tag the cell `{NBVAL_TAG}` instead "
+                            f"(`# %% tags=[\"{NBVAL_TAG}\"]`)")
+    return problems
+
+
 CHECKS = {
     "badge": check_badge,
     "setup": check_setup,
@@ -335,8 +391,108 @@ CHECKS = {
 }
 
 
+# Style notes: printed by `lint`, failing only with `--strict` until every chapter is clean.
+
+def strip_fences(text: str) -> str:
+    """Markdown without fenced code blocks (a `# comment` in a code block is not a heading)."""
+    return re.sub(r"^(```|~~~).*?^\1[^\n]*$", "", text, flags=re.M | re.S)
+
+
+def visible_source(source: str) -> str:
+    """A code cell's source as the book shows it: without nbval marker comments and without
+    top-level ``glue(..., display=False)`` statements (plumbing; the notebook keeps both)."""
+    import ast
+
+    lines = source.split("\n")
+    drop = {i for i, line in enumerate(lines) if NBVAL_COMMENT_RE.match(line)}
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:  # IPython magics and the like: drop only the comments
+        tree = None
+    for stmt in tree.body if tree is not None else []:
+        call = stmt.value if isinstance(stmt, ast.Expr) else None
+        if not isinstance(call, ast.Call):
+            continue
+        name = call.func.attr if isinstance(call.func, ast.Attribute) else getattr(call.func, "id", None)
+        hidden = any(k.arg == "display" and isinstance(k.value, ast.Constant) and k.value.value is False
+                     for k in call.keywords)
+        if name == "glue" and hidden:
+            drop.update(range(stmt.lineno - 1, stmt.end_lineno))
+    kept = [line for i, line in enumerate(lines) if i not in drop]
+    text = re.sub(r"\n{3,}", "\n\n", "\n".join(kept))
+    return text.strip("\n")
+
+
+def _png_info(b64: str) -> tuple[int, int, float | None]:
+    """``(width, height, dpi or None)`` of a base64 PNG (the dpi from its pHYs chunk)."""
+    import base64
+
+    data = base64.b64decode(b64 if isinstance(b64, str) else "".join(b64))
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    at = data.find(b"pHYs")
+    dpi = None
+    if at > 0 and data[at + 12] == 1:  # unit: metre
+        dpi = int.from_bytes(data[at + 4:at + 8], "big") * 0.0254
+    return width, height, dpi
+
+
+def note_code_width(nb, path: Path, cfg: dict) -> list[str]:
+    notes = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        long = [len(line) for line in visible_source(cell.source).splitlines() if len(line) > MAX_LINE]
+        if long:
+            notes.append(f"cell {i}: {len(long)} line(s) over {MAX_LINE} characters (longest {max(long)}): "
+                         "wrap, or move plumbing into the package")
+    return notes
+
+
+def note_cell_length(nb, path: Path, cfg: dict) -> list[str]:
+    notes = []
+    for i, cell in enumerate(nb.cells):
+        n = len(visible_source(cell.source).splitlines()) if cell.cell_type == "code" else 0
+        shown = cell.cell_type == "code" and not {"remove-cell", "remove-input"} & set(tags(cell))
+        if shown and n > MAX_CELL_LINES:
+            notes.append(f"cell {i}: {n} lines of code on the page (> {MAX_CELL_LINES}): split it, move plumbing "
+                         "into the package, or tag it hide-input/remove-input")
+    return notes
+
+
+def note_figures(nb, path: Path, cfg: dict) -> list[str]:
+    notes = []
+    for i, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []):
+            png = out.get("data", {}).get("image/png")
+            if not png:
+                continue
+            width, _, dpi = _png_info(png)
+            if width > MAX_FIGURE_PX:
+                notes.append(f"cell {i}: figure {width} px wide > {MAX_FIGURE_PX} px: the book shrinks it to "
+                             f"{100 * MAX_FIGURE_PX / width:.0f} % (draw it at most pb.viz.PAGE_WIDTH wide)")
+            if dpi is not None and dpi < MIN_FIGURE_DPI - 1:
+                notes.append(f"cell {i}: figure at {dpi:.0f} dpi < {MIN_FIGURE_DPI} (call pb.viz.use_style())")
+    return notes
+
+
+NOTES = {
+    # Reader checks of issue 11, reported until every chapter is re-rendered with the explorers
+    # (`make render`), then moved into CHECKS (they fail lint there).
+    "widgets": check_widgets,
+    "kernelspec": check_kernelspec,
+    "headings": check_headings,
+    "markers": check_markers,
+    "code-width": note_code_width,
+    "cell-length": note_cell_length,
+    "figures": note_figures,
+}
+
+
 def lint_notebook(path: Path, cfg: dict, checks=None) -> list[str]:
-    """All problems of one chapter (``path`` is its ``.ipynb``), as ``"<file>: [check] message"``."""
+    """All problems of one chapter (``path`` is its ``.ipynb``), as ``"<file>: [check] message"``.
+
+    ``checks`` names entries of ``CHECKS`` (default: all of them) or of ``NOTES`` (style notes).
+    """
     path = Path(path)
     if not path.exists():
         return [f"{path.name}: [pair] not rendered: run `make render NB={NOTEBOOK_DIR}/{path.name}`"]
@@ -346,13 +502,19 @@ def lint_notebook(path: Path, cfg: dict, checks=None) -> list[str]:
         return [f"{path.name}: [read] cannot read: {exc}"]
     problems = []
     for name in checks or CHECKS:
-        problems += [f"{path.name}: [{name}] {msg}" for msg in CHECKS[name](nb, path, cfg)]
+        check = CHECKS.get(name) or NOTES[name]
+        problems += [f"{path.name}: [{name}] {msg}" for msg in check(nb, path, cfg)]
     return problems
 
 
 def lint(paths: list[str] | None = None, root: Path = ROOT, checks=None) -> list[str]:
     cfg = load_config(root)
     return [p for nb in resolve_paths(paths, root) for p in lint_notebook(nb, cfg, checks)]
+
+
+def style_notes(paths: list[str] | None = None, root: Path = ROOT) -> list[str]:
+    """The style notes (``NOTES``) of each chapter: reported, not failing (see CONTRIBUTING.md)."""
+    return lint(paths, root, list(NOTES))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -362,7 +524,8 @@ def lint(paths: list[str] | None = None, root: Path = ROOT, checks=None) -> list
 
 @contextmanager
 def notebook_env(cache: str | None = None, scale: str | None = "small", extra: dict | None = None):
-    """Environment for executing chapters: this interpreter as the ``python3`` kernel, no progress bars.
+    """Environment for executing chapters: this interpreter as the ``python3`` kernel, no progress
+    bars, explorers in ``book`` mode (pre-rendered HTML, as the committed outputs have them).
 
     A kernel spec pointing at ``sys.executable`` is put first on ``JUPYTER_PATH``, so a ``python3``
     kernel installed elsewhere (e.g. ``~/.local/share/jupyter``) cannot run the notebooks with
@@ -379,6 +542,7 @@ def notebook_env(cache: str | None = None, scale: str | None = "small", extra: d
         new = {
             "JUPYTER_PATH": os.pathsep.join([tmp] + [p for p in [os.environ.get("JUPYTER_PATH")] if p]),
             "PIXELBOOK_PROGRESS": "0",
+            "PIXELBOOK_OUTPUT": "book",  # explorers pre-rendered as HTML, no live widgets (pb.widgets)
             "PYDEVD_DISABLE_FILE_VALIDATION": "1",
             **({"PIXELBOOK_SCALE": scale} if scale else {}),
             **({"PIXELBOOK_CACHE": str(cache)} if cache else {}),
@@ -398,11 +562,24 @@ def notebook_env(cache: str | None = None, scale: str | None = "small", extra: d
 
 
 def strip_volatile(nb) -> None:
-    """Drop what changes on every run without meaning anything (timings, papermill/nbclient stamps)."""
+    """Drop what changes on every run without meaning anything (timings, papermill/nbclient stamps)
+    and what is dead without a kernel: saved widget state and widget-view outputs (the book shows
+    pb.widgets explorers, pre-rendered as HTML; a reader's kernel makes live widgets anew)."""
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
         cell.metadata.pop("papermill", None)
+        outputs = []
+        for out in cell.get("outputs", []):
+            data = out.get("data")
+            if data is not None and WIDGET_VIEW in data:
+                data.pop(WIDGET_VIEW)
+                if set(data) <= {"text/plain"}:  # only "VBox(children=...)" text was left
+                    continue
+            outputs.append(out)
+        if cell.cell_type == "code":
+            cell.outputs = outputs
     nb.metadata.pop("papermill", None)
+    nb.metadata.pop("widgets", None)
 
 
 def render_notebook(ipynb: Path, cfg: dict, keep_cache: bool = False, timeout: int = CELL_TIMEOUT_S) -> float:
@@ -420,7 +597,7 @@ def render_notebook(ipynb: Path, cfg: dict, keep_cache: bool = False, timeout: i
     sync([str(py)], cfg=cfg, root=ipynb.parents[1])
     nb = read_py(py)
     nb.metadata["jupytext"] = {**nb.metadata.get("jupytext", {}), "formats": "ipynb,py:percent"}
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="pixelbook-cache-") as tmp:
         cache = os.environ.get("PIXELBOOK_CACHE") if keep_cache else tmp
@@ -532,6 +709,16 @@ def build(output: Path | None = None, root: Path = ROOT) -> BuildResult:
 # ----------------------------------------------------------------------------------------------
 
 TEMPLATE = '''\
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
 # %% [markdown]
 # # {title}
 #
@@ -550,6 +737,8 @@ import torch
 from myst_nb import glue
 
 import pixelbook as pb
+
+pb.viz.use_style()  # the book's plot style: 110 dpi, legible fonts
 
 # %% tags=["parameters"]
 SCALE = os.environ.get("PIXELBOOK_SCALE", "auto")  # smoke | small | medium | full | auto
@@ -588,6 +777,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("paths", nargs="*")
     p = sub.add_parser("lint", help="check notebooks; exit 1 on any problem")
     p.add_argument("paths", nargs="*")
+    p.add_argument("--strict", action="store_true", help="style notes (code width, cell length, figures) fail too")
     p = sub.add_parser("render", help="execute notebooks at small scale in place")
     p.add_argument("paths", nargs="*")
     p.add_argument("--keep-cache", action="store_true",
@@ -613,10 +803,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"lint: no notebooks in {root / NOTEBOOK_DIR}")
             return 0
         problems = lint(args.paths, root)
+        notes = style_notes(args.paths, root)
         for problem in problems:
             print(problem)
-        print(f"lint: {len(notebooks)} notebook(s), {len(problems)} problem(s)")
-        return 1 if problems else 0
+        for note in notes:
+            print(f"{note}{'' if args.strict else '  (note)'}")
+        print(f"lint: {len(notebooks)} notebook(s), {len(problems)} problem(s), {len(notes)} style note(s)"
+              + ("" if args.strict else " (notes fail only with --strict)"))
+        return 1 if problems or (args.strict and notes) else 0
     if args.command == "render":
         return render(args.paths, root, keep_cache=args.keep_cache, timeout=args.timeout)
     if args.command == "build":
