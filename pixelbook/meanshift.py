@@ -65,7 +65,7 @@ ALPHA = 0.5
 DELTA = 6.0
 #: Implementations of one GBMS step (see the module docstring).
 GBMS_IMPLS = ("explicit", "attention", "appendix")
-#: Pixel weightings of the pairwise loss: ``"instance"`` w_i = 1/|I_q| [Kong thesis, §5.3.1], or
+#: Pixel weightings of the pairwise loss: ``"instance"`` ``w_i = 1/|I_q|`` [Kong thesis, §5.3.1], or
 #: ``"uniform"`` w_i = 1 (the ablation).
 WEIGHTINGS = ("instance", "uniform")
 
@@ -278,7 +278,7 @@ def embedding_loss(embeddings: torch.Tensor, instances: torch.Tensor, alpha: flo
         instances: ``(N, H, W)`` int64 instance ids; background (0) is one more group, as in the
             official code.
         alpha: margin on calibrated similarity; 0.5 [Kong thesis, §5.3.2].
-        weighting: ``"instance"`` (w = 1/|I_q|, [Kong thesis, §5.3.1]) or ``"uniform"``.
+        weighting: ``"instance"`` (``w = 1/|I_q|``, [Kong thesis, §5.3.1]) or ``"uniform"``.
         num_samples: pixels sampled per image for the loss (uniformly, :func:`sample_pixels`);
             ``None`` = all valid pixels. The loss needs ``(N, n, n)`` memory.
         valid: ``(N, H, W)`` bool; invalid pixels (e.g. VOC's void) never enter the loss but do

@@ -156,9 +156,7 @@ class TestBuild:
         # JS, CSS, fonts and MathJax are served from _static (MathJax from the sphinx-mathjax-offline
         # package); nbtools.build runs with dead HTTP proxies, so a fetch at build time fails it.
         html = result.index.parent
-        # The chapters join once re-rendered with pb.widgets.explorer: until then their saved widget
-        # state loads the widget manager from a CDN (issue 11; `make render`).
-        pages = [html / "book" / f"{name}.html" for name in ("intro", "how_to_run", "notation", "datasets")]
+        pages = [html / "book" / "intro.html"] + [html / "notebooks" / f"{nb.stem}.html" for nb in NOTEBOOKS]
         remote = {page.name: re.findall(r'<(?:link|script|img)[^>]+(?:href|src)="(https?://[^"]+)"',
                                         page.read_text(encoding="utf-8")) for page in pages}
         assert {k: v for k, v in remote.items() if v} == {}
@@ -191,6 +189,11 @@ class TestBuild:
         links = re.findall(r'href="\.\./notebooks/(\w+)\.html"', table)
         assert links == [nb.stem for nb in NOTEBOOKS]
 
+    def test_no_widget_state_or_remote_widget_manager(self, result):
+        for nb in NOTEBOOKS:
+            page = (result.index.parent / "notebooks" / f"{nb.stem}.html").read_text(encoding="utf-8")
+            assert "widget-state+json" not in page and "embed-amd" not in page, nb.name
+
     def test_plumbing_is_hidden_from_the_code_on_the_page(self, result):
         for nb in NOTEBOOKS:
             page = (result.index.parent / "notebooks" / f"{nb.stem}.html").read_text(encoding="utf-8")
@@ -221,6 +224,14 @@ class TestVisibleSource:
         src = ('x = 1\n# NBVAL_CHECK_OUTPUT\nglue("a", x, display=False)\nglue("b",\n     x, display=False)\n'
                'glue("c", x)\nprint(x)  # glue("d", x, display=False)')
         assert nbtools.visible_source(src) == 'x = 1\nglue("c", x)\nprint(x)  # glue("d", x, display=False)'
+
+    def test_blocks_of_hidden_glue_go_blocks_with_other_code_stay(self):
+        src = ('for k, v in d.items():\n    glue(k, v, display=False)\nif x:\n    y = 1\n    glue("y", y, display=False)\n'
+               'if z:\n    glue("z", z, display=False)\nelse:\n    w = 2')
+        assert nbtools.visible_source(src) == "if x:\n    y = 1\nif z:\n    glue(\"z\", z, display=False)\nelse:\n    w = 2"
+
+    def test_a_cell_of_hidden_glue_shows_nothing(self):
+        assert nbtools.visible_source('glue("a", 1, display=False)\nfor k in "bc":\n    glue(k, 2, display=False)') == ""
 
     def test_magics_keep_everything_but_markers(self):
         assert nbtools.visible_source("%timeit f()\n# NBVAL_SKIP") == "%timeit f()"

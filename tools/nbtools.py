@@ -388,6 +388,10 @@ CHECKS = {
     "size": check_size,
     "pair": check_pair,
     "spam": check_spam,
+    "widgets": check_widgets,
+    "kernelspec": check_kernelspec,
+    "headings": check_headings,
+    "markers": check_markers,
 }
 
 
@@ -409,15 +413,37 @@ def visible_source(source: str) -> str:
         tree = ast.parse(source)
     except SyntaxError:  # IPython magics and the like: drop only the comments
         tree = None
-    for stmt in tree.body if tree is not None else []:
+
+    def is_hidden_glue(stmt) -> bool:
         call = stmt.value if isinstance(stmt, ast.Expr) else None
         if not isinstance(call, ast.Call):
-            continue
+            return False
         name = call.func.attr if isinstance(call.func, ast.Attribute) else getattr(call.func, "id", None)
-        hidden = any(k.arg == "display" and isinstance(k.value, ast.Constant) and k.value.value is False
-                     for k in call.keywords)
-        if name == "glue" and hidden:
-            drop.update(range(stmt.lineno - 1, stmt.end_lineno))
+        return name == "glue" and any(k.arg == "display" and isinstance(k.value, ast.Constant)
+                                      and k.value.value is False for k in call.keywords)
+
+    def bodies(stmt):
+        return [b for b in (getattr(stmt, f, None) for f in ("body", "orelse", "finalbody")) if b]
+
+    def hidden(stmt) -> bool:
+        """A hidden glue call, or a block (loop, if, with) holding only hidden statements."""
+        if is_hidden_glue(stmt):
+            return True
+        blocks = bodies(stmt) if isinstance(stmt, (ast.For, ast.If, ast.With, ast.While)) else []
+        return bool(blocks) and all(hidden(s) for b in blocks for s in b)
+
+    def visit(body, top: bool = False) -> None:
+        # a block is never left empty on the page (a whole cell may be: the book then shows no code)
+        keep_some = top or not all(hidden(s) for s in body)
+        for stmt in body:
+            if hidden(stmt) and keep_some:
+                drop.update(range(stmt.lineno - 1, stmt.end_lineno))
+            elif not hidden(stmt):
+                for block in bodies(stmt):
+                    visit(block)
+
+    if tree is not None:
+        visit(tree.body, top=True)
     kept = [line for i, line in enumerate(lines) if i not in drop]
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(kept))
     return text.strip("\n")
@@ -476,12 +502,6 @@ def note_figures(nb, path: Path, cfg: dict) -> list[str]:
 
 
 NOTES = {
-    # Reader checks of issue 11, reported until every chapter is re-rendered with the explorers
-    # (`make render`), then moved into CHECKS (they fail lint there).
-    "widgets": check_widgets,
-    "kernelspec": check_kernelspec,
-    "headings": check_headings,
-    "markers": check_markers,
     "code-width": note_code_width,
     "cell-length": note_cell_length,
     "figures": note_figures,

@@ -22,8 +22,8 @@ test clips are the same for every seed (a fixed seed), so the seeds differ in wh
 
 Evaluation (held-out clips; the motorcycle stereo pair of scikit-image):
 
-- ``rec.l1``: mean |I_A − T·I_B| of the finest filter reconstruction, in [0, 255], frames 1 apart;
-  ``rec.ratio`` = that over the copy error |I_A − I_B|;
+- ``rec.l1``: mean ``|I_A − T·I_B|`` of the finest filter reconstruction, in [0, 255], frames 1 apart;
+  ``rec.ratio`` = that over the copy error ``|I_A − I_B|``;
 - ``flow.epe_sprites`` / ``flow.epe_all``: end-point error (px) of the composed expected flow on
   sprite pixels / all pixels where the ground truth is observable (not occluded, in view);
 - ``vos.J_mean``, ``vos.F_mean``, ``vos.J_recall``, ``vos.F_recall``: DAVIS J and F of the sprite
@@ -32,7 +32,7 @@ Evaluation (held-out clips; the motorcycle stereo pair of scikit-image):
 - ``longrange.m3`` / ``longrange.m5``: long-range reconstruction error (Table 7.2 protocol) for
   frames 3 and 5 apart (≤ 12 px, inside the 14 px of three levels / ≤ 20 px, partly beyond);
 - ``stereo.epe_x`` / ``stereo.ratio``: on the motorcycle pair resized to 100×148, left = target,
-  right = source, |flow_x + disparity| on pixels with ground truth, and that over the zero-flow
+  right = source, ``|flow_x + disparity|`` on pixels with ground truth, and that over the zero-flow
   error (the mean disparity). Zero-shot: the model never saw a photograph.
 
 The claims below were written, with their margins, before any ``medium`` result existed. The
