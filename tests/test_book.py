@@ -230,6 +230,9 @@ class TestVisibleSource:
     def test_a_cell_of_hidden_glue_shows_nothing(self):
         assert nbtools.visible_source('glue("a", 1, display=False)\nfor k in "bc":\n    glue(k, 2, display=False)') == ""
 
+    def test_trailing_markers_are_dropped_from_the_line(self):
+        assert nbtools.visible_source('print(x)  # NBVAL_CHECK_OUTPUT\ny = "#"') == 'print(x)\ny = "#"'
+
     def test_magics_keep_everything_but_markers(self):
         assert nbtools.visible_source("%timeit f()\n# NBVAL_SKIP") == "%timeit f()"
 

@@ -52,6 +52,8 @@ MAX_FIGURE_PX = 700  # the book's text column: a wider PNG is shrunk to fit
 MIN_FIGURE_DPI = 110  # pb.viz.DPI: legible figures in the book
 NBVAL_TAG = "nbval-check-output"  # nbval reads this tag as it reads the `# NBVAL_CHECK_OUTPUT` comment
 NBVAL_COMMENT_RE = re.compile(r"^\s*#\s*NBVAL_[A-Z_]+\s*$")
+# after code on the same line nbval does not see it (it reads whole-line comments only): no effect
+NBVAL_TRAILING_RE = re.compile(r"(?<=\S)\s*#\s*NBVAL_[A-Z_]+\s*$")
 
 SETUP_TEMPLATE = """\
 # Setup, written by `tools/nbtools.py sync` from _config.yml: on Colab, install pixelbook from
@@ -374,9 +376,14 @@ def check_markers(nb, path: Path, cfg: dict) -> list[str]:
     """nbval markers are cell tags (invisible to the reader), not comments in the code."""
     problems = []
     for i, cell in enumerate(nb.cells):
-        if cell.cell_type == "code" and any(NBVAL_COMMENT_RE.match(line) for line in cell.source.splitlines()):
+        if cell.cell_type != "code":
+            continue
+        if any(NBVAL_COMMENT_RE.match(line) for line in cell.source.splitlines()):
             problems.append(f"cell {i}: a `# NBVAL_...` comment; tag the cell `{NBVAL_TAG}` instead "
                             f"(`# %% tags=[\"{NBVAL_TAG}\"]`)")
+        if any(NBVAL_TRAILING_RE.search(line) for line in cell.source.splitlines()):
+            problems.append(f"cell {i}: a `# NBVAL_...` comment after code, which nbval ignores (it reads "
+                            f"whole-line comments): tag the cell `{NBVAL_TAG}` for the check to happen")
     return problems
 
 
@@ -440,7 +447,7 @@ def visible_source(source: str) -> str:
 
     if tree is not None:
         visit(tree.body, top=True)
-    kept = [line for i, line in enumerate(lines) if i not in drop]
+    kept = [NBVAL_TRAILING_RE.sub("", line) for i, line in enumerate(lines) if i not in drop]
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(kept))
     return text.strip("\n")
 
