@@ -26,6 +26,8 @@ commit that registers it with the notebook draft.
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.nn.functional as F
 
@@ -62,6 +64,15 @@ def _arms():
                                     f"{'softmax' if task == 'deblur' else 'free-form'} filters ({what})",
                      {"task": task, "model": "pff"})]
     return tuple(arms)
+
+
+# The outcomes of the medium run (commit f0fed54, 3 seeds; `expected` records them and is not hashed):
+# these claims did NOT hold. PFF's softmax deblurring filters stayed at the identity (-0.02 dB against
+# the blurred input, every seed) while the CNN gained +1.66 dB; at JPEG quality 40 PFF gained +0.58,
+# +0.63, +0.47 dB (2 of 3 seeds above 0.5); the CNN beat PFF on every task and seed (deblur -1.68 dB,
+# JPEG -0.12 dB, SR -0.20 dB for PFF). The chapter reports these numbers and what we found about why.
+_DID_NOT_HOLD = ("pff_beats_input_deblur", "pff_beats_input_jpeg_q40", "pff_beats_cnn_deblur", "pff_beats_cnn_jpeg",
+                 "pff_beats_cnn_sr")
 
 
 def _claims():
@@ -107,7 +118,7 @@ def _claims():
                                              "RGB, full scale, Table 6.1)",
                                    "jpeg": "PFF above CNN at every QF (LIVE1, full scale, Fig. 6.4; no table)",
                                    "sr": "no CNN number for SR in the thesis"}[task]))
-    return tuple(claims)
+    return tuple(dataclasses.replace(c, expected=c.id not in _DID_NOT_HOLD) for c in claims)
 
 
 class PFFExperiment(Experiment):
