@@ -15,16 +15,18 @@ at mask densities 1.0 / 0.7 / 0.5 / 0.3 / 0.1 (i.i.d. random pixels, seeded), in
 * a whole PAG bottleneck block in eval mode (``execution="dense"`` vs ``"sparse"``; BN folded into
   the kernels of the sparse path), the unit the chapter's Task B gates.
 
-Each cell is the median of ``--repeats`` runs after two warm-up runs. ``ratio`` = dense time /
-sparse time (> 1: the sparse path is faster). The last line of each table states the crossover
-density (linear interpolation of the ratio), the density below which the sparse path wins here.
+The two paths are timed *interleaved* (dense, sparse, dense, sparse, ...) after two warm-up runs
+each, and each cell is the fastest of ``--repeats`` runs: on a shared machine, other processes only
+ever add time, so the minimum is the least disturbed measurement, and interleaving exposes both paths
+to the same disturbances. ``ratio`` = dense time / sparse time (> 1: the sparse path is faster). The
+last line of each table states the crossover density (linear interpolation of the ratio), the
+density below which the sparse path wins here.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 
@@ -47,17 +49,20 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def _median_time(fn, device, repeats):
-    for _ in range(2):
-        fn()
-    times = []
+def _min_times(fns, device, repeats):
+    """Fastest of ``repeats`` runs of each function, the functions interleaved run by run."""
+    for fn in fns:
+        for _ in range(2):
+            fn()
+    best = [float("inf")] * len(fns)
     for _ in range(repeats):
-        _sync(device)
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for i, fn in enumerate(fns):
+            _sync(device)
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            best[i] = min(best[i], time.perf_counter() - t0)
+    return best
 
 
 def _crossover(densities, ratios):
@@ -92,16 +97,15 @@ def bench_conv(device, repeats, cases):
             with torch.no_grad():
                 diff = float((gated_conv2d(x, w, m, dilation=dil, impl="sparse")
                               - gated_conv2d(x, w, m, dilation=dil, impl="dense")).abs().max())
-                t_d = _median_time(lambda: gated_conv2d(x, w, m, dilation=dil, impl="dense"), device, repeats)
-                t_s = _median_time(lambda: gated_conv2d(x, w, m, dilation=dil, impl="sparse"), device, repeats)
+                t_d, t_s = _min_times([lambda: gated_conv2d(x, w, m, dilation=dil, impl="dense"),
+                                       lambda: gated_conv2d(x, w, m, dilation=dil, impl="sparse")], device, repeats)
             xg, wg = x.clone().requires_grad_(True), w.clone().requires_grad_(True)
 
             def fb(impl):
                 gated_conv2d(xg, wg, m, dilation=dil, impl=impl).sum().backward()
                 xg.grad = wg.grad = None
 
-            tb_d = _median_time(lambda: fb("dense"), device, repeats)
-            tb_s = _median_time(lambda: fb("sparse"), device, repeats)
+            tb_d, tb_s = _min_times([lambda: fb("dense"), lambda: fb("sparse")], device, repeats)
             ratios.append(t_d / t_s)
             print(f"{f'{N}x{C}x{H}x{W} -> {Cout}':>24} {dil:>3} {dens:>7.1f} | {1e3 * t_d:7.1f} {1e3 * t_s:7.1f} "
                   f"{t_d / t_s:5.2f}x | {1e3 * tb_d:8.1f} {1e3 * tb_s:9.1f} {tb_d / tb_s:7.2f}x | {diff:9.1e}",
@@ -121,13 +125,13 @@ def bench_block(device, repeats, cases):
         ratios = []
         for i, dens in enumerate(DENSITIES):
             block.force = _mask(N, H, W, dens, device, seed=10 + i)
+            def run(execution):
+                block.execution = execution
+                return block(x)
+
             with torch.no_grad():
-                block.execution = "dense"
-                ref = block(x)
-                t_d = _median_time(lambda: block(x), device, repeats)
-                block.execution = "sparse"
-                diff = float((block(x) - ref).abs().max())
-                t_s = _median_time(lambda: block(x), device, repeats)
+                diff = float((run("sparse") - run("dense")).abs().max())
+                t_d, t_s = _min_times([lambda: run("dense"), lambda: run("sparse")], device, repeats)
             ratios.append(t_d / t_s)
             print(f"{f'{N}x{Cin}x{H}x{W} ({planes})':>26} {dens:>7.1f} | {1e3 * t_d:7.1f} {1e3 * t_s:7.1f} "
                   f"{t_d / t_s:5.2f}x | {diff:9.1e}", flush=True)
@@ -137,7 +141,7 @@ def bench_block(device, repeats, cases):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="all", choices=["all", "cpu", "cuda"])
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--quick", action="store_true", help="one small case per table (smoke test)")
     args = parser.parse_args(argv)
@@ -152,7 +156,7 @@ def main(argv=None):
     block_cases = [(2, 32, 8, 16, 16)] if args.quick else BLOCK_CASES
     for dev in devices:
         name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"{torch.get_num_threads()} threads"
-        print(f"\n== {dev} ({name}), torch {torch.__version__}, median of {args.repeats}; "
+        print(f"\n== {dev} ({name}), torch {torch.__version__}, fastest of {args.repeats} interleaved runs; "
               f"ratio = dense / sparse (> 1: sparse faster); i.i.d. random masks")
         bench_conv(dev, args.repeats, conv_cases)
         bench_block(dev, args.repeats, block_cases)
