@@ -122,8 +122,9 @@ class GatingExperiment(Experiment):
         Claim("a_pag_matches_attention", "PAG MultiPool (one branch per pixel) is within 1 point of soft attention",
               metric="a.miou", arm_a="a_pag", arm_b="a_attention", margin=-0.01, k=3, n=3,
               paper="PAG 46.5 vs weighted avg. 46.3 IoU (NYUv2, full scale; thesis Table 4.3)"),
-        # One branch per pixel instead of four: the pooling module is ~88 % of the network's multiply-adds
-        # (24 channels, four 3x3 branches), so PAG needs well under half the FLOPs: 0.05 GFLOPs of ~0.19.
+        # One branch per pixel instead of four: the pooling module is ~87 % of the network's multiply-adds
+        # (16 channels, four 3x3 branches: 9,216 of 10,644 per pixel), so PAG needs at most 3,732 per pixel,
+        # 0.031 GFLOPs per 64x64 image against 0.087: at least 0.057 fewer, above the 0.05 margin.
         Claim("a_pag_is_cheaper", "PAG MultiPool needs fewer FLOPs per image than soft attention",
               metric="a.gflops", arm_a="a_pag", arm_b="a_attention", margin=0.05, k=3, n=3, higher_is_better=False,
               paper="'does not require overhead of computing all branches' (thesis §4.3.4; no number)"),
@@ -163,10 +164,12 @@ class GatingExperiment(Experiment):
                 "n_train": scaled(scale, smoke=32, small=256, medium=1024, full=4096),
                 "n_val": scaled(scale, smoke=8, small=64, medium=256, full=1024),
                 "depth_range": [1.0, 6.0], "num_bins": len(TASK_A_DILATIONS), "seed": seed}
-        train = TrainConfig(epochs=scaled(scale, smoke=1, small=4, medium=12, full=30), lr=3e-3,
+        # ours, sized on seed 100 (not a medium seed; wall time and curves only): 64 steps per epoch,
+        # 0.04 s per step at width 16 on the 2-core CPU; the loss flattens by the end of the cosine schedule.
+        train = TrainConfig(epochs=scaled(scale, smoke=1, small=4, medium=10, full=30), lr=3e-3,
                             batch_size=16, optimizer="adamw", weight_decay=1e-4, schedule="cosine", seed=seed)
-        model = {"pool": p["pool"], "dilations": list(p["dilations"]), "tied": p["tied"], "width": 24,
-                 "head_widths": [12, 6]}
+        model = {"pool": p["pool"], "dilations": list(p["dilations"]), "tied": p["tied"], "width": 16,
+                 "head_widths": [8, 4]}
         loss = {"depth_weight": 1.0 if p["pool"] == "predicted" else 0.0,  # ours: CE on bins, same weight as seg
                 "tau": [1.0, 0.1] if p["pool"] == "pag" else None}         # thesis §4.3.2: 1 -> 0.1
         return self.make_config(arm, seed, scale, train=train, data=data, model=model, loss=loss, eval={})
