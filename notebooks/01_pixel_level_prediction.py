@@ -5,8 +5,10 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.7
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -61,7 +63,7 @@ from pixelbook.training import TrainConfig, train_or_load
 
 # %matplotlib inline
 # %config InlineBackend.figure_format = "png"
-plt.rcParams["figure.dpi"] = 80
+pb.viz.use_style()  # the book's plot style: 110 dpi, legible fonts
 
 # %% tags=["parameters"]
 SCALE = os.environ.get("PIXELBOOK_SCALE", "auto")  # smoke | small | full | auto
@@ -143,8 +145,7 @@ fig
 # finite differences of neighbouring points gives the surface normal, which must match the
 # rendered one away from occlusion boundaries (where the finite difference straddles two surfaces).
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 scenes = make_scene_splits(8, 1, size=IMAGE_SIZE, seed=SEED)[0]
 unit_err = (scenes["normals"].norm(dim=1) - 1).abs().max().item()
 est, est_valid = normals_from_depth(scenes["depth"], scenes["K"], method="cross")
@@ -160,8 +161,7 @@ assert unit_err < 1e-5 and median_angle < 2.0
 # The class frequencies show the imbalance every real dataset has: floor and wall cover most
 # pixels, objects few. A network that predicts "floor" everywhere is right half the time.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 labelled = train["labels"][train["labels"] != 255]
 freq = torch.bincount(labelled, minlength=NUM_CLASSES).double() / labelled.numel()
 boundary_rate = train["boundaries"].double().mean().item()
@@ -526,14 +526,16 @@ pb.viz.show_grid(panels, titles=titles, ncols=8, size=1.5)
 # %% [markdown]
 # ## 7. Watch it learn
 #
-# The static figure shows the multi-task network's predictions on one held-out scene after a few
-# epochs; in a live notebook the controls choose the task and scrub through every epoch's
-# snapshot (one forward pass of a small network: well under a second on a CPU).
+# {numref}`fig-ch1-learning` shows the multi-task network's predictions on held-out scenes as
+# training proceeds: choose the epoch, the task and the scene. In a live notebook the controls
+# scrub through every epoch's snapshot (one forward pass of a small network: well under a second
+# on a CPU).
 
 # %%
 TASK_VIEWS = {
     "seg": lambda p, i: pb.viz.colorize_labels(p["seg"][0], NUM_CLASSES),
-    "depth": lambda p, i: pb.viz.colorize_depth(p["depth"][0], vmin=float(val["depth"][i].min()), vmax=float(val["depth"][i].max())),
+    "depth": lambda p, i: pb.viz.colorize_depth(p["depth"][0], vmin=float(val["depth"][i].min()),
+                                                vmax=float(val["depth"][i].max())),
     "normals": lambda p, i: pb.viz.colorize_normals(p["normals"][0]),
     "boundary": lambda p, i: p["boundary"][0].numpy(),
 }
@@ -549,22 +551,29 @@ viewer = PixelNet(NUM_CLASSES, encoder=ENCODER)
 def show_epoch(epoch=EPOCHS, task="seg", scene=0):
     viewer.load_state_dict(history.snapshots[epoch])
     p = viewer.predict(val["image"][scene:scene + 1])
-    fig, ax = plt.subplots(1, 3, figsize=(6, 2.2))
-    for a, img, title in zip(ax, [val["image"][scene].permute(1, 2, 0).numpy(), GT_VIEWS[task](scene), TASK_VIEWS[task](p, scene)],
-                             ["image", f"{task}: truth", f"{task}: epoch {epoch}"]):
+    fig, ax = plt.subplots(1, 3, figsize=(6, 2.3))
+    images = [val["image"][scene].permute(1, 2, 0).numpy(), GT_VIEWS[task](scene), TASK_VIEWS[task](p, scene)]
+    for a, img, title in zip(ax, images, ["image", f"{task}: truth", f"{task}: epoch {epoch}"]):
         a.imshow(img, cmap="gray")
-        a.set_title(title, fontsize=9)
+        a.set_title(title)
         a.axis("off")
     fig.tight_layout()
     return fig
 
 
-epochs_shown = sorted({1, max(1, EPOCHS // 3), max(1, 2 * EPOCHS // 3), EPOCHS})
-w = pb.widgets.interactive_figure(show_epoch, static=[{"epoch": e, "task": "seg"} for e in epochs_shown],
-                                  layout="column", epoch=(1, EPOCHS, 1), task=list(TASK_VIEWS),
-                                  scene=(0, N_VAL - 1, 1))
+epochs_shown = sorted({1, max(1, EPOCHS // 4), max(1, EPOCHS // 2), max(1, 3 * EPOCHS // 4), EPOCHS})
+pb.widgets.explorer(show_epoch, {"epoch": epochs_shown, "task": list(TASK_VIEWS), "scene": [0, 1]},
+                    live={"epoch": (1, EPOCHS, 1), "scene": (0, N_VAL - 1, 1)},
+                    glue="ch1_fig_learning", alt="Predictions of the multi-task network")
 
 # %% [markdown]
+# ```{glue:figure} ch1_fig_learning
+# :name: fig-ch1-learning
+#
+# The multi-task network on a held-out scene: the image, the ground truth of one task and the
+# prediction after a given epoch of training.
+# ```
+#
 # ## Exercises
 #
 # 1. Set `LOSS_WEIGHTS = {"seg": 1, "boundary": 1, "depth": 0, "normals": 0}`. Does segmentation

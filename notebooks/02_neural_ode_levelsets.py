@@ -5,8 +5,10 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.7
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -64,7 +66,7 @@ from pixelbook.models import UNet, count_parameters
 from pixelbook.training import TrainConfig, config_hash, train_or_load
 
 # %matplotlib inline
-plt.rcParams["figure.dpi"] = 72
+pb.viz.use_style()  # the book's plot style: 110 dpi, legible fonts
 f64 = torch.float64
 
 
@@ -128,7 +130,7 @@ print(f"scale {SCALE}, device {DEVICE}, data {DATASET}, images {SIZE}x{SIZE}, tr
 # inside and the first outside pixel, so we subtract half a pixel on each side
 # (`pb.levelset.sdf_from_mask`). Check against the exact SDF of a disc:
 
-# %%
+# %% tags=["nbval-check-output"]
 yy, xx = torch.meshgrid(torch.arange(64, dtype=f64), torch.arange(64, dtype=f64), indexing="ij")
 exact = (20.0 - ((xx - 31.8) ** 2 + (yy - 32.3) ** 2).sqrt())[None, None]     # disc, r0 = 20
 mask = exact[:, 0] > 0
@@ -142,7 +144,7 @@ assert abs(grad_mean - 1) < 0.02
 glue("ch2_sdf_err_half", err_half, display=False)
 glue("ch2_sdf_err_plain", err_plain, display=False)
 print(f"max |EDT SDF - exact| near the contour: {err_plain:.2f} px without, {err_half:.2f} px with the "
-      f"half-pixel shift; mean |grad phi| = {grad_mean:.3f}")  # NBVAL_CHECK_OUTPUT
+      f"half-pixel shift; mean |grad phi| = {grad_mean:.3f}")
 
 # %% [markdown]
 # The plain EDT is off by up to {glue:text}`ch2_sdf_err_plain:.2f` px near the contour, the shifted
@@ -197,7 +199,7 @@ torch.testing.assert_close(g_t, c_speed * g_x.norm(dim=1))  # phi_t = F |grad ph
 # We measure the radius from the area of $\{\phi>0\}$, counting the fraction of each boundary pixel
 # covered ($\mathrm{clamp}(\phi+\tfrac12, 0, 1)$ for a distance function).
 
-# %%
+# %% tags=["nbval-check-output"]
 def area_radius(phi):
     """Area-equivalent radius of {phi > 0} from the pixel coverage clamp(phi + 1/2, 0, 1)."""
     return float(((phi.clamp(-0.5, 0.5) + 0.5).sum() / math.pi).sqrt())
@@ -215,7 +217,7 @@ rows += [("F = kappa", t, area_radius(p), math.sqrt(R0 ** 2 - 2 * t)) for t, p i
 print(f"curvature on the rim: {kappa_rim:.4f} (exact -1/r0 = {-1 / R0:.4f})")
 print(f"{'flow':>10} {'t':>6} {'r numeric':>10} {'r exact':>8} {'error':>7}")
 for name, t, r, r_exact in rows:
-    print(f"{name:>10} {t:6.0f} {r:10.3f} {r_exact:8.3f} {r - r_exact:7.3f}")  # NBVAL_CHECK_OUTPUT
+    print(f"{name:>10} {t:6.0f} {r:10.3f} {r_exact:8.3f} {r - r_exact:7.3f}")
 err_c = max(abs(r - e) for n, _, r, e in rows if n == "F = 1")
 err_k = max(abs(r - e) for n, _, r, e in rows if n != "F = 1")
 assert abs(kappa_rim + 1 / R0) < 0.02 / R0 and err_c < 0.2 and err_k < 0.05, (err_c, err_k)
@@ -508,7 +510,7 @@ print(f"dopri5, atol 1e-10, float64: |g_adjoint - g_backprop| / |g_backprop| = {
 # to every object (a genuinely weak edge), a third distractor that may touch the object and a
 # smooth background texture. Training and test images come from different seeds.
 
-# %%
+# %% tags=["nbval-check-output"]
 if SALIENCY:
     from pathlib import Path
 
@@ -535,7 +537,7 @@ else:
         EXPERIMENTS[variant] = {"train": {"image": tr["image"], "phi": tr["phi"]}, "channels": 1,
                                 "tests": {variant: {"image": te["image"], "masks": te["masks"]}}}
         print(f"{variant:>5}: {N_TRAIN} train / {N_TEST} test images, object covers "
-              f"{100 * float(te['masks'].float().mean()):.1f} % of the pixels")  # NBVAL_CHECK_OUTPUT
+              f"{100 * float(te['masks'].float().mean()):.1f} % of the pixels")
 
 # %% tags=["hide-input"]
 if not SALIENCY:
@@ -1048,7 +1050,16 @@ for k, t in enumerate(times_w):
     img = pb.viz.draw_contours(img, traj[k, 0, 0], levels=(0.0,), color="tab:orange")
     frames.append(pb.viz.draw_contours(img, traj_out[k, 0, 0], levels=(0.0,), color="red"))
     frame_titles.append(f"t = {t:.1f}")
-slider = pb.widgets.time_slider(frames, titles=frame_titles, n_static=4, description="time")
+pb.widgets.time_slider(frames, titles=frame_titles, description="time", glue="ch2_fig_evolution",
+                       alt="The evolving contour of Contour Evolution")
+
+# %% [markdown]
+# ```{glue:figure} ch2_fig_evolution
+# :name: fig-ch2-evolution
+#
+# Contour Evolution on a test image over time: ground truth in black, the zero level of the
+# distance channel in orange, the model's readout in red.
+# ```
 
 # %% [markdown]
 # The second control sets the weights of the classical flow of §6 by hand — constant speed,
@@ -1073,12 +1084,21 @@ def classical_flow(w_const=0.0, w_curv=1.0, w_region=2.0, w_prior=2.0):
 t_cb = time.time()
 classical_flow()
 assert time.time() - t_cb < 1.0, "the widget callback must answer in under a second"
-flow_widget = pb.widgets.interactive_figure(
+pb.widgets.explorer(
     classical_flow,
-    static=[{"w_curv": 4.0, "w_region": 0.0, "w_prior": 0.0}, {"w_curv": 0.0, "w_region": 6.0, "w_prior": 0.0},
-            {"w_curv": 1.0, "w_region": 2.0, "w_prior": 2.0}],
-    titles=["curvature only", "region force only", "mixed"],
-    w_const=(-3.0, 3.0, 0.5), w_curv=(0.0, 6.0, 0.5), w_region=(-6.0, 6.0, 0.5), w_prior=(-4.0, 4.0, 0.5))
+    {"w_const": [0.0, 2.0], "w_curv": [0.0, 1.0, 4.0], "w_region": [0.0, 2.0, 6.0], "w_prior": [0.0, 2.0]},
+    live={"w_const": (-3.0, 3.0, 0.5), "w_curv": (0.0, 6.0, 0.5), "w_region": (-6.0, 6.0, 0.5),
+          "w_prior": (-4.0, 4.0, 0.5)},
+    glue="ch2_fig_forcing", alt="The classical level-set flow with hand-set weights")
+
+# %% [markdown]
+# ```{glue:figure} ch2_fig_forcing
+# :name: fig-ch2-forcing
+#
+# Twenty explicit steps of the classical flow from the initial contour (blue) with the chosen
+# weights of constant speed, curvature, Chan–Vese region force and initial-contour prior; the
+# evolved contour in orange, the ground truth in black.
+# ```
 
 # %% [markdown]
 # ## Exercises

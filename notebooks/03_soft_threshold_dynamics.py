@@ -5,8 +5,10 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.7
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -61,7 +63,7 @@ from pixelbook.training import TrainConfig, train_or_load
 
 # %matplotlib inline
 # %config InlineBackend.figure_format = "png"
-plt.rcParams["figure.dpi"] = 72
+pb.viz.use_style()  # the book's plot style: 110 dpi, legible fonts
 f64 = torch.float64
 
 # %% tags=["parameters"]
@@ -107,8 +109,7 @@ print(f"scale={SCALE}, device={DEVICE}, images {SIZE}x{SIZE}, {N_TRAIN} train / 
 # maximiser jumps when two scores cross, so it has no useful derivative. We check the value and that no
 # random point of $\mathbb U$ beats it.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 g = torch.Generator().manual_seed(0)
 o = torch.randn(1, 4, 6, 6, generator=g, dtype=f64)
 hard = F.one_hot(o.argmax(1), 4).permute(0, 3, 1, 2).to(f64)
@@ -139,8 +140,7 @@ print(f"<o, argmax> = {lp_value:.4f} = sum_x max_i o_i(x); best of 500 random po
 # $\max_i o_i\le\mathcal M_\varepsilon(o)\le\max_i o_i+\varepsilon\ln I$ (the sum has its largest term
 # and at most $I$ of them) and so tends to the argmax value as $\varepsilon\to0$.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 for eps in (1.0, 0.3, 0.01):
     u_soft = torch.softmax(o / eps, 1)
     F_soft = S.std_energy(u_soft, o, lam=0.0, epsilon=eps)
@@ -282,8 +282,7 @@ print("autograd gradient of R equals lam * k*(1-2u): max difference", f"{float((
 # any width that is PSD by construction (an autocorrelation $g\star g$, whose transform is $|\hat g|^2$).
 # ```
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 kernels = {"paper: 7x7, sigma=5": S.gaussian_kernel(7, S.PAPER_SIGMA, dtype=f64),
            "ours: 7x7, sigma=1": S.gaussian_kernel(7, 1.0, dtype=f64),
            "7x7, sigma=5, psd=True": S.gaussian_kernel(7, 5.0, psd=True, dtype=f64)}
@@ -384,7 +383,7 @@ ax[4].set(xlabel="iteration t", ylabel=r"$\mathcal{F}+\mathcal{R}$", title="ener
 fig.tight_layout()
 
 # %% [markdown]
-# ## 7. The MBO limit $\varepsilon\to0$
+# ## 7. The MBO limit (ε → 0)
 #
 # As $\varepsilon\to0$ the softmax becomes the argmax. With $o=0$ and two classes, $u_1^{t+1}=1$ iff
 # $p_1<p_2$ iff $k*u_1^t>\frac12\,k*1$: "diffuse with the kernel, threshold at one half" — the
@@ -396,8 +395,7 @@ fig.tight_layout()
 # area should drop by about $\pi\sigma^2$ per step. We use a wide PSD kernel ($\sigma=4$): with a narrow
 # one the boundary moves less than a pixel per step and stays pinned to the grid.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 n_mbo, sigma_mbo = 72, 4.0
 k_mbo = S.gaussian_kernel(25, sigma_mbo, psd=True)
 yy, xx = torch.meshgrid(torch.arange(n_mbo), torch.arange(n_mbo), indexing="ij")
@@ -446,8 +444,7 @@ fig.tight_layout()
 # use the log of the last iterate, computed stably as `log_softmax` of the last scores
 # (`output="log_probs"`), never `log(u)`.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 o_small = torch.randn(1, 2, 6, 6, dtype=f64, generator=g, requires_grad=True)
 layer = S.STD(iterations=4, lam=1.0, epsilon=0.5, kernel_size=5)
 assert torch.autograd.gradcheck(layer, (o_small,), fast_mode=True)
@@ -484,8 +481,7 @@ print("gradcheck passed; lam = 0 equals softmax(o/eps); logits that move output 
 # solves a small problem to convergence and compares primal and dual values.
 # ```
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 o_ot = torch.randn(1, 3, 6, 5, dtype=f64, generator=g)
 V_ot = torch.tensor([[12.0, 10.0, 8.0]], dtype=f64)
 eps_ot = 0.7
@@ -546,8 +542,7 @@ glue("ch3_remark2_hard_err_small_eps", float(100 * remark2[0][2]), display=False
 # $\nabla$ and backward differences for div; first the adjoint identity, then a toy with a distractor
 # and a dark notch.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 a_field = torch.randn(2, 1, 7, 9, dtype=f64, generator=g)
 b_field = torch.randn(2, 2, 7, 9, dtype=f64, generator=g)
 adj_gap = float((S.grad2d(a_field) * b_field).sum() + (a_field * S.div2d(b_field)).sum())
@@ -659,8 +654,7 @@ for task, spec in tasks.items():
             results[task, head, seed] = seg_stats(predict(model, spec["test"]["image"]).argmax(1),
                                                   spec["test"]["labels"], spec["classes"])
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 for task, spec in tasks.items():
     gt_cc = float(S.count_components(spec["test"]["labels"]).float().mean())
     print(f"{task}: test ground truth has {gt_cc:.2f} components per image")
@@ -1047,48 +1041,73 @@ if SCALE == "full" or DATA_ROOT is not None:
 # %% [markdown]
 # ## 16. Interactive: λ, ε, σ and T on a noisy image; the star centre
 #
-# The static figure shows four settings on the noisy star of §6 (segmentation, and the energy trace below
-# it); in a live notebook the sliders redraw it. The second control moves the star centre of SS-STD.
+# {numref}`fig-ch3-std` runs STD on the noisy star of §6 (segmentation, and the energy trace below
+# it) for the chosen λ, ε, σ and number of iterations T; in a live notebook the sliders are finer.
+# {numref}`fig-ch3-star` moves the star centre of SS-STD.
 
 # %%
 def std_explorer(lam=1.0, epsilon=0.5, sigma=1.0, iterations=10):
     k = S.gaussian_kernel(2 * math.ceil(3 * sigma) + 1, sigma)
     u, e = S.soft_threshold_dynamics(o_toy, iterations=iterations, lam=lam, epsilon=epsilon, kernel=k,
                                      return_energies=True)
-    fig, ax = plt.subplots(2, 1, figsize=(2.6, 4.2), gridspec_kw={"height_ratios": [2, 1]})
+    fig, ax = plt.subplots(2, 1, figsize=(2.8, 4.4), gridspec_kw={"height_ratios": [2, 1]})
     ax[0].imshow(u[0, 1], cmap="gray", vmin=0, vmax=1)
     ax[0].axis("off")
-    ax[1].set_title(f"energy; kernel PSD: {S.is_psd(k)}", fontsize=8)
+    ax[1].set_title(f"energy; kernel PSD: {S.is_psd(k)}")
     ax[1].plot(e[:, 0].numpy(), ".-")
-    ax[1].set_xlabel("iteration", fontsize=8)
-    ax[1].set_ylabel("energy", fontsize=8)
-    ax[1].tick_params(labelsize=7)
+    ax[1].set_xlabel("iteration")
+    ax[1].set_ylabel("energy")
     fig.tight_layout()
     return fig
 
 
-pb.widgets.interactive_figure(
-    std_explorer, static=[{"lam": 0.0}, {"lam": 1.0}, {"lam": 1.0, "epsilon": 0.1}, {"lam": 1.0, "sigma": 3.0}],
-    lam=(0.0, 2.0, 0.05), epsilon=(0.05, 2.0, 0.05), sigma=(0.5, 5.0, 0.25), iterations=(0, 50))
+pb.widgets.explorer(
+    std_explorer, {"lam": [0.0, 1.0, 2.0], "epsilon": [0.1, 0.5], "sigma": [1.0, 3.0], "iterations": [0, 10, 50]},
+    live={"lam": (0.0, 2.0, 0.05), "epsilon": (0.05, 2.0, 0.05), "sigma": (0.5, 5.0, 0.25),
+          "iterations": (0, 50)},
+    descriptions={"lam": "λ", "epsilon": "ε", "sigma": "σ", "iterations": "T"},
+    glue="ch3_fig_std", alt="STD on the noisy star")
+
+# %% [markdown]
+# ```{glue:figure} ch3_fig_std
+# :name: fig-ch3-std
+#
+# Soft Threshold Dynamics on the noisy star: the foreground probability after T iterations
+# (top) and the energy at each iteration (bottom), for the chosen length weight λ, entropy ε and
+# kernel width σ.
+# ```
 
 # %%
-def star_explorer(center_row=32.0, center_col=32.0, iterations=50):
+c_toy = [float(round(float(x))) for x in centre_toy[0]]  # the star's own centre, first shown
+
+
+def star_explorer(center_row=c_toy[0], center_col=c_toy[1], iterations=50):
     c = torch.tensor([[center_row, center_col]])
-    u = S.soft_threshold_dynamics(o_toy, iterations=iterations, lam=LAM, epsilon=EPSILON, kernel=KERNEL, center=c)
+    u = S.soft_threshold_dynamics(o_toy, iterations=iterations, lam=LAM, epsilon=EPSILON, kernel=KERNEL,
+                                  center=c)
     mask = u.argmax(1) == 1
-    fig, ax = plt.subplots(figsize=(2.6, 2.8))
+    fig, ax = plt.subplots(figsize=(2.8, 3.0))
     ax.imshow(u[0, 1], cmap="gray", vmin=0, vmax=1)
     ax.plot(center_col, center_row, "r+", ms=10)
-    ax.set_title(f"violations {int(S.star_violations(mask, c)[0])}", fontsize=8)
+    ax.set_title(f"violations {int(S.star_violations(mask, c)[0])}")
     ax.axis("off")
     return fig
 
 
-c_toy = [round(float(x)) for x in centre_toy[0]]
-pb.widgets.interactive_figure(
-    star_explorer, static=[{"center_row": float(c_toy[0]), "center_col": float(c_toy[1])},
-                           {"center_row": 8.0, "center_col": 8.0}, {"center_row": float(c_toy[0]), "center_col": 55.0}],
-    center_row=(0.0, 63.0, 1.0), center_col=(0.0, 63.0, 1.0), iterations=(0, 150))
+pb.widgets.explorer(
+    star_explorer, {"center_row": [8.0, c_toy[0], 55.0], "center_col": [8.0, c_toy[1], 55.0],
+                    "iterations": [50, 150]},
+    live={"center_row": (0.0, 63.0, 1.0), "center_col": (0.0, 63.0, 1.0), "iterations": (0, 150)},
+    descriptions={"center_row": "centre row", "center_col": "centre column", "iterations": "T"},
+    glue="ch3_fig_star", alt="SS-STD with a moved star centre")
+
+# %% [markdown]
+# ```{glue:figure} ch3_fig_star
+# :name: fig-ch3-star
+#
+# Star-shape STD with the centre (red cross) moved: the number of star violations of the result
+# is in the title.
+# ```
 
 # %% [markdown]
 # ## Exercises

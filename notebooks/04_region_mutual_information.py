@@ -5,8 +5,10 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.7
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -61,7 +63,7 @@ from pixelbook.training import TrainConfig, train_or_load
 
 # %matplotlib inline
 # %config InlineBackend.figure_format = "png"
-plt.rcParams["figure.dpi"] = 72
+pb.viz.use_style()  # the book's plot style: 110 dpi, legible fonts
 f64 = torch.float64
 
 # %% tags=["parameters"]
@@ -112,8 +114,7 @@ print(f"scale={SCALE}, device={DEVICE}, {SIZE}x{SIZE} images, {N_TRAIN} train / 
 # 0.1 elsewhere) in which four line pixels are predicted 0.2: once as one contiguous gap, once
 # scattered along the line.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 y_line = torch.zeros(1, 1, 16, 16, dtype=f64)
 y_line[..., :, 8] = 1
 
@@ -145,7 +146,7 @@ for R, (a, b) in toy.items():
 # {glue:text}`ch4_toy_r3_contig:.3f` against {glue:text}`ch4_toy_r3_scatter:.3f` for the scattered
 # errors (lower is better): a gap that breaks the structure is penalised more.
 #
-# ## 2. Regions become points in $\mathbb R^{d}$
+# ## 2. Regions become points in d dimensions
 #
 # Take one class channel of one image: labels $y\in\{0,1\}^{H\times W}$ and probabilities
 # $p\in[0,1]^{H\times W}$. Every valid $R\times R$ window gives a pair of vectors
@@ -154,8 +155,7 @@ for R, (a, b) in toy.items():
 # $(\boldsymbol Y,\boldsymbol P)$. The $d$ coordinates are the $R^2$ shifted crops of the map, which is
 # also what `F.unfold` computes; `pb.rmi.region_vectors` returns them.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 x = torch.rand(2, 3, 9, 7, generator=torch.Generator().manual_seed(1))
 for R in (1, 2, 3):
     hh, ww = 9 - R + 1, 7 - R + 1
@@ -208,8 +208,7 @@ print(f"I(X;Y) = {mi_def:.6f} from Eq. 6 and from Eq. 7; Gaussian entropy: formu
 # entropy at all. We count the patterns that occur in the wire class of our training data (§11), and
 # compute the memory for the paper's batch (16 crops of 513×513, 21 classes).
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 demo = make_wire_scenes(64, size=40, seed=0, split="train")
 wire_patches = RMI.region_vectors((demo["labels"] == 2).to(f64)[:, None], 3)  # (64, 1, 9, n)
 patterns = torch.unique(wire_patches.permute(0, 1, 3, 2).reshape(-1, 9), dim=0)
@@ -259,8 +258,7 @@ print(f"probabilities: {batch_bytes / GiB:.2f} GiB; region vectors R=3: {9 * bat
 # $Y=P+U$ with $U$ uniform on $[-a,a]$ it falls short by exactly $\tfrac12\ln(\pi e/6)$ for every
 # $a$: $I=h(Y)-\ln 2a$ while the bound is $h(Y)-\tfrac12\ln(2\pi e\,a^2/3)$.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 # (i) the maximum-entropy property: unit-variance uniform and Laplace against the Gaussian
 h_gauss, h_unif, h_lap = 0.5 * math.log(2 * math.pi * math.e), 0.5 * math.log(12), 1 + math.log(2 / math.sqrt(2))
 assert h_unif < h_gauss and h_lap < h_gauss
@@ -431,8 +429,7 @@ print("inline Eqs. 12-16 == pb.rmi.rmi_lower_bound / RMILoss;", rmi_criterion)
 # *no gradient* against false positives of absent classes. That is why it is always paired with
 # cross-entropy (§10).
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 g = torch.Generator().manual_seed(8)
 d = 4
 A = torch.randn(2 * d, 2 * d, generator=g, dtype=f64)
@@ -565,22 +562,30 @@ train_data = make_wire_scenes(N_TRAIN, size=SIZE, seed=SEED, split="train")
 test_data = make_wire_scenes(N_TEST, size=SIZE, seed=SEED, split="test")
 train_set = {"image": train_data["image"], "labels": train_data["labels"]}
 freq = torch.bincount(train_data["labels"].flatten(), minlength=K).double() / train_data["labels"].numel()
-fig, axes = plt.subplots(2, 6, figsize=(9, 3.2))
-for i in range(6):
+fig, axes = plt.subplots(2, 4, figsize=(6.2, 3.9), layout="constrained")
+for i in range(4):
     axes[0, i].imshow(test_data["image"][i, 0], cmap="gray")
-    axes[1, i].imshow(test_data["labels"][i], cmap="tab10", vmin=0, vmax=9, interpolation="nearest")
+    axes[1, i].imshow(pb.viz.colorize_labels(test_data["labels"][i], len(WIRE_CLASSES)))
     gy, gx = torch.nonzero(test_data["gaps"][i], as_tuple=True)
-    axes[1, i].plot(gx, gy, "s", ms=2, mfc="none", mec="k", mew=0.6)
+    axes[1, i].plot(gx, gy, "s", ms=2, mfc="none", mec="w", mew=0.6)
 for a in axes.flat:
     a.set_axis_off()
-axes[0, 0].set_title("images", fontsize=9, loc="left")
-axes[1, 0].set_title("labels (gaps boxed)", fontsize=9, loc="left")
-plt.tight_layout()
-plt.show()
+axes[0, 0].set_title("images", loc="left")
+axes[1, 0].set_title("labels (gaps boxed)", loc="left")
+pb.viz.label_legend(fig, WIRE_CLASSES)
+pb.widgets.show(fig, glue="ch4_fig_wires")
 print("class frequencies:", {c: f"{100 * float(f):.1f}%" for c, f in zip(WIRE_CLASSES, freq)},
       f"| invisible wire pixels: {100 * float(train_data['gaps'].sum() / (train_data['labels'] == 2).sum()):.0f}%")
 
 # %% [markdown]
+# ```{glue:figure} ch4_fig_wires
+# :name: fig-ch4-wires
+# :alt: Four test scenes of wires, dots and textured regions, and their label maps
+#
+# Test scenes (top) and their labels (bottom): thin wires, small dots and textured regions on a
+# background. Boxed pixels are wire pixels with no visible evidence in the image (gaps).
+# ```
+#
 # The model is a small DeepLabv3-style network (`pb.rmi.MiniDeepLab`): two stride-2 convolutions
 # (output stride 4), two residual blocks, an ASPP-lite head (1×1, two dilated 3×3 and image
 # pooling) and bilinear up-sampling of the logits to the input size *before* the loss, as the paper
@@ -890,8 +895,7 @@ glue("ch4_grad_bound", 1 / (2 * 9 * XI), display=False)
 #
 # The CamVid mIoU column is not the mean of the 11 class columns:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 camvid = {  # [RMI, Table 4]: 11 per-class IoUs and the reported mIoU
     "v3 CE": ([88.06, 79.03, 10.12, 91.32, 73.21, 72.65, 41.04, 39.52, 79.35, 42.43, 54.51], 58.50),
     "v3 CE&CRF": ([90.64, 80.48, 4.70, 91.49, 73.64, 74.35, 39.93, 41.98, 80.45, 40.50, 54.20], 58.59),
@@ -984,15 +988,16 @@ else:
 # %% [markdown]
 # ## 15. Interactive: radius, down-sampling and the gradient
 #
-# Take the wire channel of a test image and the trained CE model's wire probability for it. The
-# panels show the (pooled) label and probability maps, the $2d\times2d$ joint covariance of the
-# region vectors (P block top-left, Y block bottom-right), and $-\partial\ell/\partial p$ at full
-# resolution: where gradient descent on the RMI term pushes the probability up (red) or down (blue).
-# The static figure shows four settings; in a live notebook the sliders recompute everything.
+# Take the wire channel of a test image and the trained CE model's wire probability for it.
+# {numref}`fig-ch4-explorer` shows the (pooled) label and probability maps, the $2d\times2d$ joint
+# covariance of the region vectors (P block top-left, Y block bottom-right), and
+# $-\partial\ell/\partial p$ at full resolution: where gradient descent on the RMI term pushes the
+# probability up (red) or down (blue). Choose the radius $R$ and the down-sampling factor.
 
 # %%
 with torch.no_grad():
-    wire_prob = torch.softmax(models[("CE", SEEDS[0])].eval()(test_data["image"][:1].to(DEVICE)).cpu(), 1)[:, 2:3].double()
+    logits_one = models[("CE", SEEDS[0])].eval()(test_data["image"][:1].to(DEVICE)).cpu()
+    wire_prob = torch.softmax(logits_one, 1)[:, 2:3].double()
 wire_label = (test_data["labels"][:1] == 2).double()[:, None]
 
 
@@ -1000,35 +1005,44 @@ def rmi_explorer(radius=3, factor=2):
     p = wire_prob.clone().requires_grad_(True)
     pp, yy = RMI.downsample(p, "avg", factor), RMI.downsample(wire_label, "avg", factor)
     if min(pp.shape[-2:]) < radius:
-        fig, ax = plt.subplots(figsize=(3, 1))
+        fig, ax = plt.subplots(figsize=(4, 1))
         ax.text(0.5, 0.5, f"R={radius} > pooled size {pp.shape[-1]}", ha="center", va="center")
         ax.set_axis_off()
         return fig
     cov = RMI.joint_covariance(pp, yy, radius)[0, 0]
     ell = RMI.rmi_from_covariance(cov, XI)
     grad, = torch.autograd.grad(ell, p)
-    fig, axes = plt.subplots(1, 4, figsize=(9, 2.4))
+    fig, axes = plt.subplots(2, 2, figsize=(5.4, 5.2))
+    axes = axes.ravel()
     axes[0].imshow(yy[0, 0], cmap="gray", vmin=0, vmax=1)
-    axes[0].set_title(f"label, pooled /{factor}", fontsize=8)
+    axes[0].set_title(f"label (wire), pooled /{factor}")
     axes[1].imshow(pp[0, 0].detach(), cmap="gray", vmin=0, vmax=1)
-    axes[1].set_title("CE model's p(wire)", fontsize=8)
+    axes[1].set_title("CE model's p(wire)")
     axes[2].imshow(cov.detach(), cmap="viridis")
     axes[2].axhline(radius * radius - 0.5, color="w", lw=0.5)
     axes[2].axvline(radius * radius - 0.5, color="w", lw=0.5)
-    axes[2].set_title(f"joint covariance, d={radius * radius}", fontsize=8)
+    axes[2].set_title(f"joint covariance, d = {radius * radius}")
     lim = float(grad.abs().max()) or 1.0
     axes[3].imshow(-grad[0, 0], cmap="RdBu_r", vmin=-lim, vmax=lim)
-    axes[3].set_title(f"-dl/dp, l = {float(ell.detach()):.3f}", fontsize=8)
+    axes[3].set_title(f"−∂ℓ/∂p,  ℓ = {float(ell.detach()):.3f}")
     for a in axes:
         a.set_axis_off()
     fig.tight_layout()
     return fig
 
 
-explorer = pb.widgets.interactive_figure(
-    rmi_explorer, static=[{"radius": 1, "factor": 1}, {"radius": 3, "factor": 1}, {"radius": 3, "factor": 2},
-                          {"radius": 3, "factor": 4}],
-    layout="column", radius=(1, 5), factor=[1, 2, 4])
+pb.widgets.explorer(rmi_explorer, {"radius": [1, 2, 3, 4, 5], "factor": [1, 2, 4]},
+                    descriptions={"radius": "R", "factor": "down-sampling"},
+                    glue="ch4_fig_explorer", alt="RMI on one wire map")
+
+# %% [markdown]
+# ```{glue:figure} ch4_fig_explorer
+# :name: fig-ch4-explorer
+#
+# The RMI term on one test image's wire channel: label and CE model's probability after pooling,
+# the joint covariance of the $d=R^2$ dimensional region vectors, and the negative gradient of the
+# loss with respect to the probability.
+# ```
 
 # %% [markdown]
 # ## Exercises

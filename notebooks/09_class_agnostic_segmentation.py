@@ -5,8 +5,10 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.7
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -67,7 +69,7 @@ from pixelbook.cas import (CASLoss, SymmetricCrossEntropy, canonical_regions, ca
 from pixelbook.training import TrainConfig, iterate_batches, train_or_load
 
 # %matplotlib inline
-plt.rcParams["figure.dpi"] = 80
+pb.viz.use_style()  # the book's plot style: 110 dpi, legible fonts
 
 # %% tags=["parameters"]
 SCALE = os.environ.get("PIXELBOOK_SCALE", "auto")  # smoke | small | full | auto
@@ -137,7 +139,7 @@ print(f"scale {SCALE}, device {DEVICE}, seeds {SEEDS}, {IMAGE_SIZE}x{IMAGE_SIZE}
 # with equality iff $s^k = \tfrac12$ (since $s(1-s)\le\tfrac14$). Cross-entropy under 50 % swaps
 # is minimised by the uninformative output $(\tfrac12, \tfrac12)$ everywhere, at the loss $\ln 2$.
 
-# %%
+# %% tags=["nbval-check-output"]
 s = torch.linspace(1e-4, 1 - 1e-4, 20001, dtype=torch.float64)
 expected = -0.5 * (s.log() + (1 - s).log())
 assert abs(float(s[expected.argmin()]) - 0.5) < 1e-4 and abs(float(expected.min()) - math.log(2)) < 1e-8
@@ -145,7 +147,7 @@ assert abs(float(s[expected.argmin()]) - 0.5) < 1e-4 and abs(float(expected.min(
 logits, y = torch.randn(8, 2, 16, 16, dtype=torch.float64), torch.randint(0, 2, (8, 16, 16))
 assert 0.5 * (F.cross_entropy(logits, y) + F.cross_entropy(logits, 1 - y)) >= math.log(2)
 print(f"min over s of the swap-averaged CE: {float(expected.min()):.6f} at s = {float(s[expected.argmin()]):.4f};"
-      f" ln 2 = {math.log(2):.6f}")  # NBVAL_CHECK_OUTPUT
+      f" ln 2 = {math.log(2):.6f}")
 
 # %% [markdown]
 # ## 2. The brute-force fix: minimise cross-entropy over labellings
@@ -437,7 +439,7 @@ torch.testing.assert_close(sg.grad[0], closed, rtol=0, atol=1e-14)
 print("autograd = closed form (max difference", f"{float((sg.grad[0] - closed).abs().max()):.1e})")
 
 # %% [markdown]
-# ## 8. A pairwise metric-learning loss, computed in $O(P)$
+# ## 8. A pairwise metric-learning loss, computed in linear time
 #
 # The paper presents CAS as metric learning "without adding any computation overhead". The
 # identities behind that: a region's variance is half the mean squared distance between its
@@ -728,7 +730,7 @@ def read_out(model, loss_name):
     probs_val, masks_val = predict(model, VAL)
     return select_channel(probs_val, masks_val)
 
-# %%
+# %% tags=["nbval-check-output"]
 # The swap-invariance claim, checked where it is used: seed 0, small model, CAS and sym-CE,
 # trained on HFD labels and on LFD labels: identical weights, bit for bit.
 first_model = next(iter(MODELS))
@@ -744,7 +746,7 @@ if isinstance(TRAIN, dict):
     m_ce_l, _ = train(first_model, "CE", "lfd", SEEDS[0])
     ce_same = all(torch.equal(m_ce_h.state_dict()[k], m_ce_l.state_dict()[k]) for k in m_ce_h.state_dict())
     assert not ce_same
-print("identical weights after HFD and LFD training:", identical, "; CE identical:", ce_same)  # NBVAL_CHECK_OUTPUT
+print("identical weights after HFD and LFD training:", identical, "; CE identical:", ce_same)
 
 # %%
 RESULTS, HISTORIES, TRAINED = {}, {}, {}
@@ -1125,10 +1127,11 @@ if SYNTHETIC:
 # over the background ($x$) and over the object ($y$) — the two region means on the 1-simplex of
 # a two-channel softmax. A perfect segmentation puts every image at the top-left vertex $(0, 1)$;
 # a collapsed output sits on the diagonal. Right: the predicted saliency of four test images.
-# The static figure shows four settings; with a kernel, the controls below choose the loss, $\alpha$
-# (CAS) and $p$ (cross-entropy; CAS is the same model for every $p$).
+# {numref}`fig-ch9-region-means` shows four settings side by side; in
+# {numref}`fig-ch9-explorer` the controls choose the loss, $\alpha$ (CAS only) and $p$
+# (cross-entropy only; CAS is the same model for every $p$).
 #
-# In the static figure: CE with correct labels moves the object's mean up and keeps the
+# In {numref}`fig-ch9-region-means`: CE with correct labels moves the object's mean up and keeps the
 # background's near 0; CE with half the labels swapped sits on the diagonal near ½ (the collapse of
 # §1); CAS with $\alpha = 0.1$ (seed 0) puts most images at a vertex — but at *both* vertices,
 # $(0, 1)$ and $(1, 0)$: every image's regions are separated, and the object went to one channel
@@ -1154,12 +1157,33 @@ def region_means_figure(loss="CAS", alpha=0.1, p_swap=0.5):
     return fig
 
 
-if SCALE != "full":
-    widget = pb.widgets.interactive_figure(
-        region_means_figure,
-        static=[{"loss": "CE", "p_swap": 0.0}, {"loss": "CE", "p_swap": 0.5},
-                {"loss": "CAS", "alpha": 0.1}, {"loss": "CAS", "alpha": 1.0}],
-        layout="column", loss=["CAS", "CE"], alpha=list(SWEEP_ALPHA), p_swap=list(SWEEP_P))
+if SCALE != "full":  # the full-scale run trains no sweep (§18)
+    four = pb.widgets.panels(region_means_figure, [{"loss": "CE", "p_swap": 0.0}, {"loss": "CE", "p_swap": 0.5},
+                                                   {"loss": "CAS", "alpha": 0.1}, {"loss": "CAS", "alpha": 1.0}],
+                             titles=["", "", "", ""], ncols=1)
+    pb.widgets.show(four, glue="ch9_fig_region_means")
+    pb.widgets.explorer(
+        region_means_figure, {"loss": ["CAS", "CE"], "alpha": list(SWEEP_ALPHA), "p_swap": list(SWEEP_P)},
+        active={"alpha": (lambda s: s["loss"] == "CAS", "it weights the CAS loss only"),
+                "p_swap": (lambda s: s["loss"] == "CE", "CAS is one model for every p")},
+        descriptions={"alpha": "α", "p_swap": "p"}, glue="ch9_fig_explorer",
+        alt="Region means and saliency maps of one trained model")
+
+# %% [markdown]
+# ```{glue:figure} ch9_fig_region_means
+# :name: fig-ch9-region-means
+# :alt: Region means on the simplex and predicted saliency maps of four trained models
+#
+# Four trained models, top to bottom: CE with correct labels, CE with half the labels swapped,
+# CAS with α = 0.1, CAS with α = 1. Left: each test image's mean read-out over the background
+# (x) and the object (y); right: four predicted saliency maps.
+# ```
+#
+# ```{glue:figure} ch9_fig_explorer
+# :name: fig-ch9-explorer
+#
+# The same view for every trained model of the sweep: choose the loss, α (CAS) and p (CE).
+# ```
 
 # %% [markdown]
 # ## 20. The paper's numbers (full scale, quoted)

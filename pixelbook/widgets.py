@@ -44,8 +44,7 @@ import numpy as np
 from ._checks import check_choice
 from .viz import DPI, show_grid, tensor_to_image
 
-__all__ = ["OUTPUT_ENV", "output_mode", "show", "Explorer", "explorer", "panels", "time_slider", "figure_to_array",
-           "InteractiveFigure", "interactive_figure"]
+__all__ = ["OUTPUT_ENV", "output_mode", "show", "Explorer", "explorer", "panels", "time_slider", "figure_to_array"]
 
 OUTPUT_ENV = "PIXELBOOK_OUTPUT"  # "live" (default) or "book" (tools/nbtools.py render sets it)
 _MIN_PANEL = 2.0  # ours: inches; a 64-pixel image would otherwise be under an inch wide
@@ -711,7 +710,7 @@ def explorer(fn: Callable, grid: Mapping[str, Sequence], *, live: Mapping[str, A
 
 
 def time_slider(frames: Sequence, titles: Sequence[str] | None = None, description: str = "frame",
-                n_static: int | None = None, **kwargs) -> Explorer:
+                **kwargs) -> Explorer:
     """An explorer over precomputed frames (training epochs, an evolving contour, ...).
 
     Every frame is rasterised once; scrubbing only swaps PNGs, live and in the book.
@@ -720,7 +719,6 @@ def time_slider(frames: Sequence, titles: Sequence[str] | None = None, descripti
         frames: images (arrays ``(H, W[, 3])``, tensors ``(C, H, W)``) or matplotlib Figures.
         titles: one label per frame (e.g. ``"t = 0.5"``), shown beside the slider; default ``0, 1, ...``.
         description: the slider's label.
-        n_static: ignored (the static figure of chapters rendered before explorers existed).
         **kwargs: passed to ``explorer`` (``glue``, ``alt``, ``display``, ``mode``, ...).
 
     Returns:
@@ -746,186 +744,3 @@ def time_slider(frames: Sequence, titles: Sequence[str] | None = None, descripti
     return explorer(frame, {"index": list(range(n))}, labels={"index": titles},
                     descriptions={"index": description}, **kwargs)
 
-
-# ----------------------------------------------------------------------------------------------
-# Deprecated: the widget of the chapters rendered before explorers existed. Chapters call
-# `explorer` instead (CONTRIBUTING.md); this goes once every chapter is re-rendered with it.
-# ----------------------------------------------------------------------------------------------
-
-
-class InteractiveFigure:
-    """What ``interactive_figure`` returns: the static figure and the live widgets.
-
-    Attributes:
-        figure: the static ``matplotlib.figure.Figure`` (one panel per static setting).
-        controls: ``{parameter name: widget}``; set ``controls[name].value`` to redraw.
-        image: the ``ipywidgets.Image`` holding the PNG of ``fn`` at the current values.
-        status: an ``ipywidgets.HTML`` line that shows the error if a redraw fails.
-        box: the ``ipywidgets.VBox`` of controls, image and status.
-        calls: the keyword arguments of each live call of ``fn``, oldest first.
-
-    Displaying it (e.g. as the last expression of a cell) shows the static figure and the box,
-    unless ``interactive_figure`` already displayed them, so nothing is ever shown twice.
-    """
-
-    def __init__(self, fn, figure, controls, fixed, image, status, box):
-        self.fn, self.figure, self.controls, self.image, self.status, self.box = fn, figure, controls, image, status, box
-        self._fixed = dict(fixed)
-        self.calls: list[dict] = []
-        self._displayed = False
-
-    @property
-    def values(self) -> dict:
-        """The keyword arguments ``fn`` gets now: the controls' values (and ``fixed`` ones)."""
-        return {**self._fixed, **{k: w.value for k, w in self.controls.items()}}
-
-    def redraw(self, change=None) -> None:
-        """Call ``fn`` at the current values and show the result; an error goes to ``status``."""
-        kwargs = self.values
-        self.calls.append(kwargs)
-        try:
-            png = _call(self.fn, kwargs, _png)
-        except Exception as exc:  # a callback's traceback would be invisible in a notebook
-            import html
-
-            self.status.value = f"<pre style='color:#b00'>{html.escape(f'{type(exc).__name__}: {exc}')}</pre>"
-            return
-        self.status.value = ""
-        self.image.value = png
-
-    def _ipython_display_(self):
-        if not self._displayed:
-            self.show()
-
-    def show(self) -> None:
-        """Display the static figure, then the controls (the book shows the figure)."""
-        from IPython.display import display
-
-        self._displayed = True
-        display(self.figure)
-        display(self.box)
-
-    def __repr__(self):
-        return (f"InteractiveFigure(fn={_fn_name(self.fn)}, "
-                f"controls={list(self.controls)}, panels={len(self.figure.axes)})")
-
-
-def _settings(static, static_values) -> list[dict]:
-    """Normalise ``static`` (list of dicts) or ``static_values`` ({name: [values]}) to a list."""
-    if static is not None and static_values is not None:
-        raise ValueError("`static`: give either `static` or `static_values`, not both")
-    spec = static if static is not None else static_values
-    if spec is None:
-        return [{}]
-    if isinstance(spec, Mapping):  # {name: [v1, v2, ...]} or a single setting {name: v}
-        seqs = {k: v for k, v in spec.items() if isinstance(v, (list, tuple))}
-        if not seqs:
-            return [dict(spec)]
-        lengths = {len(v) for v in seqs.values()}
-        if len(lengths) != 1:
-            raise ValueError(f"`static_values`: expected lists of equal length, got lengths "
-                             f"{ {k: len(v) for k, v in seqs.items()} }")
-        n = lengths.pop()
-        return [{k: (v[i] if k in seqs else v) for k, v in spec.items()} for i in range(n)]
-    if isinstance(spec, (list, tuple)) and all(isinstance(s, Mapping) for s in spec) and spec:
-        return [dict(s) for s in spec]
-    raise ValueError(f"`static`: expected a non-empty list of dicts of keyword arguments, got {spec!r}")
-
-
-def interactive_figure(fn: Callable, static: Sequence[Mapping[str, Any]] | None = None, *,
-                       static_values: Mapping[str, Any] | None = None, layout: str = "row",
-                       titles: Sequence[str] | None = None, display: bool = True,
-                       **controls) -> InteractiveFigure:
-    """A static figure of a few settings of ``fn``, then live widgets over the same ``fn``.
-
-    Args:
-        fn: ``fn(**kwargs)`` returns a matplotlib Figure (it may use ``plt.subplots``; every
-            figure it opens is closed after rasterising) or an image (array ``(H, W[, 3])`` or
-            tensor ``(C, H, W)``; RGB values are clipped to [0, 1] for display). Live calls
-            should answer in well under a second.
-        static: the settings of the static figure, e.g. ``[{"alpha": 0.1}, {"alpha": 0.5},
-            {"alpha": 0.9}]``; each is merged over the controls' initial values.
-        static_values: alternative to ``static``: ``{"alpha": [0.1, 0.5, 0.9]}`` (several keys
-            with equal-length lists vary together; scalars are shared by every panel).
-        layout: ``"row"`` (panels side by side) or ``"column"`` (stacked).
-        titles: panel titles; default ``"name=value, ..."`` of each setting.
-        display: display the static figure and the widgets now (in a notebook).
-        **controls: parameter name -> an ipywidgets widget, or an abbreviation as ``interact``
-            takes it: ``(0.0, 1.0, 0.05)`` a float slider, ``(1, 9)`` an int slider, a list of
-            options a dropdown, ``True`` a checkbox, ``ipywidgets.fixed(v)`` a constant. A
-            slider built from an abbreviation starts at ``fn``'s default for that parameter (else
-            its midpoint) and has ``continuous_update=False`` (redraw on release); widgets you
-            pass in are used as they are.
-
-    Returns:
-        ``InteractiveFigure``: ``.figure`` (static Figure), ``.controls``, ``.image``, ``.calls``.
-
-    Raises:
-        ValueError: a control or static key that is not a parameter of ``fn``, an abbreviation
-            ipywidgets cannot turn into a widget, a bad ``static``/``layout``.
-
-    Example:
-        >>> def fn(k=2):
-        ...     return np.full((4, 4), k / 10.0)
-        >>> w = interactive_figure(fn, static=[{"k": 1}, {"k": 5}], k=(0, 10), display=False)
-        >>> len(w.figure.axes), w.controls["k"].value
-        (2, 2)
-        >>> w.controls["k"].value = 7
-        >>> w.calls[-1]
-        {'k': 7}
-    """
-    import ipywidgets as widgets
-    from ipywidgets.widgets.interaction import fixed, interactive
-
-    check_choice(layout, "layout", ("row", "column"))
-    if not callable(fn):
-        raise TypeError(f"`fn`: expected a callable, got {type(fn).__name__}")
-    names, var_kw = _parameters(fn)
-    accepted = names if not var_kw else None
-    defaults = _defaults(fn)
-
-    built: dict[str, Any] = {}
-    fixed_values: dict[str, Any] = {}
-    for name, abbrev in controls.items():
-        if accepted is not None:
-            check_choice(name, f"controls (parameters of {_fn_name(fn)})", accepted)
-        if isinstance(abbrev, fixed):
-            fixed_values[name] = abbrev.value
-            continue
-        if isinstance(abbrev, widgets.ValueWidget):
-            built[name] = abbrev
-            continue
-        widget = interactive.widget_from_abbrev(abbrev, defaults.get(name, inspect.Parameter.empty))
-        if widget is None or not isinstance(widget, widgets.ValueWidget):
-            raise ValueError(f"`{name}`: expected an ipywidgets widget or an abbreviation such as "
-                             f"(0.0, 1.0, 0.05) or a list of options, got {abbrev!r}")
-        if widget.has_trait("continuous_update"):
-            widget.continuous_update = False
-        if not widget.description:
-            widget.description = name
-        built[name] = widget
-
-    settings = _settings(static, static_values)
-    for s in settings:
-        for key in s:
-            if accepted is not None:
-                check_choice(key, f"static (parameters of {_fn_name(fn)})", accepted)
-    if titles is not None and len(titles) != len(settings):
-        raise ValueError(f"`titles`: expected {len(settings)} titles (one per static setting), got {len(titles)}")
-
-    base = {**fixed_values, **{k: w.value for k, w in built.items()}}
-    panels = [_call(fn, {**base, **s}, lambda r: _result_to_array(r, "`fn`")) for s in settings]
-    h, w = panels[0].shape[:2]
-    figure = show_grid(panels, titles=list(titles) if titles is not None else [_setting_title(s) for s in settings],
-                       ncols=len(panels) if layout == "row" else 1, size=max(w / DPI, _MIN_PANEL), dpi=DPI)
-
-    image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
-    status = widgets.HTML("")
-    box = widgets.VBox([*built.values(), image, status])
-    out = InteractiveFigure(fn, figure, built, fixed_values, image, status, box)
-    for widget in built.values():
-        widget.observe(out.redraw, names="value")
-    out.redraw()
-    if display:
-        out.show()
-    return out

@@ -156,9 +156,7 @@ class TestBuild:
         # JS, CSS, fonts and MathJax are served from _static (MathJax from the sphinx-mathjax-offline
         # package); nbtools.build runs with dead HTTP proxies, so a fetch at build time fails it.
         html = result.index.parent
-        # The chapters join once re-rendered with pb.widgets.explorer: until then their saved widget
-        # state loads the widget manager from a CDN (issue 11; `make render`).
-        pages = [html / "book" / f"{name}.html" for name in ("intro", "how_to_run", "notation", "datasets")]
+        pages = [html / "book" / "intro.html"] + [html / "notebooks" / f"{nb.stem}.html" for nb in NOTEBOOKS]
         remote = {page.name: re.findall(r'<(?:link|script|img)[^>]+(?:href|src)="(https?://[^"]+)"',
                                         page.read_text(encoding="utf-8")) for page in pages}
         assert {k: v for k, v in remote.items() if v} == {}
@@ -190,6 +188,11 @@ class TestBuild:
         table = table[:table.index("</table>")]
         links = re.findall(r'href="\.\./notebooks/(\w+)\.html"', table)
         assert links == [nb.stem for nb in NOTEBOOKS]
+
+    def test_no_widget_state_or_remote_widget_manager(self, result):
+        for nb in NOTEBOOKS:
+            page = (result.index.parent / "notebooks" / f"{nb.stem}.html").read_text(encoding="utf-8")
+            assert "widget-state+json" not in page and "embed-amd" not in page, nb.name
 
     def test_plumbing_is_hidden_from_the_code_on_the_page(self, result):
         for nb in NOTEBOOKS:

@@ -161,8 +161,35 @@ def test_book_page_renders_offline(chromium, book_build, name):
         page.close()
 
 
-# The chapters' test (typeset math, tables, images, explorers that switch frames, no request
-# outside the book) joins when the chapters are re-rendered with pb.widgets.explorer (issue 11).
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_chapter_renders_offline_with_working_explorers(chromium, book_build, nb):
+    start = time.perf_counter()
+    html = book_build.index.parent
+    page = Page(chromium, html).open(html / "notebooks" / f"{nb.stem}.html")
+    try:
+        found = _check_page(page)
+        tables = page.page.locator("article table").count()
+        explorers = page.page.evaluate(EXPLORERS)
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.page.screenshot(path=str(SCREENSHOTS / f"{nb.stem}.png"))
+        for i, box in enumerate(page.page.locator(".pb-explorer").all()):
+            box.scroll_into_view_if_needed()
+            box.screenshot(path=str(SCREENSHOTS / f"{nb.stem}-explorer{i + 1}.png"))
+        for i, table in enumerate(page.page.locator("article .cell_output table").all()):
+            table.scroll_into_view_if_needed()
+            table.screenshot(path=str(SCREENSHOTS / f"{nb.stem}-table{i + 1}.png"))
+        found["errors"] = page.errors  # anything the explorers' scripts raised while being moved
+        print(f"{nb.stem}: {tables} table(s), {len(explorers)} explorer(s), "
+              f"{time.perf_counter() - start:.1f} s")
+        assert _problems(found) == {}
+        assert explorers, f"{nb.name}: no explorer (pb.widgets.explorer) on the page"
+        for box in explorers:
+            assert box["ready"], f"{box['id']}: its script did not run"
+            assert box["controls"], f"{box['id']}: no active control"
+            dead = [name for name, changed in box["controls"].items() if not changed]
+            assert dead == [], f"{box['id']}: moving {dead} does not change the figure"
+    finally:
+        page.close()
 
 
 def test_explorer_html_switches_frames_and_disables_inactive_controls(chromium, tmp_path):

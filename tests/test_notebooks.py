@@ -386,7 +386,7 @@ class TestReaderChecks:
                 for m, extra in (("a", {"text/plain": "VBox(...)"}), ("b", {"text/html": "<b>kept</b>"}))]
 
         _edit_ipynb(ipynb, add_widgets)
-        problems = [p for p in nbtools.style_notes(None, project) if "[widgets]" in p]
+        problems = [p for p in _lint(project) if "[widgets]" in p]
         assert len(problems) == 2  # the metadata, and the cell with views
         nb = nbtools.read_ipynb(ipynb)
         nbtools.strip_volatile(nb)
@@ -397,21 +397,21 @@ class TestReaderChecks:
         ipynb = project / "notebooks" / f"{STEM}.ipynb"
         _edit_ipynb(ipynb, lambda nb: nb.metadata.update(kernelspec={"name": "python3", "display_name": "Python 3",
                                                                      "language": "python"}))
-        assert any("[kernelspec]" in p for p in nbtools.style_notes(None, project))
+        assert any("[kernelspec]" in p for p in _lint(project))
 
     def test_math_in_a_heading_is_reported_but_not_in_a_code_block(self, project):
         ipynb = project / "notebooks" / f"{STEM}.ipynb"
         _edit_ipynb(ipynb, lambda nb: nb.cells[-2].update(source="## 7. The limit $\\varepsilon\\to0$\n\n```python\n# $x$\n```"))
-        found = [p for p in nbtools.style_notes(None, project) if "[headings]" in p]
+        found = [p for p in _lint(project) if "[headings]" in p]
         assert len(found) == 1 and "The limit" in found[0]
 
     def test_nbval_comment_is_reported_tag_is_not(self, project):
         ipynb = project / "notebooks" / f"{STEM}.ipynb"
         _edit_ipynb(ipynb, lambda nb: setattr(nb.cells[-1], "source", "# NBVAL_CHECK_OUTPUT\n" + nb.cells[-1].source))
-        assert any("[markers]" in p for p in nbtools.style_notes(None, project))
+        assert any("[markers]" in p for p in _lint(project))
         _edit_ipynb(ipynb, lambda nb: (setattr(nb.cells[-1], "source", nb.cells[-1].source.split("\n", 1)[1]),
                                        nb.cells[-1].metadata.update(tags=[nbtools.NBVAL_TAG])))
-        assert not any("[markers]" in p for p in nbtools.style_notes(None, project))
+        assert not any("[markers]" in p for p in _lint(project))
 
     def test_style_notes_report_long_lines_long_cells_and_wide_figures(self, project):
         import base64

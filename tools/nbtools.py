@@ -395,6 +395,10 @@ CHECKS = {
     "size": check_size,
     "pair": check_pair,
     "spam": check_spam,
+    "widgets": check_widgets,
+    "kernelspec": check_kernelspec,
+    "headings": check_headings,
+    "markers": check_markers,
 }
 
 
@@ -505,12 +509,6 @@ def note_figures(nb, path: Path, cfg: dict) -> list[str]:
 
 
 NOTES = {
-    # Reader checks of issue 11, reported until every chapter is re-rendered with the explorers
-    # (`make render`), then moved into CHECKS (they fail lint there).
-    "widgets": check_widgets,
-    "kernelspec": check_kernelspec,
-    "headings": check_headings,
-    "markers": check_markers,
     "code-width": note_code_width,
     "cell-length": note_cell_length,
     "figures": note_figures,
