@@ -11,6 +11,11 @@ The loss function sees the model and a batch and returns either a scalar tensor 
     def loss_fn(model, batch):
         out = model(batch["image"])
         return F.cross_entropy(out["seg"], batch["labels"]), {}
+
+Several processes (``torchrun``, see :mod:`pixelbook.distributed`): when a process group of more
+than one process exists, ``fit`` trains the same run with the same *global* batch, split across
+the processes, and gives the same result as one process up to floating-point rounding (see
+``fit``'s "Several processes" section for what holds exactly and what does not).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import os
 import random
 import time
 import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
@@ -30,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._checks import check_choice
+from ._checks import check_choice, check_int
 from .runtime import cache_dir, resolve_device
 
 __all__ = ["TrainConfig", "History", "fit", "train_or_load", "config_hash", "iterate_batches", "evaluate_batches"]
@@ -222,11 +228,177 @@ def _atomic_save(obj, path):
     os.replace(tmp, path)
 
 
+# ----------------------------------------------------------------------------------------------
+# Several processes (DDP) and gradient accumulation
+# ----------------------------------------------------------------------------------------------
+
+
+def _batch_len(batch) -> int:
+    """The number of samples of a batch (the leading size of its first tensor)."""
+    if torch.is_tensor(batch):
+        return len(batch)
+    values = batch.values() if isinstance(batch, Mapping) else batch if isinstance(batch, (list, tuple)) else ()
+    for v in values:
+        n = _batch_len(v)
+        if n >= 0:
+            return n
+    return -1
+
+
+def _take(batch, index):
+    """The samples ``index`` (a slice or index tensor) of a batch: tensors, dicts, lists and tuples of them."""
+    if torch.is_tensor(batch):
+        return batch[index]
+    if isinstance(batch, Mapping):
+        return {k: _take(v, index) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_take(v, index) for v in batch)
+    return batch
+
+
+def _global_batches(data: Mapping[str, torch.Tensor], batch_size: int, generator: torch.Generator):
+    """The index tensors of an epoch's batches, drawn exactly as :func:`iterate_batches` draws them."""
+    n = len(next(iter(data.values())))
+    order = torch.randperm(n, generator=generator)
+    for start in range(0, n, batch_size):
+        yield order[start:start + batch_size]
+
+
+def _shares(batches, rank: int, world: int, is_dict_index: bool, data=None):
+    """``(share, n_share, n_global)`` per global batch: this process's contiguous piece of it.
+
+    A process whose piece is empty (a last batch with fewer samples than processes) gets the
+    batch's first sample as a stand-in that it trains on with weight 0, so that it still joins the
+    gradient all-reduce of the step.
+    """
+    from .distributed import shard_slice
+
+    for batch in batches:
+        n_global = len(batch) if is_dict_index else _batch_len(batch)
+        if n_global < 1:
+            raise ValueError(f"`train_data`: to split a batch over processes or micro-batches, a batch must be a "
+                             f"tensor or a dict/list/tuple of tensors with a batch dimension, got {type(batch).__name__}")
+        s = shard_slice(n_global, rank, world)
+        n_share = s.stop - s.start
+        if n_share == 0:
+            s = slice(0, 1)
+        piece = batch[s] if is_dict_index else _take(batch, s)
+        if is_dict_index:
+            piece = {k: v[piece] for k, v in data.items()}
+        yield piece, n_share, n_global
+
+
+def _ddp_class():
+    """``DistributedDataParallel`` that answers for its module's attributes too (built on first use).
+
+    A chapter's ``loss_fn(model, batch)`` may read or call the model's own attributes
+    (``model.net``, ``model.advance()``); they are looked up on the wrapped module. Calls through
+    ``model(...)`` go through DDP's forward, which is what gradient synchronisation needs.
+    """
+    from torch.nn.parallel import DistributedDataParallel
+
+    class _DDP(DistributedDataParallel):
+        def __getattr__(self, name):
+            try:
+                return super().__getattr__(name)
+            except AttributeError:
+                return getattr(self.module, name)
+
+    return _DDP
+
+
+def _wrap_ddp(model: nn.Module, device: torch.device, sync_batchnorm: bool | None, find_unused_parameters: bool):
+    """The model in DDP (with SyncBatchNorm on CUDA); returns it and the BatchNorm layers to put back."""
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    norms = [(name, m) for name, m in model.named_modules() if name and isinstance(m, _BatchNorm)]
+    if sync_batchnorm is None:
+        sync_batchnorm = device.type == "cuda"
+    if sync_batchnorm and norms:
+        if device.type != "cuda":
+            raise ValueError(f"`sync_batchnorm`: PyTorch's SyncBatchNorm runs on CUDA only, this run is on {device}; "
+                             "pass sync_batchnorm=False (each process then normalises its own share of the batch)")
+        nn.SyncBatchNorm.convert_sync_batchnorm(model)  # in place; the new layers share the old ones' tensors
+    elif norms:
+        norms = []
+        warnings.warn(f"fit: {type(model).__name__} has BatchNorm layers and several processes train it on {device} "
+                      "without SyncBatchNorm (CUDA only): each process normalises with the statistics of its own share "
+                      "of the batch, so the run differs from a one-process run by more than rounding",
+                      RuntimeWarning, stacklevel=3)
+    ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
+    return _ddp_class()(model, device_ids=ids, find_unused_parameters=find_unused_parameters), norms
+
+
+def _unwrap_batchnorm(model: nn.Module, norms) -> None:
+    """Put the original BatchNorm layers back (they share their tensors with the SyncBatchNorm ones)."""
+    for name, module in norms:
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, child, module)
+
+
+def _accumulated_step(net, loss_fn, share, n_share: int, n_global: int, micro: int | None, device,
+                      world: int, epoch: int, step: int, ddp: bool):
+    """Forward and backward passes of one step's share, in micro-batches; returns the step's loss and logs.
+
+    Each micro-batch's loss is weighted by its share of the global batch, ``n_micro / n_global``
+    (times ``world``, which DDP's gradient average divides out), so the accumulated gradient, once
+    averaged over the processes, is the gradient of the mean loss over the global batch. Only the
+    last micro-batch synchronises gradients (DDP's ``no_sync`` for the others). The returned loss
+    and logs are those weighted sums added over the processes: the global batch's mean loss.
+    """
+    parts = ([(share, 0.0)] if n_share == 0 else
+             [(_take(share, slice(i, min(i + (micro or n_share), n_share))),
+               (min(i + (micro or n_share), n_share) - i) / n_global) for i in range(0, n_share, micro or n_share)])
+    loss_sum, logs_sum = 0.0, {}
+    for i, (part, w) in enumerate(parts):
+        with net.no_sync() if ddp and i < len(parts) - 1 else nullcontext():
+            out = loss_fn(net, _to_device(part, device))
+            loss, logs = out if isinstance(out, tuple) else (out, {})
+            if not torch.isfinite(loss):
+                where = f" in process {_dist_rank()}" if ddp else ""
+                raise FloatingPointError(
+                    f"non-finite loss {loss.item()} at epoch {epoch}, step {step}{where}: lower `lr`, "
+                    f"set `grad_clip`, or check the inputs of this batch")
+            (loss * (w * world)).backward()
+        loss_sum += w * float(loss.detach())
+        for k, v in logs.items():
+            logs_sum[k] = logs_sum.get(k, 0.0) + w * float(v.detach() if torch.is_tensor(v) else v)
+    if ddp:
+        import torch.distributed as dist
+
+        keys = sorted(logs_sum)
+        on = device if dist.get_backend() == "nccl" else "cpu"
+        t = torch.tensor([loss_sum] + [logs_sum[k] for k in keys], dtype=torch.float64, device=on)
+        dist.all_reduce(t)
+        values = t.tolist()
+        loss_sum, logs_sum = values[0], dict(zip(keys, values[1:]))
+    return loss_sum, logs_sum
+
+
+def _dist_rank() -> int:
+    from .distributed import rank
+
+    return rank()
+
+
+def _read_checkpoint(path: str, device, ddp: bool):
+    """The checkpoint at ``path`` (``None`` if there is none); under DDP read by rank 0 and broadcast."""
+    if not ddp:
+        return torch.load(path, map_location=device, weights_only=False) if os.path.exists(path) else None
+    from . import distributed
+
+    state = None
+    if distributed.is_main() and os.path.exists(path):
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    return distributed.broadcast_object(state)
+
+
 def fit(model: nn.Module, loss_fn: Callable, train_data, cfg: TrainConfig, *,
         evaluate: Callable[[nn.Module], Mapping[str, float]] | None = None,
         device=None, checkpoint_path: str | None = None, progress: bool | None = None,
         desc: str = "train", callback: Callable[[int, History], None] | None = None,
-        max_steps: int | None = None) -> History:
+        max_steps: int | None = None, micro_batch_size: int | None = None,
+        sync_batchnorm: bool | None = None, find_unused_parameters: bool = False) -> History:
     """Train ``model`` for ``cfg.epochs`` epochs and return its :class:`History`.
 
     Args:
@@ -250,12 +422,53 @@ def fit(model: nn.Module, loss_fn: Callable, train_data, cfg: TrainConfig, *,
             replaying the start of a recorded run; it is not part of ``cfg`` (a replay has the
             run's configuration) and cannot be combined with ``checkpoint_path``. The last,
             partial epoch is recorded without evaluation.
+        micro_batch_size: at most this many samples per forward pass in each process; a larger
+            share of the batch is split into micro-batches whose gradients are accumulated before
+            the step (for a GPU whose memory does not hold the batch). ``None``: one forward pass
+            per process and step. Not part of ``cfg``: it changes the arithmetic's rounding, not
+            the run (but see BatchNorm below).
+        sync_batchnorm: with several processes, make BatchNorm layers use the statistics of the
+            whole batch across processes (``nn.SyncBatchNorm``, CUDA only); ``None``: on CUDA.
+            The model's own BatchNorm layers are back in place when ``fit`` returns.
+        find_unused_parameters: passed to ``DistributedDataParallel`` (for models some of whose
+            parameters get no gradient in a step).
+
+    Several processes:
+        When a ``torch.distributed`` process group of ``W > 1`` processes exists (``torchrun``;
+        :func:`pixelbook.distributed.setup`), ``model`` is wrapped in ``DistributedDataParallel``
+        and every step uses the same *global* batch of ``cfg.batch_size`` samples as one process
+        would (the same shuffled order, seeded by ``cfg.seed`` and the epoch). Process ``r`` takes
+        the ``r``-th of ``W`` contiguous pieces of the batch (sizes differ by at most one when
+        ``W`` does not divide the batch; a process whose piece is empty — a last batch smaller
+        than ``W`` — trains on a stand-in sample with weight 0). Each piece's loss is weighted by
+        its share of the batch, so the averaged gradient is the gradient of the batch's mean loss,
+        whatever ``W`` and ``micro_batch_size`` are, and the step equals the one-process step up to
+        rounding. This holds exactly when the loss is a mean over samples of per-sample terms of
+        equal weight. It does not hold exactly (as for any gradient accumulation) when
+
+        - the loss weights samples unequally (a mean over the valid pixels of the whole batch,
+          with ``ignore_index`` pixels unevenly spread): each piece is weighted by its sample count;
+        - the model couples samples: BatchNorm in training mode (``sync_batchnorm`` restores the
+          global-batch statistics on CUDA when there is no accumulation; on CPUs each process uses
+          its piece's statistics, with a warning), or layers that draw random numbers per sample
+          (dropout draws other masks);
+        - ``loss_fn`` counts its calls (a schedule by step): it is called once per micro-batch.
+
+        The history's step losses and logs are those of the global batch (added over the
+        processes); ``evaluate`` and ``callback`` run in every process (an ``evaluate`` written
+        with :func:`pixelbook.distributed.evaluate_metrics` shares its work and is still exact;
+        one that is not repeats the same computation in each process). Only rank 0 shows the
+        progress bar, keeps snapshots and writes the checkpoint; a checkpoint is read by rank 0
+        and sent to the others, with every process's random state, so a killed multi-process run
+        resumes (with the same or another number of processes).
 
     Raises:
         FloatingPointError: when the loss becomes NaN/Inf, naming the epoch and step.
         ValueError: when a checkpoint at ``checkpoint_path`` belongs to another configuration.
     """
     from tqdm.auto import tqdm
+
+    from . import distributed
 
     if not isinstance(cfg, TrainConfig):
         raise TypeError(f"`cfg`: expected a TrainConfig, got {type(cfg).__name__}")
@@ -264,8 +477,14 @@ def fit(model: nn.Module, loss_fn: Callable, train_data, cfg: TrainConfig, *,
             raise ValueError(f"`max_steps`: expected None or an int >= 1, got {max_steps!r}")
         if checkpoint_path:
             raise ValueError("`max_steps`: a partial run cannot be checkpointed; pass checkpoint_path=None")
+    if micro_batch_size is not None:
+        micro_batch_size = check_int(micro_batch_size, "micro_batch_size", low=1)
+    world, rank = distributed.world_size(), distributed.rank()
+    ddp = world > 1
+    accumulate = ddp or micro_batch_size is not None
     if progress is None:
         progress = os.environ.get("PIXELBOOK_PROGRESS", "1") != "0"
+    progress = progress and rank == 0
     device = resolve_device(device)
     model.to(device)
     is_dict = isinstance(train_data, Mapping)
@@ -277,8 +496,8 @@ def fit(model: nn.Module, loss_fn: Callable, train_data, cfg: TrainConfig, *,
     sched = _make_scheduler(opt, cfg, cfg.epochs * steps_per_epoch)
     history, start_epoch, key = History(), 0, config_hash(cfg)
 
-    if checkpoint_path and os.path.exists(checkpoint_path):
-        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+    state = _read_checkpoint(checkpoint_path, device, ddp) if checkpoint_path else None
+    if state is not None:
         if state.get("key") != key:
             raise ValueError(f"`checkpoint_path`: {checkpoint_path} holds a run with another configuration "
                              f"(hash {state.get('key')}, expected {key}); delete it or choose another path")
@@ -287,8 +506,11 @@ def fit(model: nn.Module, loss_fn: Callable, train_data, cfg: TrainConfig, *,
         sched.load_state_dict(state["scheduler"])
         history = History(state["history"], state.get("snapshots", {}))
         start_epoch = state["epoch"]
-        _set_rng_state(state["rng"])
+        ranks = state.get("rng_ranks")
+        _set_rng_state(ranks[rank] if ranks and len(ranks) == world else state["rng"])
+        del state
 
+    net, norms = _wrap_ddp(model, device, sync_batchnorm, find_unused_parameters) if ddp else (model, [])
     total_steps = cfg.epochs * steps_per_epoch if max_steps is None else min(max_steps, cfg.epochs * steps_per_epoch)
     bar = tqdm(total=total_steps, initial=start_epoch * steps_per_epoch, desc=desc,
                disable=not progress, leave=False, mininterval=1.0)
@@ -297,29 +519,36 @@ def fit(model: nn.Module, loss_fn: Callable, train_data, cfg: TrainConfig, *,
         for epoch in range(start_epoch, cfg.epochs):
             if max_steps is not None and steps_done >= max_steps:
                 break
-            model.train()
+            net.train()
             t0, total, count, logs_sum, step_losses = time.time(), 0.0, 0, {}, []
             if is_dict:
                 gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-                batches = iterate_batches(train_data, cfg.batch_size, shuffle=True, generator=gen)
+                batches = (_shares(_global_batches(train_data, cfg.batch_size, gen), rank, world, True, train_data)
+                           if accumulate else iterate_batches(train_data, cfg.batch_size, shuffle=True, generator=gen))
             else:
-                batches = train_data
+                batches = _shares(train_data, rank, world, False) if accumulate else train_data
             for step, batch in enumerate(batches):
                 if max_steps is not None and steps_done >= max_steps:
                     break
-                out = loss_fn(model, _to_device(batch, device))
-                loss, logs = out if isinstance(out, tuple) else (out, {})
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"non-finite loss {loss.item()} at epoch {epoch}, step {step}: lower `lr`, "
-                        f"set `grad_clip`, or check the inputs of this batch")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
+                if accumulate:  # several processes and/or micro-batches: the weighted pieces of the batch
+                    opt.zero_grad(set_to_none=True)
+                    step_loss, logs = _accumulated_step(net, loss_fn, *batch, micro_batch_size, device, world,
+                                                        epoch, step, ddp)
+                else:
+                    out = loss_fn(model, _to_device(batch, device))
+                    loss, logs = out if isinstance(out, tuple) else (out, {})
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(
+                            f"non-finite loss {loss.item()} at epoch {epoch}, step {step}: lower `lr`, "
+                            f"set `grad_clip`, or check the inputs of this batch")
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    step_loss = None
                 if cfg.grad_clip is not None:
                     nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 opt.step()
                 sched.step()
-                step_losses.append(float(loss.detach()))
+                step_losses.append(float(loss.detach()) if step_loss is None else step_loss)
                 total += step_losses[-1]
                 count += 1
                 steps_done += 1
@@ -334,21 +563,24 @@ def fit(model: nn.Module, loss_fn: Callable, train_data, cfg: TrainConfig, *,
                 model.eval()
                 with torch.no_grad():
                     record.update({k: float(v) for k, v in evaluate(model).items()})
-                model.train()
+                net.train()
             record["time"] = time.time() - t0
             record["step_loss"] = step_losses
             history.records.append(record)
-            if cfg.snapshot_every and (epoch + 1) % cfg.snapshot_every == 0:
+            if cfg.snapshot_every and (epoch + 1) % cfg.snapshot_every == 0 and rank == 0:
                 history.snapshots[epoch + 1] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
             if checkpoint_path:
-                _atomic_save({"key": key, "config": dataclasses.asdict(cfg), "epoch": epoch + 1,
-                              "model": model.state_dict(), "optimizer": opt.state_dict(),
-                              "scheduler": sched.state_dict(), "history": history.records,
-                              "snapshots": history.snapshots, "rng": _rng_state()}, checkpoint_path)
+                extra = {"rng_ranks": distributed.all_gather_object(_rng_state()), "world_size": world} if ddp else {}
+                if rank == 0:
+                    _atomic_save({"key": key, "config": dataclasses.asdict(cfg), "epoch": epoch + 1,
+                                  "model": model.state_dict(), "optimizer": opt.state_dict(),
+                                  "scheduler": sched.state_dict(), "history": history.records,
+                                  "snapshots": history.snapshots, "rng": _rng_state(), **extra}, checkpoint_path)
             if callback is not None:
                 callback(epoch + 1, history)
     finally:
         bar.close()
+        _unwrap_batchnorm(model, norms)
     model.eval()
     return history
 

@@ -538,9 +538,12 @@ class TestCommand:
         assert exc.value.code == 2
         assert __import__("re").search(match, capsys.readouterr().err)
 
-    def test_bad_device_fails_every_run_clearly(self, toy, root, capsys):
-        assert _main("99_toy", "--arm", "fast", "--seed", "0", "--device", "gpu0", "--results", root) == 1
+    def test_bad_device_is_a_bad_argument(self, toy, root, capsys):  # checked once, before any run (issue 16)
+        with pytest.raises(SystemExit) as exc:
+            _main("99_toy", "--arm", "fast", "--seed", "0", "--device", "gpu0", "--results", root)
+        assert exc.value.code == 2
         assert "`device`: expected" in capsys.readouterr().err
+        assert not root.exists()
 
     def test_help_runs_as_a_module(self):
         proc = subprocess.run([sys.executable, "-m", "pixelbook.run", "--help"], capture_output=True, text=True,

@@ -156,7 +156,7 @@ UNDECLARED_OK = {
     "triton": "optional, installed with torch on Linux",
 }
 # Our own modules imported by the tests, tools and notebooks by their bare names.
-LOCAL = {"pixelbook", "fakes", "nbtools", "conftest", "pixelbook_book"}  # pixelbook_book: book/_ext
+LOCAL = {"pixelbook", "fakes", "nbtools", "conftest", "pixelbook_book", "ddp_tiny"}  # pixelbook_book: book/_ext
 
 
 def imported_distributions(*folders: str) -> dict:

@@ -38,6 +38,7 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
+from .. import distributed as _distributed
 from .. import results as _results
 from .._checks import check_choice
 from ..results import Claim, canonical_json, claims_hash, stable_hash
@@ -313,7 +314,8 @@ class Experiment:
         return self._data_value
 
     def _prepare(self, config: RunConfig):
-        data = self.load_data(config)
+        with _distributed.main_first():  # several processes: one download per machine, never two at once
+            data = self.load_data(config)
         if config.train is None:
             return data, None, None
         if not isinstance(data, Mapping) or "train" not in data:
@@ -385,12 +387,21 @@ def result_status(experiment: Experiment, arm: str, seed: int, scale: str, root=
 
 
 def record_run(experiment: Experiment, arm: str, seed: int, scale: str, device="auto", root=None,
-               progress: bool | None = None, command: str | None = None) -> Path:
+               progress: bool | None = None, command: str | None = None, *,
+               micro_batch_size: int | None = None, find_unused_parameters: bool = False) -> Path:
     """Train one arm with one seed afresh, evaluate it and write its results file; return the path.
 
     Training checkpoints every epoch to ``<cache>/runs/`` and an interrupted run resumes from there
     (bit-identical on a CPU); the checkpoint is deleted once the results file is written. The file
     is written atomically (:func:`pixelbook.results.write_result`) as soon as the run ends.
+
+    Under ``torchrun`` (a process group of several processes, :mod:`pixelbook.distributed`) every
+    process calls this with the same arguments: they build the data (rank 0 first, so a download
+    happens once), train together (:func:`pixelbook.training.fit`), each runs ``evaluate`` (see
+    :func:`pixelbook.distributed.evaluate_metrics` for sharing it), and rank 0 alone writes the file
+    and deletes the checkpoint. The provenance records ``world_size`` (1 for one process) and, for
+    several, the backend and the number of machines. ``micro_batch_size`` and
+    ``find_unused_parameters`` go to ``fit``.
     """
     config = experiment.run_config(arm, seed, scale)
     device = resolve_device(device)
@@ -399,34 +410,49 @@ def record_run(experiment: Experiment, arm: str, seed: int, scale: str, device="
     history, resumed, ckpt = History(), False, None
     if model is not None:
         ckpt = os.path.join(cache_dir("runs", experiment.chapter), f"{scale}-{arm}-seed{seed}-{config.hash}.pt")
-        resumed = os.path.exists(ckpt)
+        resumed = bool(_distributed.broadcast_object(os.path.exists(ckpt)))  # rank 0's file counts
         history = fit(model, loss_fn, data["train"], experiment._train_config(config),
                       evaluate=experiment.monitor(config, data), device=device, checkpoint_path=ckpt,
-                      progress=progress, desc=f"{arm} seed {seed}")
+                      progress=progress, desc=f"{arm} seed {seed}", micro_batch_size=micro_batch_size,
+                      find_unused_parameters=find_unused_parameters)
     t_eval = time.time()
     metrics = _flat_metrics(experiment.evaluate(config, model, data), f"{type(experiment).__name__}.evaluate")
-    record = {
-        "format": _results.FORMAT,
-        "chapter": experiment.chapter, "arm": arm, "seed": seed, "scale": scale,
-        "config": config.to_dict(), "config_hash": config.hash,
-        "claims_hash": experiment.claims_hash(),
-        "metrics": metrics,
-        "history": history.records,
-        "provenance": {
-            "pixelbook": _version(),
-            **{f"git_{k}": v for k, v in _results.git_state().items()},
-            "env": env_info(device),
-            "train_time_s": sum(r.get("time", 0.0) for r in history.records),  # all epochs, across resumes
-            "eval_time_s": time.time() - t_eval,
-            "wall_time_s": time.time() - t_start,  # this process only
-            "resumed": resumed,
-            "finished_at": _results.utc_now(),
-            "command": command or " ".join([os.path.basename(sys.executable)] + sys.argv),
-        },
-    }
-    path = _results.write_result(_results.result_path(experiment.chapter, scale, arm, seed, root), record)
-    if ckpt and os.path.exists(ckpt):
-        os.remove(ckpt)
+    path = _results.result_path(experiment.chapter, scale, arm, seed, root)
+    world = _distributed.world_size()
+    if _distributed.is_main():
+        parallel = {"world_size": world}
+        if world > 1:
+            import torch.distributed as dist
+
+            local = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+            parallel["distributed"] = {"backend": dist.get_backend(), "nodes": max(1, world // local),
+                                       "local_world_size": local, "micro_batch_size": micro_batch_size}
+        elif micro_batch_size is not None:
+            parallel["micro_batch_size"] = micro_batch_size
+        record = {
+            "format": _results.FORMAT,
+            "chapter": experiment.chapter, "arm": arm, "seed": seed, "scale": scale,
+            "config": config.to_dict(), "config_hash": config.hash,
+            "claims_hash": experiment.claims_hash(),
+            "metrics": metrics,
+            "history": history.records,
+            "provenance": {
+                "pixelbook": _version(),
+                **{f"git_{k}": v for k, v in _results.git_state().items()},
+                "env": env_info(device),
+                **parallel,
+                "train_time_s": sum(r.get("time", 0.0) for r in history.records),  # all epochs, across resumes
+                "eval_time_s": time.time() - t_eval,
+                "wall_time_s": time.time() - t_start,  # this process only
+                "resumed": resumed,
+                "finished_at": _results.utc_now(),
+                "command": command or " ".join([os.path.basename(sys.executable)] + sys.argv),
+            },
+        }
+        path = _results.write_result(path, record)
+        if ckpt and os.path.exists(ckpt):
+            os.remove(ckpt)
+    _distributed.barrier()  # the file exists before any process moves on
     return path
 
 
@@ -514,5 +540,6 @@ def replay(experiment: Experiment, record: Mapping, steps: int | None = None, de
         same = env.get("device") == str(device) and env.get("torch_threads") == torch.get_num_threads()
     finally:
         torch.set_num_threads(threads_before)
+    same = same and record.get("provenance", {}).get("world_size", 1) == 1  # several processes round otherwise
     replayed = [v for r in history.records for v in r["step_loss"]]
     return ReplayOutcome(tuple(recorded[:steps]), tuple(replayed), same)
