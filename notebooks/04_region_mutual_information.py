@@ -586,7 +586,7 @@ print("class frequencies:", {c: f"{100 * float(f):.1f}%" for c, f in zip(WIRE_CL
 # background. Boxed pixels are wire pixels with no visible evidence in the image (gaps).
 # ```
 #
-# The model is a small DeepLabv3-style network (`pb.rmi.MiniDeepLab`): two stride-2 convolutions
+# The model is a small DeepLabv3-style network (`pb.models.MiniDeepLab`): two stride-2 convolutions
 # (output stride 4), two residual blocks, an ASPP-lite head (1×1, two dilated 3×3 and image
 # pooling) and bilinear up-sampling of the logits to the input size *before* the loss, as the paper
 # does at output stride 16 [RMI, Sec. 5.1]. A coarse output and a per-pixel loss are exactly where
@@ -595,7 +595,7 @@ print("class frequencies:", {c: f"{100 * float(f):.1f}%" for c, f in zip(WIRE_CL
 # Three losses, with equal budgets (same data order, same initial weights per seed, same schedule):
 # **CE** (softmax cross-entropy), **CE + RMI** (Eq. 16: sigmoid, $\lambda=0.5$, $R=3$, average pooling,
 # $\mathcal{DF}=2$, $\xi=10^{-6}$), and **CE + AFF**, an affinity-field loss in the spirit of the
-# baseline of [RMI, Sec. 5.2] (`pb.rmi.affinity_loss`: KL grouping force for equal-label neighbours,
+# baseline of [RMI, Sec. 5.2] (`pb.losses.affinity_loss`: KL grouping force for equal-label neighbours,
 # hinged KL separating force for different labels, 3×3 neighbourhood). To fit three seeds and the
 # ablations into the 150 s budget of this page, each run is {glue:text}`ch4_iters` Adam steps on
 # {glue:text}`ch4_ntrain` images (batch 16, cosine schedule, learning rate 0.01), a model of
@@ -605,7 +605,7 @@ print("class frequencies:", {c: f"{100 * float(f):.1f}%" for c, f in zip(WIRE_CL
 # %%
 def make_model(seed):
     pb.runtime.seed_all(seed)
-    return RMI.MiniDeepLab(K, width=WIDTH, in_channels=1)
+    return pb.models.MiniDeepLab(K, width=WIDTH, in_channels=1)
 
 
 def ce_loss(model, batch):
@@ -629,7 +629,7 @@ def make_rmi_loss(**overrides):
 def aff_loss(model, batch):
     logits = model(batch["image"])
     return (F.cross_entropy(logits, batch["labels"])
-            + AFF_WEIGHT * RMI.affinity_loss(logits, batch["labels"], margin=AFF_MARGIN))
+            + AFF_WEIGHT * pb.losses.affinity_loss(logits, batch["labels"], margin=AFF_MARGIN))
 
 
 def label_edges(labels):
@@ -960,7 +960,7 @@ def run_full_scale():
     full_losses = {
         "CE": lambda out, y: F.cross_entropy(out, y, ignore_index=255),
         "CE+RMI": rmi_full,
-        "CE+AFF": lambda out, y: F.cross_entropy(out, y, ignore_index=255) + AFF_WEIGHT * RMI.affinity_loss(out, y, margin=AFF_MARGIN),
+        "CE+AFF": lambda out, y: F.cross_entropy(out, y, ignore_index=255) + AFF_WEIGHT * pb.losses.affinity_loss(out, y, margin=AFF_MARGIN),
     }
     scores = {}
     for name, crit in full_losses.items():

@@ -63,9 +63,11 @@ from IPython.display import display
 
 import pixelbook as pb
 from pixelbook.data.saliency import make_saliency_scenes, make_texture_mosaics
-from pixelbook.cas import (CASLoss, SymmetricCrossEntropy, canonical_regions, cas_bounds, cas_loss, cas_terms,
-                           match_channels, matched_iou, permute_region_labels, region_stats, select_channel,
-                           symmetric_cross_entropy)
+from pixelbook.cas import (CASLoss, cas_bounds, cas_loss, cas_terms, match_channels, permute_region_labels,
+                           select_channel)
+from pixelbook.losses import SymmetricCrossEntropy, symmetric_cross_entropy
+from pixelbook.metrics import matched_iou
+from pixelbook.ops import canonical_regions, region_stats
 from pixelbook.training import TrainConfig, iterate_batches, train_or_load
 
 # %matplotlib inline
@@ -543,7 +545,7 @@ print("channel permutation changes CAS by", float((cas_loss(probs[:, perm], labe
 # ## 11. From here on, the package
 #
 # `pb.cas.CASLoss` takes logits, applies the softmax and computes Eq. 1 per image (options:
-# $\alpha$, `variant="official"`, `ignore_index`, the batch reduction); `pb.cas.SymmetricCrossEntropy`
+# $\alpha$, `variant="official"`, `ignore_index`, the batch reduction); `pb.losses.SymmetricCrossEntropy`
 # is §2's baseline; plain cross-entropy is `F.cross_entropy`. All three see the same batches.
 
 # %%
@@ -625,20 +627,20 @@ if SCALE != "full":
 #
 # ## 13. Two networks
 #
-# A small fully convolutional net (`pb.cas.small_fcn`: a stride-2 convolution, three dilated 3×3
+# A small fully convolutional net (`pb.models.small_fcn`: a stride-2 convolution, three dilated 3×3
 # convolutions, a 1×1 classifier, bilinear up-sampling; receptive field 31 pixels) and a
-# torchvision ResNet-FCN (`pb.cas.resnet_fcn`: torchvision's `FCN` class with `FCNHead` on a
+# torchvision ResNet-FCN (`pb.models.resnet_fcn`: torchvision's `FCN` class with `FCNHead` on a
 # `ResNet` trunk of `BasicBlock`s cut after its second stage, output stride 8) — the paper's
 # `fcn_resnet101`, cut to CPU size. Both are randomly initialised, as in the paper.
 
 # %%
 if SCALE == "full":
-    MODELS = {"FCN-ResNet101": lambda c: pb.cas.paper_model("fcn_resnet101", c),
-              "DeepLabv3-ResNet101": lambda c: pb.cas.paper_model("deeplabv3_resnet101", c)}
+    MODELS = {"FCN-ResNet101": lambda c: pb.models.paper_model("fcn_resnet101", c),
+              "DeepLabv3-ResNet101": lambda c: pb.models.paper_model("deeplabv3_resnet101", c)}
     EPOCHS = {"FCN-ResNet101": EPOCHS_RESNET, "DeepLabv3-ResNet101": EPOCHS_RESNET}
     LRS = {"FCN-ResNet101": LR_RESNET, "DeepLabv3-ResNet101": LR_RESNET}
 else:
-    MODELS = {"small FCN": pb.cas.small_fcn, "ResNet-FCN": pb.cas.resnet_fcn}
+    MODELS = {"small FCN": pb.models.small_fcn, "ResNet-FCN": pb.models.resnet_fcn}
     EPOCHS = {"small FCN": EPOCHS_FCN, "ResNet-FCN": EPOCHS_RESNET}
     LRS = {"small FCN": LR_FCN, "ResNet-FCN": LR_RESNET}
 for name, build in MODELS.items():
@@ -926,7 +928,7 @@ if SCALE != "full":
 # shapes. The HFD label of a region is its texture; the LFD labels permute the three values per
 # image, uniformly over all six labellings ($p = 5/6$ of a non-identity permutation). The small
 # FCN gets three output channels. We score each prediction two ways: as a **partition** (per
-# image, the best one-to-one matching of channels to regions, `pb.cas.matched_iou`), and as a
+# image, the best one-to-one matching of channels to regions, `pb.metrics.matched_iou`), and as a
 # **labelling** (one channel per texture, chosen on the labelled validation images with
 # `pb.cas.match_channels`, then mean IoU over the test set).
 
@@ -1229,7 +1231,7 @@ if SCALE != "full":  # the full-scale run trains no sweep (§18)
 # ## 21. Full scale
 #
 # With `SCALE = "full"` (a GPU), this notebook trains torchvision's randomly initialised
-# `fcn_resnet101` and `deeplabv3_resnet101` (`pb.cas.paper_model`) on DUTS-TR at 256 × 256, reads
+# `fcn_resnet101` and `deeplabv3_resnet101` (`pb.models.paper_model`) on DUTS-TR at 256 × 256, reads
 # the channel out on 500 held-out DUTS-TR images, and evaluates on the seven test sets with the
 # same metric code (`pb.data.saliency.SaliencyDataset`, fetched and unpacked through the dataset
 # registry; no checksum is published for these archives, and HKU-IS ships as a RAR file that must

@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = (
     "runtime", "training", "metrics", "data", "viz", "widgets", "models", "losses", "multitask",
-    "levelset", "std", "rmi", "cas", "ops", "filterflow", "meanshift", "gating",
+    "ops", "levelset", "std", "rmi", "cas", "filterflow", "meanshift", "gating",
     "results", "experiments", "run", "video_metrics", "distributed",
 )
 __all__ = list(_SUBMODULES) + ["__version__"]

@@ -15,7 +15,7 @@ from typing import Iterable
 import torch
 
 __all__ = ["check_shape", "check_finite", "check_labels", "check_range", "check_dtype", "check_choice",
-           "check_int", "check_float", "IGNORE_INDEX"]
+           "check_int", "check_float", "check_positive_int", "IGNORE_INDEX"]
 
 #: The package's one ``ignore_index`` default: label value of pixels that do not count.
 IGNORE_INDEX = 255
@@ -148,4 +148,11 @@ def check_float(value, name: str, low: float | None = None, high: float | None =
         lo = "(-inf" if low is None else ("(" if low_open else "[") + f"{low:g}"
         hi = "inf)" if high is None else f"{high:g}" + (")" if high_open else "]")
         raise ValueError(f"`{name}`: expected a finite number in {lo}, {hi}, got {value!r}")
+    return value
+
+
+def check_positive_int(value, name: str, low: int = 1) -> int:
+    """Return ``value`` if it is a Python ``int`` ``>= low`` (``bool`` is not an int); raise otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"`{name}`: expected an integer >= {low}, got {value!r}")
     return value

@@ -18,18 +18,20 @@ leaves every result *bit for bit* unchanged.
 Public names:
     :func:`cas_loss`, :class:`CASLoss` — the loss, the paper's form or the official code's variant.
     :func:`cas_terms` — the per-image uniformer :math:`U` and discriminator :math:`D`.
-    :func:`region_stats` — region sizes, means and variances (what the notebook draws on the simplex).
-    :func:`canonical_regions` — the label-value-free renumbering used by all of the above.
     :func:`cas_bounds` — the correct bounds of Eq. 1 (the paper's are wrong; see Chapter 9).
-    :func:`symmetric_cross_entropy`, :class:`SymmetricCrossEntropy` — CE minimised over labellings
-    (the paper's "class-agnostic CE", CACE).
     :func:`permute_region_labels` — the low-fidelity (LFD) corruption: relabel regions per image.
+    :class:`LowFidelityLabels` — the LFD corruption for a ``Dataset`` (full scale).
     :func:`select_channel`, :func:`match_channels` — read a channel out of a permutation-invariant
     output using labelled validation data [CAS, §4.2].
-    :func:`matched_iou` — per-image IoU under the best channel ↔ class matching (multi-region).
-    :class:`LowFidelityLabels` — the LFD corruption for a ``Dataset`` (full scale).
-    :func:`small_fcn`, :func:`resnet_fcn` — the two CPU-sized networks of Chapter 9;
-    :func:`paper_model` — the paper's torchvision networks (full scale).
+
+Elsewhere, and importable from here too: :func:`~pixelbook.ops.regions.region_stats` (region sizes,
+means and variances: what the notebook draws on the simplex) and
+:func:`~pixelbook.ops.regions.canonical_regions` (the label-value-free renumbering used by all of the
+above) in :mod:`pixelbook.ops.regions`. Reached only through their own packages: the baseline
+:func:`pixelbook.losses.symmetric_cross_entropy` (the paper's "class-agnostic CE", CACE), the
+evaluation :func:`pixelbook.metrics.matched_iou` (per-image IoU under the best channel ↔ class
+matching) and the networks :func:`pixelbook.models.small_fcn`, :func:`pixelbook.models.resnet_fcn`,
+:func:`pixelbook.models.paper_model`.
 
 References:
     [CAS] A. Sharma, N. Khan, M. Mubashar, G. Sundaramoorthi, P. Torr. Class-Agnostic Segmentation
@@ -38,147 +40,23 @@ References:
 
 from __future__ import annotations
 
-import itertools
-import math
-from typing import NamedTuple
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_choice, check_dtype, check_finite, check_range, check_shape
+from ._checks import check_choice, check_dtype, check_finite, check_shape
+from ._moved import moved_attribute
+from .ops.regions import RegionStats, _check_labels_tensor, _check_probs, _stats_from_ids, canonical_regions  # noqa: F401
+from .ops.regions import region_stats  # noqa: F401  (the chapter's building blocks)
 
 __all__ = [
-    "ALPHA", "ALPHA_OFFICIAL", "RegionStats", "canonical_regions", "region_stats", "cas_terms", "cas_loss",
-    "CASLoss", "cas_bounds", "symmetric_cross_entropy", "SymmetricCrossEntropy", "permute_region_labels",
-    "LowFidelityLabels", "select_channel", "match_channels", "matched_iou", "small_fcn", "resnet_fcn", "paper_model",
+    "ALPHA", "ALPHA_OFFICIAL", "cas_terms", "cas_loss", "CASLoss", "cas_bounds", "permute_region_labels",
+    "LowFidelityLabels", "select_channel", "match_channels",
 ]
 
 ALPHA = 0.1  # [CAS, §6 "Ablation"]: "α was set to 0.1"
 ALPHA_OFFICIAL = 0.5  # official code, config.py: ALPHA = 0.5
-_ENUMERATE_MAX = 5040  # ours: up to 7! labellings are enumerated; beyond, the Hungarian method
 
-
-# --------------------------------------------------------------------------------------------------
-# Regions
-# --------------------------------------------------------------------------------------------------
-
-def _check_labels_tensor(labels, name, dims):
-    check_shape(labels, name, "N H W", dims)
-    check_dtype(labels, name, "int")
-
-
-def canonical_regions(labels: torch.Tensor, ignore_index: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Renumber the regions of each image ``0, 1, ...`` in order of first appearance (raster order).
-
-    The result depends only on the partition, not on the label values: ``labels`` and any
-    relabelling of it (per image) give identical outputs. Vectorised; no loop over images.
-
-    Args:
-        labels: ``(N, H, W)`` integer region labels, any values (negative ones included).
-        ignore_index: label of pixels that belong to no region (e.g. 255), or ``None``.
-
-    Returns:
-        ``(ids, num_regions)``: ``ids`` is ``(N, H, W)`` int64 in ``[0, num_regions[n])``, with
-        ``-1`` at ignored pixels; ``num_regions`` is ``(N,)`` int64.
-
-    Example:
-        >>> ids, n = canonical_regions(torch.tensor([[[7, 7, 3], [3, 9, 7]]]))
-        >>> ids.tolist(), n.tolist()
-        ([[[0, 0, 1], [1, 2, 0]]], [3])
-    """
-    _check_labels_tensor(labels, "labels", {})
-    B, H, W = labels.shape
-    P = H * W
-    flat = labels.reshape(B, P).long()
-    values, dense = torch.unique(flat, return_inverse=True)  # dense ids shared by the whole batch
-    K = values.numel()
-    valid = torch.ones_like(flat, dtype=torch.bool) if ignore_index is None else flat != ignore_index
-    dense = torch.where(valid, dense, torch.full_like(dense, K))  # ignored pixels -> extra slot K
-    pos = torch.arange(P, device=flat.device).expand(B, P)
-    first = torch.full((B, K + 1), P, dtype=torch.long, device=flat.device)
-    first = first.scatter_reduce(1, dense, pos, reduce="amin", include_self=True)
-    first[:, K] = P + 1  # the ignore slot always sorts last
-    order = first.argsort(dim=1, stable=True)  # present values by first appearance, then absent ones
-    rank = torch.empty_like(order).scatter_(1, order, torch.arange(K + 1, device=flat.device).expand(B, K + 1))
-    ids = rank.gather(1, dense)
-    ids = torch.where(valid, ids, torch.full_like(ids, -1))
-    num_regions = (first[:, :K] < P).sum(1)
-    return ids.reshape(B, H, W), num_regions
-
-
-class RegionStats(NamedTuple):
-    """Per-image region statistics, regions in canonical order (see :func:`canonical_regions`).
-
-    Attributes:
-        sizes: ``(N, R)`` pixel counts :math:`|r_i|` (0 for the padding slots of images with fewer
-            than ``R`` regions, ``R`` being the largest number of regions in the batch).
-        means: ``(N, R, M)`` region means :math:`\\hat{\\mathbf{s}}_i` (0 in padding slots).
-        variances: ``(N, R)`` :math:`V_i=\\frac{1}{|r_i|}\\sum_{x\\in r_i}\\|\\mathbf{s}(x)-\\hat{\\mathbf{s}}_i\\|^2`.
-        present: ``(N, R)`` bool, which slots hold a region.
-        ids: ``(N, H, W)`` canonical region id per pixel (``-1`` where ignored).
-    """
-
-    sizes: torch.Tensor
-    means: torch.Tensor
-    variances: torch.Tensor
-    present: torch.Tensor
-    ids: torch.Tensor
-
-
-def _onehot(ids, R, dtype):
-    """``(B, P)`` ids in ``[-1, R)`` -> ``(B, P, R)`` float indicator; id -1 (ignored) gives a zero row."""
-    return (ids[..., None] == torch.arange(R, device=ids.device)).to(dtype)
-
-
-def _stats_from_ids(probs: torch.Tensor, ids: torch.Tensor, R: int) -> RegionStats:
-    """Region statistics for canonical ``ids`` in ``[-1, R)``; one-hot memory ``N·P·R``."""
-    B, M = probs.shape[:2]
-    s = probs.reshape(B, M, -1)                                           # (B, M, P)
-    onehot = _onehot(ids.reshape(B, -1), R, probs.dtype)                  # (B, P, R)
-    sizes = onehot.sum(1)                                                 # (B, R)
-    present = sizes > 0
-    denom = torch.where(present, sizes, torch.ones_like(sizes))
-    means = torch.bmm(s, onehot).transpose(1, 2) / denom[..., None]       # (B, R, M)
-    centred = s - torch.bmm(means.transpose(1, 2), onehot.transpose(1, 2))  # (B, M, P); 0 at ignored px
-    ignored = (ids.reshape(B, 1, -1) < 0)
-    sq = torch.where(ignored, torch.zeros_like(centred), centred).pow(2).sum(1, keepdim=True)  # (B, 1, P)
-    variances = torch.bmm(sq, onehot)[:, 0] / denom                        # (B, R)
-    return RegionStats(sizes, means, variances, present, ids)
-
-
-def _check_probs(probs, name="probs"):
-    d = check_shape(probs, name, "N C H W")
-    check_dtype(probs, name, "float")
-    check_finite(probs.detach(), name)
-    check_range(probs.detach(), name, 0.0, 1.0)
-    if probs.shape[1] < 2:
-        raise ValueError(f"`{name}`: expected at least 2 channels (C >= 2), got C={probs.shape[1]}")
-    return d
-
-
-def region_stats(probs: torch.Tensor, labels: torch.Tensor, ignore_index: int | None = None) -> RegionStats:
-    r"""Sizes, means and variances of the regions of each image [CAS, §3.1].
-
-    Args:
-        probs: ``(N, M, H, W)`` descriptors in [0, 1] (the network's softmax output).
-        labels: ``(N, H, W)`` integer region labels; only the partition matters.
-        ignore_index: label of pixels that belong to no region, or ``None``.
-
-    Returns:
-        :class:`RegionStats`, regions in order of first appearance. Extra memory ≈ ``R/M × probs``
-        for ``R`` regions (a one-hot indicator), so linear in the number of pixels.
-
-    Example:
-        >>> s = torch.tensor([[[[1.0, 0.5], [0.0, 0.0]], [[0.0, 0.5], [1.0, 1.0]]]])
-        >>> st = region_stats(s, torch.tensor([[[4, 4], [2, 2]]]))
-        >>> st.sizes.tolist(), st.means.tolist(), st.variances.tolist()
-        ([[2.0, 2.0]], [[[0.75, 0.25], [0.0, 1.0]]], [[0.125, 0.0]])
-    """
-    d = _check_probs(probs)
-    _check_labels_tensor(labels, "labels", d)
-    ids, n = canonical_regions(labels, ignore_index)
-    return _stats_from_ids(probs, ids, max(int(n.max()), 1))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -193,7 +71,6 @@ def _official_ids(labels, ignore_index):
         raise ValueError(f"`labels`: variant='official' needs binary labels (0 = background, 1 = salient), "
                          f"got values in [{int(vals.min())}, {int(vals.max())}]")
     return torch.where(valid, labels.long(), torch.full_like(labels, -1, dtype=torch.long))
-
 
 def _terms(probs, labels, variant, ignore_index, single_region):
     """``(U, D, single)`` per image; ``single`` marks images with fewer than two regions."""
@@ -232,7 +109,6 @@ def _terms(probs, labels, variant, ignore_index, single_region):
     zero = torch.zeros_like(U)
     return torch.where(single, zero, U), torch.where(single, zero, D), single
 
-
 def cas_terms(probs: torch.Tensor, labels: torch.Tensor, *, variant: str = "paper",
               ignore_index: int | None = None, single_region: str = "raise") -> tuple[torch.Tensor, torch.Tensor]:
     r"""The two terms of CAS [CAS, Eq. 1] for each image: uniformer :math:`U` and discriminator :math:`D`.
@@ -269,11 +145,9 @@ def cas_terms(probs: torch.Tensor, labels: torch.Tensor, *, variant: str = "pape
     U, D, _ = _terms(probs, labels, variant, ignore_index, single_region)
     return U, D
 
-
 def _check_alpha(alpha):
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= float(alpha) <= 1.0:
         raise ValueError(f"`alpha`: expected a number in [0, 1], got {alpha!r}")
-
 
 def cas_loss(probs: torch.Tensor, labels: torch.Tensor, alpha: float = ALPHA, *, variant: str = "paper",
              ignore_index: int | None = None, reduction: str = "mean", single_region: str = "raise") -> torch.Tensor:
@@ -320,7 +194,6 @@ def cas_loss(probs: torch.Tensor, labels: torch.Tensor, alpha: float = ALPHA, *,
         raise ValueError("`labels`: every image has a single region; nothing to average")
     return loss.sum() / kept
 
-
 class CASLoss(nn.Module):
     r"""Module form of :func:`cas_loss` [CAS, Eq. 1]; takes ``logits`` and applies the softmax.
 
@@ -358,7 +231,6 @@ class CASLoss(nn.Module):
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}, variant={self.variant!r}, reduction={self.reduction!r}"
 
-
 def cas_bounds(num_regions: int, num_channels: int, alpha: float = ALPHA, variant: str = "paper") -> tuple[float, float]:
     r"""The interval that holds CAS of one image on the simplex, ``(lower, upper)``.
 
@@ -390,114 +262,6 @@ def cas_bounds(num_regions: int, num_channels: int, alpha: float = ALPHA, varian
     return round(-(1 - a) * dmax, 12) + 0.0, round(a * N * (1 - 1 / M), 12)
 
 
-# --------------------------------------------------------------------------------------------------
-# Symmetrised cross-entropy (the paper's CACE)
-# --------------------------------------------------------------------------------------------------
-
-def _labelling_table(logits, labels, ignore_index):
-    """``A[b, k, c] = sum over region k of log softmax channel c`` and the labelled-pixel counts."""
-    ids, n = canonical_regions(labels, ignore_index)
-    R = max(int(n.max()), 1)
-    B, M = logits.shape[:2]
-    logp = F.log_softmax(logits, 1).reshape(B, M, -1)
-    onehot = _onehot(ids.reshape(B, -1), R, logp.dtype)                    # (B, P, R)
-    A = torch.bmm(logp, onehot).transpose(1, 2)                              # (B, R, M)
-    return A, onehot.sum((1, 2)), n, R
-
-
-def symmetric_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, *, ignore_index: int | None = None,
-                            reduction: str = "mean", method: str = "auto") -> torch.Tensor:
-    r"""Cross-entropy minimised over labellings, per image: the paper's "class-agnostic CE" (CACE).
-
-    .. math:: \mathrm{CACE} = \min_{\pi}\; -\frac{1}{|P|}\sum_{x} \log s^{\pi(k(x))}(x)
-
-    over the injective maps :math:`\pi` from the :math:`N` regions of the image to the :math:`M`
-    channels [CAS, §4.2, read per image as in Chapter 9; the paper writes the binary case]. Written
-    naively it costs :math:`M!/(M-N)!` full cross-entropies ("increases combinatorially"). We first
-    form the :math:`N\times M` table :math:`A_{kc}=\sum_{x\in r_k}\log s^c(x)` in one pass over the
-    pixels; each labelling then costs :math:`N` additions, and beyond :data:`_ENUMERATE_MAX`
-    labellings the minimum is a linear assignment problem solved by the Hungarian method
-    (``scipy.optimize.linear_sum_assignment``, :math:`O(M^3)`). The gradient is that of the
-    cross-entropy of the minimising labelling.
-
-    Args:
-        logits: ``(N, M, H, W)`` scores before the softmax.
-        labels: ``(N, H, W)`` integer region labels; only the partition matters; at most ``M``
-            regions per image.
-        ignore_index: label of pixels excluded from the loss, or ``None``.
-        reduction: ``"mean"`` over images, ``"sum"``, or ``"none"`` for ``(N,)``.
-        method: ``"auto"``, ``"enumerate"`` (all labellings) or ``"hungarian"``.
-
-    Returns: scalar tensor (or ``(N,)``). Raises: ValueError naming the bad argument.
-
-    Example:
-        >>> logits = torch.tensor([[[[4.0, -4.0]], [[-4.0, 4.0]]]])       # predicts [0, 1]
-        >>> a = symmetric_cross_entropy(logits, torch.tensor([[[0, 1]]]))
-        >>> b = symmetric_cross_entropy(logits, torch.tensor([[[1, 0]]]))  # swapped labels
-        >>> bool(a == b), round(float(a), 5)
-        (True, 0.00034)
-    """
-    d = check_shape(logits, "logits", "N C H W")
-    check_dtype(logits, "logits", "float")
-    check_finite(logits, "logits")
-    _check_labels_tensor(labels, "labels", d)
-    check_choice(reduction, "reduction", ("mean", "sum", "none"))
-    check_choice(method, "method", ("auto", "enumerate", "hungarian"))
-    A, npix, n, R = _labelling_table(logits, labels, ignore_index)
-    B, M = logits.shape[:2]
-    if int(n.max()) > M:
-        b = int(n.argmax())
-        raise ValueError(f"`labels`: image {b} has {int(n[b])} regions but `logits` has only M={M} channels; "
-                         f"a labelling needs M >= number of regions")
-    if bool((npix == 0).any()):
-        b = int((npix == 0).nonzero()[0])
-        raise ValueError(f"`labels`: image {b} has no labelled pixel (all equal ignore_index={ignore_index})")
-    count = math.perm(M, R)
-    if method == "enumerate" or (method == "auto" and count <= _ENUMERATE_MAX):
-        perms = torch.tensor(list(itertools.permutations(range(M), R)), device=A.device)  # (K, R)
-        # score[b, p] = sum_k A[b, k, perms[p, k]]; padding rows of A are 0
-        score = A[:, torch.arange(R, device=A.device)[None, :], perms].sum(-1)  # (B, K)
-        best = score.detach().argmax(1)
-        chosen = perms[best]                                                  # (B, R)
-    else:
-        from scipy.optimize import linear_sum_assignment
-
-        table = A.detach().cpu().double().numpy()
-        rows = []
-        for b in range(B):
-            r, c = linear_sum_assignment(table[b], maximize=True)  # R <= M: every region gets a channel
-            perm = torch.empty(R, dtype=torch.long)
-            perm[torch.as_tensor(r)] = torch.as_tensor(c, dtype=torch.long)
-            rows.append(perm)
-        chosen = torch.stack(rows).to(A.device)
-    ll = A.gather(2, chosen[..., None])[..., 0].sum(1)                        # (B,)
-    loss = -ll / npix
-    if reduction == "none":
-        return loss
-    return loss.sum() if reduction == "sum" else loss.mean()
-
-
-class SymmetricCrossEntropy(nn.Module):
-    """Module form of :func:`symmetric_cross_entropy` (CACE); ``forward(logits, labels)``.
-
-    Example:
-        >>> SymmetricCrossEntropy()(torch.randn(2, 3, 4, 4), torch.randint(0, 3, (2, 4, 4))).shape
-        torch.Size([])
-    """
-
-    def __init__(self, ignore_index: int | None = None, reduction: str = "mean", method: str = "auto"):
-        super().__init__()
-        check_choice(reduction, "reduction", ("mean", "sum", "none"))
-        check_choice(method, "method", ("auto", "enumerate", "hungarian"))
-        self.ignore_index, self.reduction, self.method = ignore_index, reduction, method
-
-    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return symmetric_cross_entropy(logits, labels, ignore_index=self.ignore_index,
-                                       reduction=self.reduction, method=self.method)
-
-    def extra_repr(self) -> str:
-        return f"reduction={self.reduction!r}, method={self.method!r}"
-
 
 # --------------------------------------------------------------------------------------------------
 # Low-fidelity labels
@@ -514,7 +278,6 @@ def _draw_permutations(B: int, K: int, p: float, generator) -> torch.Tensor:
             break
         perms[again] = torch.argsort(torch.rand(int(again.sum()), K, generator=generator), dim=1)
     return torch.where(flip[:, None], perms, ident)
-
 
 def permute_region_labels(labels: torch.Tensor, num_classes: int, p: float = 0.5, *,
                           generator: torch.Generator | None = None,
@@ -559,7 +322,6 @@ def permute_region_labels(labels: torch.Tensor, num_classes: int, p: float = 0.5
     new = torch.where(valid, new, labels.long())
     return new, perms
 
-
 class LowFidelityLabels(torch.utils.data.Dataset):
     """A dataset whose samples' ``labels`` are relabelled as by :func:`permute_region_labels` (LFD).
 
@@ -590,6 +352,7 @@ class LowFidelityLabels(torch.utils.data.Dataset):
         y = sample["labels"]
         sample["labels"] = self.perms[i].to(y.device)[y.long()]
         return sample
+
 
 
 # --------------------------------------------------------------------------------------------------
@@ -626,7 +389,6 @@ def select_channel(probs: torch.Tensor, masks: torch.Tensor) -> int:
     sc, gc = s - s.mean(1, keepdim=True), g - g.mean()
     corr = (sc @ gc) / (sc.norm(dim=1) * gc.norm()).clamp_min(torch.finfo(torch.float64).tiny)
     return int(corr.argmax())
-
 
 def match_channels(probs: torch.Tensor, labels: torch.Tensor, num_classes: int,
                    ignore_index: int | None = None) -> torch.Tensor:
@@ -673,139 +435,9 @@ def match_channels(probs: torch.Tensor, labels: torch.Tensor, num_classes: int,
     return out
 
 
-# --------------------------------------------------------------------------------------------------
-# The two networks of Chapter 9
-# --------------------------------------------------------------------------------------------------
 
-class _SmallFCN(nn.Module):
-    def __init__(self, out_channels, width, in_channels):
-        super().__init__()
-        w = width
-        self.body = nn.Sequential(
-            nn.Conv2d(in_channels, w, 3, stride=2, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(w, w, 3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(w, w, 3, padding=2, dilation=2), nn.ReLU(inplace=True),
-            nn.Conv2d(w, w, 3, padding=4, dilation=4), nn.ReLU(inplace=True),
-            nn.Conv2d(w, out_channels, 1))
-
-    def forward(self, x):
-        return F.interpolate(self.body(x), size=x.shape[-2:], mode="bilinear", align_corners=False)
-
-
-def small_fcn(out_channels: int = 2, width: int = 16, in_channels: int = 3) -> nn.Module:
-    """A small fully-convolutional net: a stride-2 3×3 convolution, three 3×3 convolutions with
-    dilations 1, 2, 4 at half resolution, a 1×1 classifier and bilinear up-sampling to the input size.
-
-    Receptive field 31×31 input pixels, ≈ ``7 · width²`` parameters (≈ 7k for width 16). Working at
-    half resolution makes it about 2.5× cheaper than the same layers at full resolution, which is
-    what lets Chapter 9 train dozens of models on a CPU. ``forward`` maps ``(N, in_channels, H, W)``
-    to logits ``(N, out_channels, H, W)``.
-
-    Example:
-        >>> small_fcn(2)(torch.rand(1, 3, 16, 16)).shape
-        torch.Size([1, 2, 16, 16])
-    """
-    return _SmallFCN(out_channels, width, in_channels)
-
-
-class _OutTensor(nn.Module):
-    """torchvision's segmentation models return ``{"out": ...}``; the chapter's losses want a tensor."""
-
-    def __init__(self, fcn):
-        super().__init__()
-        self.fcn = fcn
-
-    def forward(self, x):
-        return self.fcn(x)["out"]
-
-
-def resnet_fcn(out_channels: int = 2, blocks: tuple[int, int] = (1, 1)) -> nn.Module:
-    """torchvision's FCN with a ResNet trunk cut for a CPU (randomly initialised, no download).
-
-    The paper trains torchvision's ``fcn_resnet101`` (official code: ``num_classes=2``,
-    ``pretrained=False``). We keep the same family — torchvision's ``ResNet`` stem and
-    ``BasicBlock`` stages, ``IntermediateLayerGetter``, ``FCNHead`` and ``FCN`` (bilinear
-    up-sampling of the head's scores to the input size) — and cut it to fit a 2-core CPU: stages 1
-    and 2 only (``blocks`` residual blocks each, output stride 8, 128 channels), so about 0.7 M
-    parameters instead of 51 M. ``forward`` returns the logits tensor (not torchvision's dict).
-
-    Example:
-        >>> resnet_fcn(2)(torch.rand(2, 3, 32, 32)).shape
-        torch.Size([2, 2, 32, 32])
-    """
-    from torchvision.models import resnet
-    from torchvision.models._utils import IntermediateLayerGetter
-    from torchvision.models.segmentation.fcn import FCN, FCNHead
-
-    trunk = resnet.ResNet(resnet.BasicBlock, [blocks[0], blocks[1], 1, 1])
-    backbone = IntermediateLayerGetter(trunk, return_layers={"layer2": "out"})  # drops layer3, layer4, fc
-    return _OutTensor(FCN(backbone, FCNHead(128, out_channels)))
-
-
-def paper_model(name: str = "fcn_resnet101", out_channels: int = 2) -> nn.Module:
-    """The paper's networks for ``full`` scale: torchvision's ``fcn_resnet101`` or ``deeplabv3_resnet101``.
-
-    Randomly initialised (``weights=None, weights_backbone=None``), as the paper's "no
-    pre-training" models and the official code (``pretrained=False, num_classes=2``); the paper's
-    DeepLab models were "pretrained on COCO", which a 2-channel head cannot load as is.
-    ``forward`` returns the logits tensor.
-    """
-    from torchvision.models import segmentation
-
-    check_choice(name, "name", ("fcn_resnet101", "deeplabv3_resnet101"))
-    build = getattr(segmentation, name)
-    return _OutTensor(build(weights=None, weights_backbone=None, num_classes=out_channels, aux_loss=False))
-
-
-@torch.no_grad()
-def matched_iou(preds: torch.Tensor, labels: torch.Tensor, num_classes: int, num_channels: int | None = None,
-                ignore_index: int | None = None) -> torch.Tensor:
-    r"""Per-image mean IoU under the best one-to-one matching of predicted channels to classes.
-
-    The evaluation of a class-agnostic segmentation: a prediction is scored as a *partition*, so
-    relabelling its channels in any image changes nothing. For each image the ``num_classes ×
-    num_channels`` confusion matrix is formed and the injective map from classes to channels
-    maximising the summed IoU is taken (enumerated: at most a few thousand maps). Classes absent
-    from an image (and not predicted under the matching) are left out of that image's mean.
-
-    Args:
-        preds: ``(N, H, W)`` int channel index per pixel (e.g. ``probs.argmax(1)``), in
-            ``[0, num_channels)``.
-        labels: ``(N, H, W)`` int in ``[0, num_classes)`` or ``ignore_index``.
-        num_classes: :math:`K`. num_channels: :math:`M \ge K` (default ``K``).
-
-    Returns: ``(N,)`` float64 per-image matched mean IoU.
-
-    Example:
-        >>> y = torch.tensor([[[0, 0, 1, 2]]])
-        >>> matched_iou(torch.tensor([[[2, 2, 0, 1]]]), y, 3).tolist()   # a relabelled perfect map
-        [1.0]
-    """
-    d = check_shape(preds, "preds", "N H W")
-    check_shape(labels, "labels", "N H W", d)
-    check_dtype(preds, "preds", "int")
-    check_dtype(labels, "labels", "int")
-    K = int(num_classes)
-    M = K if num_channels is None else int(num_channels)
-    if K < 1 or M < K:
-        raise ValueError(f"`num_channels`: expected >= num_classes={K}, got {M}")
-    count = math.perm(M, K)
-    if count > 40320:
-        raise ValueError(f"`num_classes`, `num_channels`: {count} matchings are too many to enumerate")
-    valid = torch.ones_like(labels, dtype=torch.bool) if ignore_index is None else labels != ignore_index
-    y = torch.where(valid, labels.long(), torch.zeros_like(labels, dtype=torch.long))
-    if bool(((y < 0) | (y >= K)).any()) or bool(((preds < 0) | (preds >= M)).any()):
-        raise ValueError(f"`preds`/`labels`: expected values in [0, {M}) and [0, {K}) (or ignore_index)")
-    B = preds.shape[0]
-    yk = F.one_hot(y.reshape(B, -1), K).double() * valid.reshape(B, -1, 1)
-    pm = F.one_hot(preds.reshape(B, -1).long(), M).double() * valid.reshape(B, -1, 1)
-    cm = torch.bmm(yk.transpose(1, 2), pm)                                   # (B, K, M)
-    gt, pr = cm.sum(2), cm.sum(1)                                            # (B, K), (B, M)
-    perms = torch.tensor(list(itertools.permutations(range(M), K)), device=cm.device)  # (P, K)
-    rows = torch.arange(K, device=cm.device)
-    inter = cm[:, rows[None, :], perms]                                      # (B, P, K)
-    union = gt[:, None, :] + pr[:, perms] - inter
-    present = union > 0
-    iou = torch.where(present, inter / union.clamp_min(1), torch.zeros_like(inter))
-    score = iou.sum(2) / present.sum(2).clamp_min(1)                         # (B, P)
-    return score.max(1).values
+__getattr__ = moved_attribute(__name__, {
+    "symmetric_cross_entropy": "pixelbook.losses", "SymmetricCrossEntropy": "pixelbook.losses",
+    "matched_iou": "pixelbook.metrics", "small_fcn": "pixelbook.models", "resnet_fcn": "pixelbook.models",
+    "paper_model": "pixelbook.models",
+})

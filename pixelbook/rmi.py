@@ -32,9 +32,10 @@ How this module computes it (re-derived from the paper, not copied from any impl
 
 Defaults follow the paper (average pooling 4×4 / stride 4, R = 3, ξ = 1e-6 on the normalised
 covariance, λ = 0.5, sigmoid probabilities); :meth:`RMILoss.official` returns the official code's
-choices (padding ``size // 2``, ξ = 5e-4 on unnormalised scatter matrices). :func:`affinity_loss`
-is the pairwise baseline the chapter compares against, and :class:`MiniDeepLab` the chapter's
-small DeepLab-style model (output stride 4, ASPP-lite).
+choices (padding ``size // 2``, ξ = 5e-4 on unnormalised scatter matrices). The pairwise baseline the chapter compares
+against is :func:`pixelbook.losses.affinity_loss`, the chapter's small DeepLab-style model
+:class:`pixelbook.models.MiniDeepLab`; the region vectors and their memory-lean joint covariance are
+building blocks in :mod:`pixelbook.ops.covariance` (importable from here too).
 """
 
 from __future__ import annotations
@@ -45,56 +46,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_choice, check_dtype, check_finite, check_labels, check_shape
+from ._checks import check_choice, check_dtype, check_finite, check_labels, check_positive_int, check_shape
+from ._moved import moved_attribute
+from .ops.covariance import joint_covariance, region_vectors  # noqa: F401  (the chapter's building blocks)
 
-__all__ = ["region_vectors", "downsample", "joint_covariance", "rmi_from_covariance", "rmi_lower_bound", "rmi_loss", "RMILoss",
-           "affinity_loss", "MiniDeepLab"]
+__all__ = ["downsample", "rmi_from_covariance", "rmi_lower_bound", "rmi_loss", "RMILoss", "POOL_WAYS"]
 
 #: Pooling ways before RMI: average, max, or interpolation (nearest for labels, bilinear for
 #: probabilities) [RMI, Table 3a].
 POOL_WAYS = ("avg", "max", "interp")
-#: Bytes of float64 region vectors built at once in the joint covariance (ours, measured): on a CPU
-#: a few MiB stay in cache and run ~2x faster than one big block; on a GPU bigger chunks mean
-#: fewer kernel launches. Either way the transient memory is bounded whatever the batch.
-_CHUNK_BYTES = {"cpu": 4 * 2**20, "other": 64 * 2**20}
 
-
-def _check_positive_int(value, name: str, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"`{name}`: expected an integer >= {low}, got {value!r}")
-    return value
-
-
-def region_vectors(x: torch.Tensor, radius: int = 3) -> torch.Tensor:
-    r"""Every valid :math:`R\times R` window of each map as a :math:`d=R^2` vector [RMI, Fig. 1].
-
-    Windows do not cross the border (no padding), so an ``h × w`` map gives
-    :math:`n=(h-R+1)(w-R+1)` points; coordinate :math:`k = iR + j` of a point is the pixel at row
-    offset ``i`` and column offset ``j`` of its window (row-major), which is what stacking the
-    shifted crops ``x[..., i:i+h-R+1, j:j+w-R+1]`` gives. Memory: ``d`` times ``x``.
-
-    Args:
-        x: ``(N, C, h, w)`` float maps (probabilities or one-hot labels).
-        radius: :math:`R`, the side of the square region (the paper's name is "radius" in code,
-            side length in text).
-
-    Returns:
-        ``(N, C, d, n)`` tensor.
-
-    Example:
-        >>> x = torch.arange(16.).reshape(1, 1, 4, 4)
-        >>> region_vectors(x, 2)[0, 0, :, 0]  # the top-left 2x2 window, row-major
-        tensor([0., 1., 4., 5.])
-    """
-    d = check_shape(x, "x", "N C H W")
-    check_dtype(x, "x", "float")
-    R = _check_positive_int(radius, "radius")
-    N, C, h, w = x.shape
-    if h < R or w < R:
-        raise ValueError(f"`radius`: expected at most min(H, W) = {min(h, w)} of `x`, got {R}")
-    del d
-    cols = F.unfold(x.reshape(N * C, 1, h, w), kernel_size=R)  # (N*C, d, n), row-major kernel order
-    return cols.reshape(N, C, R * R, -1)
 
 
 def downsample(x: torch.Tensor, pool: str = "avg", size: int = 4, stride: int | None = None,
@@ -128,9 +89,9 @@ def downsample(x: torch.Tensor, pool: str = "avg", size: int = 4, stride: int | 
     check_dtype(x, "x", "float")
     check_choice(pool, "pool", POOL_WAYS)
     check_choice(kind, "kind", ("probs", "labels"))
-    size = _check_positive_int(size, "size")
-    stride = size if stride is None else _check_positive_int(stride, "stride")
-    padding = _check_positive_int(padding, "padding", low=0)
+    size = check_positive_int(size, "size")
+    stride = size if stride is None else check_positive_int(stride, "stride")
+    padding = check_positive_int(padding, "padding", low=0)
     if padding > size // 2:
         raise ValueError(f"`padding`: expected at most size // 2 = {size // 2}, got {padding}")
     if size == 1 and stride == 1 and pool != "interp":
@@ -144,113 +105,6 @@ def downsample(x: torch.Tensor, pool: str = "avg", size: int = 4, stride: int | 
     if kind == "labels":
         return F.interpolate(x, size=out, mode="nearest")
     return F.interpolate(x, size=out, mode="bilinear", align_corners=True)
-
-
-class _JointCovariance(torch.autograd.Function):
-    """Centred scatter matrix of the stacked region vectors of two map stacks, memory-lean.
-
-    forward(p (B, h, w), y (B, h, w), R) -> S (B, 2d, 2d), S = sum_i (z_i - mean)(z_i - mean)^T
-    with z_i = [p-window_i ; y-window_i]. Only p and y are saved for backward. Gradient:
-    dL/dz_i = (G + G^T)(z_i - mean) (the mean term cancels because the centred points sum to
-    zero), folded back onto the pixels (the adjoint of unfold).
-    """
-
-    @staticmethod
-    def _centred_vectors(p, y, R):
-        # (b, 2d, n): rows 0..d-1 are P's window coordinates, rows d..2d-1 are Y's. Stacking the
-        # shifted crops is identical to F.unfold (im2col) and several times faster on a CPU.
-        b, h, w = p.shape
-        hh, ww = h - R + 1, w - R + 1
-        cols = torch.stack([m[:, i:i + hh, j:j + ww] for m in (p, y) for i in range(R) for j in range(R)], 1)
-        cols = cols.reshape(b, 2 * R * R, hh * ww)
-        cols -= cols.mean(-1, keepdim=True)
-        return cols
-
-    @staticmethod
-    def _chunks(B, h, w, R, itemsize, device):
-        per_map = 2 * R * R * (h - R + 1) * (w - R + 1) * itemsize
-        budget = _CHUNK_BYTES["cpu" if device.type == "cpu" else "other"]
-        step = max(1, budget // max(per_map, 1))
-        return [slice(s, min(B, s + step)) for s in range(0, B, step)]
-
-    @staticmethod
-    def forward(ctx, p, y, R):
-        B, h, w = p.shape
-        out = p.new_empty(B, 2 * R * R, 2 * R * R)
-        for sl in _JointCovariance._chunks(B, h, w, R, p.element_size(), p.device):
-            cols = _JointCovariance._centred_vectors(p[sl], y[sl], R)
-            out[sl] = torch.matmul(cols, cols.mT)
-        ctx.save_for_backward(p, y)
-        ctx.R = R
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        p, y = ctx.saved_tensors
-        R = ctx.R
-        d = R * R
-        B, h, w = p.shape
-        hh, ww = h - R + 1, w - R + 1
-        need = [ctx.needs_input_grad[0], ctx.needs_input_grad[1]]
-        grads = [torch.zeros_like(p) if need[0] else None, torch.zeros_like(y) if need[1] else None]
-        if not any(need):
-            return None, None, None
-        gsym = grad + grad.mT
-        for sl in _JointCovariance._chunks(B, h, w, R, p.element_size(), p.device):
-            cols = _JointCovariance._centred_vectors(p[sl], y[sl], R)
-            for which in (0, 1):
-                if not need[which]:
-                    continue
-                # dL/dz_i = (G + G^T)(z_i - mean), then the adjoint of the window extraction:
-                # every window coordinate k = (i, j) adds back onto the pixel it was read from.
-                g = torch.matmul(gsym[sl, which * d:(which + 1) * d], cols).reshape(-1, d, hh, ww)
-                out = grads[which][sl]
-                for k in range(d):
-                    i, j = divmod(k, R)
-                    out[:, i:i + hh, j:j + ww] += g[:, k]
-        return grads[0], grads[1], None
-
-
-def joint_covariance(probs: torch.Tensor, targets: torch.Tensor, radius: int = 3,
-                     normalize: bool = True) -> torch.Tensor:
-    r"""Covariance of the joint region vectors :math:`[P;Y]` of each (image, class) pair [RMI, Eq. 12].
-
-    Rows/columns ``0..d-1`` belong to P and ``d..2d-1`` to Y, so the blocks are
-    :math:`\Sigma_P`, :math:`\operatorname{Cov}(P,Y)`, :math:`\operatorname{Cov}(Y,P)`, :math:`\Sigma_Y`.
-    Computed in float64 (the result has the dtype float64), memory-lean: the ``2d × n`` region
-    vectors are built chunk by chunk and never stored for backward.
-
-    Args:
-        probs: ``(N, C, h, w)`` probabilities (usually down-sampled).
-        targets: ``(N, C, h, w)`` label maps: one-hot, or fractions after average pooling.
-        radius: :math:`R`, :math:`d = R^2`.
-        normalize: divide the centred scatter by the number of points :math:`n` (the paper's
-            :math:`\mathbb{E}[\cdot]`); ``False`` returns the unnormalised sums the official code uses.
-
-    Returns:
-        ``(N, C, 2d, 2d)`` float64 tensor.
-
-    Example:
-        >>> S = joint_covariance(torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8), radius=2)
-        >>> S.shape, S.dtype
-        (torch.Size([2, 3, 8, 8]), torch.float64)
-    """
-    dims = check_shape(probs, "probs", "N C H W")
-    check_shape(targets, "targets", "N C H W", dims)
-    check_dtype(probs, "probs", "float")
-    check_dtype(targets, "targets", "float")
-    R = _check_positive_int(radius, "radius")
-    N, C, h, w = probs.shape
-    if h < R or w < R:
-        raise ValueError(f"`radius`: expected at most min(h, w) = {min(h, w)} of the (down-sampled) maps, "
-                         f"got {R}; lower `radius` or the down-sampling factor")
-    p = probs.to(torch.float64).reshape(N * C, h, w)
-    y = targets.to(torch.float64).reshape(N * C, h, w)
-    S = _JointCovariance.apply(p, y, R)
-    if normalize:
-        S = S / ((h - R + 1) * (w - R + 1))
-    return S.reshape(N, C, 2 * R * R, 2 * R * R)
-
 
 def rmi_from_covariance(cov: torch.Tensor, xi: float = 1e-6) -> torch.Tensor:
     r""":math:`\ell = \frac{1}{2d}\log\det(M+\xi I)` from a joint covariance of :math:`[P;Y]` [RMI, Eqs. 12, 14-15].
@@ -293,7 +147,6 @@ def rmi_from_covariance(cov: torch.Tensor, xi: float = 1e-6) -> torch.Tensor:
                          "(the paper uses 1e-6)")
     return L.diagonal(dim1=-2, dim2=-1)[..., d:].log().sum(-1) / d
 
-
 def rmi_lower_bound(probs: torch.Tensor, targets: torch.Tensor, radius: int = 3, xi: float = 1e-6,
                     normalize: bool = True) -> torch.Tensor:
     r"""Per-(image, class) RMI terms :math:`\ell = -I_l = \frac{1}{2d}\log\det(M + \xi I)` [RMI, Eqs. 13-15].
@@ -331,14 +184,12 @@ def rmi_lower_bound(probs: torch.Tensor, targets: torch.Tensor, radius: int = 3,
     check_finite(targets, "targets")
     return rmi_from_covariance(joint_covariance(probs, targets, radius, normalize), xi)
 
-
 def _onehot(labels: torch.Tensor, num_classes: int, valid: torch.Tensor | None, dtype) -> torch.Tensor:
     """(N, C, H, W) one-hot of ``labels``, all-zero at void pixels (``valid`` False)."""
     safe = labels if valid is None else torch.where(valid, labels, torch.zeros_like(labels))
     y = torch.zeros(labels.shape[0], num_classes, *labels.shape[1:], dtype=dtype, device=labels.device)
     src = torch.ones_like(safe, dtype=dtype) if valid is None else valid.to(dtype)
     return y.scatter_(1, safe[:, None], src[:, None])
-
 
 def _pooled_onehot(labels, num_classes, valid, pool, size, stride, padding, dtype):
     """``downsample(_onehot(labels), ...)`` without building the full-resolution one-hot.
@@ -372,7 +223,6 @@ def _pooled_onehot(labels, num_classes, valid, pool, size, stride, padding, dtyp
     counts.index_add_(0, index, torch.ones((), dtype=dtype, device=labels.device).expand(index.numel()))
     counts = counts[:trash].reshape(N, num_classes, h, w)
     return counts / (size * size) if pool == "avg" else (counts > 0).to(dtype)
-
 
 def rmi_loss(logits: torch.Tensor, labels: torch.Tensor, *, radius: int = 3, pool: str = "avg",
              pool_size: int = 4, pool_stride: int | None = None, pool_padding: int = 0, xi: float = 1e-6,
@@ -464,7 +314,7 @@ def rmi_loss(logits: torch.Tensor, labels: torch.Tensor, *, radius: int = 3, poo
 
     rmi = zero
     if lam < 1:
-        R = _check_positive_int(radius, "radius")
+        R = check_positive_int(radius, "radius")
         probs = torch.sigmoid(logits) if activation == "sigmoid" else torch.softmax(logits, 1)
         if valid is not None:
             probs = probs * valid[:, None].to(probs.dtype)
@@ -481,7 +331,6 @@ def rmi_loss(logits: torch.Tensor, labels: torch.Tensor, *, radius: int = 3, poo
         per_image = terms.sum(1).to(logits.dtype)
         rmi = per_image if reduction == "none" else (per_image.sum() if reduction == "sum" else per_image.mean())
     return lam * ce + (1.0 - lam) * rmi
-
 
 class RMILoss(nn.Module):
     r"""Module form of :func:`rmi_loss` [RMI, Eq. 16]: stores the hyperparameters, calls the function.
@@ -502,7 +351,7 @@ class RMILoss(nn.Module):
                  pool_padding: int = 0, xi: float = 1e-6, normalize: bool = True, ce_weight: float = 0.5,
                  activation: str = "sigmoid", ignore_index: int | None = 255, reduction: str = "mean"):
         super().__init__()
-        _check_positive_int(radius, "radius")
+        check_positive_int(radius, "radius")
         check_choice(pool, "pool", POOL_WAYS)
         check_choice(activation, "activation", ("sigmoid", "softmax"))
         check_choice(reduction, "reduction", ("mean", "sum", "none"))
@@ -534,124 +383,4 @@ class RMILoss(nn.Module):
                 f"normalize={self.normalize}, ce_weight={self.ce_weight}, activation={self.activation!r}")
 
 
-# Half of the eight neighbours of the 3x3 region of [AAF] ("we set the region size to be 3x3",
-# [RMI, Sec. 5.2]); each offset serves both directions of its pair (i -> j and j -> i).
-_HALF_NEIGHBOURS = ((0, 1), (1, -1), (1, 0), (1, 1))
-
-
-def affinity_loss(logits: torch.Tensor, labels: torch.Tensor, margin: float = 3.0, ignore_index: int | None = 255,
-                  dilation: int = 1) -> torch.Tensor:
-    r"""Pairwise affinity-field loss, the baseline RMI is compared with [AAF; RMI, Sec. 5.2].
-
-    For each pixel i and each of its 8 neighbours j (3×3 region, at distance ``dilation``), with
-    softmax probabilities :math:`p`:
-
-    .. math::
-        \ell_{ij} = \begin{cases} \mathrm{KL}(p_i\,\|\,p_j) & y_i = y_j \ \text{(grouping force)}\\
-        \max(0,\ m - \mathrm{KL}(p_i\,\|\,p_j)) & y_i \ne y_j \ \text{(separating force)}\end{cases}
-
-    averaged over the pairs whose two labels are valid. This is the non-adaptive affinity field
-    of Ke et al. (2018) as summarised by the RMI paper; the paper does not give its margin or
-    weights, and ``margin = 3`` is our choice.
-
-    Args:
-        logits: ``(N, C, H, W)`` scores (softmax over C).
-        labels: ``(N, H, W)`` int64 in ``[0, C)`` or ``ignore_index``.
-        margin: :math:`m`, the KL margin of the separating force.
-        ignore_index: void label, or ``None``.
-        dilation: neighbour distance in pixels.
-
-    Returns:
-        Scalar tensor (0 when no valid pair exists).
-
-    Example:
-        >>> float(affinity_loss(torch.zeros(1, 2, 8, 8), torch.zeros(1, 8, 8, dtype=torch.long)))
-        0.0
-    """
-    dims = check_shape(logits, "logits", "N C H W")
-    check_shape(labels, "labels", "N H W", dims)
-    check_dtype(logits, "logits", "float")
-    check_finite(logits, "logits")
-    check_labels(labels, "labels", logits.shape[1], ignore_index)
-    if not (isinstance(margin, (int, float)) and margin > 0):
-        raise ValueError(f"`margin`: expected a number > 0, got {margin!r}")
-    k = _check_positive_int(dilation, "dilation")
-    H, W = labels.shape[-2:]
-    if H <= k and W <= k:
-        raise ValueError(f"`dilation`: expected less than max(H, W) = {max(H, W)} (no pair of pixels), got {k}")
-    logp = torch.log_softmax(logits, 1)
-    p = logp.exp()
-    valid = labels != ignore_index if ignore_index is not None else torch.ones_like(labels, dtype=torch.bool)
-    total, count = logits.new_zeros(()), logits.new_zeros(())
-    for di, dj in _HALF_NEIGHBOURS:
-        di, dj = di * k, dj * k
-        a = (slice(0, H - di), slice(max(0, -dj), W - max(0, dj)))   # pixel i
-        b = (slice(di, H), slice(max(0, dj), W + min(0, dj)))          # neighbour j = i + (di, dj)
-        pi, pj, lpi, lpj = p[..., a[0], a[1]], p[..., b[0], b[1]], logp[..., a[0], a[1]], logp[..., b[0], b[1]]
-        diff = lpi - lpj
-        kl_ij, kl_ji = (pi * diff).sum(1), -(pj * diff).sum(1)       # KL(p_i||p_j), KL(p_j||p_i)
-        same = (labels[..., a[0], a[1]] == labels[..., b[0], b[1]]).to(kl_ij.dtype)
-        ok = (valid[..., a[0], a[1]] & valid[..., b[0], b[1]]).to(kl_ij.dtype)
-        pair = same * (kl_ij + kl_ji) + (1 - same) * (F.relu(margin - kl_ij) + F.relu(margin - kl_ji))
-        total = total + (pair * ok).sum()
-        count = count + 2 * ok.sum()
-    return total / count.clamp(min=1)
-
-
-class _ASPPLite(nn.Module):
-    """ASPP-lite: 1×1, two dilated 3×3 and image pooling branches, concatenated and fused by a 1×1."""
-
-    def __init__(self, cin: int, width: int, rates=(2, 4)):
-        super().__init__()
-
-        def cbr(k, r):
-            return nn.Sequential(nn.Conv2d(cin, width, k, padding=r if k == 3 else 0, dilation=r, bias=False),
-                                 nn.BatchNorm2d(width), nn.ReLU(inplace=True))
-
-        self.branches = nn.ModuleList([cbr(1, 1)] + [cbr(3, r) for r in rates])
-        self.image_pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(cin, width, 1), nn.ReLU(inplace=True))
-        self.project = nn.Sequential(nn.Conv2d(width * (len(rates) + 2), width, 1, bias=False),
-                                     nn.BatchNorm2d(width), nn.ReLU(inplace=True))
-
-    def forward(self, x):
-        feats = [b(x) for b in self.branches]
-        feats.append(self.image_pool(x).expand(-1, -1, *x.shape[-2:]))
-        return self.project(torch.cat(feats, 1))
-
-
-class MiniDeepLab(nn.Module):
-    r"""A CPU-sized DeepLabv3-style network: output stride 4, ASPP-lite, bilinear up-sampling of logits.
-
-    stem conv 3×3/2 → conv 3×3/2 (output stride 4) → residual blocks with dilation 1 and 2 →
-    ASPP-lite (1×1, 3×3 at rates 2 and 4, image pooling) → 1×1 classifier → bilinear ×4 to the input
-    size, before the loss, as the paper does with DeepLabv3 at output stride 16 [RMI, Sec. 5.1;
-    DeepLabv3]. A coarse output plus a per-pixel loss is where thin structures suffer.
-
-    Args:
-        num_classes: output channels.
-        width: channels of the backbone and the ASPP branches.
-        in_channels: input image channels.
-
-    Example:
-        >>> MiniDeepLab(3, width=16)(torch.rand(2, 3, 32, 32)).shape
-        torch.Size([2, 3, 32, 32])
-    """
-
-    def __init__(self, num_classes: int, width: int = 32, in_channels: int = 3):  # noqa: D107
-        super().__init__()
-        from .models import BasicBlock
-
-        _check_positive_int(num_classes, "num_classes")
-        w = _check_positive_int(width, "width")
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, w // 2, 3, 2, 1, bias=False), nn.BatchNorm2d(w // 2), nn.ReLU(inplace=True),
-            nn.Conv2d(w // 2, w, 3, 2, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True))
-        self.blocks = nn.Sequential(BasicBlock(w, w, dilation=1), BasicBlock(w, w, dilation=2))
-        self.aspp = _ASPPLite(w, w)
-        self.classifier = nn.Conv2d(w, num_classes, 1)
-
-    def forward(self, x):
-        check_shape(x, "x", "N C H W")
-        size = x.shape[-2:]
-        logits = self.classifier(self.aspp(self.blocks(self.stem(x))))
-        return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+__getattr__ = moved_attribute(__name__, {"MiniDeepLab": "pixelbook.models", "affinity_loss": "pixelbook.losses"})

@@ -1,6 +1,5 @@
 """Tests of pixelbook.cas: the CAS loss [CAS, Eq. 1], symmetrised CE, LFD relabelling, read-out, models."""
 
-import itertools
 import math
 
 import pytest
@@ -10,9 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pixelbook import cas
-from pixelbook.cas import (CASLoss, SymmetricCrossEntropy, canonical_regions, cas_bounds, cas_loss, cas_terms,
-                           match_channels, matched_iou, permute_region_labels, region_stats, resnet_fcn, select_channel,
-                           small_fcn, symmetric_cross_entropy)
+from pixelbook.cas import (CASLoss, cas_bounds, cas_loss, cas_terms, match_channels, permute_region_labels,
+                           select_channel)
+from pixelbook.models import resnet_fcn, small_fcn
+from pixelbook.ops import canonical_regions, region_stats
 from pixelbook.training import TrainConfig, fit
 
 
@@ -51,45 +51,6 @@ def _one_hot_perfect(labels, M, perm=None):
 
 
 # ---------------------------------------------------------------------------------------------- regions
-
-class TestCanonicalRegions:
-    def test_numbers_regions_by_first_appearance(self):
-        ids, n = canonical_regions(torch.tensor([[[5, 5, -2], [9, -2, 5]], [[1, 1, 1], [1, 1, 0]]]))
-        assert ids.tolist() == [[[0, 0, 1], [2, 1, 0]], [[0, 0, 0], [0, 0, 1]]]
-        assert n.tolist() == [3, 2]
-
-    @given(st.integers(0, 10_000))
-    @settings(max_examples=25, deadline=None)
-    def test_any_relabelling_gives_identical_ids(self, seed):
-        y = _partition(B=3, N=4, seed=seed)
-        g = torch.Generator().manual_seed(seed + 1)
-        values = torch.randperm(50, generator=g)[:4] - 20  # distinct arbitrary values, some negative
-        ids, n = canonical_regions(y)
-        ids2, n2 = canonical_regions(values[y])
-        assert torch.equal(ids, ids2) and torch.equal(n, n2)
-
-    def test_ignored_pixels_get_minus_one_and_are_not_regions(self):
-        ids, n = canonical_regions(torch.tensor([[[255, 3, 3], [4, 255, 4]]]), ignore_index=255)
-        assert ids.tolist() == [[[-1, 0, 0], [1, -1, 1]]] and n.tolist() == [2]
-
-    def test_float_labels_raise(self):
-        with pytest.raises(TypeError, match="`labels`: expected an integer tensor"):
-            canonical_regions(torch.zeros(1, 2, 2))
-
-
-class TestRegionStats:
-    def test_means_variances_sizes_by_hand(self):
-        s = torch.tensor([[[[1.0, 0.5, 0.0]], [[0.0, 0.5, 1.0]]]])
-        stats = region_stats(s, torch.tensor([[[7, 7, 1]]]))
-        assert stats.sizes.tolist() == [[2.0, 1.0]]
-        assert stats.means.tolist() == [[[0.75, 0.25], [0.0, 1.0]]]
-        assert stats.variances.tolist() == [[0.125, 0.0]]  # ((.25)^2 + (.25)^2) per pixel, both pixels
-        assert stats.present.tolist() == [[True, True]]
-
-    def test_images_with_fewer_regions_have_empty_padding_slots(self):
-        stats = region_stats(_probs(B=2, H=2, W=2), torch.tensor([[[0, 1], [2, 2]], [[0, 0], [1, 1]]]))
-        assert stats.present.tolist() == [[True, True, True], [True, True, False]]
-        assert stats.sizes[1, 2] == 0 and torch.equal(stats.means[1, 2], torch.zeros(3, dtype=torch.float64))
 
 
 # ---------------------------------------------------------------------------------------------- CAS
@@ -358,67 +319,6 @@ class TestCasBounds:
 
 # ---------------------------------------------------------------------------------------------- CACE
 
-def _naive_cace(logits, labels, M):
-    """min over injective relabellings of full cross-entropies, one image at a time."""
-    out = []
-    for z, y in zip(logits, labels):
-        ids, n = canonical_regions(y[None])
-        n = int(n)
-        out.append(min(F.cross_entropy(z[None], torch.tensor(p)[ids]) for p in itertools.permutations(range(M), n)))
-    return torch.stack(out)
-
-
-class TestSymmetricCrossEntropy:
-    @pytest.mark.parametrize("N,M", [(2, 2), (3, 3), (2, 4), (4, 4)])
-    def test_equals_naive_min_over_labellings(self, N, M):
-        logits, y = torch.randn(3, M, 4, 5, dtype=torch.float64), _partition(B=3, H=4, W=5, N=N, seed=N)
-        torch.testing.assert_close(symmetric_cross_entropy(logits, y, reduction="none"), _naive_cace(logits, y, M))
-
-    def test_invariant_to_relabelling_per_image_bit_for_bit(self):
-        logits, y = torch.randn(4, 3, 6, 6), _partition(B=4, H=6, W=6, N=3, seed=2)
-        y_perm, _ = permute_region_labels(y, 3, p=1.0, generator=torch.Generator().manual_seed(0))
-        assert torch.equal(symmetric_cross_entropy(logits, y), symmetric_cross_entropy(logits, y_perm))
-        assert not torch.equal(F.cross_entropy(logits, y), F.cross_entropy(logits, y_perm))
-
-    def test_equals_cross_entropy_when_labels_already_best(self):
-        y = _partition(B=2, N=3, seed=3)
-        logits = 5 * F.one_hot(y, 3).permute(0, 3, 1, 2).double() + 0.1 * torch.randn(2, 3, 5, 6, dtype=torch.float64)
-        torch.testing.assert_close(symmetric_cross_entropy(logits, y), F.cross_entropy(logits, y))
-
-    def test_hungarian_equals_enumeration_value_and_gradient(self):
-        y = _partition(B=3, H=4, W=4, N=4, seed=5)
-        z1 = torch.randn(3, 5, 4, 4, dtype=torch.float64, requires_grad=True)
-        z2 = z1.detach().clone().requires_grad_()
-        a = symmetric_cross_entropy(z1, y, method="enumerate")
-        b = symmetric_cross_entropy(z2, y, method="hungarian")
-        torch.testing.assert_close(a, b)
-        a.backward()
-        b.backward()
-        torch.testing.assert_close(z1.grad, z2.grad)
-
-    def test_gradient_is_that_of_the_chosen_labelling(self):
-        z = torch.randn(1, 2, 4, 4, dtype=torch.float64, requires_grad=True)
-        y = _partition(B=1, H=4, W=4, N=2)
-        symmetric_cross_entropy(z, y).backward()
-        best = min((F.cross_entropy(z, y), F.cross_entropy(z, 1 - y)), key=lambda t: float(t.detach()))
-        (g,) = torch.autograd.grad(best, z)
-        torch.testing.assert_close(z.grad, g)
-
-    def test_module_equals_function(self):
-        z, y = torch.randn(2, 3, 4, 4), torch.randint(0, 3, (2, 4, 4))
-        torch.testing.assert_close(SymmetricCrossEntropy(reduction="sum")(z, y),
-                                   symmetric_cross_entropy(z, y, reduction="sum"))
-
-    def test_error_names_argument(self):
-        with pytest.raises(ValueError, match="has 3 regions but `logits` has only M=2"):
-            symmetric_cross_entropy(torch.randn(1, 2, 2, 2), torch.tensor([[[0, 1], [2, 2]]]))
-        with pytest.raises(ValueError, match="`method`"):
-            symmetric_cross_entropy(torch.randn(1, 2, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long), method="greedy")
-        with pytest.raises(ValueError, match="`labels`: expected W=2"):
-            symmetric_cross_entropy(torch.randn(1, 2, 2, 2), torch.zeros(1, 2, 3, dtype=torch.long))
-        with pytest.raises(ValueError, match="no labelled pixel"):
-            symmetric_cross_entropy(torch.randn(1, 2, 2, 2), torch.full((1, 2, 2), 255), ignore_index=255)
-
 
 # ---------------------------------------------------------------------------------------------- LFD
 
@@ -497,18 +397,6 @@ class TestMatchChannels:
 
 # ---------------------------------------------------------------------------------------------- models
 
-class TestModels:
-    def test_shapes_and_sizes(self):
-        torch.manual_seed(0)
-        assert small_fcn(3)(torch.rand(2, 3, 20, 24)).shape == (2, 3, 20, 24)
-        net = resnet_fcn(2)
-        assert net(torch.rand(2, 3, 24, 32)).shape == (2, 2, 24, 32)
-        from torchvision.models.segmentation.fcn import FCN
-
-        assert isinstance(net.fcn, FCN)
-        assert sum(p.numel() for p in small_fcn(2).parameters()) < 10_000
-        assert sum(p.numel() for p in net.parameters()) < 500_000
-
 
 class TestLowFidelityLabels:
     def test_fixed_draw_per_index_and_mask_untouched(self):
@@ -530,28 +418,3 @@ class TestLowFidelityLabels:
             cas.LowFidelityLabels([], 1)
 
 
-class TestMatchedIou:
-    def test_relabelled_perfect_prediction_scores_one_and_value_by_hand(self):
-        y = torch.tensor([[[0, 0, 1, 1], [2, 2, 2, 2]]])
-        assert matched_iou(torch.tensor([[[1, 1, 2, 2], [0, 0, 0, 0]]]), y, 3).tolist() == [1.0]
-        # predicting one region everywhere: best match IoU 4/8 for region 2, 0 for the others
-        assert matched_iou(torch.zeros(1, 2, 4, dtype=torch.long), y, 3).tolist() == pytest.approx([0.5 / 3])
-
-    def test_extra_channels_and_errors(self):
-        y = torch.tensor([[[0, 1]]])
-        assert matched_iou(torch.tensor([[[3, 1]]]), y, 2, num_channels=4).tolist() == [1.0]
-        with pytest.raises(ValueError, match="`num_channels`"):
-            matched_iou(torch.tensor([[[0, 1]]]), y, 2, num_channels=1)
-        with pytest.raises(ValueError, match="expected values"):
-            matched_iou(torch.tensor([[[0, 5]]]), y, 2)
-
-
-class TestPaperModel:
-    def test_torchvision_fcn_resnet101_randomly_initialised_returns_a_tensor(self):
-        torch.manual_seed(0)
-        net = cas.paper_model("fcn_resnet101", 2).eval()
-        with torch.no_grad():
-            assert net(torch.rand(1, 3, 32, 32)).shape == (1, 2, 32, 32)
-        assert sum(p.numel() for p in net.parameters()) > 30_000_000
-        with pytest.raises(ValueError, match="`name`"):
-            cas.paper_model("unet")

@@ -1,21 +1,18 @@
-"""Tests of pixelbook.levelset (Chapter 2), the StarShapes data and the UNet it uses."""
+"""Tests of pixelbook.levelset (Chapter 2) and the StarShapes data."""
 
 import math
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from pixelbook.data.starshapes import make_star_shapes
 from pixelbook.levelset import (
     ContourEvolution, ImageEvolution, LinearForcing, ODEFunc, ODESolveError, cfl_dt, chan_vese, chan_vese_energy,
-    curvature, curvature_term, dirac, edge_indicator, evolve, gradient, grad_norm, heaviside, level_set_rhs,
-    narrow_band, narrow_band_loss, region_means, reinitialize, sdf_from_mask, segmentation_scores, solve_ode,
-    upwind_grad_norm,
+    edge_indicator, evolve, level_set_rhs, narrow_band, narrow_band_loss, region_means, reinitialize,
+    segmentation_scores, solve_ode,
 )
-from pixelbook.models import UNet, count_parameters
+from pixelbook.ops import dirac, grad_norm, sdf_from_mask
 
 
 def disc_phi(size=128, r0=30.0, center=None, dtype=torch.float64):
@@ -28,146 +25,6 @@ def disc_phi(size=128, r0=30.0, center=None, dtype=torch.float64):
 def area_radius(phi):
     """Area-equivalent radius of {phi > 0}, from the pixel coverage clamp(phi + 1/2, 0, 1) of an SDF."""
     return float(((phi.clamp(-0.5, 0.5) + 0.5).sum() / math.pi).sqrt())
-
-
-class TestSdfFromMask:
-    def test_hand_computed_square(self):
-        m = torch.zeros(1, 5, 5, dtype=torch.bool)
-        m[0, 1:4, 1:4] = True
-        phi = sdf_from_mask(m)
-        assert phi.shape == (1, 1, 5, 5) and phi.dtype == torch.float32
-        assert phi[0, 0, 2].tolist() == [-0.5, 0.5, 1.5, 0.5, -0.5]
-        assert phi[0, 0, 0, 0] == pytest.approx(-(math.sqrt(2) - 0.5))
-        assert sdf_from_mask(m, half_pixel=False)[0, 0, 2].tolist() == [-1.0, 1.0, 2.0, 1.0, -1.0]
-
-    def test_sign_matches_mask(self):
-        m = torch.rand(3, 12, 9) > 0.5
-        assert torch.equal(sdf_from_mask(m)[:, 0] > 0, m)
-
-    def test_circle_error_at_most_half_pixel(self):
-        exact = disc_phi(64, 20.0, dtype=torch.float32)
-        phi = sdf_from_mask(exact[:, 0] > 0)
-        near = exact.abs() < 5  # the EDT is exact to pixel centres; the half-pixel shift bounds the rest
-        assert float((phi - exact)[near].abs().max()) <= 0.5 + 0.05
-        assert float((sdf_from_mask(exact[:, 0] > 0, half_pixel=False) - exact)[near].abs().max()) > 0.7
-
-    def test_empty_and_full_masks_get_the_image_diagonal(self):
-        m = torch.zeros(2, 3, 4, dtype=torch.bool)
-        m[1] = True
-        phi = sdf_from_mask(m)
-        assert torch.allclose(phi[0], torch.full((1, 3, 4), -5.0)) and torch.allclose(phi[1], torch.full((1, 3, 4), 5.0))
-
-    def test_accepts_0_1_floats_and_ints(self):
-        m = (torch.rand(2, 6, 6) > 0.5)
-        assert torch.equal(sdf_from_mask(m.float()), sdf_from_mask(m)) and torch.equal(sdf_from_mask(m.long()), sdf_from_mask(m))
-
-    def test_non_binary_mask_raises(self):
-        with pytest.raises(ValueError, match=r"`masks`: expected binary values \{0, 1\}"):
-            sdf_from_mask(torch.full((1, 4, 4), 0.5))
-
-    def test_wrong_shape_raises(self):
-        with pytest.raises(ValueError, match=r"`masks`: expected shape \(N, H, W\), got \(1, 1, 4, 4\)"):
-            sdf_from_mask(torch.zeros(1, 1, 4, 4, dtype=torch.bool))
-
-    def test_follows_device(self, device):
-        assert sdf_from_mask(torch.ones(1, 4, 4, dtype=torch.bool, device=device).triu()).device.type == device.type
-
-
-class TestGradient:
-    def test_linear_ramp_exact_inside_and_halved_at_the_border(self):
-        phi = (2.0 * torch.arange(6.0) - 1.0).repeat(1, 1, 4, 1)
-        gy, gx = gradient(phi)
-        assert torch.equal(gx[..., 1:-1], torch.full_like(gx[..., 1:-1], 2.0)) and float(gy.abs().max()) == 0
-        assert gx[0, 0, 0, 0] == 1.0  # replicate padding: (phi[1] - phi[0]) / 2
-
-    def test_one_sided_schemes(self):
-        phi = torch.tensor([[[[0.0, 1.0, 4.0, 9.0]]]])
-        assert gradient(phi, "forward")[1][0, 0, 0].tolist() == [1.0, 3.0, 5.0, 0.0]
-        assert gradient(phi, "backward")[1][0, 0, 0].tolist() == [0.0, 1.0, 3.0, 5.0]
-
-    def test_bad_scheme_and_nan(self):
-        with pytest.raises(ValueError, match="`scheme`: expected one of"):
-            gradient(torch.zeros(1, 1, 3, 3), "upwind")
-        with pytest.raises(ValueError, match="`phi`: expected finite values"):
-            gradient(torch.tensor([[[[0.0, float("nan")]]]]))
-
-
-class TestGradNorm:
-    def test_is_one_for_a_signed_distance_away_from_the_centre(self):
-        phi = disc_phi(64, 20.0)
-        ring = (phi.abs() < 10)
-        assert float((grad_norm(phi)[ring] - 1).abs().max()) < 0.01
-
-
-class TestUpwindGradNorm:
-    def test_hand_computed_one_dimensional_front(self):
-        phi = torch.tensor([[[[3.0, 2.0, 1.0, 0.0, -1.0, 0.5]]]])
-        # F > 0 (grow): min(D-, 0)^2 + max(D+, 0)^2 ; F < 0 (shrink): max(D-, 0)^2 + min(D+, 0)^2
-        grow = upwind_grad_norm(phi, 1.0)[0, 0, 0]
-        shrink = upwind_grad_norm(phi, -1.0)[0, 0, 0]
-        # index 4 is a valley (D- = -1, D+ = 1.5): growing uses both sides, shrinking neither
-        torch.testing.assert_close(grow, torch.tensor([0.0, 1.0, 1.0, 1.0, math.sqrt(3.25), 0.0]), atol=1e-6, rtol=0)
-        torch.testing.assert_close(shrink, torch.tensor([1.0, 1.0, 1.0, 1.0, 0.0, 1.5]), atol=1e-6, rtol=0)
-
-    def test_speed_map_selects_per_pixel(self):
-        phi = disc_phi(16, 5.0)
-        F = torch.where(torch.rand(1, 1, 16, 16) > 0.5, 1.0, -1.0).double()
-        expected = torch.where(F > 0, upwind_grad_norm(phi, 1.0), upwind_grad_norm(phi, -1.0))
-        torch.testing.assert_close(upwind_grad_norm(phi, F), expected)
-
-    def test_gradcheck_float64(self):
-        phi = (disc_phi(8, 3.0) + 0.01 * torch.randn(1, 1, 8, 8, dtype=torch.float64)).requires_grad_()
-        assert torch.autograd.gradcheck(lambda p: upwind_grad_norm(p, 1.0), (phi,))
-
-
-class TestCurvature:
-    @pytest.mark.parametrize("r0", [10.0, 20.0, 30.0])
-    def test_minus_one_over_r_on_a_circle(self, r0):
-        phi = disc_phi(96, r0)
-        rim = phi.abs() < 0.5
-        assert float(curvature(phi)[rim].mean()) == pytest.approx(-1 / r0, rel=0.02)
-
-    def test_curvature_term_equals_curvature_times_norm_away_from_kinks(self):
-        phi = disc_phi(64, 20.0)
-        ring = phi.abs() < 8
-        torch.testing.assert_close(curvature_term(phi)[ring], (curvature(phi) * grad_norm(phi))[ring], rtol=1e-4, atol=1e-6)
-
-    def test_curvature_term_bounded_by_the_hessian_on_noise(self):
-        phi = torch.randn(2, 1, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-        assert float(curvature(phi).abs().max()) > 50  # kappa itself exceeds 1/dx by far where grad ~ 0
-        p = torch.nn.functional.pad(phi, (1, 1, 1, 1), mode="replicate")
-        pxx = p[..., 1:-1, 2:] - 2 * phi + p[..., 1:-1, :-2]
-        pyy = p[..., 2:, 1:-1] - 2 * phi + p[..., :-2, 1:-1]
-        pxy = (p[..., 2:, 2:] - p[..., 2:, :-2] - p[..., :-2, 2:] + p[..., :-2, :-2]) / 4
-        frobenius = (pxx ** 2 + pyy ** 2 + 2 * pxy ** 2).sqrt()
-        assert bool((curvature_term(phi).abs() <= frobenius + 1e-9).all())
-
-    def test_gradcheck_float64(self):
-        phi = (disc_phi(7, 2.5) + 0.01 * torch.randn(1, 1, 7, 7, dtype=torch.float64)).requires_grad_()
-        assert torch.autograd.gradcheck(curvature_term, (phi,))
-
-
-class TestHeavisideDirac:
-    def test_values(self):
-        assert heaviside(torch.tensor([-1.0, 0.0, 1.0])).tolist() == [0.25, 0.5, 0.75]
-        assert float(dirac(torch.tensor(0.0), 2.0)) == pytest.approx(1 / (2 * math.pi))
-
-    def test_dirac_is_the_derivative_of_heaviside(self):
-        x = torch.linspace(-5, 5, 41, dtype=torch.float64, requires_grad=True)
-        (g,) = torch.autograd.grad(heaviside(x, 0.7).sum(), x)
-        torch.testing.assert_close(g, dirac(x.detach(), 0.7))
-
-    @given(st.floats(0.1, 5.0))
-    @settings(max_examples=20, deadline=None)
-    def test_dirac_integrates_to_one(self, eps):
-        r = torch.logspace(-4, 4, 20001, dtype=torch.float64)   # fine near 0, out to L = 1e4
-        x = torch.cat([-r.flip(0), torch.zeros(1, dtype=torch.float64), r])
-        # the tails beyond |x| = L hold 2 eps / (pi L) + O(L^-3)
-        assert float(torch.trapezoid(dirac(x, eps), x)) == pytest.approx(1.0 - 2 * eps / (math.pi * 1e4), abs=1e-6)
-
-    def test_bad_epsilon(self):
-        with pytest.raises(ValueError, match="`epsilon`: expected a positive"):
-            heaviside(torch.zeros(3), 0.0)
 
 
 class TestEvolve:
@@ -622,12 +479,3 @@ class TestMakeStarShapes:
             make_star_shapes(2, size=8)
 
 
-class TestUNet:
-    def test_shapes_for_odd_sizes_and_parameter_count(self):
-        net = UNet(1, 2, width=4, depth=2)
-        assert net(torch.rand(2, 1, 19, 23)).shape == (2, 2, 19, 23)
-        assert count_parameters(UNet(1, 1, 8, 2)) > 3 * count_parameters(UNet(1, 1, 4, 2))
-
-    def test_bad_input_channels(self):
-        with pytest.raises(ValueError, match="`x`: expected shape \\(N, 1, H, W\\)"):
-            UNet(1, 1, 4, 1)(torch.rand(1, 3, 8, 8))

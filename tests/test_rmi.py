@@ -10,8 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import pixelbook.rmi as rmi_mod
-from pixelbook.rmi import (MiniDeepLab, RMILoss, affinity_loss, downsample, joint_covariance, region_vectors,
-                           rmi_from_covariance, rmi_loss, rmi_lower_bound)
+from pixelbook.rmi import RMILoss, downsample, rmi_from_covariance, rmi_loss, rmi_lower_bound
 
 f64 = torch.float64
 
@@ -41,22 +40,6 @@ def _inline_rmi(probs, targets, R, xi, normalize=True):
 def _random_spd(dim, seed):
     A = torch.randn(dim, dim, generator=_gen(seed), dtype=f64)
     return A @ A.T + 0.5 * torch.eye(dim, dtype=f64)
-
-
-class TestRegionVectors:
-    def test_unfold_equals_slicing(self):
-        x = torch.rand(2, 3, 9, 7, generator=_gen(0))
-        for R in (1, 2, 3, 4):
-            hh, ww = 9 - R + 1, 7 - R + 1
-            sliced = torch.stack([x[:, :, i:i + hh, j:j + ww] for i in range(R) for j in range(R)], 2).reshape(2, 3, R * R, -1)
-            assert torch.equal(region_vectors(x, R), sliced)
-
-    def test_number_of_points_is_valid_windows(self):
-        assert region_vectors(torch.zeros(1, 1, 10, 8), 3).shape == (1, 1, 9, 8 * 6)
-
-    def test_error_names_radius(self):
-        with pytest.raises(ValueError, match="`radius`: expected at most"):
-            region_vectors(torch.zeros(1, 1, 4, 4), 5)
 
 
 class TestDownsample:
@@ -90,37 +73,6 @@ class TestDownsample:
     def test_error_names_pool(self):
         with pytest.raises(ValueError, match="`pool`: expected one of"):
             downsample(torch.zeros(1, 1, 4, 4), "median", 2)
-
-
-class TestJointCovariance:
-    def test_equals_numpy_covariance(self):
-        p, y = torch.rand(1, 1, 6, 7, generator=_gen(3)), torch.rand(1, 1, 6, 7, generator=_gen(4))
-        S = joint_covariance(p, y, 2)[0, 0]
-        Z = np.concatenate([region_vectors(p, 2)[0, 0].numpy(), region_vectors(y, 2)[0, 0].numpy()]).astype(np.float64)
-        np.testing.assert_allclose(S.numpy(), np.cov(Z, bias=True), rtol=1e-12, atol=1e-15)
-
-    def test_gradcheck_float64_both_inputs(self):
-        p = torch.rand(2, 1, 4, 5, dtype=f64, generator=_gen(5), requires_grad=True)
-        y = torch.rand(2, 1, 4, 5, dtype=f64, generator=_gen(6), requires_grad=True)
-        W = torch.randn(8, 8, dtype=f64, generator=_gen(9))  # a random (non-symmetric) upstream gradient
-        assert torch.autograd.gradcheck(lambda a, b: (joint_covariance(a, b, 2) * W).sum(), (p, y))
-        W3 = torch.randn(18, 18, dtype=f64, generator=_gen(10))
-        assert torch.autograd.gradcheck(lambda a: (joint_covariance(a, y.detach(), 3, normalize=False) * W3).sum(), (p,))
-
-    def test_chunking_changes_nothing(self, monkeypatch):
-        p = torch.rand(5, 2, 9, 9, dtype=f64, generator=_gen(7), requires_grad=True)
-        y = torch.rand(5, 2, 9, 9, dtype=f64, generator=_gen(8))
-        S1 = joint_covariance(p, y, 3)
-        g1, = torch.autograd.grad((S1 * S1).sum(), p)
-        monkeypatch.setattr(rmi_mod, "_CHUNK_BYTES", {"cpu": 1, "other": 1})  # one map per chunk
-        S2 = joint_covariance(p, y, 3)
-        g2, = torch.autograd.grad((S2 * S2).sum(), p)
-        torch.testing.assert_close(S1, S2, rtol=1e-13, atol=0)
-        torch.testing.assert_close(g1, g2, rtol=1e-12, atol=1e-15)
-
-    def test_error_names_targets(self):
-        with pytest.raises(ValueError, match="`targets`: expected H=8"):
-            joint_covariance(torch.rand(1, 1, 8, 8), torch.rand(1, 1, 7, 8))
 
 
 class TestRmiFromCovariance:
@@ -386,53 +338,12 @@ class TestRmiLoss:
             RMILoss(pool="median")
 
 
-class TestAffinityLoss:
-    def test_hand_computed_two_pixel_values(self):
-        # 1x2 image, two classes. Each pixel has exactly one neighbour (the other pixel).
-        logits = torch.tensor([[[[0.0, 0.0]], [[0.0, math.log(3.0)]]]])  # p_a = (.5, .5), p_b = (.25, .75)
-        kl_ab = 0.5 * math.log(0.5 / 0.25) + 0.5 * math.log(0.5 / 0.75)
-        kl_ba = 0.25 * math.log(0.25 / 0.5) + 0.75 * math.log(0.75 / 0.5)
-        same = torch.zeros(1, 1, 2, dtype=torch.long)
-        assert float(affinity_loss(logits, same)) == pytest.approx((kl_ab + kl_ba) / 2, abs=1e-6)
-        diff = torch.tensor([[[0, 1]]])
-        expected = (max(0, 3 - kl_ab) + max(0, 3 - kl_ba)) / 2
-        assert float(affinity_loss(logits, diff, margin=3.0)) == pytest.approx(expected, abs=1e-6)
-
-    def test_zero_for_uniform_labels_and_identical_predictions(self):
-        assert float(affinity_loss(torch.randn(1, 3, 1, 1).expand(1, 3, 6, 6), torch.ones(1, 6, 6, dtype=torch.long))) == pytest.approx(0.0, abs=1e-7)
-
-    def test_void_pairs_are_ignored(self):
-        logits = torch.randn(1, 2, 6, 6, generator=_gen(50))
-        labels = torch.randint(0, 2, (1, 6, 6), generator=_gen(51))
-        all_void = torch.full_like(labels, 255)
-        assert float(affinity_loss(logits, all_void)) == 0.0
-        changed = logits.clone()
-        labels2 = labels.clone()
-        labels2[0, :, 3:] = 255
-        changed[0, :, :, 4:] = 10 * torch.randn(2, 6, 2, generator=_gen(52))  # only touches void-only pairs
-        assert float(affinity_loss(changed, labels2)) == pytest.approx(float(affinity_loss(logits, labels2)), abs=1e-6)
-
-    def test_gradcheck_float64(self):
-        logits = torch.randn(1, 3, 5, 5, dtype=f64, generator=_gen(53), requires_grad=True)
-        labels = torch.randint(0, 3, (1, 5, 5), generator=_gen(54))
-        assert torch.autograd.gradcheck(lambda x: affinity_loss(x, labels, margin=50.0), (logits,))
-
-    def test_error_names_argument(self):
-        with pytest.raises(ValueError, match="`labels`: expected W=8"):
-            affinity_loss(torch.rand(1, 2, 8, 8), torch.zeros(1, 8, 7, dtype=torch.long))
 
 
-class TestMiniDeepLab:
-    def test_output_shape_and_output_stride_four(self):
-        net = MiniDeepLab(5, width=16).eval()
-        feats = {}
-        net.classifier.register_forward_hook(lambda m, i, o: feats.setdefault("logits", o))
-        out = net(torch.rand(2, 3, 48, 40))
-        assert out.shape == (2, 5, 48, 40) and feats["logits"].shape[-2:] == (12, 10)
-
-    def test_is_small(self):
-        assert sum(p.numel() for p in MiniDeepLab(4, width=32).parameters()) < 150_000
-
-    def test_error_names_x(self):
-        with pytest.raises(ValueError, match=r"`x`: expected shape \(N, C, H, W\)"):
-            MiniDeepLab(3)(torch.rand(3, 32, 32))
+def test_moved_names_say_where_they_went():
+    with pytest.raises(AttributeError, match=r"pixelbook.models.MiniDeepLab"):
+        rmi_mod.MiniDeepLab
+    with pytest.raises(AttributeError, match=r"pixelbook.losses.affinity_loss"):
+        rmi_mod.affinity_loss
+    with pytest.raises(AttributeError, match="has no attribute 'nothing'"):
+        rmi_mod.nothing

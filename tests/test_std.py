@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -355,28 +354,6 @@ class TestStarConstraint:
             S.soft_threshold_dynamics(o, center=torch.tensor([3.0, 3.0]), star_class=2)
 
 
-class TestGradDiv:
-    @settings(max_examples=30, deadline=None)
-    @given(st.integers(1, 9), st.integers(1, 9), st.integers(0, 10_000))
-    def test_div_is_minus_adjoint_of_grad(self, h, w, seed):
-        g = _gen(seed)
-        u, v = torch.randn(2, 1, h, w, generator=g, dtype=f64), torch.randn(2, 2, h, w, generator=g, dtype=f64)
-        lhs, rhs = (S.grad2d(u) * v).sum(), -(u * S.div2d(v)).sum()
-        assert abs(float(lhs - rhs)) <= 1e-12 * max(1.0, float(lhs.abs()))
-
-    def test_grad_of_ramp_and_constant(self):
-        ramp = (2.0 * torch.arange(4.0))[None, None, :, None].expand(1, 1, 4, 3)
-        g = S.grad2d(ramp)
-        assert g[0, 0, :3].eq(2).all() and g[0, 0, 3].eq(0).all() and g[0, 1].eq(0).all()
-        assert S.grad2d(torch.ones(1, 1, 5, 5)).abs().max() == 0
-
-    def test_shape_errors(self):
-        with pytest.raises(ValueError, match="`u`: expected shape"):
-            S.grad2d(torch.zeros(1, 2, 4, 4))
-        with pytest.raises(ValueError, match="`v`: expected shape"):
-            S.div2d(torch.zeros(1, 1, 4, 4))
-
-
 class TestStarDirections:
     def test_unit_vectors_towards_the_centre(self):
         s = S.star_directions(torch.tensor([[2.0, 1.0]]), 4, 5, dtype=f64)
@@ -389,17 +366,6 @@ class TestStarDirections:
         torch.testing.assert_close(s[0, :, 2, 4], torch.tensor([0.0, -1.0], dtype=f64))  # straight left
 
 
-class TestStarViolations:
-    def test_star_and_convex_shapes_have_none(self):
-        d = _disk(21, 7).bool()[None]
-        assert int(S.star_violations(d, torch.tensor([10.0, 10.0]))) == 0
-
-    def test_counts_pixels_behind_a_hole(self):
-        m = torch.ones(1, 1, 7, dtype=torch.bool)
-        m[0, 0, 2] = False  # centre at col 0; cols 3..6 see the hole on their way
-        assert int(S.star_violations(m, torch.tensor([0.0, 0.0]))) == 4
-
-
 class TestPriorsFromData:
     def test_volumes_from_labels_counts_and_shares_out_ignored_pixels(self):
         lab = torch.tensor([[[0, 0, 1, 2], [255, 255, 2, 2]]])
@@ -407,20 +373,6 @@ class TestPriorsFromData:
                                    torch.tensor([[2.0, 1.0, 3.0]]) * 8 / 6)
         torch.testing.assert_close(S.volumes_from_labels(lab.clamp(max=2), 3), torch.tensor([[2.0, 1.0, 5.0]]))
 
-    def test_centroid_by_hand_and_empty_mask(self):
-        m = torch.zeros(2, 4, 4)
-        m[0, 0, 0], m[0, 2, 2] = 1, 1
-        m[1, 3, 1] = 1
-        torch.testing.assert_close(S.centroid(m), torch.tensor([[1.0, 1.0], [3.0, 1.0]]))
-        with pytest.raises(ValueError, match="`mask`: image 0 is empty"):
-            S.centroid(torch.zeros(1, 3, 3))
-
-    def test_boundary_length_and_components_by_hand(self):
-        lab = torch.tensor([[[0, 1, 0, 0], [0, 0, 0, 1], [2, 2, 0, 0]]])
-        assert int(S.boundary_length(lab)) == (2 + 1 + 1) + (1 + 2 + 0 + 2)  # row pairs by row + column pairs by column
-        assert int(S.count_components(lab)) == 4
-        diag = torch.tensor([[[1, 0], [0, 1]]])
-        assert int(S.count_components(diag)) == 4 and int(S.count_components(diag, connectivity=2)) == 2
 
 
 class TestSTDLayer:

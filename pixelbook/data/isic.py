@@ -6,7 +6,7 @@ validation images, with the lesion's centre "mainly produced by the geometric ce
 ground truth" in training and at test time. The paper does not say how "non-star-shaped" was
 decided; we keep a lesion when at most ``max_violation`` (default 1 %) of its pixels see a point
 outside the lesion on their straight segment to the lesion's centroid
-(:func:`pixelbook.std.star_violations`, on the mask resized to 128×128). How many images that
+(:func:`pixelbook.metrics.star_violations`, on the mask resized to 128×128). How many images that
 keeps on the real data is printed by :func:`isic2018_star_subset`; it need not be 2198.
 
 The two official archives (from https://challenge.isic-archive.com/data/#2018, no published
@@ -108,7 +108,8 @@ def star_fraction(mask: torch.Tensor, size: int = 128) -> float:
         >>> star_fraction(m, size=20)
         0.0
     """
-    from ..std import centroid, star_violations
+    from ..metrics.shape import star_violations
+    from ..ops.regions import centroid
 
     if not torch.is_tensor(mask) or mask.ndim != 2:
         raise ValueError(f"`mask`: expected an (H, W) tensor, got {getattr(mask, 'shape', type(mask).__name__)}")

@@ -91,7 +91,7 @@ class MSRA10KDataset(SaliencyDataset):
 
 def with_sdf(sample: dict) -> dict:
     """A ``transform`` adding ``phi`` ``(1, S, S)``, the signed distance of ``sample["mask"]`` (pixels,
-    positive inside; :func:`pixelbook.levelset.sdf_from_mask`)."""
-    from ..levelset import sdf_from_mask
+    positive inside; :func:`pixelbook.ops.sdf_from_mask`)."""
+    from ..ops.sdf import sdf_from_mask
 
     return {**sample, "phi": sdf_from_mask(sample["mask"][None])[0]}

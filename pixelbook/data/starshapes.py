@@ -17,7 +17,7 @@ a purely local detector can separate object from clutter. The recipe follows the
 (its intensity falls linearly to :math:`U(0.35, 0.55)` across the object, a genuinely weak edge),
 one more distractor, distractors may touch the object, and a smooth background texture is added.
 
-Targets are the mask and its signed distance map (:func:`pixelbook.levelset.sdf_from_mask`,
+Targets are the mask and its signed distance map (:func:`pixelbook.ops.sdf_from_mask`,
 positive inside).
 """
 
@@ -66,7 +66,7 @@ def make_star_shapes(n: int, size: int = 32, variant: str = "basic", seed: int =
     """
     from scipy.ndimage import gaussian_filter
 
-    from ..levelset import sdf_from_mask
+    from ..ops.sdf import sdf_from_mask
 
     check_choice(variant, "variant", STAR_VARIANTS)
     for name, value, low in (("n", n, 1), ("size", size, 16)):

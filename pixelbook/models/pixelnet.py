@@ -1,4 +1,4 @@
-"""Shared networks: the unified fully-convolutional model of Chapter 1 and its building blocks.
+"""PixelNet: the unified fully-convolutional model of Chapter 1, with its two encoders.
 
 ``PixelNet`` is the thesis' "unified framework" [Kong thesis, Ch. 2]: one ResNet encoder whose last
 two down-samplings are replaced by dilated convolutions (output stride 8, as in DeepLab), and one
@@ -19,43 +19,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_choice, check_finite, check_shape
+from .._checks import check_choice, check_finite, check_shape
+from .blocks import BasicBlock, conv_bn_relu
 
-__all__ = ["BasicBlock", "TinyDilatedResNet", "PixelNet", "TASKS", "count_parameters", "UNet"]
+__all__ = ["TinyDilatedResNet", "PixelNet", "TASKS"]
 
 #: The four tasks of Chapter 1 and the number of output channels of each head.
 TASKS = ("seg", "boundary", "depth", "normals")
-
-
-def count_parameters(module: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
-
-
-def _conv_bn_relu(cin: int, cout: int, dilation: int = 1, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, padding=dilation, dilation=dilation, bias=False),
-                         nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
-
-
-class BasicBlock(nn.Module):
-    """Residual block ``relu(x + bn(conv(relu(bn(conv(x))))))`` with optional stride and dilation.
-
-    torchvision's ``BasicBlock`` refuses ``dilation > 1``; the dilated stages of a small ResNet need it.
-    """
-
-    def __init__(self, cin: int, cout: int, stride: int = 1, dilation: int = 1):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, padding=dilation, dilation=dilation, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, padding=dilation, dilation=dilation, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.skip = (nn.Identity() if stride == 1 and cin == cout else
-                     nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)))
-
-    def forward(self, x):
-        y = F.relu(self.bn1(self.conv1(x)), inplace=True)
-        return F.relu(self.skip(x) + self.bn2(self.conv2(y)), inplace=True)
-
 
 class TinyDilatedResNet(nn.Module):
     """A five-stage ResNet sized for a CPU, output stride 8 through dilation [Kong thesis, §2.2].
@@ -73,7 +43,7 @@ class TinyDilatedResNet(nn.Module):
         if len(widths) != 5:
             raise ValueError(f"`widths`: expected 5 stage widths, got {len(widths)}")
         w = list(widths)
-        self.stem = _conv_bn_relu(in_channels, w[0], stride=2)                       # 1/2
+        self.stem = conv_bn_relu(in_channels, w[0], stride=2)                       # 1/2
         self.stage2 = BasicBlock(w[0], w[1], stride=2)                               # 1/4
         self.stage3 = BasicBlock(w[1], w[2], stride=2)                               # 1/8
         self.stage4 = BasicBlock(w[2], w[3], dilation=2)                             # 1/8, dilation 2
@@ -85,7 +55,6 @@ class TinyDilatedResNet(nn.Module):
         for stage in (self.stage2, self.stage3, self.stage4, self.stage5):
             feats.append(stage(feats[-1]))
         return feats
-
 
 class _ResNet50Encoder(nn.Module):
     """torchvision ResNet-50 with dilation in the last two stages (output stride 8)."""
@@ -106,7 +75,6 @@ class _ResNet50Encoder(nn.Module):
             feats.append(stage(feats[-1]))
         return feats
 
-
 class _Head(nn.Module):
     """Reduce, up-sample, refine with a 3×3 conv-BN-ReLU, then a 1×1 task layer [thesis §4.4].
 
@@ -116,8 +84,8 @@ class _Head(nn.Module):
 
     def __init__(self, cin: int, cout: int, width: int, stride: int = 1):
         super().__init__()
-        self.reduce = _conv_bn_relu(cin, width)
-        self.refine = _conv_bn_relu(width, width)
+        self.reduce = conv_bn_relu(cin, width)
+        self.refine = conv_bn_relu(width, width)
         self.out = nn.Conv2d(width, cout, 1)
         self.stride = stride
 
@@ -126,7 +94,6 @@ class _Head(nn.Module):
         x = F.interpolate(x, size=(size[0] // self.stride, size[1] // self.stride), mode="bilinear", align_corners=False)
         x = self.out(self.refine(x))
         return x if self.stride == 1 else F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-
 
 class PixelNet(nn.Module):
     """One fully-convolutional network, one head per task [Kong thesis, Ch. 2].
@@ -217,71 +184,3 @@ class PixelNet(nn.Module):
         if "normals" in out:
             pred["normals"] = out["normals"]
         return pred
-
-
-# --- U-Net (Chapter 2: the initial contour and the regression baseline of [NODE-LS, §4.4]) -------------
-
-def _conv_gn_relu(cin: int, cout: int, groups: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False),
-                         nn.GroupNorm(min(groups, cout), cout), nn.ReLU(inplace=True))
-
-
-class UNet(nn.Module):
-    """A small U-Net [Ronneberger et al. 2015] with GroupNorm, for any input size.
-
-    Level ``l`` (0 = full resolution) has ``width * 2**l`` channels and two 3×3 conv-GN-ReLU
-    layers; the encoder halves the resolution ``depth`` times with 2×2 max-pooling, the decoder
-    up-samples bilinearly to the skip's size (so odd sizes work), concatenates the skip and applies
-    two more conv layers; a 1×1 conv gives ``out_channels``. GroupNorm instead of BatchNorm follows
-    [NODE-LS, §3.5] (batch-independent statistics); the paper gives no depth or widths for its
-    5M/15M UNets, so ``width`` and ``depth`` are ours.
-
-    Args:
-        in_channels: image channels.
-        out_channels: output channels (1 for a distance-map regression).
-        width: channels at full resolution.
-        depth: number of down-samplings.
-        groups: GroupNorm groups (capped at the channel count).
-
-    Example:
-        >>> net = UNet(1, 1, width=8, depth=2)
-        >>> tuple(net(torch.rand(2, 1, 30, 30)).shape), count_parameters(net)
-        ((2, 1, 30, 30), 29777)
-    """
-
-    def __init__(self, in_channels: int = 3, out_channels: int = 1, width: int = 16, depth: int = 3,
-                 groups: int = 4):
-        super().__init__()
-        for name, v in (("in_channels", in_channels), ("out_channels", out_channels), ("width", width),
-                        ("groups", groups)):
-            if int(v) < 1:
-                raise ValueError(f"`{name}`: expected a positive integer, got {v}")
-        if int(depth) < 0:
-            raise ValueError(f"`depth`: expected >= 0, got {depth}")
-        ch = [width * 2 ** level for level in range(depth + 1)]
-        self.in_channels, self.depth = in_channels, depth
-        self.down = nn.ModuleList()
-        cin = in_channels
-        for c in ch:
-            self.down.append(nn.Sequential(_conv_gn_relu(cin, c, groups), _conv_gn_relu(c, c, groups)))
-            cin = c
-        self.up = nn.ModuleList(
-            nn.Sequential(_conv_gn_relu(ch[level + 1] + ch[level], ch[level], groups),
-                          _conv_gn_relu(ch[level], ch[level], groups))
-            for level in reversed(range(depth)))
-        self.out = nn.Conv2d(ch[0], out_channels, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_shape(x, "x", f"N {self.in_channels} H W")
-        skips = []
-        for level, block in enumerate(self.down):
-            if level:
-                x = F.max_pool2d(x, 2, ceil_mode=True)
-            x = block(x)
-            skips.append(x)
-        skips.pop()
-        for block in self.up:
-            skip = skips.pop()
-            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-            x = block(torch.cat([x, skip], 1))
-        return self.out(x)

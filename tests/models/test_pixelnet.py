@@ -1,3 +1,5 @@
+"""Tests of pixelbook.models.pixelnet: the dilated encoder and the multi-task PixelNet."""
+
 import pytest
 import torch
 

@@ -1,0 +1,41 @@
+r"""Evaluation metrics for pixel-level prediction, with their exact conventions.
+
+Functional metrics, one module per domain; each validates its inputs (``pixelbook._checks``), runs
+under ``torch.no_grad()``, follows the device of its inputs and returns python floats (in a dict
+where a family has several numbers) or tensors for per-class / per-image arrays.
+
+==============================  =====================================================================
+domain                          functions
+==============================  =====================================================================
+segmentation                    :func:`confusion_matrix`, :func:`iou_from_confusion`, :func:`mean_iou`,
+                                :func:`pixel_accuracy` (+ ``*_from_confusion`` for accumulated counts),
+                                :func:`matched_iou`, :func:`binary_segmentation_scores`
+boundary (BSDS-like)            :func:`boundary_f` → ``ods``, ``ois``, ``ap``
+depth [EIGEN14]                 :func:`depth_metrics` → ``abs_rel, sq_rel, rmse, rmse_log, log10, d1..d3``
+normals                         :func:`normal_metrics` → ``mean, median, a11, a22, a30``
+saliency                        :func:`fbeta_scores`, :func:`f_measure`, :func:`mae`, :func:`s_measure`
+image restoration               :func:`psnr`, :func:`ssim` (thin wrappers over torchmetrics)
+shape                           :func:`star_violations`, :func:`boundary_length`, :func:`count_components`
+==============================  =====================================================================
+
+References (keys used in the docstrings): [EIGEN14], [BSDS], [ACHANTA09], [BORJI15], [PERAZZI12],
+[FAN17], [PySODMetrics], [WANG04] — given in full in the module of each domain.
+"""
+
+from __future__ import annotations
+
+from .boundary import boundary_f
+from .depth import depth_metrics
+from .image import psnr, ssim
+from .normals import normal_metrics
+from .saliency import f_measure, fbeta_scores, mae, s_measure
+from .segmentation import (binary_segmentation_scores, confusion_matrix, iou_from_confusion, matched_iou, mean_iou,
+                           mean_iou_from_confusion, pixel_accuracy, pixel_accuracy_from_confusion)
+from .shape import boundary_length, count_components, star_violations
+
+__all__ = [
+    "confusion_matrix", "iou_from_confusion", "mean_iou", "mean_iou_from_confusion", "pixel_accuracy",
+    "pixel_accuracy_from_confusion", "matched_iou", "binary_segmentation_scores", "boundary_f", "depth_metrics",
+    "normal_metrics", "f_measure", "fbeta_scores", "mae", "s_measure", "psnr", "ssim", "star_violations",
+    "boundary_length", "count_components",
+]
