@@ -18,6 +18,12 @@ image restoration               :func:`psnr`, :func:`ssim` (thin wrappers over t
 shape                           :func:`star_violations`, :func:`boundary_length`, :func:`count_components`
 ==============================  =====================================================================
 
+Dataset-level numbers over many batches (and, under DDP, many processes): the
+``torchmetrics.Metric`` classes of :mod:`~pixelbook.metrics.stateful` — :class:`MeanIoU`,
+:class:`PixelAccuracy`, :class:`DepthMetrics`, :class:`NormalMetrics`, :class:`SaliencyMetrics` —
+accumulate sums and equal the functional metrics on the whole dataset. They are loaded on first
+use (``pb.metrics.MeanIoU``), because importing torchmetrics takes about a second.
+
 References (keys used in the docstrings): [EIGEN14], [BSDS], [ACHANTA09], [BORJI15], [PERAZZI12],
 [FAN17], [PySODMetrics], [WANG04] — given in full in the module of each domain.
 """
@@ -37,5 +43,16 @@ __all__ = [
     "confusion_matrix", "iou_from_confusion", "mean_iou", "mean_iou_from_confusion", "pixel_accuracy",
     "pixel_accuracy_from_confusion", "matched_iou", "binary_segmentation_scores", "boundary_f", "depth_metrics",
     "normal_metrics", "f_measure", "fbeta_scores", "mae", "s_measure", "psnr", "ssim", "star_violations",
-    "boundary_length", "count_components",
+    "boundary_length", "count_components", "MeanIoU", "PixelAccuracy", "DepthMetrics", "NormalMetrics",
+    "SaliencyMetrics",
 ]
+
+_STATEFUL = ("MeanIoU", "PixelAccuracy", "DepthMetrics", "NormalMetrics", "SaliencyMetrics")
+
+
+def __getattr__(name):  # PEP 562: torchmetrics (and the torchvision it loads) only when a class is used
+    if name in _STATEFUL:
+        from . import stateful
+
+        return getattr(stateful, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
