@@ -63,6 +63,7 @@ ALPHA_OFFICIAL = 0.5  # official code, config.py: ALPHA = 0.5
 # CAS loss
 # --------------------------------------------------------------------------------------------------
 
+
 def _official_ids(labels, ignore_index):
     """Official-code regions: slot 0 = background (label 0), slot 1 = foreground (label 1)."""
     valid = torch.ones_like(labels, dtype=torch.bool) if ignore_index is None else labels != ignore_index
@@ -71,6 +72,7 @@ def _official_ids(labels, ignore_index):
         raise ValueError(f"`labels`: variant='official' needs binary labels (0 = background, 1 = salient), "
                          f"got values in [{int(vals.min())}, {int(vals.max())}]")
     return torch.where(valid, labels.long(), torch.full_like(labels, -1, dtype=torch.long))
+
 
 def _terms(probs, labels, variant, ignore_index, single_region):
     """``(U, D, single)`` per image; ``single`` marks images with fewer than two regions."""
@@ -109,6 +111,7 @@ def _terms(probs, labels, variant, ignore_index, single_region):
     zero = torch.zeros_like(U)
     return torch.where(single, zero, U), torch.where(single, zero, D), single
 
+
 def cas_terms(probs: torch.Tensor, labels: torch.Tensor, *, variant: str = "paper",
               ignore_index: int | None = None, single_region: str = "raise") -> tuple[torch.Tensor, torch.Tensor]:
     r"""The two terms of CAS [CAS, Eq. 1] for each image: uniformer :math:`U` and discriminator :math:`D`.
@@ -145,9 +148,11 @@ def cas_terms(probs: torch.Tensor, labels: torch.Tensor, *, variant: str = "pape
     U, D, _ = _terms(probs, labels, variant, ignore_index, single_region)
     return U, D
 
+
 def _check_alpha(alpha):
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= float(alpha) <= 1.0:
         raise ValueError(f"`alpha`: expected a number in [0, 1], got {alpha!r}")
+
 
 def cas_loss(probs: torch.Tensor, labels: torch.Tensor, alpha: float = ALPHA, *, variant: str = "paper",
              ignore_index: int | None = None, reduction: str = "mean", single_region: str = "raise") -> torch.Tensor:
@@ -194,6 +199,7 @@ def cas_loss(probs: torch.Tensor, labels: torch.Tensor, alpha: float = ALPHA, *,
         raise ValueError("`labels`: every image has a single region; nothing to average")
     return loss.sum() / kept
 
+
 class CASLoss(nn.Module):
     r"""Module form of :func:`cas_loss` [CAS, Eq. 1]; takes ``logits`` and applies the softmax.
 
@@ -231,6 +237,7 @@ class CASLoss(nn.Module):
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}, variant={self.variant!r}, reduction={self.reduction!r}"
 
+
 def cas_bounds(num_regions: int, num_channels: int, alpha: float = ALPHA, variant: str = "paper") -> tuple[float, float]:
     r"""The interval that holds CAS of one image on the simplex, ``(lower, upper)``.
 
@@ -267,6 +274,7 @@ def cas_bounds(num_regions: int, num_channels: int, alpha: float = ALPHA, varian
 # Low-fidelity labels
 # --------------------------------------------------------------------------------------------------
 
+
 def _draw_permutations(B: int, K: int, p: float, generator) -> torch.Tensor:
     """``(B, K)`` permutations: identity with probability ``1 - p``, else uniform among the others."""
     flip = torch.rand(B, generator=generator) < p
@@ -278,6 +286,7 @@ def _draw_permutations(B: int, K: int, p: float, generator) -> torch.Tensor:
             break
         perms[again] = torch.argsort(torch.rand(int(again.sum()), K, generator=generator), dim=1)
     return torch.where(flip[:, None], perms, ident)
+
 
 def permute_region_labels(labels: torch.Tensor, num_classes: int, p: float = 0.5, *,
                           generator: torch.Generator | None = None,
@@ -322,6 +331,7 @@ def permute_region_labels(labels: torch.Tensor, num_classes: int, p: float = 0.5
     new = torch.where(valid, new, labels.long())
     return new, perms
 
+
 class LowFidelityLabels(torch.utils.data.Dataset):
     """A dataset whose samples' ``labels`` are relabelled as by :func:`permute_region_labels` (LFD).
 
@@ -359,6 +369,7 @@ class LowFidelityLabels(torch.utils.data.Dataset):
 # Read-out
 # --------------------------------------------------------------------------------------------------
 
+
 def select_channel(probs: torch.Tensor, masks: torch.Tensor) -> int:
     r"""The channel that correlates best with the salient masks on labelled validation data [CAS, §4.2].
 
@@ -389,6 +400,7 @@ def select_channel(probs: torch.Tensor, masks: torch.Tensor) -> int:
     sc, gc = s - s.mean(1, keepdim=True), g - g.mean()
     corr = (sc @ gc) / (sc.norm(dim=1) * gc.norm()).clamp_min(torch.finfo(torch.float64).tiny)
     return int(corr.argmax())
+
 
 def match_channels(probs: torch.Tensor, labels: torch.Tensor, num_classes: int,
                    ignore_index: int | None = None) -> torch.Tensor:

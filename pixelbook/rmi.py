@@ -57,7 +57,6 @@ __all__ = ["downsample", "rmi_from_covariance", "rmi_lower_bound", "rmi_loss", "
 POOL_WAYS = ("avg", "max", "interp")
 
 
-
 def downsample(x: torch.Tensor, pool: str = "avg", size: int = 4, stride: int | None = None,
                padding: int = 0, kind: str = "probs") -> torch.Tensor:
     r"""Down-sample probabilities or one-hot labels before RMI [RMI, Sec. 4 "Downsampling"; Table 3a].
@@ -106,6 +105,7 @@ def downsample(x: torch.Tensor, pool: str = "avg", size: int = 4, stride: int | 
         return F.interpolate(x, size=out, mode="nearest")
     return F.interpolate(x, size=out, mode="bilinear", align_corners=True)
 
+
 def rmi_from_covariance(cov: torch.Tensor, xi: float = 1e-6) -> torch.Tensor:
     r""":math:`\ell = \frac{1}{2d}\log\det(M+\xi I)` from a joint covariance of :math:`[P;Y]` [RMI, Eqs. 12, 14-15].
 
@@ -147,6 +147,7 @@ def rmi_from_covariance(cov: torch.Tensor, xi: float = 1e-6) -> torch.Tensor:
                          "(the paper uses 1e-6)")
     return L.diagonal(dim1=-2, dim2=-1)[..., d:].log().sum(-1) / d
 
+
 def rmi_lower_bound(probs: torch.Tensor, targets: torch.Tensor, radius: int = 3, xi: float = 1e-6,
                     normalize: bool = True) -> torch.Tensor:
     r"""Per-(image, class) RMI terms :math:`\ell = -I_l = \frac{1}{2d}\log\det(M + \xi I)` [RMI, Eqs. 13-15].
@@ -184,12 +185,14 @@ def rmi_lower_bound(probs: torch.Tensor, targets: torch.Tensor, radius: int = 3,
     check_finite(targets, "targets")
     return rmi_from_covariance(joint_covariance(probs, targets, radius, normalize), xi)
 
+
 def _onehot(labels: torch.Tensor, num_classes: int, valid: torch.Tensor | None, dtype) -> torch.Tensor:
     """(N, C, H, W) one-hot of ``labels``, all-zero at void pixels (``valid`` False)."""
     safe = labels if valid is None else torch.where(valid, labels, torch.zeros_like(labels))
     y = torch.zeros(labels.shape[0], num_classes, *labels.shape[1:], dtype=dtype, device=labels.device)
     src = torch.ones_like(safe, dtype=dtype) if valid is None else valid.to(dtype)
     return y.scatter_(1, safe[:, None], src[:, None])
+
 
 def _pooled_onehot(labels, num_classes, valid, pool, size, stride, padding, dtype):
     """``downsample(_onehot(labels), ...)`` without building the full-resolution one-hot.
@@ -223,6 +226,7 @@ def _pooled_onehot(labels, num_classes, valid, pool, size, stride, padding, dtyp
     counts.index_add_(0, index, torch.ones((), dtype=dtype, device=labels.device).expand(index.numel()))
     counts = counts[:trash].reshape(N, num_classes, h, w)
     return counts / (size * size) if pool == "avg" else (counts > 0).to(dtype)
+
 
 def rmi_loss(logits: torch.Tensor, labels: torch.Tensor, *, radius: int = 3, pool: str = "avg",
              pool_size: int = 4, pool_stride: int | None = None, pool_padding: int = 0, xi: float = 1e-6,
@@ -331,6 +335,7 @@ def rmi_loss(logits: torch.Tensor, labels: torch.Tensor, *, radius: int = 3, poo
         per_image = terms.sum(1).to(logits.dtype)
         rmi = per_image if reduction == "none" else (per_image.sum() if reduction == "sum" else per_image.mean())
     return lam * ce + (1.0 - lam) * rmi
+
 
 class RMILoss(nn.Module):
     r"""Module form of :func:`rmi_loss` [RMI, Eq. 16]: stores the hyperparameters, calls the function.

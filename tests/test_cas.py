@@ -18,6 +18,7 @@ from pixelbook.training import TrainConfig, fit
 
 # ---------------------------------------------------------------------------------------------- helpers
 
+
 def _probs(B=2, M=3, H=5, W=6, seed=0, dtype=torch.float64, temperature=1.0):
     g = torch.Generator().manual_seed(seed)
     return (torch.randn(B, M, H, W, generator=g, dtype=dtype) / temperature).softmax(1)
@@ -54,6 +55,7 @@ def _one_hot_perfect(labels, M, perm=None):
 
 
 # ---------------------------------------------------------------------------------------------- CAS
+
 
 class TestCasLoss:
     @pytest.mark.parametrize("N,M,alpha", [(2, 2, 0.1), (3, 4, 0.5), (4, 3, 0.0), (2, 5, 1.0)])
@@ -322,6 +324,7 @@ class TestCasBounds:
 
 # ---------------------------------------------------------------------------------------------- LFD
 
+
 class TestPermuteRegionLabels:
     def test_p0_keeps_and_p1_always_relabels(self):
         y = _partition(B=50, N=3)
@@ -359,6 +362,7 @@ class TestPermuteRegionLabels:
 
 
 # ---------------------------------------------------------------------------------------------- read-out
+
 
 class TestSelectChannel:
     def test_finds_the_salient_channel_whatever_its_index(self):

@@ -338,8 +338,6 @@ class TestRmiLoss:
             RMILoss(pool="median")
 
 
-
-
 def test_moved_names_say_where_they_went():
     with pytest.raises(AttributeError, match=r"pixelbook.models.MiniDeepLab"):
         rmi_mod.MiniDeepLab

@@ -374,7 +374,6 @@ class TestPriorsFromData:
         torch.testing.assert_close(S.volumes_from_labels(lab.clamp(max=2), 3), torch.tensor([[2.0, 1.0, 5.0]]))
 
 
-
 class TestSTDLayer:
     def test_module_equals_function(self):
         o = torch.randn(2, 3, 10, 10, generator=_gen(20))

@@ -35,6 +35,7 @@ def region_means(image: torch.Tensor, phi: torch.Tensor, epsilon: float | None =
     c2 = (image * (1 - w)).sum((2, 3), keepdim=True) / torch.where(outside > 0, outside, torch.ones_like(outside))
     return c1, c2
 
+
 def chan_vese(image: torch.Tensor, phi: torch.Tensor, mu: float = 0.25, nu: float = 0.0, lambda1: float = 1.0,
               lambda2: float = 1.0, dt: float = 0.5 * math.pi, steps: int = 100, epsilon: float = 1.0,
               return_path: bool = False) -> torch.Tensor:
@@ -96,6 +97,7 @@ def chan_vese(image: torch.Tensor, phi: torch.Tensor, mu: float = 0.25, nu: floa
         phi = (phi + step * (mu * K - nu + region)) / (1 + mu * step * (C1 + C2 + C3 + C4))
         path.append(phi)
     return torch.stack(path) if return_path else phi
+
 
 def chan_vese_energy(image: torch.Tensor, phi: torch.Tensor, mu: float = 0.25, nu: float = 0.0,
                      lambda1: float = 1.0, lambda2: float = 1.0, epsilon: float = 1.0) -> torch.Tensor:

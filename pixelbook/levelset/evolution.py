@@ -35,12 +35,14 @@ def level_set_rhs(phi: torch.Tensor, speed=0.0, curvature_weight: float = 0.0) -
     _check_phi(phi)
     return _level_set_rhs(phi, speed, b)
 
+
 def _level_set_rhs(phi, speed, b):
     speed = torch.as_tensor(speed, dtype=phi.dtype, device=phi.device)
     out = speed * _upwind_grad_norm(phi, speed)
     if b:
         out = out + b * _curvature_term(phi)
     return out
+
 
 def cfl_dt(max_speed: float, curvature_weight: float = 0.0, cfl: float = 1.0) -> float:
     r"""Largest stable explicit time step [OF03, Eq. 4.12 with :math:`H_1 = F n_x`, :math:`H_2 = F n_y`]:
@@ -56,6 +58,7 @@ def cfl_dt(max_speed: float, curvature_weight: float = 0.0, cfl: float = 1.0) ->
     """
     rate = math.sqrt(2) * abs(float(max_speed)) + 4 * _positive(curvature_weight, "curvature_weight", True)
     return math.inf if rate == 0 else float(cfl) / rate
+
 
 def evolve(phi: torch.Tensor, times: Sequence[float] | torch.Tensor, dt: float,
            speed: float | torch.Tensor | Callable = 0.0, curvature_weight: float = 0.0,
@@ -123,6 +126,7 @@ def evolve(phi: torch.Tensor, times: Sequence[float] | torch.Tensor, dt: float,
         out.append(phi)
     return torch.stack(out)
 
+
 def reinitialize(phi: torch.Tensor, steps: int = 20, dt: float = 0.5, epsilon: float = 1.0) -> torch.Tensor:
     r"""Sussman re-initialisation: :math:`\phi_\tau = S(\phi_0)(1 - |\nabla\phi|)` [SSO94, Eq. 4.3 (their Eq. for d)].
 
@@ -151,6 +155,7 @@ def reinitialize(phi: torch.Tensor, steps: int = 20, dt: float = 0.5, epsilon: f
         phi = phi + dt * S * (1 - _upwind_grad_norm(phi, -S))
     return phi
 
+
 def edge_indicator(image: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
     r"""Edge-stopping function :math:`g = 1/(1+|\nabla G_\sigma * I|^2)` of geodesic active contours.
 
@@ -167,6 +172,7 @@ def edge_indicator(image: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
     smooth = gaussian_blur(image, [k, k], [sigma, sigma])
     gy, gx = gradient(smooth)
     return 1 / (1 + (gx * gx + gy * gy).sum(1, keepdim=True))
+
 
 class LinearForcing(nn.Module):
     r"""A learned *linear* forcing function: five weights, the bridge from hand-set flows to NODEs.

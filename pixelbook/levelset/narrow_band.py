@@ -23,6 +23,7 @@ def narrow_band(phi: torch.Tensor, scale: float = 3.0) -> torch.Tensor:
     _positive(scale, "scale")
     return torch.tanh(phi / scale)
 
+
 def narrow_band_loss(pred: torch.Tensor, target: torch.Tensor, scale: float = 3.0,
                      mask: torch.Tensor | None = None) -> torch.Tensor:
     r"""MSE between narrow-band maps [NODE-LS, §3.1–3.2]:
@@ -53,7 +54,6 @@ def narrow_band_loss(pred: torch.Tensor, target: torch.Tensor, scale: float = 3.
     _check_masks(mask, "mask", d)
     m = mask.to(err.dtype)[:, None]
     return (err * m).sum() / m.sum().clamp_min(1)
-
 
 
 class NarrowBandLoss(nn.Module):

@@ -29,10 +29,12 @@ FIXED_METHODS = ("euler", "midpoint", "heun2", "heun3", "rk4", "explicit_adams",
 class ODESolveError(RuntimeError):
     """An ODE solve failed (step-size underflow, too many steps, or NaN/Inf); the message says what to change."""
 
+
 def _advice(method, atol, rtol):
     return (f"loosen the tolerance (atol={atol:g}, rtol={rtol:g} now; try atol=1e-3), switch to a fixed-step "
             f"solver (method='rk4', step_size=0.25), or make the dynamics smoother: lower the learning rate, "
             f"set TrainConfig.grad_clip, or check the inputs for extreme values")
+
 
 def solve_ode(func: nn.Module, y0: torch.Tensor, times: torch.Tensor | Sequence[float], method: str = "dopri5",
               rtol: float = 0.0, atol: float = 1e-3, step_size: float | None = None, adjoint: bool = False,
@@ -105,6 +107,7 @@ def solve_ode(func: nn.Module, y0: torch.Tensor, times: torch.Tensor | Sequence[
         if hasattr(func, "nfe_limit") and not adjoint:
             func.nfe_limit = None
 
+
 class _FiniteCheck(nn.Module):
     """Wraps a user's ``func(t, y)`` so that a NaN/Inf derivative raises at once (torchdiffeq would
     shrink the step until it underflows and blame the step size)."""
@@ -120,6 +123,7 @@ class _FiniteCheck(nn.Module):
                                 f"inputs are finite, lower the learning rate, set TrainConfig.grad_clip, or use a "
                                 f"smaller step_size / tighter atol")
         return out
+
 
 class ODEFunc(nn.Module):
     r"""The dynamics :math:`f_\theta(\gamma, t)` of [NODE-LS, Eqs. 2–4]: a small conv net.
@@ -180,14 +184,17 @@ class ODEFunc(nn.Module):
                                 f"or use a smaller step_size / tighter atol")
         return x
 
+
 def _zero_last(seq: nn.Sequential) -> nn.Sequential:
     nn.init.zeros_(seq[-1].weight)
     nn.init.zeros_(seq[-1].bias)
     return seq
 
+
 def _conv_block(cin, cout, hidden, groups):
     return nn.Sequential(nn.Conv2d(cin, hidden, 3, padding=1), nn.GroupNorm(math.gcd(groups, hidden), hidden),
                          nn.Softplus(), nn.Conv2d(hidden, cout, 3, padding=1))
+
 
 class _NeuralODEModel(nn.Module):
     """Solver configuration and NFE bookkeeping shared by the two models of [NODE-LS]."""
@@ -247,6 +254,7 @@ class _NeuralODEModel(nn.Module):
         self.nfe_forward = 0
         self.configure_solver(method=method, rtol=rtol, atol=atol, step_size=step_size, adjoint=adjoint,
                               max_num_steps=max_num_steps, t1=t1)
+
 
 class ContourEvolution(_NeuralODEModel):
     r"""Contour Evolution with a Neural ODE [NODE-LS, Eq. 3].
@@ -323,6 +331,7 @@ class ContourEvolution(_NeuralODEModel):
         if not readout:
             return phi0 + self.scale * (gammas[:, :, :1] - gamma0[:, :1])
         return torch.stack([phi0 + self.scale * ((g[:, :1] - gamma0[:, :1]) + self.postnet(g)) for g in gammas])
+
 
 class ImageEvolution(_NeuralODEModel):
     r"""Image Evolution with a Neural ODE [NODE-LS, Eq. 4]:

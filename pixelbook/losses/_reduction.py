@@ -17,6 +17,7 @@ def _reduce(per_pixel: torch.Tensor, mask: torch.Tensor, reduction: str) -> torc
     # An all-void batch contributes zero loss (and zero gradient) rather than 0/0 = NaN.
     return total / mask.sum().clamp_min(1)
 
+
 def _mask(valid, like: torch.Tensor, dims: dict) -> torch.Tensor:
     """``valid`` as a float mask like ``like`` (all ones when ``None``), shape-checked."""
     if valid is None:

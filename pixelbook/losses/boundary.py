@@ -47,6 +47,7 @@ def balanced_bce_loss(logits: torch.Tensor, targets: torch.Tensor, valid: torch.
     per_pixel = -(beta * t * F.logsigmoid(logits) + (1 - beta) * (1 - t) * F.logsigmoid(-logits))
     return _reduce(per_pixel, mask, reduction)
 
+
 def boundary_loss(side_logits: Sequence[torch.Tensor], targets: torch.Tensor,
                   valid: torch.Tensor | None = None) -> torch.Tensor:
     """Deep supervision: the sum of :func:`balanced_bce_loss` over side outputs and the fused one.

@@ -54,6 +54,7 @@ def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: 
 # [RMI, Sec. 5.2]); each offset serves both directions of its pair (i -> j and j -> i).
 _HALF_NEIGHBOURS = ((0, 1), (1, -1), (1, 0), (1, 1))
 
+
 def affinity_loss(logits: torch.Tensor, labels: torch.Tensor, margin: float = 3.0, ignore_index: int | None = 255,
                   dilation: int = 1) -> torch.Tensor:
     r"""Pairwise affinity-field loss, the baseline RMI is compared with [AAF; RMI, Sec. 5.2].
@@ -122,6 +123,7 @@ def _labelling_table(logits, labels, ignore_index):
     onehot = _onehot(ids.reshape(B, -1), R, logp.dtype)                    # (B, P, R)
     A = torch.bmm(logp, onehot).transpose(1, 2)                              # (B, R, M)
     return A, onehot.sum((1, 2)), n, R
+
 
 def symmetric_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, *, ignore_index: int | None = None,
                             reduction: str = "mean", method: str = "auto") -> torch.Tensor:
@@ -193,6 +195,7 @@ def symmetric_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, *, ignor
     if reduction == "none":
         return loss
     return loss.sum() if reduction == "sum" else loss.mean()
+
 
 class SymmetricCrossEntropy(nn.Module):
     """Module form of :func:`symmetric_cross_entropy` (CACE); ``forward(logits, labels)``.

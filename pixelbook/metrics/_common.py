@@ -17,6 +17,7 @@ def _check_int(value, name: str, minimum: int | None = None) -> int:
         raise ValueError(f"`{name}`: expected an int >= {minimum}, got {value}")
     return int(value)
 
+
 def _check_real(value, name: str, low: float | None = None, high: float | None = None,
                 low_open: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
@@ -30,17 +31,21 @@ def _check_real(value, name: str, low: float | None = None, high: float | None =
         raise ValueError(f"`{name}`: expected a value <= {high}, got {value}")
     return value
 
+
 def _check_reduction(reduction, allowed=("mean", "none")) -> None:
     if reduction not in allowed:
         raise ValueError(f"`reduction`: expected one of {allowed}, got {reduction!r}")
+
 
 def _check_nonempty(x: torch.Tensor, name: str) -> None:
     if x.numel() == 0:
         raise ValueError(f"`{name}`: expected a non-empty tensor, got shape {tuple(x.shape)}")
 
+
 def _check_same_device(x: torch.Tensor, name: str, ref: torch.Tensor, ref_name: str) -> None:
     if x.device != ref.device:
         raise ValueError(f"`{name}`: expected a tensor on {ref.device} (as `{ref_name}`), got {x.device}")
+
 
 def _check_prob_map(x, name: str, spec: str, dims: dict | None = None) -> dict:
     """Shape, float dtype, non-empty, finite, values in [0, 1]."""
@@ -50,6 +55,7 @@ def _check_prob_map(x, name: str, spec: str, dims: dict | None = None) -> dict:
     check_finite(x, name)
     check_range(x, name, 0.0, 1.0)
     return dims
+
 
 def _binary_mask(m, name: str, spec: str, dims: dict, ref: torch.Tensor, ref_name: str) -> torch.Tensor:
     """Accept a bool mask, or an integer/float tensor holding only 0 and 1; return it as bool."""
@@ -68,6 +74,7 @@ def _binary_mask(m, name: str, spec: str, dims: dict, ref: torch.Tensor, ref_nam
         )
     return m != 0
 
+
 def _valid_mask(valid, dims: dict, ref: torch.Tensor, ref_name: str) -> torch.Tensor:
     """`valid` as a bool ``(N, H, W)`` mask; ``(N, 1, H, W)`` is squeezed."""
     if torch.is_tensor(valid) and valid.ndim == 4:
@@ -79,6 +86,7 @@ def _valid_mask(valid, dims: dict, ref: torch.Tensor, ref_name: str) -> torch.Te
         raise TypeError(f"`valid`: expected a bool mask, got {valid.dtype}")
     return valid
 
+
 def _valid_or_default(valid, default: torch.Tensor, what: str, dims: dict, pred: torch.Tensor) -> torch.Tensor:
     """``valid`` checked against ``pred`` (or ``default`` when ``None``); raise if it selects nothing."""
     if valid is None:
@@ -89,6 +97,7 @@ def _valid_or_default(valid, default: torch.Tensor, what: str, dims: dict, pred:
     if not bool(valid.any()):
         raise ValueError("`valid`: expected at least one valid pixel, got none")
     return valid
+
 
 def _thresholds(thresholds, name: str, interior: bool) -> torch.Tensor:
     """Ascending float64 CPU thresholds in [0, 1], from an int count or an explicit sequence.
@@ -113,6 +122,7 @@ def _thresholds(thresholds, name: str, interior: bool) -> torch.Tensor:
         return t
     raise TypeError(f"`{name}`: expected an int or a 1-D sequence of thresholds, got {type(thresholds).__name__}")
 
+
 def _counts_at_least(values: torch.Tensor, mask: torch.Tensor, thr: torch.Tensor) -> torch.Tensor:
     """``out[n, k] = #{i : mask[n, i] and values[n, i] >= thr[k]}`` for ascending ``thr``, in one pass.
 
@@ -126,6 +136,7 @@ def _counts_at_least(values: torch.Tensor, mask: torch.Tensor, thr: torch.Tensor
     flat = (torch.arange(n_img, device=values.device)[:, None] * n_thr + b)[keep]
     hist = torch.bincount(flat, minlength=n_img * n_thr).reshape(n_img, n_thr)
     return hist.flip(1).cumsum(1).flip(1)
+
 
 def _safe_div(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
     """num / den, and 0 where den == 0 (then num == 0 too: a count of an empty set)."""

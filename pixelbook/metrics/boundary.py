@@ -23,6 +23,7 @@ def _disk(radius: float) -> np.ndarray:
     yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
     return (yy ** 2 + xx ** 2) <= radius ** 2
 
+
 @torch.no_grad()
 def boundary_f(pred_prob: torch.Tensor, gt: torch.Tensor, tolerance: float = 2, thresholds=33,
                return_curves: bool = False) -> dict:

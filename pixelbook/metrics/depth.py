@@ -23,6 +23,7 @@ def _as_nhw(x, name: str, dims: dict | None) -> tuple[torch.Tensor, dict]:
     dims = check_shape(x, name, "N H W", dims)
     return x, dims
 
+
 @torch.no_grad()
 def depth_metrics(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor | None = None) -> dict:
     r"""Standard single-image depth metrics [EIGEN14], each a mean over all valid pixels of the batch.

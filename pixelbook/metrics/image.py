@@ -25,6 +25,7 @@ def _check_image_pair(pred, target, data_range) -> float:
     check_finite(target, "target")
     return _check_real(data_range, "data_range", low=0.0, low_open=True)
 
+
 @torch.no_grad()
 def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0, reduction: str = "mean"):
     r"""Peak signal-to-noise ratio :math:`10\log_{10}(L^2/\mathrm{MSE})` in dB, **per image** (MSE over
@@ -50,6 +51,7 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0, redu
     per_image = peak_signal_noise_ratio(pred.double(), target.double(), data_range=L, reduction="none",
                                         dim=(1, 2, 3))
     return per_image if reduction == "none" else float(per_image.mean())
+
 
 @torch.no_grad()
 def ssim(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0, reduction: str = "mean",

@@ -30,6 +30,7 @@ def _check_sod(probs, masks) -> tuple[torch.Tensor, torch.Tensor]:
     masks = _binary_mask(masks, "masks", "N H W", d, probs, "probs")
     return probs, masks
 
+
 def f_measure(precision, recall, beta2: float = 0.3):
     r""":math:`F_\beta = \frac{(1+\beta^2)PR}{\beta^2P+R}` elementwise, and 0 where :math:`PR = 0`.
 
@@ -51,6 +52,7 @@ def f_measure(precision, recall, beta2: float = 0.3):
     num = (1 + beta2) * P * R
     den = beta2 * P + R
     return torch.where(num > 0, num / torch.where(num > 0, den, torch.ones_like(den)), torch.zeros_like(num))
+
 
 @torch.no_grad()
 def fbeta_scores(probs: torch.Tensor, masks: torch.Tensor, beta2: float = 0.3, thresholds=256,
@@ -138,6 +140,7 @@ def fbeta_scores(probs: torch.Tensor, masks: torch.Tensor, beta2: float = 0.3, t
         out.update(thresholds=thr, precision=Pm, recall=Rm, f=curve)
     return out
 
+
 @torch.no_grad()
 def mae(probs: torch.Tensor, masks: torch.Tensor, reduction: str = "mean"):
     r"""Mean absolute error :math:`\frac{1}{HW}\sum_x |S(x) - G(x)|` per image [PERAZZI12], averaged over
@@ -159,14 +162,17 @@ def mae(probs: torch.Tensor, masks: torch.Tensor, reduction: str = "mean"):
     per_image = (probs.double() - masks.double()).abs().flatten(1).mean(1)
     return per_image if reduction == "none" else float(per_image.mean())
 
+
 def _matlab_std(x: np.ndarray) -> float:
     """MATLAB ``std`` (normalised by n-1; 0 for a single element)."""
     return float(np.std(x, ddof=1)) if x.size > 1 else 0.0
+
 
 def _s_object_score(x: np.ndarray) -> float:
     # [FAN17, Eq. 4]: 2 x̄ / (x̄² + 1 + σ_x), + eps as in StructureMeasure.m
     mean = float(x.mean())
     return 2.0 * mean / (mean ** 2 + 1.0 + _matlab_std(x) + _MATLAB_EPS)
+
 
 def _region_ssim(p: np.ndarray, g: np.ndarray) -> float:
     # [FAN17, Eq. 2] (SSIM without C1, C2) with the special cases of StructureMeasure.m's `ssim`.
@@ -182,6 +188,7 @@ def _region_ssim(p: np.ndarray, g: np.ndarray) -> float:
     if alpha != 0:
         return alpha / (beta + _MATLAB_EPS)
     return 1.0 if beta == 0 else 0.0
+
 
 def _s_measure_one(p: np.ndarray, g: np.ndarray, alpha: float) -> float:
     y = float(g.mean())
@@ -202,6 +209,7 @@ def _s_measure_one(p: np.ndarray, g: np.ndarray, alpha: float) -> float:
     s_reg = (w1 * _region_ssim(p[:Y, :X], g[:Y, :X]) + w2 * _region_ssim(p[:Y, X:], g[:Y, X:])
              + w3 * _region_ssim(p[Y:, :X], g[Y:, :X]) + w4 * _region_ssim(p[Y:, X:], g[Y:, X:]))
     return max(0.0, alpha * s_obj + (1 - alpha) * s_reg)  # [FAN17, Eq. 6], clipped at 0 as the code
+
 
 @torch.no_grad()
 def s_measure(probs: torch.Tensor, masks: torch.Tensor, alpha: float = 0.5, reduction: str = "mean"):

@@ -36,6 +36,7 @@ def _check_index_maps(preds, labels, num_classes, ignore_index) -> None:
     check_labels(preds, "preds", num_classes)
     check_labels(labels, "labels", num_classes, ignore_index)
 
+
 @torch.no_grad()
 def confusion_matrix(preds: torch.Tensor, labels: torch.Tensor, num_classes: int,
                      ignore_index: int | None = None) -> torch.Tensor:
@@ -85,6 +86,7 @@ def confusion_matrix(preds: torch.Tensor, labels: torch.Tensor, num_classes: int
     idx = (labels * C + preds).reshape(-1)
     return torch.bincount(idx, minlength=C * C).reshape(C, C)
 
+
 @torch.no_grad()
 def iou_from_confusion(cm: torch.Tensor) -> torch.Tensor:
     r"""Per-class intersection over union :math:`\mathrm{IoU}_c = TP_c / (TP_c + FP_c + FN_c)`.
@@ -120,6 +122,7 @@ def iou_from_confusion(cm: torch.Tensor) -> torch.Tensor:
     union = cm.sum(0) + cm.sum(1) - tp
     return torch.where(union > 0, tp / union.clamp_min(1e-300), torch.full_like(tp, float("nan")))
 
+
 @torch.no_grad()
 def mean_iou_from_confusion(cm: torch.Tensor) -> float:
     """Mean over classes of :func:`iou_from_confusion`, skipping absent (``NaN``) classes.
@@ -139,6 +142,7 @@ def mean_iou_from_confusion(cm: torch.Tensor) -> float:
                          "(every pixel ignored?)")
     return float(iou[present].mean())
 
+
 @torch.no_grad()
 def pixel_accuracy_from_confusion(cm: torch.Tensor) -> float:
     """Pixel accuracy ``trace(cm) / cm.sum()`` of an (accumulated) confusion matrix.
@@ -157,6 +161,7 @@ def pixel_accuracy_from_confusion(cm: torch.Tensor) -> float:
     if total == 0:
         raise ValueError("`cm`: expected at least one counted pixel, got an all-zero confusion matrix")
     return float(cm.double().diagonal().sum()) / total
+
 
 @torch.no_grad()
 def mean_iou(preds: torch.Tensor, labels: torch.Tensor, num_classes: int,
@@ -192,6 +197,7 @@ def mean_iou(preds: torch.Tensor, labels: torch.Tensor, num_classes: int,
     if int(cm.sum()) == 0:
         raise ValueError(f"`labels`: expected at least one pixel not equal to ignore_index={ignore_index}, got none")
     return mean_iou_from_confusion(cm)
+
 
 @torch.no_grad()
 def pixel_accuracy(preds: torch.Tensor, labels: torch.Tensor, ignore_index: int | None = None) -> float:

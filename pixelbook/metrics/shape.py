@@ -53,6 +53,7 @@ def star_violations(mask: torch.Tensor, center: torch.Tensor, chunk: int = 16) -
         bad |= ~flat[base + rr * W + cc].all(0)
     return out.index_add_(0, n_idx, bad.long())
 
+
 def boundary_length(labels: torch.Tensor) -> torch.Tensor:
     """Number of 4-neighbour pairs with different labels in each ``(N, H, W)`` map (a discrete perimeter).
 
@@ -62,6 +63,7 @@ def boundary_length(labels: torch.Tensor) -> torch.Tensor:
     """
     check_shape(labels, "labels", "N H W")
     return ((labels[:, 1:] != labels[:, :-1]).sum((1, 2)) + (labels[:, :, 1:] != labels[:, :, :-1]).sum((1, 2)))
+
 
 def count_components(labels: torch.Tensor, connectivity: int = 1) -> torch.Tensor:
     """Connected components summed over the labels present, per ``(N, H, W)`` map (scipy.ndimage.label).

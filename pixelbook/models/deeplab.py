@@ -32,6 +32,7 @@ class _ASPPLite(nn.Module):
         feats.append(self.image_pool(x).expand(-1, -1, *x.shape[-2:]))
         return self.project(torch.cat(feats, 1))
 
+
 class MiniDeepLab(nn.Module):
     r"""A CPU-sized DeepLabv3-style network: output stride 4, ASPP-lite, bilinear up-sampling of logits.
 

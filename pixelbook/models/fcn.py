@@ -29,6 +29,7 @@ class _SmallFCN(nn.Module):
     def forward(self, x):
         return F.interpolate(self.body(x), size=x.shape[-2:], mode="bilinear", align_corners=False)
 
+
 def small_fcn(out_channels: int = 2, width: int = 16, in_channels: int = 3) -> nn.Module:
     """A small fully-convolutional net: a stride-2 3×3 convolution, three 3×3 convolutions with
     dilations 1, 2, 4 at half resolution, a 1×1 classifier and bilinear up-sampling to the input size.
@@ -44,6 +45,7 @@ def small_fcn(out_channels: int = 2, width: int = 16, in_channels: int = 3) -> n
     """
     return _SmallFCN(out_channels, width, in_channels)
 
+
 class _OutTensor(nn.Module):
     """torchvision's segmentation models return ``{"out": ...}``; the chapter's losses want a tensor."""
 
@@ -53,6 +55,7 @@ class _OutTensor(nn.Module):
 
     def forward(self, x):
         return self.fcn(x)["out"]
+
 
 def resnet_fcn(out_channels: int = 2, blocks: tuple[int, int] = (1, 1)) -> nn.Module:
     """torchvision's FCN with a ResNet trunk cut for a CPU (randomly initialised, no download).
@@ -75,6 +78,7 @@ def resnet_fcn(out_channels: int = 2, blocks: tuple[int, int] = (1, 1)) -> nn.Mo
     trunk = resnet.ResNet(resnet.BasicBlock, [blocks[0], blocks[1], 1, 1])
     backbone = IntermediateLayerGetter(trunk, return_layers={"layer2": "out"})  # drops layer3, layer4, fc
     return _OutTensor(FCN(backbone, FCNHead(128, out_channels)))
+
 
 def paper_model(name: str = "fcn_resnet101", out_channels: int = 2) -> nn.Module:
     """The paper's networks for ``full`` scale: torchvision's ``fcn_resnet101`` or ``deeplabv3_resnet101``.

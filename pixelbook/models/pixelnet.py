@@ -27,6 +27,7 @@ __all__ = ["TinyDilatedResNet", "PixelNet", "TASKS"]
 #: The four tasks of Chapter 1 and the number of output channels of each head.
 TASKS = ("seg", "boundary", "depth", "normals")
 
+
 class TinyDilatedResNet(nn.Module):
     """A five-stage ResNet sized for a CPU, output stride 8 through dilation [Kong thesis, §2.2].
 
@@ -56,6 +57,7 @@ class TinyDilatedResNet(nn.Module):
             feats.append(stage(feats[-1]))
         return feats
 
+
 class _ResNet50Encoder(nn.Module):
     """torchvision ResNet-50 with dilation in the last two stages (output stride 8)."""
 
@@ -74,6 +76,7 @@ class _ResNet50Encoder(nn.Module):
         for stage in self.stages:
             feats.append(stage(feats[-1]))
         return feats
+
 
 class _Head(nn.Module):
     """Reduce, up-sample, refine with a 3×3 conv-BN-ReLU, then a 1×1 task layer [thesis §4.4].
@@ -94,6 +97,7 @@ class _Head(nn.Module):
         x = F.interpolate(x, size=(size[0] // self.stride, size[1] // self.stride), mode="bilinear", align_corners=False)
         x = self.out(self.refine(x))
         return x if self.stride == 1 else F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
 
 class PixelNet(nn.Module):
     """One fully-convolutional network, one head per task [Kong thesis, Ch. 2].

@@ -15,6 +15,7 @@ def _check_phi(phi, name: str = "phi", dims: dict | None = None) -> dict:
     check_finite(phi, name)
     return d
 
+
 def _check_masks(masks, name: str = "masks", dims: dict | None = None) -> dict:
     d = check_shape(masks, name, "N H W", dims)
     if masks.dtype != torch.bool:
@@ -26,6 +27,7 @@ def _check_masks(masks, name: str = "masks", dims: dict | None = None) -> dict:
             raise ValueError(f"`{name}`: expected binary values {{0, 1}} (or bool), got {int(bad.sum())} other "
                              f"values in [{float(vals.min()):.4g}, {float(vals.max()):.4g}]")
     return d
+
 
 def _positive(value, name: str, allow_zero: bool = False) -> float:
     v = float(value)

@@ -19,6 +19,7 @@ __all__ = ["region_vectors", "joint_covariance"]
 #: fewer kernel launches. Either way the transient memory is bounded whatever the batch.
 _CHUNK_BYTES = {"cpu": 4 * 2**20, "other": 64 * 2**20}
 
+
 def region_vectors(x: torch.Tensor, radius: int = 3) -> torch.Tensor:
     r"""Every valid :math:`R\times R` window of each map as a :math:`d=R^2` vector [RMI, Fig. 1].
 
@@ -49,6 +50,7 @@ def region_vectors(x: torch.Tensor, radius: int = 3) -> torch.Tensor:
     del d
     cols = F.unfold(x.reshape(N * C, 1, h, w), kernel_size=R)  # (N*C, d, n), row-major kernel order
     return cols.reshape(N, C, R * R, -1)
+
 
 class _JointCovariance(torch.autograd.Function):
     """Centred scatter matrix of the stacked region vectors of two map stacks, memory-lean.
@@ -113,6 +115,7 @@ class _JointCovariance(torch.autograd.Function):
                     i, j = divmod(k, R)
                     out[:, i:i + hh, j:j + ww] += g[:, k]
         return grads[0], grads[1], None
+
 
 def joint_covariance(probs: torch.Tensor, targets: torch.Tensor, radius: int = 3,
                      normalize: bool = True) -> torch.Tensor:

@@ -24,10 +24,12 @@ __all__ = ["gradient", "grad_norm", "upwind_grad_norm", "curvature", "curvature_
 
 _EPS = 1e-8  # ours: keeps sqrt/division finite where the gradient vanishes (flat regions)
 
+
 def _shifts(phi: torch.Tensor):
     """Replicate-padded neighbours (Neumann boundary): centre, x−1, x+1, y−1, y+1."""
     p = F.pad(phi, (1, 1, 1, 1), mode="replicate")
     return p, p[..., 1:-1, 1:-1], p[..., 1:-1, :-2], p[..., 1:-1, 2:], p[..., :-2, 1:-1], p[..., 2:, 1:-1]
+
 
 def gradient(phi: torch.Tensor, scheme: str = "central") -> tuple[torch.Tensor, torch.Tensor]:
     r"""Finite-difference gradient ``(phi_y, phi_x)`` with replicate (Neumann) boundaries.
@@ -51,6 +53,7 @@ def gradient(phi: torch.Tensor, scheme: str = "central") -> tuple[torch.Tensor, 
         return yp - c, xp - c
     return c - ym, c - xm
 
+
 def grad_norm(phi: torch.Tensor, eps: float = _EPS) -> torch.Tensor:
     r""":math:`|\nabla\phi|` with central differences, :math:`\sqrt{\phi_x^2+\phi_y^2+\epsilon^2}`.
 
@@ -60,6 +63,7 @@ def grad_norm(phi: torch.Tensor, eps: float = _EPS) -> torch.Tensor:
     """
     gy, gx = gradient(phi)
     return torch.sqrt(gx * gx + gy * gy + eps * eps)
+
 
 def upwind_grad_norm(phi: torch.Tensor, speed, eps: float = _EPS) -> torch.Tensor:
     r"""Godunov upwind :math:`|\nabla\phi|` for :math:`\phi_t = F|\nabla\phi|` with :math:`\phi>0` inside.
@@ -85,6 +89,7 @@ def upwind_grad_norm(phi: torch.Tensor, speed, eps: float = _EPS) -> torch.Tenso
     _check_phi(phi)
     return _upwind_grad_norm(phi, speed, eps)
 
+
 def _upwind_grad_norm(phi, speed, eps=_EPS):
     _, c, xm, xp, ym, yp = _shifts(phi)
     dxm, dxp, dym, dyp = c - xm, xp - c, c - ym, yp - c
@@ -93,12 +98,14 @@ def _upwind_grad_norm(phi, speed, eps=_EPS):
     speed = torch.as_tensor(speed, dtype=phi.dtype, device=phi.device)
     return torch.sqrt(torch.where(speed > 0, grow, shrink) + eps * eps)
 
+
 def _second_derivatives(phi):
     p, c, xm, xp, ym, yp = _shifts(phi)
     px, py = (xp - xm) / 2, (yp - ym) / 2
     pxx, pyy = xp - 2 * c + xm, yp - 2 * c + ym
     pxy = (p[..., 2:, 2:] - p[..., 2:, :-2] - p[..., :-2, 2:] + p[..., :-2, :-2]) / 4
     return px, py, pxx, pyy, pxy
+
 
 def curvature(phi: torch.Tensor, eps: float = _EPS) -> torch.Tensor:
     r"""Curvature :math:`\kappa = \nabla\cdot\frac{\nabla\phi}{|\nabla\phi|}` with central differences.
@@ -122,6 +129,7 @@ def curvature(phi: torch.Tensor, eps: float = _EPS) -> torch.Tensor:
     g2 = px * px + py * py
     return (pxx * py * py - 2 * px * py * pxy + pyy * px * px) / (g2 + eps * eps) ** 1.5
 
+
 def curvature_term(phi: torch.Tensor, eps: float = _EPS) -> torch.Tensor:
     r""":math:`\kappa\,|\nabla\phi|` with central differences: the curvature flow's right-hand side.
 
@@ -132,6 +140,7 @@ def curvature_term(phi: torch.Tensor, eps: float = _EPS) -> torch.Tensor:
     """
     _check_phi(phi)
     return _curvature_term(phi, eps)
+
 
 def _curvature_term(phi, eps=_EPS):
     px, py, pxx, pyy, pxy = _second_derivatives(phi)
@@ -154,6 +163,7 @@ def grad2d(u: torch.Tensor) -> torch.Tensor:
     gr = F.pad(u[:, :, 1:] - u[:, :, :-1], (0, 0, 0, 1))
     gc = F.pad(u[:, :, :, 1:] - u[:, :, :, :-1], (0, 1, 0, 0))
     return torch.cat([gr, gc], 1)
+
 
 def div2d(v: torch.Tensor) -> torch.Tensor:
     r"""Discrete divergence, the negative adjoint of :func:`grad2d`: ``(N, 2, H, W)`` → ``(N, 1, H, W)``.

@@ -21,6 +21,7 @@ def _check_labels_tensor(labels, name, dims):
     check_shape(labels, name, "N H W", dims)
     check_dtype(labels, name, "int")
 
+
 def canonical_regions(labels: torch.Tensor, ignore_index: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Renumber the regions of each image ``0, 1, ...`` in order of first appearance (raster order).
 
@@ -59,6 +60,7 @@ def canonical_regions(labels: torch.Tensor, ignore_index: int | None = None) -> 
     num_regions = (first[:, :K] < P).sum(1)
     return ids.reshape(B, H, W), num_regions
 
+
 class RegionStats(NamedTuple):
     """Per-image region statistics, regions in canonical order (see :func:`canonical_regions`).
 
@@ -77,9 +79,11 @@ class RegionStats(NamedTuple):
     present: torch.Tensor
     ids: torch.Tensor
 
+
 def _onehot(ids, R, dtype):
     """``(B, P)`` ids in ``[-1, R)`` -> ``(B, P, R)`` float indicator; id -1 (ignored) gives a zero row."""
     return (ids[..., None] == torch.arange(R, device=ids.device)).to(dtype)
+
 
 def _stats_from_ids(probs: torch.Tensor, ids: torch.Tensor, R: int) -> RegionStats:
     """Region statistics for canonical ``ids`` in ``[-1, R)``; one-hot memory ``N·P·R``."""
@@ -96,6 +100,7 @@ def _stats_from_ids(probs: torch.Tensor, ids: torch.Tensor, R: int) -> RegionSta
     variances = torch.bmm(sq, onehot)[:, 0] / denom                        # (B, R)
     return RegionStats(sizes, means, variances, present, ids)
 
+
 def _check_probs(probs, name="probs"):
     d = check_shape(probs, name, "N C H W")
     check_dtype(probs, name, "float")
@@ -104,6 +109,7 @@ def _check_probs(probs, name="probs"):
     if probs.shape[1] < 2:
         raise ValueError(f"`{name}`: expected at least 2 channels (C >= 2), got C={probs.shape[1]}")
     return d
+
 
 def region_stats(probs: torch.Tensor, labels: torch.Tensor, ignore_index: int | None = None) -> RegionStats:
     r"""Sizes, means and variances of the regions of each image [CAS, §3.1].

@@ -63,6 +63,7 @@ def sdf_from_mask(masks: torch.Tensor, half_pixel: bool = True) -> torch.Tensor:
             out[i, 0] = np.where(m[i], inside, -outside)
     return torch.from_numpy(out).to(masks.device)
 
+
 def heaviside(phi: torch.Tensor, epsilon: float = 1.0) -> torch.Tensor:
     r"""Smoothed Heaviside :math:`H_\varepsilon(\phi) = \tfrac12\big(1+\tfrac2\pi\arctan(\phi/\varepsilon)\big)` [CV01, Eq. 9 (H_{2,ε})].
 
@@ -72,6 +73,7 @@ def heaviside(phi: torch.Tensor, epsilon: float = 1.0) -> torch.Tensor:
     """
     _positive(epsilon, "epsilon")
     return 0.5 * (1 + (2 / math.pi) * torch.atan(phi / epsilon))
+
 
 def dirac(phi: torch.Tensor, epsilon: float = 1.0) -> torch.Tensor:
     r"""Smoothed Dirac :math:`\delta_\varepsilon = H_\varepsilon' = \frac{\varepsilon}{\pi(\varepsilon^2+\phi^2)}` [CV01].

@@ -23,6 +23,7 @@ def _check_number(value, name: str, low: float | None = None, strict: bool = Fal
     if low is not None and (v <= low if strict else v < low):
         raise ValueError(f"`{name}`: expected a number {'>' if strict else '>='} {low}, got {v}")
 
+
 def _check_int(value, name: str, low: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"`{name}`: expected an int, got {type(value).__name__}")

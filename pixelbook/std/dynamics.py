@@ -29,7 +29,6 @@ PAPER_STAR_ITERATIONS = 50  # [STD, Sec. 3.8]: "we just take t1 = 50 layers"
 _VOLUME_RTOL = 1e-4  # ours: float32 sums of H*W ones are exact far beyond this
 
 
-
 def _blur(u: torch.Tensor, k4: torch.Tensor) -> torch.Tensor:
     """Per-class ("depthwise") convolution with zero padding; ``k4`` is ``(1 or C, 1, K, K)``, symmetric."""
     return self_adjoint_conv2d(u, k4)
@@ -46,6 +45,7 @@ def _subgradient(u: torch.Tensor, k4: torch.Tensor, lam) -> torch.Tensor:
         return lam * (k1 - 2 * _blur(u, k4))
     ku = _blur(u[:, :-1], k4)
     return lam * (k1 - 2 * torch.cat([ku, k1 - ku.sum(1, keepdim=True)], 1))
+
 
 def length_surrogate(probs: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     r"""Threshold-dynamics length surrogate :math:`\langle u_i,k*(1-u_i)\rangle` per image and class [STD, Eq. 5].
@@ -72,6 +72,7 @@ def length_surrogate(probs: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     check_dtype(probs, "probs", "float")
     k4 = _check_kernel(kernel, d["C"][0])
     return (probs * _blur(1 - probs, k4)).sum((2, 3))
+
 
 def std_energy(probs: torch.Tensor, logits: torch.Tensor, *, lam=PAPER_LAM, epsilon=PAPER_EPSILON,
                kernel: torch.Tensor | None = None) -> torch.Tensor:
@@ -106,6 +107,7 @@ def std_energy(probs: torch.Tensor, logits: torch.Tensor, *, lam=PAPER_LAM, epsi
     entropy = torch.special.xlogy(probs, probs).sum((1, 2, 3))
     return linear + epsilon * entropy + lam * length_surrogate(probs, kernel).sum(1)
 
+
 def star_directions(center: torch.Tensor, height: int, width: int, *, dtype=torch.float32, device=None) -> torch.Tensor:
     r"""Unit vectors :math:`s(x)=(c-x)/|c-x|` from each pixel towards the star centre [STD, Sec. 3.5].
 
@@ -130,6 +132,7 @@ def star_directions(center: torch.Tensor, height: int, width: int, *, dtype=torc
     norm = d.norm(dim=1, keepdim=True)
     return torch.where(norm > 0, d / norm.clamp_min(torch.finfo(dtype).tiny), torch.zeros_like(d))
 
+
 def _check_volumes(volumes: torch.Tensor, n: int, c: int, h: int, w: int) -> torch.Tensor:
     check_shape(volumes, "volumes", "N C", {"N": (n, "logits"), "C": (c, "logits")})
     check_dtype(volumes, "volumes", "float")
@@ -149,6 +152,7 @@ def _check_volumes(volumes: torch.Tensor, n: int, c: int, h: int, w: int) -> tor
                          f"classes partition the image), got {float(total[i]):.6g} for image {i}; "
                          f"see volumes_from_labels")
     return volumes
+
 
 def soft_threshold_dynamics(
     logits: torch.Tensor,
@@ -300,6 +304,7 @@ def soft_threshold_dynamics(
     if return_energies:
         return out, torch.stack(energies).detach()
     return out
+
 
 def volumes_from_labels(labels: torch.Tensor, num_classes: int, ignore_index: int | None = None) -> torch.Tensor:
     r"""Per-class pixel counts :math:`V` of a label map, as :func:`soft_threshold_dynamics` wants them.

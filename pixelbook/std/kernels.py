@@ -24,7 +24,6 @@ DEFAULT_KERNEL_SIZE = 7  # the paper's support
 DEFAULT_SIGMA = 1.0  # ours: 7x7 stays PSD up to sigma ~ 1.1; at 1.0 the spectrum min is +2e-4 (a margin)
 
 
-
 def _check_kernel(kernel: torch.Tensor, channels: int | None = None) -> torch.Tensor:
     """``(K, K)`` or ``(C, K, K)`` odd, square, symmetric, finite; returns ``(C or 1, 1, K, K)``."""
     if not torch.is_tensor(kernel):
@@ -49,6 +48,7 @@ def _check_kernel(kernel: torch.Tensor, channels: int | None = None) -> torch.Te
             raise ValueError("`kernel`: expected a point-symmetric kernel k(x) = k(-x) (the subgradient "
                              f"p = lam*k*(1-2u) needs it, [STD, App. A]), got asymmetry {float(asym):.3g}")
     return k[:, None]
+
 
 def gaussian_kernel(size: int = DEFAULT_KERNEL_SIZE, sigma=DEFAULT_SIGMA, *, psd: bool = False,
                     dtype: torch.dtype | None = None, device=None) -> torch.Tensor:
@@ -113,6 +113,7 @@ def gaussian_kernel(size: int = DEFAULT_KERNEL_SIZE, sigma=DEFAULT_SIGMA, *, psd
     k = k1[:, :, None] * k1[:, None, :]
     return k if batched else k[0]
 
+
 def kernel_spectrum(kernel: torch.Tensor, n: int = 128) -> torch.Tensor:
     r"""The Fourier transform :math:`\hat k(\omega)=\sum_x k(x)\cos(\omega\cdot x)` of a symmetric kernel.
 
@@ -142,6 +143,7 @@ def kernel_spectrum(kernel: torch.Tensor, n: int = 128) -> torch.Tensor:
     c, s = torch.cos(w[:, None] * r[None]), torch.sin(w[:, None] * r[None])  # (n, K)
     # sum_ab k[a,b] cos(w1 a + w2 b) = C k C^T - S k S^T
     return c @ k @ c.T - s @ k @ s.T
+
 
 def is_psd(kernel: torch.Tensor, n: int = 128, tol: float | None = None) -> bool:
     """True when :func:`kernel_spectrum` is ``>= -tol`` at all ``n``×``n`` sampled frequencies.

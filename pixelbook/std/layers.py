@@ -19,7 +19,6 @@ __all__ = ["STD", "VolumeSTD", "StarSTD"]
 _LEARNABLE = ("lam", "epsilon", "sigma")
 
 
-
 class STD(nn.Module):
     r"""STD softmax block: a drop-in replacement for a segmentation network's final softmax [STD, Sec. 3.6, Eq. 12].
 
@@ -95,6 +94,7 @@ class STD(nn.Module):
                 f"kernel_size={self.kernel_size}, sigma={sigma:.4g}, psd_kernel={self.psd_kernel}, "
                 f"learnable={self.learnable}, output={self.output!r}")
 
+
 class VolumeSTD(STD):
     r"""Volume-preserving STD block (VP-STD) [STD, Sec. 3.7, Eq. 13, Alg. 2].
 
@@ -120,6 +120,7 @@ class VolumeSTD(STD):
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", sinkhorn_iterations={self.sinkhorn_iterations}"
+
 
 class StarSTD(STD):
     r"""Star-shape STD block (SS-STD) [STD, Sec. 3.8, Eq. 14, Alg. 3].
