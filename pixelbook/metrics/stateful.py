@@ -7,16 +7,14 @@ functional metric gives on the whole dataset at once — exactly for counts, and
 rounding of float64 sums otherwise. ``compute()`` returns tensors (a dict of tensors where the
 functional version returns a dict), as torchmetrics does.
 
-==============================  =====================================  ==================================
-class                           state                                  equals
-==============================  =====================================  ==================================
-:class:`MeanIoU`                ``(C, C)`` int64 confusion matrix      :func:`~pixelbook.metrics.mean_iou`
-:class:`PixelAccuracy`          ``(C, C)`` int64 confusion matrix      :func:`~pixelbook.metrics.pixel_accuracy`
-:class:`DepthMetrics`           float64 sums and counts over pixels    :func:`~pixelbook.metrics.depth_metrics`
-:class:`NormalMetrics`          angle sum, threshold counts, histogram :func:`~pixelbook.metrics.normal_metrics`
-:class:`SaliencyMetrics`        per-image curve and MAE sums           :func:`~pixelbook.metrics.fbeta_scores`,
-                                                                       :func:`~pixelbook.metrics.mae`
-==============================  =====================================  ==================================
+- :class:`MeanIoU`, :class:`PixelAccuracy`: a ``(C, C)`` int64 confusion matrix; equal to
+  :func:`~pixelbook.metrics.mean_iou` and :func:`~pixelbook.metrics.pixel_accuracy`;
+- :class:`DepthMetrics`: float64 sums and counts over the valid pixels; equal to
+  :func:`~pixelbook.metrics.depth_metrics`;
+- :class:`NormalMetrics`: the sum of the angles, the counts below each threshold and a histogram of
+  the angles; equal to :func:`~pixelbook.metrics.normal_metrics` (the median to half a bin);
+- :class:`SaliencyMetrics`: sums of the per-image curves, adaptive F and MAE; equal to
+  :func:`~pixelbook.metrics.fbeta_scores` and :func:`~pixelbook.metrics.mae`.
 
 The two confusion-matrix classes are torchmetrics' own ``MulticlassConfusionMatrix`` (its state is
 the matrix, summed across processes), read out with this package's conventions
