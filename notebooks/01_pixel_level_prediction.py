@@ -54,7 +54,7 @@ from myst_nb import glue
 
 import pixelbook as pb
 from pixelbook.data.synthetic import make_scene_splits, normals_from_depth
-from pixelbook.losses import (balanced_bce_loss, log_depth_loss, multitask_loss, normal_loss,
+from pixelbook.losses import (balanced_bce_loss, log_depth_loss, multitask_terms, normal_loss,
                               segmentation_loss)
 from pixelbook.models import PixelNet, count_parameters
 from pixelbook.multitask import (TASK_METRICS, load_boundary_data, load_task_data, predict_dataset, task_metrics,
@@ -361,8 +361,10 @@ assert pb.metrics.mean_iou(lab.masked_fill(lab == 255, 0), lab, NUM_CLASSES, ign
 
 # %%
 def make_loss(weights):
-    def loss_fn(model, batch):
-        return multitask_loss(model(batch["image"]), batch, weights)
+    def loss_fn(model, batch):  # the weighted total for the optimiser, the unweighted terms for the history
+        terms = multitask_terms(model(batch["image"]), batch)
+        total = sum(float(weights.get(task, 1.0)) * term for task, term in terms.items())
+        return total, {task: float(term.detach()) for task, term in terms.items()}
     return loss_fn
 
 
@@ -370,7 +372,7 @@ cfg = TrainConfig(epochs=EPOCHS, lr=3e-3, batch_size=16, optimizer="adamw", weig
                   snapshot_every=1, params={"model": f"PixelNet-{ENCODER}", "data": DATASET, "size": IMAGE_SIZE, "n_train": N_TRAIN,
                                             "weights": LOSS_WEIGHTS, "gamma": GAMMA, "lambda": LAMBDA})
 pb.runtime.seed_all(SEED)
-multi = PixelNet(NUM_CLASSES, encoder=ENCODER, pretrained=SCALE == "full")
+multi = PixelNet(NUM_CLASSES, encoder=ENCODER, weights_backbone="DEFAULT" if SCALE == "full" else None)
 history = train_or_load("ch1-multitask", multi, make_loss(LOSS_WEIGHTS), train, cfg, device=DEVICE)
 pb.viz.plot_history(history, keys=["train_loss", "seg", "boundary", "depth", "normals"])
 
@@ -382,7 +384,7 @@ pb.viz.plot_history(history, keys=["train_loss", "seg", "boundary", "depth", "no
 # %%
 single_cfg = TrainConfig(**{**cfg.__dict__, "snapshot_every": 0, "params": {**cfg.params, "tasks": ["seg"]}})
 pb.runtime.seed_all(SEED)
-single = PixelNet(NUM_CLASSES, tasks=("seg",), encoder=ENCODER, pretrained=SCALE == "full")
+single = PixelNet(NUM_CLASSES, tasks=("seg",), encoder=ENCODER, weights_backbone="DEFAULT" if SCALE == "full" else None)
 single_history = train_or_load("ch1-seg-only", single, make_loss({"seg": 1.0}), train, single_cfg, device=DEVICE)
 
 # %% [markdown]
@@ -499,7 +501,7 @@ if BOUNDARY_DATASET == "bsds500":
     b_cfg = TrainConfig(**{**cfg.__dict__, "snapshot_every": 0, "batch_size": 8,
                            "params": {**cfg.params, "data": "bsds500", "tasks": ["boundary"], "size": bsds_size}})
     pb.runtime.seed_all(SEED)
-    bnet = PixelNet(2, tasks=("boundary",), encoder=ENCODER, pretrained=SCALE == "full")
+    bnet = PixelNet(2, tasks=("boundary",), encoder=ENCODER, weights_backbone="DEFAULT" if SCALE == "full" else None)
     train_or_load("ch1-bsds500", bnet, make_loss({"boundary": 1.0}), b_train, b_cfg, device=DEVICE)
     b_pred = predict_dataset(bnet, b_test, batch_size=8, device=DEVICE)["boundary"]
     tol = 0.0075 * math.hypot(*bsds_size)  # BSDS: maxDist = 0.75 % of the image diagonal

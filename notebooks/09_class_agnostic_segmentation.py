@@ -703,11 +703,11 @@ def evaluate_sod(model, data, channel):
     for b in batches:
         S = model(b["image"].to(DEVICE)).softmax(1)[:, channel].cpu().double()
         G = b["mask"]
-        f = pb.metrics.fbeta_scores(S, G, reduction="none", return_curves=True)
+        f = pb.metrics.fbeta_per_image(S, G, return_curves=True)
         f_curve = f_curve + f["f"].sum(0)             # PySODMetrics: per-image F curves, averaged
         sums["adaptive_f"] += float(f["adaptive_f"].sum())
-        sums["mae"] += float(pb.metrics.mae(S, G, reduction="none").sum())
-        sums["s"] += float(pb.metrics.s_measure(S, G, reduction="none").sum())
+        sums["mae"] += float(pb.metrics.mae_per_image(S, G).sum())
+        sums["s"] += float(pb.metrics.s_measure_per_image(S, G).sum())
         # does the read-out channel correlate positively with the object in this image?
         Sc, Gc = S.flatten(1) - S.flatten(1).mean(1, keepdim=True), G.flatten(1).double()
         Gc = Gc - Gc.mean(1, keepdim=True)
@@ -716,7 +716,7 @@ def evaluate_sod(model, data, channel):
         # diagnostic only (it uses the test masks): flip S in the images where the read-out channel
         # anti-correlates with the object, i.e. score the partition whatever its polarity
         flipped = torch.where(agree[:, None, None], S, 1 - S)
-        f_flip = f_flip + pb.metrics.fbeta_scores(flipped, G, reduction="none", return_curves=True)["f"].sum(0)
+        f_flip = f_flip + pb.metrics.fbeta_per_image(flipped, G, return_curves=True)["f"].sum(0)
         n += len(S)
     out = {k: v / n for k, v in sums.items()}
     out["max_f"] = float((f_curve / n).max())
@@ -952,7 +952,7 @@ if SYNTHETIC:
                 p_test = torch.cat([model(b["image"].to(DEVICE)).softmax(1).cpu() for b in iterate_batches(MOS_TEST, 100)])
             assignment = match_channels(p_val, MOS_VAL["labels"], 3)
             labelled = pb.metrics.mean_iou(p_test[:, assignment].argmax(1), MOS_TEST["labels"], 3)
-            partition = float(matched_iou(p_test.argmax(1), MOS_TEST["labels"], 3).mean())
+            partition = matched_iou(p_test.argmax(1), MOS_TEST["labels"], 3)
             MULTI.setdefault((loss_name, labels_name), []).append(
                 {"partition": partition, "labelling": float(labelled), "train_loss": hist["train_loss"][-1]})
 

@@ -14,10 +14,11 @@ from typing import Iterable
 
 import torch
 
-__all__ = ["check_shape", "check_finite", "check_labels", "check_range", "check_dtype", "check_choice",
-           "check_int", "check_float", "check_positive_int", "IGNORE_INDEX"]
+__all__ = ["IGNORE_INDEX", "check_shape", "check_finite", "check_labels", "check_range", "check_dtype",
+           "check_choice", "check_int", "check_float", "check_positive_int"]
 
-#: The package's one ``ignore_index`` default: label value of pixels that do not count.
+#: The package's one ``ignore_index`` default: the label of void pixels (PASCAL VOC's 255). Every
+#: function with an ``ignore_index`` argument defaults to it; ``None`` means "no void label".
 IGNORE_INDEX = 255
 
 

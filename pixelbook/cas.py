@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_choice, check_dtype, check_finite, check_shape
+from ._checks import IGNORE_INDEX, check_choice, check_dtype, check_finite, check_shape
 from ._moved import moved_attribute
 from .ops.regions import RegionStats, _check_labels_tensor, _check_probs, _stats_from_ids, canonical_regions  # noqa: F401
 from .ops.regions import region_stats  # noqa: F401  (the chapter's building blocks)
@@ -75,7 +75,8 @@ def _official_ids(labels, ignore_index):
 
 
 def _terms(probs, labels, variant, ignore_index, single_region):
-    """``(U, D, single)`` per image; ``single`` marks images with fewer than two regions."""
+    """``(U, D, left_out)`` per image; ``left_out`` marks images with no labelled pixel (all void: their
+    terms are 0, the ignored-input convention) or, with ``single_region="skip"``, a single region."""
     d = _check_probs(probs)
     _check_labels_tensor(labels, "labels", d)
     check_choice(variant, "variant", ("paper", "official"))
@@ -86,16 +87,13 @@ def _terms(probs, labels, variant, ignore_index, single_region):
     else:
         ids, R = _official_ids(labels, ignore_index), 2
     st = _stats_from_ids(probs, ids, R)
-    labelled = st.sizes.sum(1)
-    if bool((labelled == 0).any()):
-        b = int((labelled == 0).nonzero()[0])
-        raise ValueError(f"`labels`: image {b} has no labelled pixel (all equal ignore_index={ignore_index})")
+    empty = st.sizes.sum(1) == 0  # every pixel void: no partition to score
     count = st.present.sum(1)
-    if variant == "official" and bool((count < 2).any()):
-        b = int((count < 2).nonzero()[0])
+    if variant == "official" and bool(((count < 2) & ~empty).any()):
+        b = int(((count < 2) & ~empty).nonzero()[0])
         which = "foreground (label 1)" if not bool(st.present[b, 1]) else "background (label 0)"
         raise ValueError(f"`labels`: image {b} has an empty {which} region; variant='official' needs both")
-    single = count < 2
+    single = (count < 2) & ~empty
     if single_region == "raise" and bool(single.any()):
         b = int(single.nonzero()[0])
         raise ValueError(f"`labels`: image {b} has a single region; CAS needs a partition with >= 2 regions "
@@ -108,12 +106,12 @@ def _terms(probs, labels, variant, ignore_index, single_region):
     else:
         U = st.variances[:, 1]
         D = (st.means[:, 1] - st.means[:, 0]).pow(2).sum(-1)
-    zero = torch.zeros_like(U)
-    return torch.where(single, zero, U), torch.where(single, zero, D), single
+    zero, left_out = torch.zeros_like(U), single | empty
+    return torch.where(left_out, zero, U), torch.where(left_out, zero, D), left_out
 
 
 def cas_terms(probs: torch.Tensor, labels: torch.Tensor, *, variant: str = "paper",
-              ignore_index: int | None = None, single_region: str = "raise") -> tuple[torch.Tensor, torch.Tensor]:
+              ignore_index: int | None = IGNORE_INDEX, single_region: str = "raise") -> tuple[torch.Tensor, torch.Tensor]:
     r"""The two terms of CAS [CAS, Eq. 1] for each image: uniformer :math:`U` and discriminator :math:`D`.
 
     ``variant="paper"``: :math:`U=\sum_i V_i` over all regions and :math:`D=\sum_i\sum_{j\ne i}
@@ -127,7 +125,9 @@ def cas_terms(probs: torch.Tensor, labels: torch.Tensor, *, variant: str = "pape
         probs: ``(N, M, H, W)`` softmax output, values in [0, 1], ``M >= 2``.
         labels: ``(N, H, W)`` integer region labels (any values for ``"paper"``; 0/1 for ``"official"``).
         variant: ``"paper"`` or ``"official"``.
-        ignore_index: label of pixels that belong to no region, or ``None``.
+        ignore_index: label of pixels that belong to no region, or ``None``. An image whose pixels
+            are all void has no partition: its terms are 0 (with a zero gradient) and
+            :func:`cas_loss` leaves it out of the mean.
         single_region: what to do with an image whose partition has one region (e.g. a THUR15k
             image without salient object): ``"raise"`` (default) or ``"skip"`` (its terms are
             returned as 0 and :func:`cas_loss` leaves it out of the mean).
@@ -137,7 +137,7 @@ def cas_terms(probs: torch.Tensor, labels: torch.Tensor, *, variant: str = "pape
 
     Raises:
         ValueError: bad shapes/values; an image with one region (unless ``single_region="skip"``);
-        an empty foreground or background with ``variant="official"``; an image with no labelled pixel.
+        an empty foreground or background with ``variant="official"``.
 
     Example:
         >>> s = torch.tensor([[[[1.0, 1.0], [0.0, 0.0]], [[0.0, 0.0], [1.0, 1.0]]]])
@@ -155,7 +155,8 @@ def _check_alpha(alpha):
 
 
 def cas_loss(probs: torch.Tensor, labels: torch.Tensor, alpha: float = ALPHA, *, variant: str = "paper",
-             ignore_index: int | None = None, reduction: str = "mean", single_region: str = "raise") -> torch.Tensor:
+             ignore_index: int | None = IGNORE_INDEX, reduction: str = "mean",
+             single_region: str = "raise") -> torch.Tensor:
     r"""Class-agnostic segmentation loss :math:`\alpha U - (1-\alpha) D` [CAS, Eq. 1], per image.
 
     Cost :math:`O(P\,R\,M)` per image for :math:`P` pixels, :math:`R` regions, :math:`M` channels
@@ -169,7 +170,8 @@ def cas_loss(probs: torch.Tensor, labels: torch.Tensor, alpha: float = ALPHA, *,
             the official code uses 0.5 (:data:`ALPHA_OFFICIAL`).
         variant: ``"paper"`` (Eq. 1 as written: all regions, ordered pairs) or ``"official"``
             (official ``cas.py``: foreground variance only, one unordered pair; binary labels).
-        ignore_index: label of pixels that belong to no region, or ``None``.
+        ignore_index: label of pixels that belong to no region, or ``None``; an all-void image
+            counts 0 and is left out of the mean, so an all-void batch gives 0 with a zero gradient.
         reduction: ``"mean"`` over images (the official code divides by the batch size), ``"sum"``,
             or ``"none"`` for the ``(N,)`` per-image losses.
         single_region: ``"raise"`` or ``"skip"`` (such images count 0 and are left out of the mean),
@@ -188,15 +190,17 @@ def cas_loss(probs: torch.Tensor, labels: torch.Tensor, alpha: float = ALPHA, *,
     """
     _check_alpha(alpha)
     check_choice(reduction, "reduction", ("mean", "sum", "none"))
-    U, D, single = _terms(probs, labels, variant, ignore_index, single_region)
+    U, D, left_out = _terms(probs, labels, variant, ignore_index, single_region)
     loss = alpha * U - (1.0 - alpha) * D
     if reduction == "none":
         return loss
     if reduction == "sum":
         return loss.sum()
-    kept = int((~single).sum())
+    kept = int((~left_out).sum())
     if kept == 0:
-        raise ValueError("`labels`: every image has a single region; nothing to average")
+        if single_region == "skip" and ignore_index is not None and bool((labels != ignore_index).any()):
+            raise ValueError("`labels`: every image has a single region; nothing to average")
+        return loss.sum()  # all void: 0, with a zero gradient
     return loss.sum() / kept
 
 
@@ -207,8 +211,8 @@ class CASLoss(nn.Module):
         alpha: :math:`\alpha`, default 0.1 [CAS, §6]; the official code uses 0.5.
         variant: ``"paper"`` or ``"official"`` (see :func:`cas_terms`).
         ignore_index, reduction, single_region: as in :func:`cas_loss`.
-        from_logits: ``True`` (default): ``forward`` takes logits ``(N, M, H, W)`` and applies
-            ``softmax(dim=1)``; ``False``: it takes probabilities.
+        from_logits: ``True`` (default): ``forward(logits, labels)`` takes logits ``(N, M, H, W)``
+            and applies ``softmax(dim=1)``; ``False``: its first argument is probabilities.
 
     Example:
         >>> loss = CASLoss(alpha=0.1)
@@ -216,7 +220,7 @@ class CASLoss(nn.Module):
         torch.Size([])
     """
 
-    def __init__(self, alpha: float = ALPHA, variant: str = "paper", ignore_index: int | None = None,
+    def __init__(self, alpha: float = ALPHA, variant: str = "paper", ignore_index: int | None = IGNORE_INDEX,
                  reduction: str = "mean", single_region: str = "raise", from_logits: bool = True):
         super().__init__()
         _check_alpha(alpha)
@@ -226,11 +230,13 @@ class CASLoss(nn.Module):
         self.alpha, self.variant, self.ignore_index = float(alpha), variant, ignore_index
         self.reduction, self.single_region, self.from_logits = reduction, single_region, from_logits
 
-    def forward(self, input: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        if self.from_logits:
-            check_shape(input, "logits", "N C H W")
-            check_finite(input, "logits")
-        probs = input.softmax(1) if self.from_logits else input
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if not self.from_logits:
+            return cas_loss(logits, labels, self.alpha, variant=self.variant, ignore_index=self.ignore_index,
+                            reduction=self.reduction, single_region=self.single_region)
+        check_shape(logits, "logits", "N C H W")
+        check_finite(logits, "logits")
+        probs = logits.softmax(1)
         return cas_loss(probs, labels, self.alpha, variant=self.variant, ignore_index=self.ignore_index,
                         reduction=self.reduction, single_region=self.single_region)
 
@@ -290,7 +296,7 @@ def _draw_permutations(B: int, K: int, p: float, generator) -> torch.Tensor:
 
 def permute_region_labels(labels: torch.Tensor, num_classes: int, p: float = 0.5, *,
                           generator: torch.Generator | None = None,
-                          ignore_index: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                          ignore_index: int | None = IGNORE_INDEX) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Low-fidelity data (LFD): relabel each image's regions with probability ``p`` [CAS, §5.1].
 
     With probability ``p`` an image's labels go through a uniformly drawn *non-identity*
@@ -370,8 +376,8 @@ class LowFidelityLabels(torch.utils.data.Dataset):
 # --------------------------------------------------------------------------------------------------
 
 
-def select_channel(probs: torch.Tensor, masks: torch.Tensor) -> int:
-    r"""The channel that correlates best with the salient masks on labelled validation data [CAS, §4.2].
+def select_channel(probs: torch.Tensor, labels: torch.Tensor) -> int:
+    r"""The channel that correlates best with the salient ground truth on labelled validation data [CAS, §4.2].
 
     "We choose the channel for the salient object label by calculating the correlation of the
     output channels with the saliency map on the validation set and selecting the channel with
@@ -379,7 +385,7 @@ def select_channel(probs: torch.Tensor, masks: torch.Tensor) -> int:
 
     Args:
         probs: ``(N, M, H, W)`` outputs of a model trained with a channel-permutation-invariant loss.
-        masks: ``(N, H, W)`` binary ground truth (bool or 0/1), not constant.
+        labels: ``(N, H, W)`` binary ground truth (bool or 0/1), not constant.
 
     Returns: the channel index (int).
 
@@ -390,12 +396,12 @@ def select_channel(probs: torch.Tensor, masks: torch.Tensor) -> int:
     """
     d = check_shape(probs, "probs", "N C H W")
     check_finite(probs, "probs")
-    check_shape(masks, "masks", "N H W", d)
-    g = masks.to(torch.float64).reshape(-1)
+    check_shape(labels, "labels", "N H W", d)
+    g = labels.to(torch.float64).reshape(-1)
     if not bool(((g == 0) | (g == 1)).all()):
-        raise ValueError("`masks`: expected binary values (bool or 0/1)")
+        raise ValueError("`labels`: expected binary values (bool or 0/1)")
     if float(g.min()) == float(g.max()):
-        raise ValueError("`masks`: expected both salient and non-salient pixels, got a constant mask")
+        raise ValueError("`labels`: expected both salient and non-salient pixels, got a constant map")
     s = probs.detach().to(torch.float64).transpose(0, 1).reshape(probs.shape[1], -1)
     sc, gc = s - s.mean(1, keepdim=True), g - g.mean()
     corr = (sc @ gc) / (sc.norm(dim=1) * gc.norm()).clamp_min(torch.finfo(torch.float64).tiny)
@@ -403,7 +409,7 @@ def select_channel(probs: torch.Tensor, masks: torch.Tensor) -> int:
 
 
 def match_channels(probs: torch.Tensor, labels: torch.Tensor, num_classes: int,
-                   ignore_index: int | None = None) -> torch.Tensor:
+                   ignore_index: int | None = IGNORE_INDEX) -> torch.Tensor:
     r"""Assign a distinct output channel to each class from labelled validation data.
 
     The multi-region generalisation of :func:`select_channel`: builds the table
@@ -444,7 +450,7 @@ def match_channels(probs: torch.Tensor, labels: torch.Tensor, num_classes: int,
     rows, cols = linear_sum_assignment(table.cpu().numpy(), maximize=True)
     out = torch.empty(num_classes, dtype=torch.long)
     out[torch.as_tensor(rows)] = torch.as_tensor(cols, dtype=torch.long)
-    return out
+    return out.to(probs.device)
 
 
 

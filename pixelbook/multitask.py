@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from . import metrics
-from ._checks import check_shape
+from ._checks import IGNORE_INDEX, check_shape
 from .training import evaluate_batches
 
 __all__ = ["predict_dataset", "task_metrics", "trivial_predictions", "TASK_METRICS", "load_task_data",
@@ -61,8 +61,8 @@ def task_metrics(pred: Mapping[str, torch.Tensor], data: Mapping[str, torch.Tens
     valid = data.get("valid")
     out = {}
     if "seg" in pred:
-        labels = data["labels"] if valid is None else data["labels"].masked_fill(~valid, 255)
-        cm = metrics.confusion_matrix(pred["seg"], labels, num_classes, ignore_index=255)
+        labels = data["labels"] if valid is None else data["labels"].masked_fill(~valid, IGNORE_INDEX)
+        cm = metrics.confusion_matrix(pred["seg"], labels, num_classes, ignore_index=IGNORE_INDEX)
         out["seg"] = {"miou": metrics.mean_iou_from_confusion(cm), "pixel_acc": metrics.pixel_accuracy_from_confusion(cm),
                       "per_class_iou": metrics.iou_from_confusion(cm)}
     if "boundary" in pred:
@@ -103,7 +103,7 @@ def trivial_predictions(train: Mapping[str, torch.Tensor], n: int, size, num_cla
     }
 
 
-def label_boundaries(labels: torch.Tensor, ignore_index: int = 255) -> torch.Tensor:
+def label_boundaries(labels: torch.Tensor, ignore_index: int | None = IGNORE_INDEX) -> torch.Tensor:
     """1-px boundaries of a label map ``(N, H, W)``: pixels whose right or lower neighbour differs.
 
     Pairs involving ``ignore_index`` are not boundaries. Used for datasets without boundary labels
@@ -113,7 +113,9 @@ def label_boundaries(labels: torch.Tensor, ignore_index: int = 255) -> torch.Ten
     b = torch.zeros_like(labels, dtype=torch.bool)
     for dy, dx in ((0, 1), (1, 0)):
         a, c = labels[:, : labels.shape[1] - dy, : labels.shape[2] - dx], labels[:, dy:, dx:]
-        edge = (a != c) & (a != ignore_index) & (c != ignore_index)
+        edge = a != c
+        if ignore_index is not None:
+            edge &= (a != ignore_index) & (c != ignore_index)
         b[:, : labels.shape[1] - dy, : labels.shape[2] - dx] |= edge
     return b
 
@@ -160,7 +162,7 @@ def load_task_data(dataset: str, split: str, n: int | None = None, size=64, seed
     count = len(ds) if n is None else min(n, len(ds))
     samples = [_resize_sample(ds[i], size) for i in tqdm(range(count), desc=f"NYUv2 {split}", disable=not progress)]
     data = {k: torch.stack([s[k] for s in samples]) for k in ("image", "labels", "depth", "normals", "valid")}
-    data["labels"] = data["labels"].masked_fill(~data["valid"], 255)
+    data["labels"] = data["labels"].masked_fill(~data["valid"], IGNORE_INDEX)
     data["boundaries"] = label_boundaries(data["labels"])
     return {k: data[k] for k in TASK_KEYS}, tuple(NYUv2Labeled.classes)
 

@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_choice, check_dtype, check_finite, check_labels, check_positive_int, check_shape
+from ._checks import IGNORE_INDEX, check_choice, check_dtype, check_finite, check_labels, check_positive_int, check_shape
 from ._moved import moved_attribute
 from .ops.covariance import joint_covariance, region_vectors  # noqa: F401  (the chapter's building blocks)
 
@@ -148,7 +148,7 @@ def rmi_from_covariance(cov: torch.Tensor, xi: float = 1e-6) -> torch.Tensor:
     return L.diagonal(dim1=-2, dim2=-1)[..., d:].log().sum(-1) / d
 
 
-def rmi_lower_bound(probs: torch.Tensor, targets: torch.Tensor, radius: int = 3, xi: float = 1e-6,
+def rmi_lower_bound(probs: torch.Tensor, target: torch.Tensor, radius: int = 3, xi: float = 1e-6,
                     normalize: bool = True) -> torch.Tensor:
     r"""Per-(image, class) RMI terms :math:`\ell = -I_l = \frac{1}{2d}\log\det(M + \xi I)` [RMI, Eqs. 13-15].
 
@@ -160,7 +160,7 @@ def rmi_lower_bound(probs: torch.Tensor, targets: torch.Tensor, radius: int = 3,
 
     Args:
         probs: ``(N, C, h, w)`` probabilities (after down-sampling).
-        targets: ``(N, C, h, w)`` float label maps (after the same down-sampling).
+        target: ``(N, C, h, w)`` float label maps (after the same down-sampling).
         radius: :math:`R`; each point has :math:`d=R^2` coordinates. Paper: 3.
         xi: :math:`\xi \ge 0`; the paper's "1e-6 in practice". ``xi = 0`` is allowed for checks on
             non-singular data and raises on a singular covariance.
@@ -182,8 +182,8 @@ def rmi_lower_bound(probs: torch.Tensor, targets: torch.Tensor, radius: int = 3,
         raise ValueError(f"`xi`: expected a finite number >= 0, got {xi!r}")
     check_shape(probs, "probs", "N C H W")
     check_finite(probs, "probs")
-    check_finite(targets, "targets")
-    return rmi_from_covariance(joint_covariance(probs, targets, radius, normalize), xi)
+    check_finite(target, "target")
+    return rmi_from_covariance(joint_covariance(probs, target, radius, normalize), xi)
 
 
 def _onehot(labels: torch.Tensor, num_classes: int, valid: torch.Tensor | None, dtype) -> torch.Tensor:
@@ -231,7 +231,7 @@ def _pooled_onehot(labels, num_classes, valid, pool, size, stride, padding, dtyp
 def rmi_loss(logits: torch.Tensor, labels: torch.Tensor, *, radius: int = 3, pool: str = "avg",
              pool_size: int = 4, pool_stride: int | None = None, pool_padding: int = 0, xi: float = 1e-6,
              normalize: bool = True, ce_weight: float = 0.5, activation: str = "sigmoid",
-             ignore_index: int | None = 255, reduction: str = "mean") -> torch.Tensor:
+             ignore_index: int | None = IGNORE_INDEX, reduction: str = "mean") -> torch.Tensor:
     r"""Region Mutual Information loss with its cross-entropy term [RMI, Eq. 16].
 
     .. math::
@@ -265,7 +265,10 @@ def rmi_loss(logits: torch.Tensor, labels: torch.Tensor, *, radius: int = 3, poo
         ignore_index: label value of void pixels (VOC: 255), or ``None``.
         reduction: ``"mean"`` (Eq. 16: CE averaged over all valid pixels of the batch, RMI averaged
             over images), ``"sum"`` (CE summed over pixels, RMI summed over images) or ``"none"``
-            (``(N,)`` per-image losses, CE averaged over each image's valid pixels).
+            (``(N,)`` per-image losses, CE averaged over each image's valid pixels). An image whose
+            pixels are all void contributes 0 to both terms (its RMI term would otherwise be the
+            constant :math:`\tfrac C2\ln\xi`) and is left out of the RMI mean over images, so an
+            all-void batch gives 0 with a zero gradient.
 
     Returns:
         Scalar tensor (``(N,)`` for ``reduction="none"``) in the dtype of ``logits``.
@@ -333,7 +336,17 @@ def rmi_loss(logits: torch.Tensor, labels: torch.Tensor, *, radius: int = 3, poo
         else:
             terms = rmi_lower_bound(p, y, R, xi, normalize)
         per_image = terms.sum(1).to(logits.dtype)
-        rmi = per_image if reduction == "none" else (per_image.sum() if reduction == "sum" else per_image.mean())
+        labelled = None if valid is None else valid.flatten(1).any(1)
+        if labelled is not None:  # an all-void image counts 0 and leaves the mean (ignored-input convention)
+            per_image = torch.where(labelled, per_image, torch.zeros_like(per_image))
+        if reduction == "none":
+            rmi = per_image
+        elif reduction == "sum":
+            rmi = per_image.sum()
+        elif labelled is None or bool(labelled.all()):
+            rmi = per_image.mean()
+        else:
+            rmi = per_image.sum() / labelled.sum().clamp(min=1).to(per_image.dtype)
     return lam * ce + (1.0 - lam) * rmi
 
 
@@ -354,7 +367,8 @@ class RMILoss(nn.Module):
 
     def __init__(self, radius: int = 3, pool: str = "avg", pool_size: int = 4, pool_stride: int | None = None,
                  pool_padding: int = 0, xi: float = 1e-6, normalize: bool = True, ce_weight: float = 0.5,
-                 activation: str = "sigmoid", ignore_index: int | None = 255, reduction: str = "mean"):
+                 activation: str = "sigmoid", ignore_index: int | None = IGNORE_INDEX,
+                 reduction: str = "mean"):
         super().__init__()
         check_positive_int(radius, "radius")
         check_choice(pool, "pool", POOL_WAYS)
@@ -373,7 +387,7 @@ class RMILoss(nn.Module):
         """The official code's settings (ZJULearning/RMI ``script/train.sh`` and ``rmi.py``):
         avg pooling 4/4 with padding 2, R = 3, ξ = 5e-4 on unnormalised scatter matrices."""
         kw = dict(radius=3, pool="avg", pool_size=4, pool_padding=2, xi=5e-4, normalize=False, ce_weight=0.5,
-                  activation="sigmoid", ignore_index=255)
+                  activation="sigmoid", ignore_index=IGNORE_INDEX)
         kw.update(overrides)
         return cls(**kw)
 

@@ -199,17 +199,17 @@ class TestNarrowBandLoss:
         g = pred.grad.abs()[0, 0, 0]
         assert g[0] > g[1] > g[2] and float(g[2]) < 0.01 * float(g[0])
 
-    def test_mask_excludes_pixels(self):
+    def test_valid_excludes_pixels(self):
         pred, target = torch.zeros(1, 1, 2, 2), torch.tensor([[[[3.0, 3.0], [0.0, 0.0]]]])
-        mask = torch.tensor([[[0, 0], [1, 1]]])
-        assert float(narrow_band_loss(pred, target, mask=mask)) == 0.0
-        assert float(narrow_band_loss(pred, target, mask=torch.zeros(1, 2, 2))) == 0.0
+        valid = torch.tensor([[[False, False], [True, True]]])
+        assert float(narrow_band_loss(pred, target, valid=valid)) == 0.0
+        assert float(narrow_band_loss(pred, target, valid=torch.zeros(1, 2, 2))) == 0.0
 
     def test_bad_inputs(self):
         with pytest.raises(ValueError, match="`target`: expected W=4 \\(as in `pred`\\), got 5"):
             narrow_band_loss(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 5))
-        with pytest.raises(ValueError, match="`mask`: expected binary values"):
-            narrow_band_loss(torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 2), mask=torch.full((1, 2, 2), 2))
+        with pytest.raises(ValueError, match="`valid`: expected binary values"):
+            narrow_band_loss(torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 2), valid=torch.full((1, 2, 2), 2))
         assert narrow_band(torch.tensor(3.0), 3.0) == pytest.approx(math.tanh(1))
 
 
@@ -235,7 +235,7 @@ class TestSegmentationScores:
         assert e["pooled_iou"] == 0.0 and e["fbeta"] == 0.0
 
     def test_bad_masks(self):
-        with pytest.raises(ValueError, match="`masks`: expected H=6 \\(as in `phi`\\), got 5"):
+        with pytest.raises(ValueError, match="`labels`: expected H=6 \\(as in `phi`\\), got 5"):
             segmentation_scores(torch.zeros(1, 1, 6, 6), torch.zeros(1, 5, 6, dtype=torch.bool))
 
 

@@ -137,15 +137,18 @@ class MultitaskExperiment(Experiment):
 
         m = config.model
         return PixelNet(len(data["classes"]), tasks=tuple(m["tasks"]), encoder=m["encoder"], widths=tuple(m["widths"]),
-                        head_width=m["head_width"], head_stride=m["head_stride"], pretrained=m["pretrained"])
+                        head_width=m["head_width"], head_stride=m["head_stride"],
+                        weights_backbone="DEFAULT" if m["pretrained"] else None)
 
     def loss(self, config):
-        from ..losses import multitask_loss
+        from ..losses import multitask_terms
 
         weights, gamma, lam = dict(config.loss["weights"]), config.loss["gamma"], config.loss["lambda"]
 
-        def loss_fn(model, batch):
-            return multitask_loss(model(batch["image"]), batch, weights, gamma=gamma, lam=lam)
+        def loss_fn(model, batch):  # the weighted total for the optimiser, the unweighted terms for the history
+            terms = multitask_terms(model(batch["image"]), batch, gamma=gamma, lam=lam)
+            total = sum(float(weights.get(task, 1.0)) * term for task, term in terms.items())
+            return total, {task: float(term.detach()) for task, term in terms.items()}
 
         return loss_fn
 

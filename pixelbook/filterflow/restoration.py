@@ -103,9 +103,9 @@ def image_metrics(pred: torch.Tensor, target: torch.Tensor) -> dict:
     Returns:
         ``{"psnr": (N,), "ssim": (N,)}`` float64 tensors.
     """
-    from ..metrics import psnr, ssim
+    from ..metrics import psnr_per_image, ssim_per_image
 
-    return {"psnr": psnr(pred, target, reduction="none"), "ssim": ssim(pred, target, reduction="none")}
+    return {"psnr": psnr_per_image(pred, target), "ssim": ssim_per_image(pred, target)}
 
 
 def flow_edge_ratio(filters: torch.Tensor, image: torch.Tensor, top: float = 0.2, bottom: float = 0.5) -> float:

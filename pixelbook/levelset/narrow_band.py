@@ -25,9 +25,9 @@ def narrow_band(phi: torch.Tensor, scale: float = 3.0) -> torch.Tensor:
 
 
 def narrow_band_loss(pred: torch.Tensor, target: torch.Tensor, scale: float = 3.0,
-                     mask: torch.Tensor | None = None) -> torch.Tensor:
+                     valid: torch.Tensor | None = None) -> torch.Tensor:
     r"""MSE between narrow-band maps [NODE-LS, §3.1–3.2]:
-    :math:`\frac{1}{\sum m}\sum_x m(x)\big(\tanh(\tilde\phi/s) - \tanh(\phi/s)\big)^2`.
+    :math:`\frac{1}{\sum v}\sum_x v(x)\big(\tanh(\tilde\phi/s) - \tanh(\phi/s)\big)^2`.
 
     The paper states "MSE between the target and predicted distance maps" plus a tanh on the
     evolved map; squashing the target too keeps both in the same units (our reading).
@@ -36,9 +36,10 @@ def narrow_band_loss(pred: torch.Tensor, target: torch.Tensor, scale: float = 3.
         pred: ``(N, 1, H, W)`` predicted distance map :math:`\tilde\phi` (pixels).
         target: ``(N, 1, H, W)`` target SDF :math:`\phi`.
         scale: :math:`s`.
-        mask: optional ``(N, H, W)`` 0/1 validity mask (the paper's padding mask).
+        valid: optional ``(N, H, W)`` bool (or 0/1) mask of the pixels that count (the paper's
+            padding mask).
 
-    Returns: a scalar. An all-zero mask gives 0 (not 0/0).
+    Returns: a scalar tensor. No valid pixel gives 0 (not 0/0) with a zero gradient.
 
     Example:
         >>> phi = sdf_from_mask(torch.ones(2, 8, 8).triu().bool())
@@ -49,15 +50,15 @@ def narrow_band_loss(pred: torch.Tensor, target: torch.Tensor, scale: float = 3.
     check_shape(target, "target", "N 1 H W", d)
     check_finite(target, "target")
     err = (narrow_band(pred, scale) - narrow_band(target, scale)) ** 2
-    if mask is None:
+    if valid is None:
         return err.mean()
-    _check_masks(mask, "mask", d)
-    m = mask.to(err.dtype)[:, None]
+    _check_masks(valid, "valid", d)
+    m = valid.to(err.dtype)[:, None]
     return (err * m).sum() / m.sum().clamp_min(1)
 
 
 class NarrowBandLoss(nn.Module):
-    """Module form of :func:`narrow_band_loss`; ``forward(pred, target, mask=None)``.
+    """Module form of :func:`narrow_band_loss`; ``forward(pred, target, valid=None)``.
 
     Example:
         >>> phi = sdf_from_mask(torch.ones(2, 8, 8).triu().bool())
@@ -69,17 +70,17 @@ class NarrowBandLoss(nn.Module):
         super().__init__()
         self.scale = _positive(scale, "scale")
 
-    def forward(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        return narrow_band_loss(pred, target, scale=self.scale, mask=mask)
+    def forward(self, pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        return narrow_band_loss(pred, target, scale=self.scale, valid=valid)
 
     def extra_repr(self) -> str:
         return f"scale={self.scale}"
 
 
 @torch.no_grad()
-def segmentation_scores(phi: torch.Tensor, masks: torch.Tensor, scale: float = 3.0,
+def segmentation_scores(phi: torch.Tensor, labels: torch.Tensor, scale: float = 3.0,
                         beta2: float = 0.3) -> dict:
-    r"""Scores of a predicted distance map against binary masks, the segmentation being :math:`\phi>0`.
+    r"""Scores of a predicted distance map against binary ground truth, the segmentation being :math:`\phi>0`.
 
     Computed by :func:`pixelbook.metrics.binary_segmentation_scores` on :math:`\phi > 0`:
 
@@ -93,7 +94,7 @@ def segmentation_scores(phi: torch.Tensor, masks: torch.Tensor, scale: float = 3
       paper; the usual saliency MAE).
 
     Args:
-        phi: ``(N, 1, H, W)``; masks: ``(N, H, W)`` binary; scale: :math:`s` for the soft map.
+        phi: ``(N, 1, H, W)``; labels: ``(N, H, W)`` binary (bool or 0/1); scale: :math:`s` for the soft map.
 
     Example:
         >>> m = torch.zeros(2, 4, 4, dtype=torch.bool); m[:, :2] = True
@@ -104,6 +105,6 @@ def segmentation_scores(phi: torch.Tensor, masks: torch.Tensor, scale: float = 3
     """
     d = check_shape(phi, "phi", "N 1 H W")
     check_finite(phi, "phi")
-    _check_masks(masks, "masks", d)
+    _check_masks(labels, "labels", d)
     soft = 0.5 * (1 + narrow_band(phi[:, 0], scale))
-    return binary_segmentation_scores(phi[:, 0] > 0, masks, probs=soft, beta2=beta2)
+    return binary_segmentation_scores(phi[:, 0] > 0, labels, probs=soft, beta2=beta2)

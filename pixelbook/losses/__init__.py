@@ -11,7 +11,8 @@ chapter's method stays defined in the method's module and is re-exported here.
   :func:`boundary_loss` / :class:`BoundaryLoss` (Ch. 1, Eq. 2.2).
 - :mod:`~pixelbook.losses.depth`: :func:`log_depth_loss` / :class:`LogDepthLoss` (Ch. 1, Eq. 2.3).
 - :mod:`~pixelbook.losses.normals`: :func:`normal_loss` / :class:`NormalLoss` (Ch. 1, Eq. 2.4).
-- :mod:`~pixelbook.losses.multitask`: :func:`multitask_loss` / :class:`MultitaskLoss` (Ch. 1).
+- :mod:`~pixelbook.losses.multitask`: :func:`multitask_loss` / :class:`MultitaskLoss` (Ch. 1), and
+  :func:`multitask_terms`, the unweighted terms (a dict of losses, to log them).
 - the methods, re-exported: :func:`~pixelbook.levelset.narrow_band_loss` /
   :class:`~pixelbook.levelset.NarrowBandLoss` (Ch. 2), :func:`~pixelbook.rmi.rmi_loss` /
   :class:`~pixelbook.rmi.RMILoss` (Ch. 4), :func:`~pixelbook.cas.cas_loss` /
@@ -30,7 +31,7 @@ from ..levelset import NarrowBandLoss, narrow_band_loss
 from ..rmi import RMILoss, rmi_loss
 from .boundary import BalancedBCELoss, BoundaryLoss, balanced_bce_loss, boundary_loss
 from .depth import DEPTH_GAMMA, LogDepthLoss, log_depth_loss
-from .multitask import MultitaskLoss, multitask_loss
+from .multitask import MultitaskLoss, multitask_loss, multitask_terms
 from .normals import NORMAL_LAMBDA, NormalLoss, normal_loss
 from .segmentation import (AffinityLoss, SegmentationLoss, SymmetricCrossEntropy, affinity_loss, segmentation_loss,
                            symmetric_cross_entropy)
@@ -38,7 +39,7 @@ from .segmentation import (AffinityLoss, SegmentationLoss, SymmetricCrossEntropy
 __all__ = [
     "segmentation_loss", "SegmentationLoss", "affinity_loss", "AffinityLoss", "symmetric_cross_entropy",
     "SymmetricCrossEntropy", "balanced_bce_loss", "BalancedBCELoss", "boundary_loss", "BoundaryLoss",
-    "log_depth_loss", "LogDepthLoss", "normal_loss", "NormalLoss", "multitask_loss", "MultitaskLoss",
+    "log_depth_loss", "LogDepthLoss", "normal_loss", "NormalLoss", "multitask_loss", "MultitaskLoss", "multitask_terms",
     "narrow_band_loss", "NarrowBandLoss", "rmi_loss", "RMILoss", "cas_loss", "CASLoss",
     "DEPTH_GAMMA", "NORMAL_LAMBDA",
 ]

@@ -14,7 +14,7 @@ from ._reduction import _mask, _reduce
 __all__ = ["balanced_bce_loss", "boundary_loss", "BalancedBCELoss", "BoundaryLoss"]
 
 
-def balanced_bce_loss(logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor | None = None,
+def balanced_bce_loss(logits: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor | None = None,
                       reduction: str = "mean") -> torch.Tensor:
     r"""Class-balanced logistic loss of one boundary map [Kong thesis, Eq. 2.2; HED].
 
@@ -27,18 +27,20 @@ def balanced_bce_loss(logits: torch.Tensor, targets: torch.Tensor, valid: torch.
 
     Args:
         logits: ``(N, 1, H, W)`` or ``(N, H, W)`` boundary scores before the sigmoid.
-        targets: same spatial shape, values in ``{0, 1}`` (bool or float).
+        labels: same spatial shape, the boundary ground truth: values in ``{0, 1}`` (bool, int or
+            float; float values in [0, 1] are accepted as soft labels).
         valid: optional bool mask of pixels that count.
-        reduction: ``"mean"`` over valid pixels, ``"sum"`` or ``"none"``.
+        reduction: ``"mean"`` over valid pixels, ``"sum"`` or ``"none"``; no valid pixel gives 0
+            with a zero gradient.
     """
     if logits.ndim == 4:
         check_shape(logits, "logits", "N 1 H W")
         logits = logits[:, 0]
     d = check_shape(logits, "logits", "N H W")
-    check_shape(targets, "targets", "N H W", d)
+    check_shape(labels, "labels", "N H W", d)
     check_finite(logits, "logits")
-    t = targets.to(logits.dtype)
-    check_range(t, "targets", 0.0, 1.0)
+    t = labels.to(logits.dtype)
+    check_range(t, "labels", 0.0, 1.0)
     mask = _mask(valid, t, d)
     pos = (t * mask).flatten(1).sum(1)
     total = mask.flatten(1).sum(1).clamp_min(1)
@@ -48,7 +50,7 @@ def balanced_bce_loss(logits: torch.Tensor, targets: torch.Tensor, valid: torch.
     return _reduce(per_pixel, mask, reduction)
 
 
-def boundary_loss(side_logits: Sequence[torch.Tensor], targets: torch.Tensor,
+def boundary_loss(side_logits: Sequence[torch.Tensor], labels: torch.Tensor,
                   valid: torch.Tensor | None = None) -> torch.Tensor:
     """Deep supervision: the sum of :func:`balanced_bce_loss` over side outputs and the fused one.
 
@@ -57,11 +59,11 @@ def boundary_loss(side_logits: Sequence[torch.Tensor], targets: torch.Tensor,
     """
     if len(side_logits) == 0:
         raise ValueError("`side_logits`: expected at least one boundary map, got an empty list")
-    return sum(balanced_bce_loss(z, targets, valid) for z in side_logits)
+    return sum(balanced_bce_loss(z, labels, valid) for z in side_logits)
 
 
 class BalancedBCELoss(nn.Module):
-    """Module form of :func:`balanced_bce_loss`; ``forward(logits, targets, valid=None)``.
+    """Module form of :func:`balanced_bce_loss`; ``forward(logits, labels, valid=None)``.
 
     Example:
         >>> BalancedBCELoss()(torch.zeros(2, 1, 4, 4), torch.zeros(2, 4, 4)).shape
@@ -73,16 +75,16 @@ class BalancedBCELoss(nn.Module):
         check_choice(reduction, "reduction", ("mean", "sum", "none"))
         self.reduction = reduction
 
-    def forward(self, logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
-        return balanced_bce_loss(logits, targets, valid, reduction=self.reduction)
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        return balanced_bce_loss(logits, labels, valid, reduction=self.reduction)
 
     def extra_repr(self) -> str:
         return f"reduction={self.reduction!r}"
 
 
 class BoundaryLoss(nn.Module):
-    """Module form of :func:`boundary_loss`; ``forward(side_logits, targets, valid=None)``."""
+    """Module form of :func:`boundary_loss`; ``forward(side_logits, labels, valid=None)``."""
 
-    def forward(self, side_logits: Sequence[torch.Tensor], targets: torch.Tensor,
+    def forward(self, side_logits: Sequence[torch.Tensor], labels: torch.Tensor,
                 valid: torch.Tensor | None = None) -> torch.Tensor:
-        return boundary_loss(side_logits, targets, valid)
+        return boundary_loss(side_logits, labels, valid)

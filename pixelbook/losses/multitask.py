@@ -7,30 +7,35 @@ from typing import Mapping
 import torch
 from torch import nn
 
+from .._checks import IGNORE_INDEX
 from .boundary import boundary_loss
 from .depth import DEPTH_GAMMA, log_depth_loss
 from .normals import NORMAL_LAMBDA, normal_loss
 from .segmentation import segmentation_loss
 
-__all__ = ["multitask_loss", "MultitaskLoss"]
+__all__ = ["multitask_loss", "MultitaskLoss", "multitask_terms", "TASK_LOSSES"]
+
+#: The task losses, by the name of their head: ``seg`` Eq. 2.1, ``boundary`` Eq. 2.2, ``depth`` Eq. 2.3,
+#: ``normals`` Eq. 2.4 [Kong thesis].
+TASK_LOSSES = ("seg", "boundary", "depth", "normals")
 
 
-def multitask_loss(outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor],
-                   weights: Mapping[str, float], ignore_index: int = 255, gamma: float = DEPTH_GAMMA,
-                   lam: float = NORMAL_LAMBDA):
-    """Weighted sum of the task losses for the heads present in ``outputs``.
+def multitask_terms(outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor],
+                    ignore_index: int | None = IGNORE_INDEX, gamma: float = DEPTH_GAMMA,
+                    lam: float = NORMAL_LAMBDA) -> dict:
+    r"""The unweighted loss of every task whose head is in ``outputs``, as ``{task: scalar tensor}``.
 
     Args:
         outputs: the model's dict: ``seg`` ``(N,K,H,W)``, ``boundary_sides`` (list of
             ``(N,1,H,W)``, the fused map last), ``depth`` (log-depth ``(N,1,H,W)``), ``normals``.
-        batch: ``labels``, ``boundaries``, ``depth``, ``normals`` and optionally ``valid``.
-        weights: per-task weights, e.g. ``{"seg": 1, "boundary": 1, "depth": 1, "normals": 1}``;
-            a task missing from ``weights`` gets weight 1.
-        gamma: γ of the depth loss (:func:`log_depth_loss`; thesis: 2, 0 = L2 only).
-        lam: λ of the normal loss (:func:`normal_loss`; thesis: 4, 0 = cosine only).
+        batch: ``labels``, ``boundaries``, ``depth``, ``normals`` and optionally ``valid``
+            (``(N, H, W)`` bool, the pixels that count for every task).
+        ignore_index: void label of the segmentation task.
+        gamma: :math:`\gamma` of the depth loss (:func:`log_depth_loss`; thesis: 2, 0 = L2 only).
+        lam: :math:`\lambda` of the normal loss (:func:`normal_loss`; thesis: 4, 0 = cosine only).
 
     Returns:
-        ``(total, logs)`` where ``logs`` maps each task to its (unweighted) loss value.
+        ``dict`` with keys among :data:`TASK_LOSSES`, in that order; each value a scalar tensor.
     """
     valid = batch.get("valid")
     terms = {}
@@ -46,27 +51,48 @@ def multitask_loss(outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torc
         terms["normals"] = normal_loss(outputs["normals"], batch["normals"], valid, lam=lam)
     if not terms:
         raise ValueError(f"`outputs`: expected at least one of seg/boundary_sides/depth/normals, got {list(outputs)}")
-    unknown = set(weights) - {"seg", "boundary", "depth", "normals"}
+    return terms
+
+
+def multitask_loss(outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor],
+                   task_weights: Mapping[str, float] | None = None, ignore_index: int | None = IGNORE_INDEX,
+                   gamma: float = DEPTH_GAMMA, lam: float = NORMAL_LAMBDA) -> torch.Tensor:
+    r"""Weighted sum :math:`\sum_t w_t \ell_t` of the task losses for the heads present in ``outputs``.
+
+    Args:
+        outputs, batch, ignore_index, gamma, lam: as in :func:`multitask_terms`.
+        task_weights: per-task weights, e.g. ``{"seg": 1, "boundary": 1, "depth": 1, "normals": 1}``;
+            a task missing from it (or ``None``) gets weight 1.
+
+    Returns:
+        Scalar tensor. For the unweighted terms (to log them during training) use
+        :func:`multitask_terms`.
+    """
+    task_weights = {} if task_weights is None else task_weights
+    unknown = set(task_weights) - set(TASK_LOSSES)
     if unknown:
-        raise ValueError(f"`weights`: unknown tasks {sorted(unknown)}; expected seg, boundary, depth, normals")
-    total = sum(float(weights.get(k, 1.0)) * v for k, v in terms.items())
-    return total, {k: float(v.detach()) for k, v in terms.items()}
+        raise ValueError(f"`task_weights`: unknown tasks {sorted(unknown)}; expected seg, boundary, depth, normals")
+    terms = multitask_terms(outputs, batch, ignore_index, gamma=gamma, lam=lam)
+    return sum(float(task_weights.get(k, 1.0)) * v for k, v in terms.items())
 
 
 class MultitaskLoss(nn.Module):
-    """Module form of :func:`multitask_loss`; ``forward(outputs, batch)`` returns ``(total, logs)``.
+    """Module form of :func:`multitask_loss`; ``forward(outputs, batch)`` returns the weighted sum.
 
     Args:
-        weights: per-task weights (a task missing gets 1); ``None``: all 1.
-        ignore_index: void label of the segmentation task.
+        task_weights: per-task weights (a task missing gets 1); ``None``: all 1.
+        ignore_index, gamma, lam: as in :func:`multitask_terms`.
     """
 
-    def __init__(self, weights: Mapping[str, float] | None = None, ignore_index: int = 255):
+    def __init__(self, task_weights: Mapping[str, float] | None = None, ignore_index: int | None = IGNORE_INDEX,
+                 gamma: float = DEPTH_GAMMA, lam: float = NORMAL_LAMBDA):
         super().__init__()
-        self.weights, self.ignore_index = dict(weights or {}), ignore_index
+        self.task_weights, self.ignore_index = dict(task_weights or {}), ignore_index
+        self.gamma, self.lam = gamma, lam
 
-    def forward(self, outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]):
-        return multitask_loss(outputs, batch, self.weights, ignore_index=self.ignore_index)
+    def forward(self, outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return multitask_loss(outputs, batch, self.task_weights, ignore_index=self.ignore_index, gamma=self.gamma,
+                              lam=self.lam)
 
     def extra_repr(self) -> str:
-        return f"weights={self.weights}, ignore_index={self.ignore_index}"
+        return f"task_weights={self.task_weights}, ignore_index={self.ignore_index}, gamma={self.gamma}, lam={self.lam}"

@@ -30,7 +30,7 @@ def normal_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | 
         pred: ``(N, 3, H, W)`` predicted normals; L2-normalised here when ``normalize`` (the
             thesis' "final L2 normalization layer").
         target: ``(N, 3, H, W)`` unit ground-truth normals.
-        valid: optional ``(N, H, W)`` bool mask.
+        valid: optional ``(N, H, W)`` bool mask; no valid pixel gives 0 with a zero gradient.
         lam: :math:`\lambda` (thesis: 4).
     """
     d = check_shape(pred, "pred", "N 3 H W")

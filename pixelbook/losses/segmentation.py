@@ -11,16 +11,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_choice, check_dtype, check_finite, check_labels, check_positive_int, check_shape
+from .._checks import IGNORE_INDEX, check_choice, check_dtype, check_finite, check_labels, check_positive_int, check_shape
 from ..ops.regions import _check_labels_tensor, _onehot, canonical_regions
 from ._reduction import _reduce
 
-__all__ = ["segmentation_loss", "affinity_loss", "symmetric_cross_entropy", "SymmetricCrossEntropy", "SegmentationLoss", "AffinityLoss"]
+__all__ = [
+    "segmentation_loss", "SegmentationLoss", "affinity_loss", "AffinityLoss", "symmetric_cross_entropy",
+    "SymmetricCrossEntropy",
+]
 
 _ENUMERATE_MAX = 5040  # ours: up to 7! labellings are enumerated; beyond, the Hungarian method
 
 
-def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = 255,
+def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int | None = IGNORE_INDEX,
                       reduction: str = "mean") -> torch.Tensor:
     r"""Pixel-wise cross-entropy [Kong thesis, Eq. 2.1].
 
@@ -32,8 +35,9 @@ def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: 
     Args:
         logits: ``(N, K, H, W)`` class scores before the softmax.
         labels: ``(N, H, W)`` int64 in ``[0, K)`` or ``ignore_index``.
-        ignore_index: label of void pixels, which contribute nothing.
-        reduction: ``"mean"`` over non-void pixels, ``"sum"`` or ``"none"`` (per pixel).
+        ignore_index: label of void pixels, which contribute nothing (``None``: no void label).
+        reduction: ``"mean"`` over non-void pixels, ``"sum"`` or ``"none"`` (per pixel, 0 at void
+            pixels). An all-void batch gives 0 with a zero gradient.
 
     Example:
         >>> logits = torch.zeros(1, 4, 2, 2)
@@ -45,7 +49,7 @@ def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: 
     check_dtype(logits, "logits", "float")
     check_finite(logits, "logits")
     check_labels(labels, "labels", logits.shape[1], ignore_index)
-    valid = labels != ignore_index
+    valid = labels != ignore_index if ignore_index is not None else torch.ones_like(labels, dtype=torch.bool)
     per_pixel = F.cross_entropy(logits, labels.masked_fill(~valid, 0), reduction="none")
     return _reduce(per_pixel, valid.to(per_pixel.dtype), reduction)
 
@@ -55,8 +59,8 @@ def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: 
 _HALF_NEIGHBOURS = ((0, 1), (1, -1), (1, 0), (1, 1))
 
 
-def affinity_loss(logits: torch.Tensor, labels: torch.Tensor, margin: float = 3.0, ignore_index: int | None = 255,
-                  dilation: int = 1) -> torch.Tensor:
+def affinity_loss(logits: torch.Tensor, labels: torch.Tensor, margin: float = 3.0,
+                  ignore_index: int | None = IGNORE_INDEX, dilation: int = 1) -> torch.Tensor:
     r"""Pairwise affinity-field loss, the baseline RMI is compared with [AAF; RMI, Sec. 5.2].
 
     For each pixel i and each of its 8 neighbours j (3×3 region, at distance ``dilation``), with
@@ -78,7 +82,7 @@ def affinity_loss(logits: torch.Tensor, labels: torch.Tensor, margin: float = 3.
         dilation: neighbour distance in pixels.
 
     Returns:
-        Scalar tensor (0 when no valid pair exists).
+        Scalar tensor (0, with a zero gradient, when no valid pair exists: e.g. an all-void batch).
 
     Example:
         >>> float(affinity_loss(torch.zeros(1, 2, 8, 8), torch.zeros(1, 8, 8, dtype=torch.long)))
@@ -125,7 +129,7 @@ def _labelling_table(logits, labels, ignore_index):
     return A, onehot.sum((1, 2)), n, R
 
 
-def symmetric_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, *, ignore_index: int | None = None,
+def symmetric_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, *, ignore_index: int | None = IGNORE_INDEX,
                             reduction: str = "mean", method: str = "auto") -> torch.Tensor:
     r"""Cross-entropy minimised over labellings, per image: the paper's "class-agnostic CE" (CACE).
 
@@ -145,7 +149,9 @@ def symmetric_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, *, ignor
         labels: ``(N, H, W)`` integer region labels; only the partition matters; at most ``M``
             regions per image.
         ignore_index: label of pixels excluded from the loss, or ``None``.
-        reduction: ``"mean"`` over images, ``"sum"``, or ``"none"`` for ``(N,)``.
+        reduction: ``"mean"`` over the images with a labelled pixel, ``"sum"``, or ``"none"`` for
+            ``(N,)``. An image whose pixels are all void contributes 0 (with a zero gradient) and is
+            left out of the mean; an all-void batch gives 0.
         method: ``"auto"``, ``"enumerate"`` (all labellings) or ``"hungarian"``.
 
     Returns: scalar tensor (or ``(N,)``). Raises: ValueError naming the bad argument.
@@ -169,9 +175,6 @@ def symmetric_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, *, ignor
         b = int(n.argmax())
         raise ValueError(f"`labels`: image {b} has {int(n[b])} regions but `logits` has only M={M} channels; "
                          f"a labelling needs M >= number of regions")
-    if bool((npix == 0).any()):
-        b = int((npix == 0).nonzero()[0])
-        raise ValueError(f"`labels`: image {b} has no labelled pixel (all equal ignore_index={ignore_index})")
     count = math.perm(M, R)
     if method == "enumerate" or (method == "auto" and count <= _ENUMERATE_MAX):
         perms = torch.tensor(list(itertools.permutations(range(M), R)), device=A.device)  # (K, R)
@@ -191,10 +194,13 @@ def symmetric_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, *, ignor
             rows.append(perm)
         chosen = torch.stack(rows).to(A.device)
     ll = A.gather(2, chosen[..., None])[..., 0].sum(1)                        # (B,)
-    loss = -ll / npix
+    labelled = npix > 0
+    loss = torch.where(labelled, -ll / npix.clamp_min(1), torch.zeros_like(ll))  # all-void image: 0
     if reduction == "none":
         return loss
-    return loss.sum() if reduction == "sum" else loss.mean()
+    if reduction == "sum" or bool(labelled.all()):
+        return loss.sum() if reduction == "sum" else loss.mean()
+    return loss.sum() / labelled.sum().clamp_min(1)
 
 
 class SymmetricCrossEntropy(nn.Module):
@@ -205,7 +211,7 @@ class SymmetricCrossEntropy(nn.Module):
         torch.Size([])
     """
 
-    def __init__(self, ignore_index: int | None = None, reduction: str = "mean", method: str = "auto"):
+    def __init__(self, ignore_index: int | None = IGNORE_INDEX, reduction: str = "mean", method: str = "auto"):
         super().__init__()
         check_choice(reduction, "reduction", ("mean", "sum", "none"))
         check_choice(method, "method", ("auto", "enumerate", "hungarian"))
@@ -227,7 +233,7 @@ class SegmentationLoss(nn.Module):
         torch.Size([])
     """
 
-    def __init__(self, ignore_index: int = 255, reduction: str = "mean"):
+    def __init__(self, ignore_index: int | None = IGNORE_INDEX, reduction: str = "mean"):
         super().__init__()
         check_choice(reduction, "reduction", ("mean", "sum", "none"))
         self.ignore_index, self.reduction = ignore_index, reduction
@@ -247,7 +253,7 @@ class AffinityLoss(nn.Module):
         0.0
     """
 
-    def __init__(self, margin: float = 3.0, ignore_index: int | None = 255, dilation: int = 1):
+    def __init__(self, margin: float = 3.0, ignore_index: int | None = IGNORE_INDEX, dilation: int = 1):
         super().__init__()
         if not (isinstance(margin, (int, float)) and margin > 0):
             raise ValueError(f"`margin`: expected a number > 0, got {margin!r}")

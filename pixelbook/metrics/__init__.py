@@ -1,8 +1,13 @@
 r"""Evaluation metrics for pixel-level prediction, with their exact conventions.
 
 Functional metrics, one module per domain; each validates its inputs (``pixelbook._checks``), runs
-under ``torch.no_grad()``, follows the device of its inputs and returns python floats (in a dict
-where a family has several numbers) or tensors for per-class / per-image arrays.
+under ``torch.no_grad()`` and follows the device of its inputs. One return type per function: a
+score of the whole batch is a python float (a dict of floats where a family has several numbers,
+plus tensors for the curves it is asked for); per-image scores come from the ``*_per_image``
+functions and per-class or count arrays from :func:`confusion_matrix`, :func:`iou_from_confusion`
+and the shape diagnostics, always as tensors. A batch whose pixels are all ``ignore_index`` (or
+have no valid pixel) has no score: the function raises a ``ValueError`` naming ``labels`` (or
+``valid``/``target``), never returns 0 or NaN.
 
 ==============================  =====================================================================
 domain                          functions
@@ -32,17 +37,20 @@ from __future__ import annotations
 
 from .boundary import boundary_f
 from .depth import depth_metrics
-from .image import psnr, ssim
+from .image import psnr, psnr_per_image, ssim, ssim_per_image
 from .normals import normal_metrics
-from .saliency import f_measure, fbeta_scores, mae, s_measure
-from .segmentation import (binary_segmentation_scores, confusion_matrix, iou_from_confusion, matched_iou, mean_iou,
-                           mean_iou_from_confusion, pixel_accuracy, pixel_accuracy_from_confusion)
+from .saliency import f_measure, fbeta_per_image, fbeta_scores, mae, mae_per_image, s_measure, s_measure_per_image
+from .segmentation import (binary_segmentation_scores, confusion_matrix, iou_from_confusion, matched_iou,
+                           matched_iou_per_image, mean_iou, mean_iou_from_confusion, pixel_accuracy,
+                           pixel_accuracy_from_confusion)
 from .shape import boundary_length, count_components, star_violations
 
 __all__ = [
     "confusion_matrix", "iou_from_confusion", "mean_iou", "mean_iou_from_confusion", "pixel_accuracy",
-    "pixel_accuracy_from_confusion", "matched_iou", "binary_segmentation_scores", "boundary_f", "depth_metrics",
-    "normal_metrics", "f_measure", "fbeta_scores", "mae", "s_measure", "psnr", "ssim", "star_violations",
+    "pixel_accuracy_from_confusion", "matched_iou", "matched_iou_per_image", "binary_segmentation_scores",
+    "boundary_f", "depth_metrics", "normal_metrics", "f_measure", "fbeta_scores", "fbeta_per_image", "mae",
+    "mae_per_image", "s_measure", "s_measure_per_image", "psnr", "psnr_per_image", "ssim", "ssim_per_image",
+    "star_violations",
     "boundary_length", "count_components", "MeanIoU", "PixelAccuracy", "DepthMetrics", "NormalMetrics",
     "SaliencyMetrics",
 ]

@@ -32,11 +32,6 @@ def _check_real(value, name: str, low: float | None = None, high: float | None =
     return value
 
 
-def _check_reduction(reduction, allowed=("mean", "none")) -> None:
-    if reduction not in allowed:
-        raise ValueError(f"`reduction`: expected one of {allowed}, got {reduction!r}")
-
-
 def _check_nonempty(x: torch.Tensor, name: str) -> None:
     if x.numel() == 0:
         raise ValueError(f"`{name}`: expected a non-empty tensor, got shape {tuple(x.shape)}")
@@ -91,7 +86,7 @@ def _valid_or_default(valid, default: torch.Tensor, what: str, dims: dict, pred:
     """``valid`` checked against ``pred`` (or ``default`` when ``None``); raise if it selects nothing."""
     if valid is None:
         if not bool(default.any()):
-            raise ValueError(f"`gt`: expected {what} (the default valid mask), got none")
+            raise ValueError(f"`target`: expected {what} (the default valid mask), got none")
         return default
     valid = _valid_mask(valid, dims, pred, "pred")
     if not bool(valid.any()):

@@ -25,7 +25,7 @@ def _disk(radius: float) -> np.ndarray:
 
 
 @torch.no_grad()
-def boundary_f(pred_prob: torch.Tensor, gt: torch.Tensor, tolerance: float = 2, thresholds=33,
+def boundary_f(probs: torch.Tensor, labels: torch.Tensor, tolerance: float = 2, thresholds=33,
                return_curves: bool = False) -> dict:
     r"""Boundary precision/recall F-measure at ODS and OIS, and AP — a **simplified, non-official**
     version of the BSDS benchmark [BSDS].
@@ -36,11 +36,11 @@ def boundary_f(pred_prob: torch.Tensor, gt: torch.Tensor, tolerance: float = 2, 
       ground-truth boundary pixel, using ``scipy.ndimage.distance_transform_edt`` of the ground truth;
     - *recall* counts ground-truth pixels within ``tolerance`` of some pixel of :math:`E_t`. Since
       :math:`\mathrm{dist}(x, E_t) \le \tau \iff \max_{\|y-x\|\le\tau} p(y) \ge t`, one grey dilation of
-      ``pred_prob`` by a disk of radius τ answers this for all thresholds at once.
+      ``probs`` by a disk of radius τ answers this for all thresholds at once.
 
     Counts for all thresholds come from one histogram per image (no loop over thresholds or pixels).
     The distance transform and dilation run in scipy on the CPU (CUDA inputs are copied there); the
-    returned curves are CPU tensors.
+    returned curves are moved back to the device of ``probs``.
 
     **Differences from the official benchmark:** no thinning of the prediction (a 3-px-wide edge is
     not penalised), no one-to-one bipartite matching (several predicted pixels may match one ground
@@ -58,38 +58,38 @@ def boundary_f(pred_prob: torch.Tensor, gt: torch.Tensor, tolerance: float = 2, 
       decreasing order, :math:`R_{-1} = 0` (scikit-learn's ``average_precision_score`` convention).
 
     Args:
-        pred_prob: ``(N, H, W)`` float boundary probabilities in [0, 1].
-        gt: ``(N, H, W)`` bool (or 0/1) ground-truth boundary maps; at least one boundary pixel in the batch.
+        probs: ``(N, H, W)`` float boundary probabilities in [0, 1].
+        labels: ``(N, H, W)`` bool (or 0/1) ground-truth boundary maps; at least one boundary pixel in the batch.
         tolerance: matching distance τ in pixels (≥ 0; 0 = exact position). Default 2 (ours, for 64–128 px
             images; the BSDS default corresponds to ≈ 4 px at 321×481).
         thresholds: number of thresholds ``T`` (``linspace(1/(T+1), 1-1/(T+1), T)`` as BSDS; default 33)
             or an increasing sequence of thresholds in [0, 1].
         return_curves: also return ``thresholds``, ``precision``, ``recall``, ``f`` (dataset curves,
-            ``(T,)`` float64 tensors) and ``ods_threshold``.
+            ``(T,)`` float64 tensors on ``probs``' device) and ``ods_threshold``.
 
     Returns:
         ``dict(ods=float, ois=float, ap=float)`` (+ curves if asked).
 
     Raises:
         ValueError / TypeError naming the argument: wrong shapes or dtypes, NaN/Inf, values outside
-        [0, 1], a non-binary ``gt``, no ground-truth boundary pixel in the whole batch.
+        [0, 1], non-binary ``labels``, no ground-truth boundary pixel in the whole batch.
 
     Example:
         >>> import torch
-        >>> gt = torch.zeros(1, 8, 8, dtype=torch.bool); gt[0, :, 3] = True
+        >>> labels = torch.zeros(1, 8, 8, dtype=torch.bool); labels[0, :, 3] = True
         >>> shifted = torch.zeros(1, 8, 8); shifted[0, :, 4] = 1.0   # one pixel to the right
-        >>> boundary_f(shifted, gt, tolerance=2)["ods"], boundary_f(shifted, gt, tolerance=0)["ods"]
+        >>> boundary_f(shifted, labels, tolerance=2)["ods"], boundary_f(shifted, labels, tolerance=0)["ods"]
         (1.0, 0.0)
     """
-    d = _check_prob_map(pred_prob, "pred_prob", "N H W")
-    gt = _binary_mask(gt, "gt", "N H W", d, pred_prob, "pred_prob")
+    d = _check_prob_map(probs, "probs", "N H W")
+    gt = _binary_mask(labels, "labels", "N H W", d, probs, "probs")
     tol = _check_real(tolerance, "tolerance", low=0.0)
     thr = _thresholds(thresholds, "thresholds", interior=True)
     return_curves = bool(return_curves)
     if not bool(gt.any()):
-        raise ValueError("`gt`: expected at least one boundary pixel in the batch, got none (recall is undefined)")
+        raise ValueError("`labels`: expected at least one boundary pixel in the batch, got none (recall is undefined)")
 
-    p = pred_prob.detach().to("cpu", torch.float64).numpy()
+    p = probs.detach().to("cpu", torch.float64).numpy()
     g = gt.detach().cpu().numpy()
     # Precision side: distance of every pixel to the nearest ground-truth boundary pixel (EDT per image).
     near_gt = np.zeros_like(g)
@@ -120,5 +120,7 @@ def boundary_f(pred_prob: torch.Tensor, gt: torch.Tensor, tolerance: float = 2, 
     ap = float((torch.diff(R_desc, prepend=R_desc.new_zeros(1)) * P_desc).sum())
     out = dict(ods=float(F[k_ods]), ois=float(F_ois), ap=ap)
     if return_curves:
-        out.update(thresholds=thr, precision=P, recall=R, f=F, ods_threshold=float(thr[k_ods]))
+        dev = probs.device
+        out.update(thresholds=thr.to(dev), precision=P.to(dev), recall=R.to(dev), f=F.to(dev),
+                   ods_threshold=float(thr[k_ods]))
     return out

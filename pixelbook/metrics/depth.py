@@ -25,7 +25,7 @@ def _as_nhw(x, name: str, dims: dict | None) -> tuple[torch.Tensor, dict]:
 
 
 @torch.no_grad()
-def depth_metrics(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor | None = None) -> dict:
+def depth_metrics(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None) -> dict:
     r"""Standard single-image depth metrics [EIGEN14], each a mean over all valid pixels of the batch.
 
     With :math:`d` the prediction, :math:`d^*` the ground truth and :math:`N` the number of valid pixels
@@ -41,8 +41,8 @@ def depth_metrics(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor | No
 
     Args:
         pred: ``(N, 1, H, W)`` or ``(N, H, W)`` float predicted depths, positive where valid.
-        gt: same shape, float ground-truth depths.
-        valid: optional bool ``(N, H, W)`` or ``(N, 1, H, W)`` mask of pixels to score; default ``gt > 0``
+        target: same shape, float ground-truth depths.
+        valid: optional bool ``(N, H, W)`` or ``(N, 1, H, W)`` mask of pixels to score; default ``target > 0``
             (0 marks missing depth, as in NYUv2 / KITTI).
 
     Returns:
@@ -60,17 +60,17 @@ def depth_metrics(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor | No
         (0.5, 0.75, 0.75, 0.425)
     """
     pred, d = _as_nhw(pred, "pred", None)
-    gt, d = _as_nhw(gt, "gt", d)
-    _check_same_device(gt, "gt", pred, "pred")
+    target, d = _as_nhw(target, "target", d)
+    _check_same_device(target, "target", pred, "pred")
     check_dtype(pred, "pred", "float")
-    check_dtype(gt, "gt", "float")
+    check_dtype(target, "target", "float")
     _check_nonempty(pred, "pred")
     check_finite(pred, "pred")
-    check_finite(gt, "gt")
-    valid = _valid_or_default(valid, gt > 0, "some pixels with gt > 0", d, pred)
-    dp, dg = pred[valid].double(), gt[valid].double()
+    check_finite(target, "target")
+    valid = _valid_or_default(valid, target > 0, "some pixels with target > 0", d, pred)
+    dp, dg = pred[valid].double(), target[valid].double()
     if float(dg.min()) <= 0:
-        raise ValueError(f"`gt`: expected positive depths where `valid` is True, got min {float(dg.min()):.4g}")
+        raise ValueError(f"`target`: expected positive depths where `valid` is True, got min {float(dg.min()):.4g}")
     if float(dp.min()) <= 0:
         raise ValueError(
             f"`pred`: expected positive depths where `valid` is True, got min {float(dp.min()):.4g} "

@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch
 
 from .._checks import check_dtype, check_finite, check_shape
-from ._common import _check_int, _check_nonempty, _check_real, _check_reduction, _check_same_device
+from ._common import _check_int, _check_nonempty, _check_real, _check_same_device
 
-__all__ = ["psnr", "ssim"]
+__all__ = ["psnr", "psnr_per_image", "ssim", "ssim_per_image"]
 
 
 def _check_image_pair(pred, target, data_range) -> float:
@@ -27,7 +27,7 @@ def _check_image_pair(pred, target, data_range) -> float:
 
 
 @torch.no_grad()
-def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0, reduction: str = "mean"):
+def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> float:
     r"""Peak signal-to-noise ratio :math:`10\log_{10}(L^2/\mathrm{MSE})` in dB, **per image** (MSE over
     C×H×W), then averaged over images — the usual restoration-paper convention. Thin wrapper over
     ``torchmetrics.functional.image.peak_signal_noise_ratio(..., dim=(1, 2, 3))``.
@@ -37,25 +37,35 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0, redu
     Args:
         pred, target: ``(N, C, H, W)`` float images.
         data_range: :math:`L`, the span of valid values (1.0 for [0, 1] images, 255 for uint8 scale).
-        reduction: ``"mean"`` → python float; ``"none"`` → ``(N,)`` tensor.
+
+    Returns:
+        python float (:func:`psnr_per_image` gives the ``(N,)`` per-image values).
 
     Example:
         >>> import torch
         >>> round(psnr(torch.full((1, 1, 4, 4), 0.5), torch.full((1, 1, 4, 4), 0.6)), 4)   # MSE 0.01 -> 20 dB
         20.0
     """
-    from torchmetrics.functional.image import peak_signal_noise_ratio
-
-    L = _check_image_pair(pred, target, data_range)
-    _check_reduction(reduction)
-    per_image = peak_signal_noise_ratio(pred.double(), target.double(), data_range=L, reduction="none",
-                                        dim=(1, 2, 3))
-    return per_image if reduction == "none" else float(per_image.mean())
+    return float(psnr_per_image(pred, target, data_range).mean())
 
 
 @torch.no_grad()
-def ssim(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0, reduction: str = "mean",
-         kernel_size: int = 11, sigma: float = 1.5):
+def psnr_per_image(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """The per-image PSNR of :func:`psnr`: ``(N,)`` float64 tensor on ``pred``'s device.
+
+    Example:
+        >>> psnr_per_image(torch.full((2, 1, 4, 4), 0.5), torch.full((2, 1, 4, 4), 0.6)).round(decimals=4)
+        tensor([20., 20.], dtype=torch.float64)
+    """
+    from torchmetrics.functional.image import peak_signal_noise_ratio
+
+    L = _check_image_pair(pred, target, data_range)
+    return peak_signal_noise_ratio(pred.double(), target.double(), data_range=L, reduction="none", dim=(1, 2, 3))
+
+
+@torch.no_grad()
+def ssim(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0, kernel_size: int = 11,
+         sigma: float = 1.5) -> float:
     r"""Structural similarity [WANG04] per image, averaged over images. Thin wrapper over
     ``torchmetrics.functional.image.structural_similarity_index_measure`` (Gaussian window
     ``kernel_size``×``kernel_size``, σ = ``sigma``, K1 = 0.01, K2 = 0.03 — the paper's constants).
@@ -63,9 +73,11 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0, redu
     Args:
         pred, target: ``(N, C, H, W)`` float images, H and W ≥ ``kernel_size``.
         data_range: span of valid values (1.0 for [0, 1] images).
-        reduction: ``"mean"`` → python float; ``"none"`` → ``(N,)`` tensor.
         kernel_size: odd window size, default 11 [WANG04].
         sigma: Gaussian σ of the window, default 1.5 [WANG04].
+
+    Returns:
+        python float (:func:`ssim_per_image` gives the ``(N,)`` per-image values).
 
     Example:
         >>> import torch
@@ -73,10 +85,22 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0, redu
         >>> ssim(x, x)
         1.0
     """
+    return float(ssim_per_image(pred, target, data_range, kernel_size, sigma).mean())
+
+
+@torch.no_grad()
+def ssim_per_image(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0, kernel_size: int = 11,
+                   sigma: float = 1.5) -> torch.Tensor:
+    """The per-image SSIM of :func:`ssim`: ``(N,)`` float64 tensor on ``pred``'s device.
+
+    Example:
+        >>> x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+        >>> ssim_per_image(x, x)
+        tensor([1., 1.], dtype=torch.float64)
+    """
     from torchmetrics.functional.image import structural_similarity_index_measure
 
     L = _check_image_pair(pred, target, data_range)
-    _check_reduction(reduction)
     k = _check_int(kernel_size, "kernel_size", minimum=1)
     if k % 2 == 0:
         raise ValueError(f"`kernel_size`: expected an odd int, got {k}")
@@ -84,6 +108,5 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0, redu
     H, W = pred.shape[-2:]
     if min(H, W) < k:
         raise ValueError(f"`pred`: expected H and W >= kernel_size={k}, got {(H, W)}")
-    per_image = structural_similarity_index_measure(pred.double(), target.double(), data_range=L,
-                                                    kernel_size=k, sigma=s, reduction="none")
-    return per_image if reduction == "none" else float(per_image.mean())
+    return structural_similarity_index_measure(pred.double(), target.double(), data_range=L, kernel_size=k,
+                                               sigma=s, reduction="none")

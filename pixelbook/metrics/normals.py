@@ -11,7 +11,7 @@ __all__ = ["normal_metrics"]
 
 
 @torch.no_grad()
-def normal_metrics(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor | None = None) -> dict:
+def normal_metrics(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None) -> dict:
     r"""Surface-normal angular errors, pooled over the valid pixels of the batch (thesis note §5).
 
     Per pixel, with both vectors normalised to unit length, the error is
@@ -25,8 +25,8 @@ def normal_metrics(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor | N
 
     Args:
         pred: ``(N, 3, H, W)`` float predicted normals (any non-zero length; normalised here).
-        gt: ``(N, 3, H, W)`` float ground-truth normals (normalised here too; unit vectors are unchanged).
-        valid: optional bool ``(N, H, W)`` or ``(N, 1, H, W)`` mask; default: pixels where ``gt`` is
+        target: ``(N, 3, H, W)`` float ground-truth normals (normalised here too; unit vectors are unchanged).
+        valid: optional bool ``(N, H, W)`` or ``(N, 1, H, W)`` mask; default: pixels where ``target`` is
             non-zero (a zero vector marks a missing normal, as in NYUv2).
 
     Returns:
@@ -44,17 +44,17 @@ def normal_metrics(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor | N
         {'mean': 90.0, 'median': 90.0, 'a11': 0.0, 'a22': 0.0, 'a30': 0.0}
     """
     d = check_shape(pred, "pred", "N 3 H W")
-    check_shape(gt, "gt", "N 3 H W", d)
-    _check_same_device(gt, "gt", pred, "pred")
+    check_shape(target, "target", "N 3 H W", d)
+    _check_same_device(target, "target", pred, "pred")
     check_dtype(pred, "pred", "float")
-    check_dtype(gt, "gt", "float")
+    check_dtype(target, "target", "float")
     _check_nonempty(pred, "pred")
     check_finite(pred, "pred")
-    check_finite(gt, "gt")
-    p, g = pred.double(), gt.double()
+    check_finite(target, "target")
+    p, g = pred.double(), target.double()
     pn, gn = p.norm(dim=1), g.norm(dim=1)
     valid = _valid_or_default(valid, gn > 0, "some non-zero normals", d, pred)
-    for norms, name in ((pn, "pred"), (gn, "gt")):
+    for norms, name in ((pn, "pred"), (gn, "target")):
         zero = valid & (norms == 0)
         if bool(zero.any()):
             raise ValueError(f"`{name}`: expected non-zero normal vectors where `valid` is True, "

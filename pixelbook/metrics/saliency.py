@@ -16,27 +16,28 @@ import math
 import numpy as np
 import torch
 
-from ._common import (_binary_mask, _check_prob_map, _check_real, _check_reduction, _counts_at_least, _safe_div,
-                      _thresholds)
+from ._common import _binary_mask, _check_prob_map, _check_real, _counts_at_least, _safe_div, _thresholds
 
-__all__ = ["f_measure", "fbeta_scores", "mae", "s_measure"]
+__all__ = [
+    "f_measure", "fbeta_scores", "fbeta_per_image", "mae", "mae_per_image", "s_measure", "s_measure_per_image",
+]
 
 # MATLAB's `eps` (= np.spacing(1.0)), the stabiliser of Fan et al.'s StructureMeasure.m [FAN17].
 _MATLAB_EPS = float(np.finfo(np.float64).eps)
 
 
-def _check_sod(probs, masks) -> tuple[torch.Tensor, torch.Tensor]:
+def _check_sod(probs, labels) -> tuple[torch.Tensor, torch.Tensor]:
     d = _check_prob_map(probs, "probs", "N H W")
-    masks = _binary_mask(masks, "masks", "N H W", d, probs, "probs")
-    return probs, masks
+    labels = _binary_mask(labels, "labels", "N H W", d, probs, "probs")
+    return probs, labels
 
 
 def f_measure(precision, recall, beta2: float = 0.3):
     r""":math:`F_\beta = \frac{(1+\beta^2)PR}{\beta^2P+R}` elementwise, and 0 where :math:`PR = 0`.
 
     β² = 0.3 weights precision more than recall ([ACHANTA09]; "like all previous works" [CAS]). Use it
-    to turn precision/recall curves accumulated over many batches (``fbeta_scores(...,
-    reduction="none", return_curves=True)``) into F.
+    to turn precision/recall curves accumulated over many batches (:func:`fbeta_per_image` with
+    ``return_curves=True``, or :class:`pixelbook.metrics.SaliencyMetrics`) into F.
 
     Args:
         precision, recall: floats or tensors of the same shape, in [0, 1].
@@ -55,8 +56,8 @@ def f_measure(precision, recall, beta2: float = 0.3):
 
 
 @torch.no_grad()
-def fbeta_scores(probs: torch.Tensor, masks: torch.Tensor, beta2: float = 0.3, thresholds=256,
-                 average: str = "pr", reduction: str = "mean", return_curves: bool = False) -> dict:
+def fbeta_scores(probs: torch.Tensor, labels: torch.Tensor, beta2: float = 0.3, thresholds=256,
+                 average: str = "pr", return_curves: bool = False) -> dict:
     r"""F-β of saliency maps: maximum and mean over thresholds of the F-β curve, and adaptive F-β.
 
     Per image :math:`n` and threshold :math:`t_k` (default 256 thresholds :math:`k/255`, binarisation
@@ -80,43 +81,75 @@ def fbeta_scores(probs: torch.Tensor, masks: torch.Tensor, beta2: float = 0.3, t
 
     Args:
         probs: ``(N, H, W)`` float saliency in [0, 1].
-        masks: ``(N, H, W)`` bool (or 0/1) ground truth.
+        labels: ``(N, H, W)`` bool (or 0/1) ground truth.
         beta2: :math:`\beta^2`, default 0.3 [ACHANTA09].
         thresholds: count ``T ≥ 2`` (``linspace(0, 1, T)``) or an increasing sequence in [0, 1].
         average: ``"pr"`` or ``"f"``, see above.
-        reduction: ``"mean"`` (python floats) or ``"none"`` (``(N,)`` float64 tensors of per-image scores;
-            ``max_f``/``mean_f`` then come from each image's own curve).
-        return_curves: also return ``thresholds`` ``(T,)`` and ``precision``, ``recall``, ``f`` —
-            ``(T,)`` dataset curves for ``"mean"``, ``(N, T)`` per-image curves for ``"none"``.
-            To evaluate a dataset batch by batch with ``average="pr"``, concatenate the per-image curves,
-            average them over images and apply :func:`f_measure`.
+        return_curves: also return ``thresholds`` ``(T,)`` and the dataset curves ``precision``,
+            ``recall``, ``f`` (``(T,)`` float64 tensors). To evaluate a dataset batch by batch use
+            :class:`pixelbook.metrics.SaliencyMetrics` (or sum :func:`fbeta_per_image`'s curves).
 
     Returns:
-        ``dict(max_f, mean_f, adaptive_f)`` (+ curves if asked).
+        ``dict(max_f, mean_f, adaptive_f)`` of python floats (+ the curves as tensors if asked).
 
     Raises:
         ValueError / TypeError naming the argument: shapes, dtypes, NaN/Inf, ``probs`` outside [0, 1],
-        non-binary ``masks``, bad ``beta2``/``thresholds``/``average``/``reduction``.
+        non-binary ``labels``, bad ``beta2``/``thresholds``/``average``.
 
     Example:
         >>> import torch
-        >>> masks = torch.zeros(2, 4, 4, dtype=torch.bool); masks[:, 1:3, 1:3] = True
-        >>> scores = fbeta_scores(masks.float(), masks)   # a perfect map
+        >>> labels = torch.zeros(2, 4, 4, dtype=torch.bool); labels[:, 1:3, 1:3] = True
+        >>> scores = fbeta_scores(labels.float(), labels)   # a perfect map
         >>> scores["max_f"], scores["adaptive_f"]
         (1.0, 1.0)
         >>> # mean_f < 1: at t = 0 every pixel is "salient" (P = 4/16, R = 1, F = 0.325/1.075)
         >>> round(scores["mean_f"], 6) == round((255 + 0.325 / 1.075) / 256, 6)
         True
     """
-    probs, masks = _check_sod(probs, masks)
-    beta2 = _check_real(beta2, "beta2", low=0.0, low_open=True)
-    thr = _thresholds(thresholds, "thresholds", interior=False)
     if average not in ("pr", "f"):
         raise ValueError(f"`average`: expected one of ('pr', 'f'), got {average!r}")
-    _check_reduction(reduction)
+    thr, P, R, F_img, F_ad, beta2 = _fbeta_curves(probs, labels, beta2, thresholds)
+    Pm, Rm = P.mean(0), R.mean(0)
+    curve = f_measure(Pm, Rm, beta2) if average == "pr" else F_img.mean(0)
+    out = dict(max_f=float(curve.max()), mean_f=float(curve.mean()), adaptive_f=float(F_ad.mean()))
+    if return_curves:
+        out.update(thresholds=thr, precision=Pm, recall=Rm, f=curve)
+    return out
+
+
+@torch.no_grad()
+def fbeta_per_image(probs: torch.Tensor, labels: torch.Tensor, beta2: float = 0.3, thresholds=256,
+                    return_curves: bool = False) -> dict:
+    r"""Per-image F-β of saliency maps: each image's own curve, as :func:`fbeta_scores` defines it.
+
+    Args:
+        probs, labels, beta2, thresholds: as in :func:`fbeta_scores`.
+        return_curves: also return ``thresholds`` ``(T,)`` and the per-image curves ``precision``,
+            ``recall``, ``f``, each ``(N, T)``.
+
+    Returns:
+        ``dict(max_f, mean_f, adaptive_f)`` of ``(N,)`` float64 tensors on ``probs``' device (+ curves).
+
+    Example:
+        >>> labels = torch.zeros(2, 4, 4, dtype=torch.bool); labels[:, 1:3, 1:3] = True
+        >>> fbeta_per_image(labels.float(), labels)["max_f"].tolist()
+        [1.0, 1.0]
+    """
+    thr, P, R, F_img, F_ad, _ = _fbeta_curves(probs, labels, beta2, thresholds)
+    out = dict(max_f=F_img.max(1).values, mean_f=F_img.mean(1), adaptive_f=F_ad)
+    if return_curves:
+        out.update(thresholds=thr, precision=P, recall=R, f=F_img)
+    return out
+
+
+def _fbeta_curves(probs, labels, beta2, thresholds):
+    """Validated inputs -> thresholds, per-image P, R, F curves ``(N, T)``, adaptive F ``(N,)``, beta2."""
+    probs, labels = _check_sod(probs, labels)
+    beta2 = _check_real(beta2, "beta2", low=0.0, low_open=True)
+    thr = _thresholds(thresholds, "thresholds", interior=False)
     N = probs.shape[0]
     p = probs.detach().reshape(N, -1).double()
-    m = masks.reshape(N, -1)
+    m = labels.reshape(N, -1)
     tp = _counts_at_least(p, m, thr)
     pp = _counts_at_least(p, torch.ones_like(m), thr)
     g = m.sum(1, keepdim=True)
@@ -127,40 +160,39 @@ def fbeta_scores(probs: torch.Tensor, masks: torch.Tensor, beta2: float = 0.3, t
     b = p >= t_ad
     inter = (b & m).sum(1)
     F_ad = f_measure(_safe_div(inter, b.sum(1)), _safe_div(inter, g[:, 0]), beta2)
-    thr = thr.to(p.device)
-    if reduction == "none":
-        out = dict(max_f=F_img.max(1).values, mean_f=F_img.mean(1), adaptive_f=F_ad)
-        if return_curves:
-            out.update(thresholds=thr, precision=P, recall=R, f=F_img)
-        return out
-    Pm, Rm = P.mean(0), R.mean(0)
-    curve = f_measure(Pm, Rm, beta2) if average == "pr" else F_img.mean(0)
-    out = dict(max_f=float(curve.max()), mean_f=float(curve.mean()), adaptive_f=float(F_ad.mean()))
-    if return_curves:
-        out.update(thresholds=thr, precision=Pm, recall=Rm, f=curve)
-    return out
+    return thr.to(p.device), P, R, F_img, F_ad, beta2
 
 
 @torch.no_grad()
-def mae(probs: torch.Tensor, masks: torch.Tensor, reduction: str = "mean"):
+def mae(probs: torch.Tensor, labels: torch.Tensor) -> float:
     r"""Mean absolute error :math:`\frac{1}{HW}\sum_x |S(x) - G(x)|` per image [PERAZZI12], averaged over
     images (as [PySODMetrics] ``MAE``). Computed on the continuous map ``probs`` (the CAS paper's
     definition), not on a binarised one.
 
     Args:
         probs: ``(N, H, W)`` float saliency in [0, 1].
-        masks: ``(N, H, W)`` bool (or 0/1) ground truth.
-        reduction: ``"mean"`` → python float; ``"none"`` → ``(N,)`` float64 tensor.
+        labels: ``(N, H, W)`` bool (or 0/1) ground truth.
+
+    Returns:
+        python float (:func:`mae_per_image` gives the ``(N,)`` per-image values).
 
     Example:
-        >>> import torch
         >>> mae(torch.tensor([[[0.5, 1.0], [0.0, 0.0]]]), torch.tensor([[[True, True], [False, True]]]))
         0.375
     """
-    probs, masks = _check_sod(probs, masks)
-    _check_reduction(reduction)
-    per_image = (probs.double() - masks.double()).abs().flatten(1).mean(1)
-    return per_image if reduction == "none" else float(per_image.mean())
+    return float(mae_per_image(probs, labels).mean())
+
+
+@torch.no_grad()
+def mae_per_image(probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The per-image MAE of :func:`mae`: ``(N,)`` float64 tensor on ``probs``' device.
+
+    Example:
+        >>> mae_per_image(torch.tensor([[[0.5, 1.0]], [[0.0, 0.0]]]), torch.tensor([[[True, True]], [[False, True]]]))
+        tensor([0.2500, 0.5000], dtype=torch.float64)
+    """
+    probs, labels = _check_sod(probs, labels)
+    return (probs.double() - labels.double()).abs().flatten(1).mean(1)
 
 
 def _matlab_std(x: np.ndarray) -> float:
@@ -212,7 +244,7 @@ def _s_measure_one(p: np.ndarray, g: np.ndarray, alpha: float) -> float:
 
 
 @torch.no_grad()
-def s_measure(probs: torch.Tensor, masks: torch.Tensor, alpha: float = 0.5, reduction: str = "mean"):
+def s_measure(probs: torch.Tensor, labels: torch.Tensor, alpha: float = 0.5) -> float:
     r"""Structure measure :math:`S = \alpha S_o + (1-\alpha) S_r` of Fan et al. [FAN17, Eq. 6], per image,
     averaged over images.
 
@@ -242,21 +274,33 @@ def s_measure(probs: torch.Tensor, masks: torch.Tensor, alpha: float = 0.5, redu
 
     Args:
         probs: ``(N, H, W)`` float saliency in [0, 1].
-        masks: ``(N, H, W)`` bool (or 0/1) ground truth.
+        labels: ``(N, H, W)`` bool (or 0/1) ground truth.
         alpha: weight α of the object-aware term, in [0, 1]; 0.5 in [FAN17].
-        reduction: ``"mean"`` → python float; ``"none"`` → ``(N,)`` float64 tensor (on ``probs``' device).
+
+    Returns:
+        python float (:func:`s_measure_per_image` gives the ``(N,)`` per-image values).
 
     Example:
         >>> import torch
-        >>> masks = torch.zeros(1, 5, 5, dtype=torch.bool); masks[0, 1:4, 1:4] = True
-        >>> round(s_measure(masks.float(), masks), 12), s_measure(1 - masks.float(), masks)  # perfect, inverted
+        >>> labels = torch.zeros(1, 5, 5, dtype=torch.bool); labels[0, 1:4, 1:4] = True
+        >>> round(s_measure(labels.float(), labels), 12), s_measure(1 - labels.float(), labels)  # perfect, inverted
         (1.0, 0.0)
     """
-    probs, masks = _check_sod(probs, masks)
+    return float(s_measure_per_image(probs, labels, alpha).mean())
+
+
+@torch.no_grad()
+def s_measure_per_image(probs: torch.Tensor, labels: torch.Tensor, alpha: float = 0.5) -> torch.Tensor:
+    """The per-image S-measure of :func:`s_measure`: ``(N,)`` float64 tensor on ``probs``' device.
+
+    Example:
+        >>> labels = torch.zeros(2, 5, 5, dtype=torch.bool); labels[:, 1:4, 1:4] = True
+        >>> s_measure_per_image(torch.stack([labels[0].float(), 1 - labels[1].float()]), labels).round(decimals=12)
+        tensor([1., 0.], dtype=torch.float64)
+    """
+    probs, labels = _check_sod(probs, labels)
     alpha = _check_real(alpha, "alpha", low=0.0, high=1.0)
-    _check_reduction(reduction)
     p = probs.detach().to("cpu", torch.float64).numpy()
-    g = masks.detach().cpu().numpy()
-    scores = torch.tensor([_s_measure_one(p[n], g[n], alpha) for n in range(p.shape[0])],
-                          dtype=torch.float64)
-    return scores.to(probs.device) if reduction == "none" else float(scores.mean())
+    g = labels.detach().cpu().numpy()
+    scores = torch.tensor([_s_measure_one(p[n], g[n], alpha) for n in range(p.shape[0])], dtype=torch.float64)
+    return scores.to(probs.device)

@@ -13,33 +13,33 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .._checks import check_dtype, check_finite, check_labels, check_range, check_shape
+from .._checks import IGNORE_INDEX, check_dtype, check_finite, check_labels, check_range, check_shape
 from ._common import _binary_mask, _check_int, _check_nonempty, _check_real, _check_same_device
 
 __all__ = [
     "confusion_matrix", "iou_from_confusion", "mean_iou", "mean_iou_from_confusion", "pixel_accuracy",
-    "pixel_accuracy_from_confusion", "matched_iou", "binary_segmentation_scores",
+    "pixel_accuracy_from_confusion", "matched_iou", "matched_iou_per_image", "binary_segmentation_scores",
 ]
 
 
-def _check_index_maps(preds, labels, num_classes, ignore_index) -> None:
-    for x, name in ((preds, "preds"), (labels, "labels")):
+def _check_index_maps(pred, labels, num_classes, ignore_index) -> None:
+    for x, name in ((pred, "pred"), (labels, "labels")):
         if torch.is_tensor(x) and x.ndim == 4 and x.is_floating_point():
             raise ValueError(
                 f"`{name}`: expected shape (N, H, W) of class indices, got {tuple(x.shape)} "
                 "(scores? take `.argmax(1)` first)"
             )
-    d = check_shape(preds, "preds", "N H W")
+    d = check_shape(pred, "pred", "N H W")
     check_shape(labels, "labels", "N H W", d)
-    _check_same_device(labels, "labels", preds, "preds")
-    _check_nonempty(preds, "preds")
-    check_labels(preds, "preds", num_classes)
+    _check_same_device(labels, "labels", pred, "pred")
+    _check_nonempty(pred, "pred")
+    check_labels(pred, "pred", num_classes)
     check_labels(labels, "labels", num_classes, ignore_index)
 
 
 @torch.no_grad()
-def confusion_matrix(preds: torch.Tensor, labels: torch.Tensor, num_classes: int,
-                     ignore_index: int | None = None) -> torch.Tensor:
+def confusion_matrix(pred: torch.Tensor, labels: torch.Tensor, num_classes: int,
+                     ignore_index: int | None = IGNORE_INDEX) -> torch.Tensor:
     r"""Confusion matrix of a batch of label maps, pixels pooled over all images.
 
     ``cm[i, j]`` counts pixels whose ground truth is class ``i`` and prediction class ``j`` (rows =
@@ -48,7 +48,7 @@ def confusion_matrix(preds: torch.Tensor, labels: torch.Tensor, num_classes: int
     :func:`iou_from_confusion` and :func:`mean_iou_from_confusion` give the dataset-wide scores.
 
     Args:
-        preds: ``(N, H, W)`` integer (int64) predicted classes in ``[0, num_classes)``.
+        pred: ``(N, H, W)`` integer (int64) predicted classes in ``[0, num_classes)``.
         labels: ``(N, H, W)`` integer ground truth in ``[0, num_classes)`` or ``ignore_index``.
         num_classes: :math:`C` ≥ 1.
         ignore_index: label value to skip (e.g. 255 for VOC); must lie outside ``[0, C)`` so that it
@@ -58,15 +58,15 @@ def confusion_matrix(preds: torch.Tensor, labels: torch.Tensor, num_classes: int
         ``(C, C)`` int64 tensor on the inputs' device.
 
     Raises:
-        TypeError: non-integer ``preds``/``labels`` or ``num_classes``.
+        TypeError: non-integer ``pred``/``labels`` or ``num_classes``.
         ValueError: naming the argument for wrong shapes, classes out of range, an ``ignore_index``
             inside ``[0, C)``.
 
     Example:
         >>> import torch
-        >>> preds = torch.tensor([[[0, 1, 1], [1, 1, 0]]])
+        >>> pred = torch.tensor([[[0, 1, 1], [1, 1, 0]]])
         >>> labels = torch.tensor([[[0, 1, 0], [1, 255, 0]]])
-        >>> confusion_matrix(preds, labels, num_classes=2, ignore_index=255)
+        >>> confusion_matrix(pred, labels, num_classes=2, ignore_index=255)
         tensor([[2, 1],
                 [0, 2]])
     """
@@ -78,12 +78,12 @@ def confusion_matrix(preds: torch.Tensor, labels: torch.Tensor, num_classes: int
                 f"`ignore_index`: expected a value outside [0, {C}) (e.g. 255 or -1), got {ignore_index}; "
                 "a class index cannot double as the ignore label"
             )
-    _check_index_maps(preds, labels, C, ignore_index)
-    preds, labels = preds.long(), labels.long()
+    _check_index_maps(pred, labels, C, ignore_index)
+    pred, labels = pred.long(), labels.long()
     if ignore_index is not None:
         keep = labels != ignore_index
-        preds, labels = preds[keep], labels[keep]
-    idx = (labels * C + preds).reshape(-1)
+        pred, labels = pred[keep], labels[keep]
+    idx = (labels * C + pred).reshape(-1)
     return torch.bincount(idx, minlength=C * C).reshape(C, C)
 
 
@@ -164,8 +164,8 @@ def pixel_accuracy_from_confusion(cm: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def mean_iou(preds: torch.Tensor, labels: torch.Tensor, num_classes: int,
-             ignore_index: int | None = None) -> float:
+def mean_iou(pred: torch.Tensor, labels: torch.Tensor, num_classes: int,
+             ignore_index: int | None = IGNORE_INDEX) -> float:
     r"""Dataset-wide mean IoU: one confusion matrix over **all pixels of all images**, then the mean over
     classes of :math:`TP/(TP+FP+FN)` — *not* the mean of per-image mIoUs (the two differ whenever
     images differ in size or class content; the thesis' and PASCAL/Cityscapes' "mIoU" is this one).
@@ -175,7 +175,7 @@ def mean_iou(preds: torch.Tensor, labels: torch.Tensor, num_classes: int,
     :func:`confusion_matrix` over batches and call :func:`mean_iou_from_confusion`.
 
     Args:
-        preds: ``(N, H, W)`` int64 predicted classes in ``[0, num_classes)``.
+        pred: ``(N, H, W)`` int64 predicted classes in ``[0, num_classes)``.
         labels: ``(N, H, W)`` int64 ground truth in ``[0, num_classes)`` or ``ignore_index``.
         num_classes: :math:`C`.
         ignore_index: label to skip, outside ``[0, C)``; ``None`` = none.
@@ -188,23 +188,23 @@ def mean_iou(preds: torch.Tensor, labels: torch.Tensor, num_classes: int,
 
     Example:
         >>> import torch
-        >>> preds = torch.tensor([[[0, 1, 1], [1, 1, 0]]])
+        >>> pred = torch.tensor([[[0, 1, 1], [1, 1, 0]]])
         >>> labels = torch.tensor([[[0, 1, 0], [1, 1, 0]]])
-        >>> mean_iou(preds, labels, num_classes=2)  # class 0: 2/3, class 1: 3/4
+        >>> mean_iou(pred, labels, num_classes=2)  # class 0: 2/3, class 1: 3/4
         0.7083333333333333
     """
-    cm = confusion_matrix(preds, labels, num_classes, ignore_index)
+    cm = confusion_matrix(pred, labels, num_classes, ignore_index)
     if int(cm.sum()) == 0:
         raise ValueError(f"`labels`: expected at least one pixel not equal to ignore_index={ignore_index}, got none")
     return mean_iou_from_confusion(cm)
 
 
 @torch.no_grad()
-def pixel_accuracy(preds: torch.Tensor, labels: torch.Tensor, ignore_index: int | None = None) -> float:
+def pixel_accuracy(pred: torch.Tensor, labels: torch.Tensor, ignore_index: int | None = IGNORE_INDEX) -> float:
     r"""Pixel accuracy = #correctly labelled pixels / #labelled pixels, pooled over the batch (thesis §5).
 
     Args:
-        preds: ``(N, H, W)`` integer predicted classes.
+        pred: ``(N, H, W)`` integer predicted classes.
         labels: ``(N, H, W)`` integer ground truth; pixels equal to ``ignore_index`` are not "labelled".
         ignore_index: label to skip; ``None`` = none.
 
@@ -220,12 +220,12 @@ def pixel_accuracy(preds: torch.Tensor, labels: torch.Tensor, ignore_index: int 
         ...                ignore_index=255)
         0.8
     """
-    d = check_shape(preds, "preds", "N H W")
+    d = check_shape(pred, "pred", "N H W")
     check_shape(labels, "labels", "N H W", d)
-    _check_same_device(labels, "labels", preds, "preds")
-    check_dtype(preds, "preds", "int")
+    _check_same_device(labels, "labels", pred, "pred")
+    check_dtype(pred, "pred", "int")
     check_dtype(labels, "labels", "int")
-    _check_nonempty(preds, "preds")
+    _check_nonempty(pred, "pred")
     if ignore_index is not None:
         ignore_index = _check_int(ignore_index, "ignore_index")
         keep = labels != ignore_index
@@ -234,12 +234,12 @@ def pixel_accuracy(preds: torch.Tensor, labels: torch.Tensor, ignore_index: int 
     n = int(keep.sum())
     if n == 0:
         raise ValueError(f"`labels`: expected at least one pixel not equal to ignore_index={ignore_index}, got none")
-    return int(((preds == labels) & keep).sum()) / n
+    return int(((pred == labels) & keep).sum()) / n
 
 
 @torch.no_grad()
-def matched_iou(preds: torch.Tensor, labels: torch.Tensor, num_classes: int, num_channels: int | None = None,
-                ignore_index: int | None = None) -> torch.Tensor:
+def matched_iou_per_image(pred: torch.Tensor, labels: torch.Tensor, num_classes: int,
+                          num_channels: int | None = None, ignore_index: int | None = IGNORE_INDEX) -> torch.Tensor:
     r"""Per-image mean IoU under the best one-to-one matching of predicted channels to classes.
 
     The evaluation of a class-agnostic segmentation: a prediction is scored as a *partition*, so
@@ -249,21 +249,25 @@ def matched_iou(preds: torch.Tensor, labels: torch.Tensor, num_classes: int, num
     from an image (and not predicted under the matching) are left out of that image's mean.
 
     Args:
-        preds: ``(N, H, W)`` int channel index per pixel (e.g. ``probs.argmax(1)``), in
+        pred: ``(N, H, W)`` int channel index per pixel (e.g. ``probs.argmax(1)``), in
             ``[0, num_channels)``.
         labels: ``(N, H, W)`` int in ``[0, num_classes)`` or ``ignore_index``.
         num_classes: :math:`K`. num_channels: :math:`M \ge K` (default ``K``).
 
-    Returns: ``(N,)`` float64 per-image matched mean IoU.
+    Returns: ``(N,)`` float64 tensor of per-image matched mean IoU (:func:`matched_iou` averages it).
+
+    Raises:
+        ValueError: naming the argument; an image whose pixels all equal ``ignore_index`` (its score
+        is undefined) names ``labels``.
 
     Example:
         >>> y = torch.tensor([[[0, 0, 1, 2]]])
-        >>> matched_iou(torch.tensor([[[2, 2, 0, 1]]]), y, 3).tolist()   # a relabelled perfect map
+        >>> matched_iou_per_image(torch.tensor([[[2, 2, 0, 1]]]), y, 3).tolist()   # a relabelled perfect map
         [1.0]
     """
-    d = check_shape(preds, "preds", "N H W")
+    d = check_shape(pred, "pred", "N H W")
     check_shape(labels, "labels", "N H W", d)
-    check_dtype(preds, "preds", "int")
+    check_dtype(pred, "pred", "int")
     check_dtype(labels, "labels", "int")
     K = int(num_classes)
     M = K if num_channels is None else int(num_channels)
@@ -273,12 +277,16 @@ def matched_iou(preds: torch.Tensor, labels: torch.Tensor, num_classes: int, num
     if count > 40320:
         raise ValueError(f"`num_classes`, `num_channels`: {count} matchings are too many to enumerate")
     valid = torch.ones_like(labels, dtype=torch.bool) if ignore_index is None else labels != ignore_index
+    void = ~valid.flatten(1).any(1)
+    if bool(void.any()):
+        raise ValueError(f"`labels`: image {int(void.nonzero()[0])} has no pixel other than "
+                         f"ignore_index={ignore_index}; its matched IoU is undefined")
     y = torch.where(valid, labels.long(), torch.zeros_like(labels, dtype=torch.long))
-    if bool(((y < 0) | (y >= K)).any()) or bool(((preds < 0) | (preds >= M)).any()):
-        raise ValueError(f"`preds`/`labels`: expected values in [0, {M}) and [0, {K}) (or ignore_index)")
-    B = preds.shape[0]
+    if bool(((y < 0) | (y >= K)).any()) or bool(((pred < 0) | (pred >= M)).any()):
+        raise ValueError(f"`pred`/`labels`: expected values in [0, {M}) and [0, {K}) (or ignore_index)")
+    B = pred.shape[0]
     yk = F.one_hot(y.reshape(B, -1), K).double() * valid.reshape(B, -1, 1)
-    pm = F.one_hot(preds.reshape(B, -1).long(), M).double() * valid.reshape(B, -1, 1)
+    pm = F.one_hot(pred.reshape(B, -1).long(), M).double() * valid.reshape(B, -1, 1)
     cm = torch.bmm(yk.transpose(1, 2), pm)                                   # (B, K, M)
     gt, pr = cm.sum(2), cm.sum(1)                                            # (B, K), (B, M)
     perms = torch.tensor(list(itertools.permutations(range(M), K)), device=cm.device)  # (P, K)
@@ -289,6 +297,19 @@ def matched_iou(preds: torch.Tensor, labels: torch.Tensor, num_classes: int, num
     iou = torch.where(present, inter / union.clamp_min(1), torch.zeros_like(inter))
     score = iou.sum(2) / present.sum(2).clamp_min(1)                         # (B, P)
     return score.max(1).values
+
+
+@torch.no_grad()
+def matched_iou(pred: torch.Tensor, labels: torch.Tensor, num_classes: int, num_channels: int | None = None,
+                ignore_index: int | None = IGNORE_INDEX) -> float:
+    r"""The mean over images of :func:`matched_iou_per_image` (same arguments): a python float.
+
+    Example:
+        >>> y = torch.tensor([[[0, 0, 1, 2]]] * 2)
+        >>> round(matched_iou(torch.tensor([[[2, 2, 0, 1]], [[0, 0, 0, 0]]]), y, 3), 6)   # (1 + (2/4) / 3) / 2
+        0.583333
+    """
+    return float(matched_iou_per_image(pred, labels, num_classes, num_channels, ignore_index).mean())
 
 
 @torch.no_grad()

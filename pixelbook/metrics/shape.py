@@ -84,4 +84,4 @@ def count_components(labels: torch.Tensor, connectivity: int = 1) -> torch.Tenso
     out = []
     for img in lab:
         out.append(sum(ndimage.label(img == v, structure=structure)[1] for v in np.unique(img)))
-    return torch.tensor(out, dtype=torch.int64)
+    return torch.tensor(out, dtype=torch.int64, device=labels.device)

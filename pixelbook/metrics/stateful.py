@@ -32,11 +32,11 @@ import torch
 from torchmetrics import Metric
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from .._checks import check_shape
+from .._checks import IGNORE_INDEX, check_shape
 from ._common import _check_int
 from .depth import depth_metrics
 from .normals import normal_metrics
-from .saliency import fbeta_scores, mae
+from .saliency import fbeta_per_image, fbeta_scores, mae_per_image
 from .segmentation import confusion_matrix, mean_iou_from_confusion, pixel_accuracy_from_confusion
 
 __all__ = ["MeanIoU", "PixelAccuracy", "DepthMetrics", "NormalMetrics", "SaliencyMetrics"]
@@ -45,31 +45,38 @@ __all__ = ["MeanIoU", "PixelAccuracy", "DepthMetrics", "NormalMetrics", "Salienc
 class _ConfusionMatrixMetric(MulticlassConfusionMatrix):
     """torchmetrics' confusion matrix, filled through :func:`pixelbook.metrics.confusion_matrix`.
 
-    ``update(preds, labels)`` validates its inputs as the functional metrics do (shapes, integer
+    ``update(pred, labels)`` validates its inputs as the functional metrics do (shapes, integer
     classes in range, ``ignore_index`` outside ``[0, C)``) and adds the batch's matrix to the state.
     """
 
     full_state_update = False
 
-    def __init__(self, num_classes: int, ignore_index: int | None = None, **kwargs):
+    def __init__(self, num_classes: int, ignore_index: int | None = IGNORE_INDEX, **kwargs):
         num_classes = _check_int(num_classes, "num_classes", minimum=1)
         super().__init__(num_classes=num_classes, ignore_index=ignore_index, validate_args=False, **kwargs)
 
-    def update(self, preds: torch.Tensor, labels: torch.Tensor) -> None:
-        cm = confusion_matrix(preds, labels, self.num_classes, self.ignore_index)
+    def update(self, pred: torch.Tensor, labels: torch.Tensor) -> None:
+        cm = confusion_matrix(pred, labels, self.num_classes, self.ignore_index)
         self.confmat += cm.to(self.confmat.device)
+
+    def _counted(self) -> torch.Tensor:
+        if int(self.confmat.sum()) == 0:
+            raise ValueError(f"`labels`: no pixel other than ignore_index={self.ignore_index} has been counted "
+                             f"(all ignored, or `update` never called); {type(self).__name__} has no value")
+        return self.confmat
 
 
 class MeanIoU(_ConfusionMatrixMetric):
     r"""Dataset-wide mean IoU from a confusion matrix accumulated over batches (and processes).
 
-    ``update(preds, labels)`` with ``(N, H, W)`` integer maps; ``compute()`` is a 0-dim float64 tensor
-    equal to :func:`pixelbook.metrics.mean_iou` on the whole dataset (absent classes skipped; raises
-    if no pixel was counted). ``confmat`` holds the ``(C, C)`` int64 matrix (rows = ground truth).
+    ``update(pred, labels)`` with ``(N, H, W)`` integer maps; ``compute()`` is a 0-dim float64 tensor
+    equal to :func:`pixelbook.metrics.mean_iou` on the whole dataset (absent classes skipped; raises a
+    ``ValueError`` naming ``labels`` if no pixel was counted). ``confmat`` holds the ``(C, C)`` int64
+    matrix (rows = ground truth).
 
     Args:
         num_classes: :math:`C`.
-        ignore_index: label of void pixels, outside ``[0, C)``; ``None``: every pixel counts.
+        ignore_index: label of void pixels, outside ``[0, C)`` (default 255); ``None``: every pixel counts.
 
     Example:
         >>> m = MeanIoU(num_classes=2)
@@ -80,7 +87,7 @@ class MeanIoU(_ConfusionMatrixMetric):
     """
 
     def compute(self) -> torch.Tensor:
-        return torch.tensor(mean_iou_from_confusion(self.confmat), dtype=torch.float64, device=self.confmat.device)
+        return torch.tensor(mean_iou_from_confusion(self._counted()), dtype=torch.float64, device=self.confmat.device)
 
 
 class PixelAccuracy(_ConfusionMatrixMetric):
@@ -97,7 +104,7 @@ class PixelAccuracy(_ConfusionMatrixMetric):
     """
 
     def compute(self) -> torch.Tensor:
-        return torch.tensor(pixel_accuracy_from_confusion(self.confmat), dtype=torch.float64,
+        return torch.tensor(pixel_accuracy_from_confusion(self._counted()), dtype=torch.float64,
                             device=self.confmat.device)
 
 
@@ -153,7 +160,7 @@ class DepthMetrics(Metric):
 
     def compute(self) -> dict:
         if int(self.count) == 0:
-            raise ValueError("DepthMetrics: no valid pixel was counted; call `update` with some valid pixels first")
+            raise ValueError("`valid`: no valid pixel has been counted (`update` never called?); DepthMetrics has no value")
         n = self.count.double()
         return dict(abs_rel=self.abs_rel / n, sq_rel=self.sq_rel / n, rmse=(self.sq_err / n).sqrt(),
                     rmse_log=(self.sq_log / n).sqrt(), log10=self.log10 / n,
@@ -217,7 +224,7 @@ class NormalMetrics(Metric):
     def compute(self) -> dict:
         n = int(self.count)
         if n == 0:
-            raise ValueError("NormalMetrics: no valid pixel was counted; call `update` with some valid pixels first")
+            raise ValueError("`valid`: no valid pixel has been counted (`update` never called?); NormalMetrics has no value")
         median = (self._bin_of_rank((n + 1) // 2) + self._bin_of_rank(n // 2 + 1)) / 2
         below = self.below.double() / n
         return dict(mean=self.angle_sum / n, median=median, a11=below[0], a22=below[1], a30=below[2])
@@ -226,7 +233,7 @@ class NormalMetrics(Metric):
 class SaliencyMetrics(Metric):
     r"""Salient-object F-β (max, mean, adaptive) and MAE over a dataset, accumulated per image.
 
-    ``update(probs, masks)`` takes what :func:`pixelbook.metrics.fbeta_scores` takes and adds, over
+    ``update(probs, labels)`` takes what :func:`pixelbook.metrics.fbeta_scores` takes and adds, over
     the batch's images, the sums of the per-image precision and recall curves (``average="pr"``) or
     F curves (``average="f"``), of the adaptive F and of the per-image MAE, and the image count.
     ``compute()``: ``dict(max_f, mean_f, adaptive_f, mae)`` of 0-dim float64 tensors, equal to
@@ -239,8 +246,8 @@ class SaliencyMetrics(Metric):
         average: ``"pr"`` or ``"f"``, as in :func:`~pixelbook.metrics.fbeta_scores`.
 
     Example:
-        >>> masks = torch.zeros(2, 4, 4, dtype=torch.bool); masks[:, 1:3, 1:3] = True
-        >>> m = SaliencyMetrics(); m.update(masks[:1].float(), masks[:1]); m.update(masks[1:].float(), masks[1:])
+        >>> labels = torch.zeros(2, 4, 4, dtype=torch.bool); labels[:, 1:3, 1:3] = True
+        >>> m = SaliencyMetrics(); m.update(labels[:1].float(), labels[:1]); m.update(labels[1:].float(), labels[1:])
         >>> float(m.compute()["max_f"]), float(m.compute()["mae"])
         (1.0, 0.0)
     """
@@ -259,21 +266,20 @@ class SaliencyMetrics(Metric):
         self.add_state("adaptive_sum", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("mae_sum", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
 
-    def update(self, probs: torch.Tensor, masks: torch.Tensor) -> None:
+    def update(self, probs: torch.Tensor, labels: torch.Tensor) -> None:
         check_shape(probs, "probs", "N H W")
-        s = fbeta_scores(probs, masks, beta2=self.beta2, thresholds=self.thresholds, average=self.average,
-                         reduction="none", return_curves=True)
+        s = fbeta_per_image(probs, labels, beta2=self.beta2, thresholds=self.thresholds, return_curves=True)
         self.count += probs.shape[0]
         self.precision_sum += s["precision"].sum(0).to(self.precision_sum.device)
         self.recall_sum += s["recall"].sum(0).to(self.recall_sum.device)
         self.f_sum += s["f"].sum(0).to(self.f_sum.device)
         self.adaptive_sum += s["adaptive_f"].sum().to(self.adaptive_sum.device)
-        self.mae_sum += mae(probs, masks, reduction="none").sum().to(self.mae_sum.device)
+        self.mae_sum += mae_per_image(probs, labels).sum().to(self.mae_sum.device)
 
     def compute(self) -> dict:
         n = int(self.count)
         if n == 0:
-            raise ValueError("SaliencyMetrics: no image was counted; call `update` first")
+            raise ValueError("`probs`: no image has been counted (`update` never called?); SaliencyMetrics has no value")
         if self.average == "pr":
             P, R = self.precision_sum / n, self.recall_sum / n
             num, den = (1 + self.beta2) * P * R, self.beta2 * P + R

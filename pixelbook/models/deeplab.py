@@ -62,8 +62,9 @@ class MiniDeepLab(nn.Module):
         self.aspp = _ASPPLite(w, w)
         self.classifier = nn.Conv2d(w, num_classes, 1)
 
-    def forward(self, x):
-        check_shape(x, "x", "N C H W")
-        size = x.shape[-2:]
-        logits = self.classifier(self.aspp(self.blocks(self.stem(x))))
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """``(N, in_channels, H, W)`` → logits ``(N, num_classes, H, W)``."""
+        check_shape(image, "image", "N C H W")
+        size = image.shape[-2:]
+        logits = self.classifier(self.aspp(self.blocks(self.stem(image))))
         return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)

@@ -62,21 +62,24 @@ def resnet_fcn(out_channels: int = 2, blocks: tuple[int, int] = (1, 1)) -> nn.Mo
 
     The paper trains torchvision's ``fcn_resnet101`` (official code: ``num_classes=2``,
     ``pretrained=False``). We keep the same family — torchvision's ``ResNet`` stem and
-    ``BasicBlock`` stages, ``IntermediateLayerGetter``, ``FCNHead`` and ``FCN`` (bilinear
+    ``BasicBlock`` stages, ``FCNHead`` and ``FCN`` (bilinear
     up-sampling of the head's scores to the input size) — and cut it to fit a 2-core CPU: stages 1
     and 2 only (``blocks`` residual blocks each, output stride 8, 128 channels), so about 0.7 M
-    parameters instead of 51 M. ``forward`` returns the logits tensor (not torchvision's dict).
+    parameters instead of 51 M. The trunk is cut with torchvision's public
+    ``create_feature_extractor`` (only the modules up to ``layer2`` are kept). ``forward`` returns the
+    logits tensor (not torchvision's dict).
 
     Example:
         >>> resnet_fcn(2)(torch.rand(2, 3, 32, 32)).shape
         torch.Size([2, 2, 32, 32])
     """
     from torchvision.models import resnet
-    from torchvision.models._utils import IntermediateLayerGetter
-    from torchvision.models.segmentation.fcn import FCN, FCNHead
+    from torchvision.models.feature_extraction import create_feature_extractor
+    from torchvision.models.segmentation import FCN
+    from torchvision.models.segmentation.fcn import FCNHead
 
     trunk = resnet.ResNet(resnet.BasicBlock, [blocks[0], blocks[1], 1, 1])
-    backbone = IntermediateLayerGetter(trunk, return_layers={"layer2": "out"})  # drops layer3, layer4, fc
+    backbone = create_feature_extractor(trunk, return_nodes={"layer2": "out"})  # drops layer3, layer4, fc
     return _OutTensor(FCN(backbone, FCNHead(128, out_channels)))
 
 

@@ -61,12 +61,17 @@ class TinyDilatedResNet(nn.Module):
 class _ResNet50Encoder(nn.Module):
     """torchvision ResNet-50 with dilation in the last two stages (output stride 8)."""
 
-    def __init__(self, pretrained: bool = False):
+    def __init__(self, weights=None):
         super().__init__()
         from torchvision.models import ResNet50_Weights, resnet50
 
-        net = resnet50(weights=ResNet50_Weights.IMAGENET1K_V2 if pretrained else None,
-                       replace_stride_with_dilation=[False, True, True])
+        try:
+            weights = ResNet50_Weights.verify(weights)
+        except (KeyError, TypeError, ValueError) as exc:
+            names = ", ".join(["DEFAULT"] + [w.name for w in ResNet50_Weights])
+            raise ValueError(f"`weights_backbone`: expected None, a ResNet50_Weights or one of its names ({names}), "
+                             f"got {weights!r}") from exc
+        net = resnet50(weights=weights, replace_stride_with_dilation=[False, True, True])
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         self.stages = nn.ModuleList([net.layer1, net.layer2, net.layer3, net.layer4])
         self.out_channels = [64, 256, 512, 1024, 2048]
@@ -112,7 +117,10 @@ class PixelNet(nn.Module):
         head_stride: the heads refine at ``1/head_stride`` of the input size, then up-sample their
             output bilinearly (ours: 2 halves the cost of the heads on a CPU with little loss;
             1 refines at full resolution).
-        pretrained: ImageNet weights for ``"resnet50"`` (downloaded by torchvision on demand).
+        weights_backbone: torchvision-style weights of the ``"resnet50"`` encoder: ``None`` (random
+            initialisation, the default), a ``torchvision.models.ResNet50_Weights`` or its name
+            (``"DEFAULT"`` = ``"IMAGENET1K_V2"``; downloaded by torchvision on demand). The tiny
+            encoder has no pre-trained weights: it takes ``None`` only.
 
     ``forward(image)`` takes ``(N, 3, H, W)`` and returns a dict with, for each task present,
     ``seg``: ``(N, K, H, W)`` logits; ``boundary``: ``(N, 1, H, W)`` fused logits and
@@ -129,7 +137,7 @@ class PixelNet(nn.Module):
 
     def __init__(self, num_classes: int, tasks: Sequence[str] = TASKS, encoder: str = "tiny",
                  widths: Sequence[int] = (24, 32, 48, 64, 64), head_width: int = 32, head_stride: int = 2,
-                 pretrained: bool = False):
+                 weights_backbone=None):
         super().__init__()
         tasks = tuple(tasks)
         if not tasks:
@@ -140,7 +148,10 @@ class PixelNet(nn.Module):
         if "seg" in tasks and num_classes < 2:
             raise ValueError(f"`num_classes`: expected >= 2 for the seg head, got {num_classes}")
         self.tasks, self.num_classes = tasks, num_classes
-        self.encoder = TinyDilatedResNet(widths) if encoder == "tiny" else _ResNet50Encoder(pretrained)
+        if encoder == "tiny" and weights_backbone is not None:
+            raise ValueError(f"`weights_backbone`: the tiny encoder has no pre-trained weights; expected None, "
+                             f"got {weights_backbone!r}")
+        self.encoder = TinyDilatedResNet(widths) if encoder == "tiny" else _ResNet50Encoder(weights_backbone)
         c = self.encoder.out_channels
         out_ch = {"seg": num_classes, "boundary": 1, "depth": 1, "normals": 3}
         if head_stride not in (1, 2, 4, 8):

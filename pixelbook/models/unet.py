@@ -58,9 +58,10 @@ class UNet(nn.Module):
             for level in reversed(range(depth)))
         self.out = nn.Conv2d(ch[0], out_channels, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_shape(x, "x", f"N {self.in_channels} H W")
-        skips = []
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """``(N, in_channels, H, W)`` → ``(N, out_channels, H, W)``."""
+        check_shape(image, "image", f"N {self.in_channels} H W")
+        x, skips = image, []
         for level, block in enumerate(self.down):
             if level:
                 x = F.max_pool2d(x, 2, ceil_mode=True)

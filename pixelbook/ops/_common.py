@@ -16,7 +16,7 @@ def _check_phi(phi, name: str = "phi", dims: dict | None = None) -> dict:
     return d
 
 
-def _check_masks(masks, name: str = "masks", dims: dict | None = None) -> dict:
+def _check_masks(masks, name: str = "mask", dims: dict | None = None) -> dict:
     d = check_shape(masks, name, "N H W", dims)
     if masks.dtype != torch.bool:
         if masks.is_complex():

@@ -117,7 +117,7 @@ class _JointCovariance(torch.autograd.Function):
         return grads[0], grads[1], None
 
 
-def joint_covariance(probs: torch.Tensor, targets: torch.Tensor, radius: int = 3,
+def joint_covariance(probs: torch.Tensor, target: torch.Tensor, radius: int = 3,
                      normalize: bool = True) -> torch.Tensor:
     r"""Covariance of the joint region vectors :math:`[P;Y]` of each (image, class) pair [RMI, Eq. 12].
 
@@ -128,7 +128,7 @@ def joint_covariance(probs: torch.Tensor, targets: torch.Tensor, radius: int = 3
 
     Args:
         probs: ``(N, C, h, w)`` probabilities (usually down-sampled).
-        targets: ``(N, C, h, w)`` label maps: one-hot, or fractions after average pooling.
+        target: ``(N, C, h, w)`` float label maps: one-hot, or fractions after average pooling.
         radius: :math:`R`, :math:`d = R^2`.
         normalize: divide the centred scatter by the number of points :math:`n` (the paper's
             :math:`\mathbb{E}[\cdot]`); ``False`` returns the unnormalised sums the official code uses.
@@ -142,16 +142,16 @@ def joint_covariance(probs: torch.Tensor, targets: torch.Tensor, radius: int = 3
         (torch.Size([2, 3, 8, 8]), torch.float64)
     """
     dims = check_shape(probs, "probs", "N C H W")
-    check_shape(targets, "targets", "N C H W", dims)
+    check_shape(target, "target", "N C H W", dims)
     check_dtype(probs, "probs", "float")
-    check_dtype(targets, "targets", "float")
+    check_dtype(target, "target", "float")
     R = check_positive_int(radius, "radius")
     N, C, h, w = probs.shape
     if h < R or w < R:
         raise ValueError(f"`radius`: expected at most min(h, w) = {min(h, w)} of the (down-sampled) maps, "
                          f"got {R}; lower `radius` or the down-sampling factor")
     p = probs.to(torch.float64).reshape(N * C, h, w)
-    y = targets.to(torch.float64).reshape(N * C, h, w)
+    y = target.to(torch.float64).reshape(N * C, h, w)
     S = _JointCovariance.apply(p, y, R)
     if normalize:
         S = S / ((h - R + 1) * (w - R + 1))

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import torch
 
-from .._checks import check_dtype, check_finite, check_range, check_shape
+from .._checks import IGNORE_INDEX, check_dtype, check_finite, check_range, check_shape
 
 __all__ = ["canonical_regions", "RegionStats", "region_stats", "centroid"]
 
@@ -22,7 +22,7 @@ def _check_labels_tensor(labels, name, dims):
     check_dtype(labels, name, "int")
 
 
-def canonical_regions(labels: torch.Tensor, ignore_index: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def canonical_regions(labels: torch.Tensor, ignore_index: int | None = IGNORE_INDEX) -> tuple[torch.Tensor, torch.Tensor]:
     """Renumber the regions of each image ``0, 1, ...`` in order of first appearance (raster order).
 
     The result depends only on the partition, not on the label values: ``labels`` and any
@@ -111,7 +111,7 @@ def _check_probs(probs, name="probs"):
     return d
 
 
-def region_stats(probs: torch.Tensor, labels: torch.Tensor, ignore_index: int | None = None) -> RegionStats:
+def region_stats(probs: torch.Tensor, labels: torch.Tensor, ignore_index: int | None = IGNORE_INDEX) -> RegionStats:
     r"""Sizes, means and variances of the regions of each image [CAS, §3.1].
 
     Args:

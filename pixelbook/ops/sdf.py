@@ -16,7 +16,7 @@ from ._common import _check_masks, _positive
 __all__ = ["sdf_from_mask", "heaviside", "dirac"]
 
 
-def sdf_from_mask(masks: torch.Tensor, half_pixel: bool = True) -> torch.Tensor:
+def sdf_from_mask(mask: torch.Tensor, half_pixel: bool = True) -> torch.Tensor:
     r"""Signed Euclidean distance to the mask boundary, positive inside [NODE-LS, §2].
 
     :math:`\phi^0(x) = \pm\min_{u\in S^0}\|x - u\|` with :math:`\phi>0` inside. Computed with
@@ -30,11 +30,11 @@ def sdf_from_mask(masks: torch.Tensor, half_pixel: bool = True) -> torch.Tensor:
     mask has no gradient); the result is a constant for autograd.
 
     Args:
-        masks: ``(N, H, W)`` bool or 0/1 tensor.
+        mask: ``(N, H, W)`` bool or 0/1 tensor: the region, :math:`\phi > 0` inside it.
         half_pixel: subtract the half-pixel offset (see above).
 
     Returns:
-        ``(N, 1, H, W)`` float32 on ``masks``' device.
+        ``(N, 1, H, W)`` float32 on ``mask``'s device.
 
     Raises:
         ValueError: wrong shape or values other than 0/1.
@@ -46,8 +46,8 @@ def sdf_from_mask(masks: torch.Tensor, half_pixel: bool = True) -> torch.Tensor:
     """
     from scipy.ndimage import distance_transform_edt
 
-    _check_masks(masks)
-    m = masks.detach().to("cpu").bool().numpy()
+    _check_masks(mask, "mask")
+    m = mask.detach().to("cpu").bool().numpy()
     n, h, w = m.shape
     out = np.empty((n, 1, h, w), dtype=np.float32)
     far = math.hypot(h, w)
@@ -61,7 +61,7 @@ def sdf_from_mask(masks: torch.Tensor, half_pixel: bool = True) -> torch.Tensor:
             inside = distance_transform_edt(m[i]) - off
             outside = distance_transform_edt(~m[i]) - off
             out[i, 0] = np.where(m[i], inside, -outside)
-    return torch.from_numpy(out).to(masks.device)
+    return torch.from_numpy(out).to(mask.device)
 
 
 def heaviside(phi: torch.Tensor, epsilon: float = 1.0) -> torch.Tensor:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._checks import check_choice, check_dtype, check_finite, check_labels, check_range, check_shape
+from .._checks import IGNORE_INDEX, check_choice, check_dtype, check_finite, check_labels, check_range, check_shape
 from ..ops.conv import _conv, self_adjoint_conv2d
 from ..ops.differences import div2d, grad2d
 from ..ops.regions import _check_center
@@ -306,7 +306,8 @@ def soft_threshold_dynamics(
     return out
 
 
-def volumes_from_labels(labels: torch.Tensor, num_classes: int, ignore_index: int | None = None) -> torch.Tensor:
+def volumes_from_labels(labels: torch.Tensor, num_classes: int,
+                        ignore_index: int | None = IGNORE_INDEX) -> torch.Tensor:
     r"""Per-class pixel counts :math:`V` of a label map, as :func:`soft_threshold_dynamics` wants them.
 
     Pixels equal to ``ignore_index`` are shared out in proportion to the counts of the others, so

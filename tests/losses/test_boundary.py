@@ -35,5 +35,5 @@ class TestBalancedBCE:
             L.boundary_loss([], t)
 
     def test_targets_out_of_range_is_an_error(self):
-        with pytest.raises(ValueError, match="`targets`: expected values <= 1"):
+        with pytest.raises(ValueError, match="`labels`: expected values <= 1"):
             L.balanced_bce_loss(torch.zeros(1, 2, 2), torch.full((1, 2, 2), 2.0))

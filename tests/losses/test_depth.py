@@ -32,5 +32,5 @@ class TestLogDepthLoss:
         assert torch.autograd.gradcheck(lambda p: L.log_depth_loss(p, gt), (pred,))
 
     def test_negative_depth_is_an_error(self):
-        with pytest.raises(ValueError, match="`depth`: expected positive"):
+        with pytest.raises(ValueError, match="`target`: expected positive"):
             L.log_depth_loss(torch.zeros(1, 1, 1, 1), -torch.ones(1, 1, 1, 1), valid=torch.ones(1, 1, 1, 1, dtype=torch.bool))

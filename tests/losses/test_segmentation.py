@@ -157,5 +157,11 @@ class TestSymmetricCrossEntropy:
             symmetric_cross_entropy(torch.randn(1, 2, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long), method="greedy")
         with pytest.raises(ValueError, match="`labels`: expected W=2"):
             symmetric_cross_entropy(torch.randn(1, 2, 2, 2), torch.zeros(1, 2, 3, dtype=torch.long))
-        with pytest.raises(ValueError, match="no labelled pixel"):
-            symmetric_cross_entropy(torch.randn(1, 2, 2, 2), torch.full((1, 2, 2), 255), ignore_index=255)
+
+    def test_an_all_void_image_counts_zero_and_leaves_the_mean(self):
+        z = torch.randn(2, 2, 3, 3, generator=torch.Generator().manual_seed(0), requires_grad=True)
+        y = torch.tensor([[[0, 1, 1], [0, 0, 1], [1, 1, 0]], [[255] * 3] * 3])
+        per_image = symmetric_cross_entropy(z, y, reduction="none")
+        assert per_image[1] == 0 and per_image[0] > 0
+        torch.testing.assert_close(symmetric_cross_entropy(z, y), per_image[0])       # mean over labelled images
+        torch.testing.assert_close(symmetric_cross_entropy(z, y), symmetric_cross_entropy(z[:1], y[:1]))

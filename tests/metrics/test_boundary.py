@@ -121,25 +121,25 @@ class TestBoundaryF:
         assert 0 <= out["ap"] <= 1
 
     def test_error_probabilities_above_one(self):
-        with pytest.raises(ValueError, match="`pred_prob`: expected values <= 1"):
+        with pytest.raises(ValueError, match="`probs`: expected values <= 1"):
             boundary_f(vertical_line(3).float() * 2, vertical_line(3))
 
     def test_error_nan(self):
         pred = vertical_line(3).float()
         pred[0, 0, 0] = float("nan")
-        with pytest.raises(ValueError, match="`pred_prob`: expected finite values"):
+        with pytest.raises(ValueError, match="`probs`: expected finite values"):
             boundary_f(pred, vertical_line(3))
 
     def test_error_non_binary_gt(self):
-        with pytest.raises(ValueError, match=r"`gt`: expected a bool mask or values in \{0, 1\}"):
+        with pytest.raises(ValueError, match=r"`labels`: expected a bool mask or values in \{0, 1\}"):
             boundary_f(vertical_line(3).float(), vertical_line(3).long() * 2)
 
     def test_error_no_boundary_in_batch(self):
-        with pytest.raises(ValueError, match="`gt`: expected at least one boundary pixel"):
+        with pytest.raises(ValueError, match="`labels`: expected at least one boundary pixel"):
             boundary_f(torch.rand(2, 8, 8), torch.zeros(2, 8, 8, dtype=torch.bool))
 
     def test_error_shape_mismatch(self):
-        with pytest.raises(ValueError, match="`gt`: expected W=8"):
+        with pytest.raises(ValueError, match="`labels`: expected W=8"):
             boundary_f(torch.rand(1, 8, 8), torch.zeros(1, 8, 7, dtype=torch.bool))
 
     def test_error_negative_tolerance(self):

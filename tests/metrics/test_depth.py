@@ -71,15 +71,15 @@ class TestDepthMetrics:
             depth_metrics(torch.ones(1, 1, 2), torch.ones(1, 1, 2), valid=torch.zeros(1, 1, 2, dtype=torch.bool))
 
     def test_error_gt_all_missing(self):
-        with pytest.raises(ValueError, match="`gt`: expected some pixels with gt > 0"):
+        with pytest.raises(ValueError, match="`target`: expected some pixels with target > 0"):
             depth_metrics(torch.ones(1, 1, 2), torch.zeros(1, 1, 2))
 
     def test_error_nan(self):
-        with pytest.raises(ValueError, match="`gt`: expected finite values"):
+        with pytest.raises(ValueError, match="`target`: expected finite values"):
             depth_metrics(torch.ones(1, 1, 2), torch.tensor([[[1.0, float("inf")]]]))
 
     def test_error_integer_depth(self):
-        with pytest.raises(TypeError, match="`gt`: expected a floating-point tensor"):
+        with pytest.raises(TypeError, match="`target`: expected a floating-point tensor"):
             depth_metrics(torch.ones(1, 1, 2), torch.ones(1, 1, 2, dtype=torch.long))
 
     def test_error_wrong_rank(self):

@@ -25,11 +25,11 @@ class TestDevicesAndGradients:
         g = torch.Generator().manual_seed(23)
         masks = torch.rand(2, 16, 16, generator=g) > 0.7
         probs = (0.5 * masks + 0.5 * torch.rand(2, 16, 16, generator=g)).requires_grad_()
-        on = dict(probs=probs.to(device), masks=masks.to(device))
+        on = dict(probs=probs.to(device), labels=masks.to(device))
         assert fbeta_scores(**on) == pytest.approx(fbeta_scores(probs, masks))
         assert mae(**on) == pytest.approx(mae(probs, masks))
         assert s_measure(**on) == pytest.approx(s_measure(probs, masks))
-        assert boundary_f(on["probs"], on["masks"]) == pytest.approx(boundary_f(probs, masks))
+        assert boundary_f(on["probs"], on["labels"]) == pytest.approx(boundary_f(probs, masks))
         p, t = torch.randint(0, 3, (2, 5, 5), generator=g), torch.randint(0, 3, (2, 5, 5), generator=g)
         assert mean_iou(p.to(device), t.to(device), 3) == mean_iou(p, t, 3)
         depth = torch.rand(2, 1, 5, 5, generator=g) + 0.1
@@ -41,5 +41,5 @@ class TestDevicesAndGradients:
     def test_error_mixed_devices_named(self):
         if not torch.cuda.is_available():
             pytest.skip("needs CUDA")
-        with pytest.raises(ValueError, match="`masks`: expected a tensor on"):
+        with pytest.raises(ValueError, match="`labels`: expected a tensor on"):
             mae(SOD_P.cuda(), SOD_M)

@@ -7,7 +7,7 @@ import torch
 
 from torchmetrics.functional.image import structural_similarity_index_measure
 
-from pixelbook.metrics import psnr, ssim
+from pixelbook.metrics import psnr, psnr_per_image, ssim, ssim_per_image
 
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -22,7 +22,7 @@ class TestPsnr:
         target = torch.zeros(2, 1, 4, 4, dtype=torch.float64)
         pred = torch.tensor([0.1, 0.01], dtype=torch.float64).reshape(2, 1, 1, 1).expand(2, 1, 4, 4)
         # MSE 1e-2 -> 20 dB, 1e-4 -> 40 dB; the mean of per-image PSNR is 30 dB (pooled MSE would give 22.97)
-        per_image = psnr(pred, target, reduction="none")
+        per_image = psnr_per_image(pred, target)
         torch.testing.assert_close(per_image, torch.tensor([20.0, 40.0], dtype=torch.float64))
         assert psnr(pred, target) == pytest.approx(30.0)
         assert psnr(pred * 255, target * 255, data_range=255.0) == pytest.approx(30.0)

@@ -61,7 +61,7 @@ class TestNormalMetrics:
             normal_metrics(torch.ones(1, 2, 4, 4), torch.ones(1, 2, 4, 4))
 
     def test_error_no_valid_pixel(self):
-        with pytest.raises(ValueError, match="`gt`: expected some non-zero normals"):
+        with pytest.raises(ValueError, match="`target`: expected some non-zero normals"):
             normal_metrics(torch.ones(1, 3, 2, 2), torch.zeros(1, 3, 2, 2))
 
     def test_error_nan(self):

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from pixelbook.metrics import f_measure, fbeta_scores, mae, s_measure
+from pixelbook.metrics import (f_measure, fbeta_per_image, fbeta_scores, mae, mae_per_image, s_measure,
+                               s_measure_per_image)
 
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -100,9 +101,9 @@ class TestFbetaScores:
         np.testing.assert_allclose(np.sort(ours["f"].numpy()), np.sort(curve), atol=1e-12)
         assert ours["max_f"] == pytest.approx(curve.max()) and ours["mean_f"] == pytest.approx(curve.mean())
 
-    def test_reduction_none_gives_per_image_scores(self):
+    def test_per_image_scores(self):
         probs, masks = torch.cat([SOD_P, SOD_P2]), torch.cat([SOD_M, SOD_M2])
-        out = fbeta_scores(probs, masks, thresholds=self.THR, reduction="none")
+        out = fbeta_per_image(probs, masks, thresholds=self.THR)
         assert out["adaptive_f"].shape == (2,)
         torch.testing.assert_close(out["adaptive_f"], torch.tensor([0.8125, 0.0], dtype=torch.float64))
         assert float(out["max_f"][0]) == pytest.approx(0.8125)
@@ -120,7 +121,7 @@ class TestFbetaScores:
             fbeta_scores(SOD_P - 0.5, SOD_M)
 
     def test_error_non_binary_mask(self):
-        with pytest.raises(ValueError, match=r"`masks`: expected a bool mask or values in \{0, 1\}"):
+        with pytest.raises(ValueError, match=r"`labels`: expected a bool mask or values in \{0, 1\}"):
             fbeta_scores(SOD_P, SOD_M.long() * 255)
 
     def test_error_channel_axis(self):
@@ -130,8 +131,6 @@ class TestFbetaScores:
     def test_error_options(self):
         with pytest.raises(ValueError, match="`average`: expected one of"):
             fbeta_scores(SOD_P, SOD_M, average="max")
-        with pytest.raises(ValueError, match="`reduction`: expected one of"):
-            fbeta_scores(SOD_P, SOD_M, reduction="sum")
         with pytest.raises(ValueError, match="`thresholds`: expected an int >= 2"):
             fbeta_scores(SOD_P, SOD_M, thresholds=1)
         with pytest.raises(ValueError, match="`beta2`: expected a value > 0"):
@@ -142,7 +141,7 @@ class TestMae:
     def test_hand_computed_mean_over_images(self):
         # image 1: |0.9-1| + |0.6-1| + 0.2 + 0.1 + 0.7 + 0 = 1.5 over 6; image 2: 1 + 1 over 6
         probs, masks = torch.cat([SOD_P, SOD_P2]), torch.cat([SOD_M, SOD_M2])
-        torch.testing.assert_close(mae(probs, masks, reduction="none"),
+        torch.testing.assert_close(mae_per_image(probs, masks),
                                    torch.tensor([1.5 / 6, 2 / 6], dtype=torch.float64))
         assert mae(probs, masks) == pytest.approx((1.5 / 6 + 2 / 6) / 2)
 
@@ -206,11 +205,11 @@ class TestSMeasure:
         m = torch.tensor([[[True, False], [False, False]]])
         assert s_measure(p, m) == pytest.approx(0.5 * 0.95 + 0.5 * 1.0)
 
-    def test_reduction_none_and_mean(self):
+    def test_per_image_and_mean(self):
         masks = torch.zeros(2, 5, 5, dtype=torch.bool)
         masks[:, 1:4, 1:4] = True
         probs = torch.stack([masks[0].float(), 1 - masks[1].float()])
-        per_image = s_measure(probs, masks, reduction="none")
+        per_image = s_measure_per_image(probs, masks)
         torch.testing.assert_close(per_image, torch.tensor([1.0, 0.0], dtype=torch.float64))
         assert s_measure(probs, masks) == pytest.approx(0.5)
 
@@ -219,5 +218,5 @@ class TestSMeasure:
             s_measure(SOD_P, SOD_M, alpha=1.5)
 
     def test_error_shape_mismatch(self):
-        with pytest.raises(ValueError, match="`masks`: expected H=2"):
+        with pytest.raises(ValueError, match="`labels`: expected H=2"):
             s_measure(SOD_P, SOD_M[:, :1])

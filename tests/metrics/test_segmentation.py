@@ -13,7 +13,8 @@ from torchmetrics.functional.classification import (
 )
 
 from pixelbook.metrics import (binary_segmentation_scores, confusion_matrix, iou_from_confusion, matched_iou,
-                               mean_iou, mean_iou_from_confusion, pixel_accuracy, pixel_accuracy_from_confusion)
+                               matched_iou_per_image, mean_iou, mean_iou_from_confusion, pixel_accuracy,
+                               pixel_accuracy_from_confusion)
 
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -61,11 +62,11 @@ class TestConfusionMatrix:
         assert torch.equal(ours, ref)
 
     def test_error_float_preds(self):
-        with pytest.raises(TypeError, match="`preds`: expected an integer tensor"):
+        with pytest.raises(TypeError, match="`pred`: expected an integer tensor"):
             confusion_matrix(PREDS.float(), LABELS, 2)
 
     def test_error_scores_instead_of_indices(self):
-        with pytest.raises(ValueError, match=r"`preds`: expected shape \(N, H, W\) of class indices.*argmax"):
+        with pytest.raises(ValueError, match=r"`pred`: expected shape \(N, H, W\) of class indices.*argmax"):
             confusion_matrix(torch.rand(1, 2, 2, 3), LABELS, 2)
 
     def test_error_labels_out_of_range(self):
@@ -73,7 +74,7 @@ class TestConfusionMatrix:
             confusion_matrix(PREDS, LABELS + 1, 2)
 
     def test_error_preds_out_of_range(self):
-        with pytest.raises(ValueError, match=r"`preds`: expected labels in \[0, 2\)"):
+        with pytest.raises(ValueError, match=r"`pred`: expected labels in \[0, 2\)"):
             confusion_matrix(PREDS * 2, LABELS, 2)
 
     def test_error_shape_mismatch(self):
@@ -89,7 +90,7 @@ class TestConfusionMatrix:
             confusion_matrix(PREDS, LABELS, 2.0)
 
     def test_error_empty_batch(self):
-        with pytest.raises(ValueError, match="`preds`: expected a non-empty tensor"):
+        with pytest.raises(ValueError, match="`pred`: expected a non-empty tensor"):
             confusion_matrix(PREDS[:0], LABELS[:0], 2)
 
 
@@ -207,17 +208,23 @@ class TestPixelAccuracy:
 class TestMatchedIou:
     def test_relabelled_perfect_prediction_scores_one_and_value_by_hand(self):
         y = torch.tensor([[[0, 0, 1, 1], [2, 2, 2, 2]]])
-        assert matched_iou(torch.tensor([[[1, 1, 2, 2], [0, 0, 0, 0]]]), y, 3).tolist() == [1.0]
+        assert matched_iou_per_image(torch.tensor([[[1, 1, 2, 2], [0, 0, 0, 0]]]), y, 3).tolist() == [1.0]
         # predicting one region everywhere: best match IoU 4/8 for region 2, 0 for the others
-        assert matched_iou(torch.zeros(1, 2, 4, dtype=torch.long), y, 3).tolist() == pytest.approx([0.5 / 3])
+        assert matched_iou_per_image(torch.zeros(1, 2, 4, dtype=torch.long), y, 3).tolist() == pytest.approx([0.5 / 3])
+        # matched_iou is their mean over images, a python float
+        two = torch.cat([torch.tensor([[[1, 1, 2, 2], [0, 0, 0, 0]]]), torch.zeros(1, 2, 4, dtype=torch.long)])
+        score = matched_iou(two, torch.cat([y, y]), 3)
+        assert isinstance(score, float) and score == pytest.approx((1 + 0.5 / 3) / 2)
 
     def test_extra_channels_and_errors(self):
         y = torch.tensor([[[0, 1]]])
-        assert matched_iou(torch.tensor([[[3, 1]]]), y, 2, num_channels=4).tolist() == [1.0]
+        assert matched_iou(torch.tensor([[[3, 1]]]), y, 2, num_channels=4) == 1.0
         with pytest.raises(ValueError, match="`num_channels`"):
             matched_iou(torch.tensor([[[0, 1]]]), y, 2, num_channels=1)
         with pytest.raises(ValueError, match="expected values"):
             matched_iou(torch.tensor([[[0, 5]]]), y, 2)
+        with pytest.raises(ValueError, match="`labels`: image 1 has no pixel other than ignore_index=255"):
+            matched_iou(torch.zeros(2, 1, 2, dtype=torch.long), torch.tensor([[[0, 1]], [[255, 255]]]), 2)
 
 
 class TestBinarySegmentationScores:

@@ -59,11 +59,14 @@ class TestConfusionMatrixMetrics:
         m = _feed(MeanIoU(C, ignore_index=255), pred, labels)
         m.reset()
         assert int(m.confmat.sum()) == 0
-        with pytest.raises(ValueError, match="`preds`: expected labels in"):
+        with pytest.raises(ValueError, match="`pred`: expected labels in"):
             m.update(pred + C, labels)
         with pytest.raises(ValueError, match="`ignore_index`"):
             MeanIoU(C, ignore_index=0).update(pred, labels)
-        with pytest.raises(ValueError, match="all-zero confusion matrix"):
+        with pytest.raises(ValueError, match="`labels`: no pixel other than ignore_index=255 has been counted"):
+            m.compute()
+        m.update(pred, torch.full_like(labels, 255))            # an all-void batch counts nothing
+        with pytest.raises(ValueError, match="`labels`: no pixel other than ignore_index=255"):
             m.compute()
 
 
@@ -88,7 +91,7 @@ class TestDepthMetrics:
 
     @pytest.mark.filterwarnings("ignore:The ``compute`` method of metric")
     def test_compute_before_update_raises(self):
-        with pytest.raises(ValueError, match="no valid pixel"):
+        with pytest.raises(ValueError, match="`valid`: no valid pixel has been counted"):
             DepthMetrics().compute()
 
 

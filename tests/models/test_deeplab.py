@@ -18,5 +18,5 @@ class TestMiniDeepLab:
         assert sum(p.numel() for p in MiniDeepLab(4, width=32).parameters()) < 150_000
 
     def test_error_names_x(self):
-        with pytest.raises(ValueError, match=r"`x`: expected shape \(N, C, H, W\)"):
+        with pytest.raises(ValueError, match=r"`image`: expected shape \(N, C, H, W\)"):
             MiniDeepLab(3)(torch.rand(3, 32, 32))

@@ -18,6 +18,17 @@ class TestSmallAndResnetFcn:
         assert sum(p.numel() for p in small_fcn(2).parameters()) < 10_000
         assert sum(p.numel() for p in net.parameters()) < 500_000
 
+    def test_resnet_fcn_keeps_the_trunk_up_to_layer2_only(self):
+        from torchvision.models import resnet
+        from torchvision.models.segmentation.fcn import FCNHead
+
+        net = resnet_fcn(3, blocks=(2, 1))
+        keys = list(net.state_dict())
+        assert not any(k.startswith(("fcn.backbone.layer3", "fcn.backbone.layer4", "fcn.backbone.fc")) for k in keys)
+        trunk = resnet.ResNet(resnet.BasicBlock, [2, 1, 1, 1])
+        kept = [trunk.conv1, trunk.bn1, trunk.layer1, trunk.layer2, FCNHead(128, 3)]
+        assert sum(p.numel() for p in net.parameters()) == sum(p.numel() for m in kept for p in m.parameters())
+
 
 class TestPaperModel:
     def test_torchvision_fcn_resnet101_randomly_initialised_returns_a_tensor(self):

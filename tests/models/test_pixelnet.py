@@ -71,3 +71,9 @@ class TestPixelNet:
     def test_bad_image_shape_is_an_error(self):
         with pytest.raises(ValueError, match=r"`image`: expected shape \(N, 3, H, W\)"):
             PixelNet(num_classes=3)(torch.rand(1, 1, 16, 16))
+
+    def test_weights_backbone_is_torchvision_style(self):
+        with pytest.raises(ValueError, match="`weights_backbone`: the tiny encoder has no pre-trained weights"):
+            PixelNet(3, encoder="tiny", weights_backbone="DEFAULT")
+        with pytest.raises(ValueError, match="`weights_backbone`: expected None, a ResNet50_Weights or one of"):
+            PixelNet(3, encoder="resnet50", weights_backbone="NO_SUCH_WEIGHTS")

@@ -13,5 +13,5 @@ class TestUNet:
         assert count_parameters(UNet(1, 1, 8, 2)) > 3 * count_parameters(UNet(1, 1, 4, 2))
 
     def test_bad_input_channels(self):
-        with pytest.raises(ValueError, match="`x`: expected shape \\(N, 1, H, W\\)"):
+        with pytest.raises(ValueError, match="`image`: expected shape \\(N, 1, H, W\\)"):
             UNet(1, 1, 4, 1)(torch.rand(1, 3, 8, 8))

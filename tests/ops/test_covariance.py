@@ -57,5 +57,5 @@ class TestJointCovariance:
         torch.testing.assert_close(g1, g2, rtol=1e-12, atol=1e-15)
 
     def test_error_names_targets(self):
-        with pytest.raises(ValueError, match="`targets`: expected H=8"):
+        with pytest.raises(ValueError, match="`target`: expected H=8"):
             joint_covariance(torch.rand(1, 1, 8, 8), torch.rand(1, 1, 7, 8))

@@ -49,11 +49,11 @@ class TestSdfFromMask:
         assert torch.equal(sdf_from_mask(m.float()), sdf_from_mask(m)) and torch.equal(sdf_from_mask(m.long()), sdf_from_mask(m))
 
     def test_non_binary_mask_raises(self):
-        with pytest.raises(ValueError, match=r"`masks`: expected binary values \{0, 1\}"):
+        with pytest.raises(ValueError, match=r"`mask`: expected binary values \{0, 1\}"):
             sdf_from_mask(torch.full((1, 4, 4), 0.5))
 
     def test_wrong_shape_raises(self):
-        with pytest.raises(ValueError, match=r"`masks`: expected shape \(N, H, W\), got \(1, 1, 4, 4\)"):
+        with pytest.raises(ValueError, match=r"`mask`: expected shape \(N, H, W\), got \(1, 1, 4, 4\)"):
             sdf_from_mask(torch.zeros(1, 1, 4, 4, dtype=torch.bool))
 
     def test_follows_device(self, device):
