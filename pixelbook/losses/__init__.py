@@ -13,10 +13,12 @@ chapter's method stays defined in the method's module and is re-exported here.
 - :mod:`~pixelbook.losses.normals`: :func:`normal_loss` / :class:`NormalLoss` (Ch. 1, Eq. 2.4).
 - :mod:`~pixelbook.losses.multitask`: :func:`multitask_loss` / :class:`MultitaskLoss` (Ch. 1), and
   :func:`multitask_terms`, the unweighted terms (a dict of losses, to log them).
-- the methods, re-exported: :func:`~pixelbook.levelset.narrow_band_loss` /
+- the methods, re-exported (loaded on first access): :func:`~pixelbook.levelset.narrow_band_loss` /
   :class:`~pixelbook.levelset.NarrowBandLoss` (Ch. 2), :func:`~pixelbook.rmi.rmi_loss` /
-  :class:`~pixelbook.rmi.RMILoss` (Ch. 4), :func:`~pixelbook.cas.cas_loss` /
-  :class:`~pixelbook.cas.CASLoss` (Ch. 9).
+  :class:`~pixelbook.rmi.RMILoss` (Ch. 4), ``budget_kl_loss`` / ``BudgetKLLoss`` (Ch. 5,
+  :mod:`pixelbook.gating`), ``embedding_loss`` / ``EmbeddingLoss`` (Ch. 6, :mod:`pixelbook.meanshift`),
+  ``mgpff_loss`` / ``MultigridPFFLoss`` (Ch. 8, :mod:`pixelbook.filterflow`),
+  :func:`~pixelbook.cas.cas_loss` / :class:`~pixelbook.cas.CASLoss` (Ch. 9).
 
 Reduction: the thesis writes each loss as a *sum* over pixels; the pixel-wise losses here average
 over the valid pixels (``reduction="mean"``) so that loss weights and learning rates do not depend
@@ -26,9 +28,8 @@ step size.
 
 from __future__ import annotations
 
-from ..cas import CASLoss, cas_loss
-from ..levelset import NarrowBandLoss, narrow_band_loss
-from ..rmi import RMILoss, rmi_loss
+import importlib
+
 from .boundary import BalancedBCELoss, BoundaryLoss, balanced_bce_loss, boundary_loss
 from .depth import DEPTH_GAMMA, LogDepthLoss, log_depth_loss
 from .multitask import MultitaskLoss, multitask_loss, multitask_terms
@@ -36,10 +37,31 @@ from .normals import NORMAL_LAMBDA, NormalLoss, normal_loss
 from .segmentation import (AffinityLoss, SegmentationLoss, SymmetricCrossEntropy, affinity_loss, segmentation_loss,
                            symmetric_cross_entropy)
 
+#: The losses that are a chapter's method, re-exported from the method's module on first access
+#: (PEP 562): importing ``pixelbook.losses`` stays light, and a method module may import a generic
+#: loss from here without an import cycle.
+_METHOD_LOSSES = {
+    "narrow_band_loss": "levelset", "NarrowBandLoss": "levelset",
+    "rmi_loss": "rmi", "RMILoss": "rmi",
+    "cas_loss": "cas", "CASLoss": "cas",
+    "budget_kl_loss": "gating", "BudgetKLLoss": "gating",
+    "embedding_loss": "meanshift", "EmbeddingLoss": "meanshift",
+    "mgpff_loss": "filterflow", "MultigridPFFLoss": "filterflow",
+}
+
 __all__ = [
     "segmentation_loss", "SegmentationLoss", "affinity_loss", "AffinityLoss", "symmetric_cross_entropy",
     "SymmetricCrossEntropy", "balanced_bce_loss", "BalancedBCELoss", "boundary_loss", "BoundaryLoss",
     "log_depth_loss", "LogDepthLoss", "normal_loss", "NormalLoss", "multitask_loss", "MultitaskLoss", "multitask_terms",
-    "narrow_band_loss", "NarrowBandLoss", "rmi_loss", "RMILoss", "cas_loss", "CASLoss",
-    "DEPTH_GAMMA", "NORMAL_LAMBDA",
+    *_METHOD_LOSSES, "DEPTH_GAMMA", "NORMAL_LAMBDA",
 ]
+
+
+def __getattr__(name):
+    if name in _METHOD_LOSSES:
+        return getattr(importlib.import_module(f"pixelbook.{_METHOD_LOSSES[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_METHOD_LOSSES))
