@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 _SUBMODULES = (
     "runtime", "training", "metrics", "data", "viz", "widgets", "models", "losses", "multitask",
     "ops", "levelset", "std", "rmi", "cas", "filterflow", "meanshift", "gating",
-    "results", "experiments", "run", "video_metrics", "distributed",
+    "results", "experiments", "run", "distributed",
 )
 __all__ = list(_SUBMODULES) + ["__version__"]
 

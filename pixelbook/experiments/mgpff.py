@@ -226,7 +226,7 @@ class _ZeroFlow:
 def evaluate_mgpff(model, clips, stereo, ev) -> dict:
     """The chapter's metrics (see the module docstring) of ``model`` (``None``: the identity baseline)."""
     from ..filterflow.multigrid import long_range_error, propagate_labels
-    from ..video_metrics import end_point_error, video_segmentation_scores
+    from ..metrics.video import end_point_error, video_segmentation_scores
 
     was_training = model.training if model is not None else False
     if model is not None:

@@ -21,6 +21,8 @@ normals                         :func:`normal_metrics` → ``mean, median, a11, 
 saliency                        :func:`fbeta_scores`, :func:`f_measure`, :func:`mae`, :func:`s_measure`
 image restoration               :func:`psnr`, :func:`ssim` (thin wrappers over torchmetrics)
 shape                           :func:`star_violations`, :func:`boundary_length`, :func:`count_components`
+video [DAVIS17]                 :func:`region_similarity` (J), :func:`boundary_measure` (F),
+                                :func:`video_segmentation_scores`, :func:`end_point_error`
 ==============================  =====================================================================
 
 Dataset-level numbers over many batches (and, under DDP, many processes): the
@@ -44,6 +46,8 @@ from .segmentation import (binary_segmentation_scores, confusion_matrix, iou_fro
                            matched_iou_per_image, mean_iou, mean_iou_from_confusion, pixel_accuracy,
                            pixel_accuracy_from_confusion)
 from .shape import boundary_length, count_components, star_violations
+from .video import (boundary_measure, boundary_measure_per_image, db_statistics, end_point_error, region_similarity,
+                    region_similarity_per_image, seg2bmap, video_segmentation_scores)
 
 __all__ = [
     "confusion_matrix", "iou_from_confusion", "mean_iou", "mean_iou_from_confusion", "pixel_accuracy",
@@ -51,7 +55,9 @@ __all__ = [
     "boundary_f", "depth_metrics", "normal_metrics", "f_measure", "fbeta_scores", "fbeta_per_image", "mae",
     "mae_per_image", "s_measure", "s_measure_per_image", "psnr", "psnr_per_image", "ssim", "ssim_per_image",
     "star_violations",
-    "boundary_length", "count_components", "MeanIoU", "PixelAccuracy", "DepthMetrics", "NormalMetrics",
+    "boundary_length", "count_components", "region_similarity", "region_similarity_per_image", "boundary_measure",
+    "boundary_measure_per_image", "seg2bmap", "db_statistics", "video_segmentation_scores", "end_point_error",
+    "MeanIoU", "PixelAccuracy", "DepthMetrics", "NormalMetrics",
     "SaliencyMetrics",
 ]
 

@@ -28,7 +28,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_dtype, check_finite, check_shape
+from .._checks import check_dtype, check_finite, check_shape
 
 __all__ = ["region_similarity", "region_similarity_per_image", "boundary_measure", "boundary_measure_per_image",
            "seg2bmap", "db_statistics", "video_segmentation_scores",
@@ -76,13 +76,13 @@ def region_similarity_per_image(pred: torch.Tensor, labels: torch.Tensor) -> tor
     return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
 
 
-def seg2bmap(masks: torch.Tensor) -> torch.Tensor:
-    """One-pixel boundary maps of binary masks, as DAVIS' ``_seg2bmap``: ``(T, H, W)`` bool -> bool.
+def seg2bmap(mask: torch.Tensor) -> torch.Tensor:
+    """One-pixel boundary maps of a binary ``mask``, as DAVIS' ``_seg2bmap``: ``(T, H, W)`` bool -> bool.
 
     A pixel is on the boundary if it differs from its right, lower or lower-right neighbour; the last
     row compares only to the right, the last column only downwards, the corner never.
     """
-    s = masks
+    s = mask
     e = torch.zeros_like(s)
     e[:, :, :-1] = s[:, :, 1:]
     so = torch.zeros_like(s)

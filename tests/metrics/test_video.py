@@ -8,7 +8,7 @@ import torch
 from scipy import ndimage
 from skimage.morphology import disk
 
-from pixelbook.video_metrics import (boundary_measure, boundary_measure_per_image, db_statistics, end_point_error,
+from pixelbook.metrics.video import (boundary_measure, boundary_measure_per_image, db_statistics, end_point_error,
                                      region_similarity, region_similarity_per_image, seg2bmap,
                                      video_segmentation_scores)
 
