@@ -19,7 +19,7 @@ boundary (BSDS-like)            :func:`boundary_f` → ``ods``, ``ois``, ``ap``
 depth [EIGEN14]                 :func:`depth_metrics` → ``abs_rel, sq_rel, rmse, rmse_log, log10, d1..d3``
 normals                         :func:`normal_metrics` → ``mean, median, a11, a22, a30``
 saliency                        :func:`fbeta_scores`, :func:`f_measure`, :func:`mae`, :func:`s_measure`
-image restoration               :func:`psnr`, :func:`ssim` (thin wrappers over torchmetrics)
+image restoration               :func:`psnr`, :func:`ssim` [WANG04] (PSNR wraps torchmetrics)
 shape                           :func:`star_violations`, :func:`boundary_length`, :func:`count_components`
 video [DAVIS17]                 :func:`region_similarity` (J), :func:`boundary_measure` (F),
                                 :func:`video_segmentation_scores`, :func:`end_point_error`

@@ -1,13 +1,13 @@
 """SSIM against a closed form, scikit-image and the paper's definition written out [WANG04].
 
 These replace a test that compared ``pixelbook.metrics.ssim`` with the torchmetrics function it
-wraps (which could not fail). Two of them are strict ``xfail``: they record where the wrapper departs
-from [WANG04] today, and turn into failures (XPASS) the day it follows the paper, so that the marks
-are removed then:
+wrapped (which could not fail). ``ssim`` used to wrap torchmetrics, which departs from [WANG04] in
+two ways that the tests below would catch (they were strict ``xfail`` until ``ssim`` followed the
+paper):
 
 * torchmetrics reflect-pads the images and averages the SSIM map over *every* pixel; the paper's
   reference code (and ``skimage.metrics.structural_similarity``) averages over full windows only.
-  On 20 x 17 noise the two differ by about 0.02; on large images by less.
+  On the 20 x 17 noise pair below the two give 0.8285 and 0.7948; on large images they differ less.
 * with a Gaussian window torchmetrics sizes it from ``sigma`` (``2 * int(3.5 * sigma + 0.5) + 1``)
   and ignores ``kernel_size``.
 """
@@ -16,7 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pixelbook.metrics import ssim
+from pixelbook.metrics import ssim, ssim_per_image
 
 
 def ssim_reference(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, kernel_size: int = 11,
@@ -72,12 +72,51 @@ class TestSsimDefinition:
                                          data_range=1.0)
         assert float(ssim_reference(a, b)) == pytest.approx(expected, rel=1e-9)
 
-    @pytest.mark.xfail(strict=True, reason="torchmetrics averages over reflect-padded borders too (module docstring)")
     def test_equals_the_papers_definition_on_noise(self):
         a, b = _noisy_pair()
         assert ssim(a, b) == pytest.approx(float(ssim_reference(a, b)), abs=1e-6)
+        # and not torchmetrics' (0.8285 here, against 0.7948: the module docstring)
+        from torchmetrics.functional.image import structural_similarity_index_measure
 
-    @pytest.mark.xfail(strict=True, reason="torchmetrics ignores kernel_size with a Gaussian window (module docstring)")
+        assert abs(ssim(a, b) - float(structural_similarity_index_measure(a.double(), b.double(), data_range=1.0))) > 0.02
+
+    @pytest.mark.parametrize("shape, data_range", [((3, 1, 48, 48), 1.0), ((2, 3, 11, 30), 1.0),
+                                                   ((1, 2, 25, 19), 255.0)])
+    def test_per_image_equals_scikit_image(self, shape, data_range):
+        """Each image of a batch against scikit-image, to 1e-6: several images, channels, a window
+        as tall as the image, the uint8 scale."""
+        from skimage.metrics import structural_similarity
+
+        a, b = _noisy_pair(seed=5, shape=shape)
+        a, b = a * data_range, b * data_range
+        got = ssim_per_image(a, b, data_range=data_range)
+        assert got.shape == (shape[0],) and got.dtype == torch.float64
+        for i in range(shape[0]):
+            want = structural_similarity(a[i].double().numpy(), b[i].double().numpy(), channel_axis=0,
+                                         gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                         data_range=data_range)
+            assert float(got[i]) == pytest.approx(want, abs=1e-6)
+
+    def test_float32_input_matches_float64(self):
+        a, b = _noisy_pair(seed=6, shape=(2, 1, 24, 24))
+        torch.testing.assert_close(ssim_per_image(a, b), ssim_per_image(a.double(), b.double()), rtol=0, atol=1e-6)
+
     def test_kernel_size_sets_the_window(self):
         a, b = _noisy_pair(shape=(1, 3, 32, 32))
         assert ssim(a, b, kernel_size=7, sigma=1.5) != pytest.approx(ssim(a, b, kernel_size=11, sigma=1.5), abs=1e-6)
+        assert ssim(a, b, kernel_size=7, sigma=1.5) == pytest.approx(
+            float(ssim_reference(a, b, kernel_size=7, sigma=1.5)), abs=1e-9)
+
+    def test_only_full_windows_count(self):
+        """A 13 x 13 image with a 13 x 13 window has exactly one full window: SSIM is Eq. 13 on it,
+        computed by hand (a padded implementation would average 169 windows)."""
+        a, b = _noisy_pair(seed=7, shape=(1, 1, 13, 13))
+        t = torch.arange(13, dtype=torch.float64) - 6
+        g = torch.exp(-t ** 2 / (2 * 1.5 ** 2))
+        w = (g[:, None] * g[None, :]) / g.sum() ** 2  # the single 13 x 13 window
+        x, y = a[0, 0].double(), b[0, 0].double()
+        mx, my = (w * x).sum(), (w * y).sum()
+        vx, vy, cxy = (w * x * x).sum() - mx ** 2, (w * y * y).sum() - my ** 2, (w * x * y).sum() - mx * my
+        c1, c2 = 0.01 ** 2, 0.03 ** 2
+        want = (2 * mx * my + c1) * (2 * cxy + c2) / ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2))
+        assert ssim(a, b, kernel_size=13) == pytest.approx(float(want), abs=1e-12)
