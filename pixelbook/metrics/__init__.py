@@ -23,6 +23,9 @@ image restoration               :func:`psnr`, :func:`ssim` [WANG04] (PSNR wraps 
 shape                           :func:`star_violations`, :func:`boundary_length`, :func:`count_components`
 video [DAVIS17]                 :func:`region_similarity` (J), :func:`boundary_measure` (F),
                                 :func:`video_segmentation_scores`, :func:`end_point_error`
+instance                        :func:`adjusted_rand_index`, :func:`segmentation_covering`,
+                                :func:`best_iou_per_instance`, :func:`instance_average_precision`,
+                                :func:`average_recall`, :func:`masks_from_segments`
 ==============================  =====================================================================
 
 Dataset-level numbers over many batches (and, under DDP, many processes): the
@@ -32,7 +35,7 @@ accumulate sums and equal the functional metrics on the whole dataset. They are 
 use (``pb.metrics.MeanIoU``), because importing torchmetrics takes about a second.
 
 References (keys used in the docstrings): [EIGEN14], [BSDS], [ACHANTA09], [BORJI15], [PERAZZI12],
-[FAN17], [PySODMetrics], [WANG04] — given in full in the module of each domain.
+[FAN17], [PySODMetrics], [WANG04], [HUBERT85], [ARBELAEZ11], [HARIHARAN14], [HOSANG16] — given in full in the module of each domain.
 """
 
 from __future__ import annotations
@@ -40,6 +43,9 @@ from __future__ import annotations
 from .boundary import boundary_f
 from .depth import depth_metrics
 from .image import psnr, psnr_per_image, ssim, ssim_per_image
+from .instance import (AR_IOU_THRESHOLDS, adjusted_rand_index, adjusted_rand_index_per_image, average_recall,
+                       best_iou_per_instance, instance_average_precision, masks_from_segments, segmentation_covering,
+                       segmentation_covering_per_image)
 from .normals import normal_metrics
 from .saliency import f_measure, fbeta_per_image, fbeta_scores, mae, mae_per_image, s_measure, s_measure_per_image
 from .segmentation import (binary_segmentation_scores, confusion_matrix, iou_from_confusion, matched_iou,
@@ -57,6 +63,9 @@ __all__ = [
     "star_violations",
     "boundary_length", "count_components", "region_similarity", "region_similarity_per_image", "boundary_measure",
     "boundary_measure_per_image", "seg2bmap", "db_statistics", "video_segmentation_scores", "end_point_error",
+    "adjusted_rand_index", "adjusted_rand_index_per_image", "segmentation_covering",
+    "segmentation_covering_per_image", "best_iou_per_instance", "masks_from_segments", "instance_average_precision",
+    "average_recall", "AR_IOU_THRESHOLDS",
     "MeanIoU", "PixelAccuracy", "DepthMetrics", "NormalMetrics",
     "SaliencyMetrics",
 ]

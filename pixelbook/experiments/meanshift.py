@@ -1,0 +1,302 @@
+"""Chapter 6's experiment: pixel embeddings grouped by recurrent mean shift [Kong thesis, Ch. 5].
+
+Data: :func:`pixelbook.data.instances.make_instance_scenes`, 32 × 32 images of 2–5 overlapping
+shapes whose colours repeat (colour alone cannot separate instances); ``"mixed"`` sizes, and an
+``"unequal"`` set with one large shape below tiny ones. Each seed draws its own train / val / test
+images. Model: :class:`pixelbook.meanshift.EmbeddingNet` (the same network, D = 8, in every arm).
+
+Arms:
+
+- ``gbms``: mixed data, instance-size weights, T = 3 GBMS loops unrolled in training with the loss
+  after every loop (δ = 6, Ch. 5's convention; GBMS on the 256 sampled pixels) — the thesis' method;
+- ``plain``: the same without GBMS in training (Eq. 5.2 alone);
+- ``unequal_instance`` / ``unequal_uniform``: unequal data, no GBMS in training, instance-size
+  weights vs uniform pixel weights — the ablation of §5.3.1.
+
+Evaluation, the same for every arm, on the test split: GBMS on all pixels, then greedy mode merging
+(cos > 0.9, segments ≥ 4 px); the bandwidth δ and the number of iterations T are chosen per run on
+the *val* split by ARI from a fixed grid (the thesis gives no rule for T; δ = 6 is its rule, the
+others are narrower). Reported: ARI, covering of the instances, AP at IoU 0.5 of the scored
+segments, predicted vs true counts, best IoU per instance by size bin; average recall of proposals
+pooled over three bandwidths; the same metrics for spherical k-means given the true number of
+groups and for direct thresholding without GBMS; the boundary/interior ratio of the loss gradient
+with and without one GBMS loop (Fig. 5.5).
+
+The claims below — and :data:`WITHIN_ARM_CLAIMS`, which compare two measurements of one arm — were
+written before the ``medium`` results existed (git history: committed first). A single-seed pilot
+on the val split (seed 0 of the data, not a medium run) showed that the read-out needs δ and T to be
+chosen (δ = 6 with T = 10 merges small instances), which is why the protocol selects them on val;
+the margins do not come from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..results import Claim
+from ..runtime import scaled
+from ..training import TrainConfig
+from .base import Arm, Experiment
+
+__all__ = ["MeanShiftExperiment", "EXPERIMENT", "WithinArmClaim", "WITHIN_ARM_CLAIMS", "SIZE_BINS"]
+
+#: Instance area bins (pixels, at 32 × 32) for the per-size IoU: [0, 40), [40, 150), [150, ∞).
+#: ours: a 40-px instance is a disk of radius ~3.5 px — the tiny shapes of the unequal set.
+SIZE_BINS = (("small", 0, 40), ("medium", 40, 150), ("large", 150, 10 ** 9))
+
+
+@dataclass(frozen=True)
+class WithinArmClaim:
+    """"``metric`` of ``arm`` exceeds ``threshold`` on at least ``k`` of ``n`` seeds" — a claim about one arm.
+
+    :class:`pixelbook.results.Claim` compares two arms; the gradient-focus claim compares two
+    measurements of the same trained model, so it is a ratio metric of one arm against a threshold.
+    """
+
+    id: str
+    statement: str
+    arm: str
+    metric: str
+    threshold: float
+    k: int
+    n: int = 3
+    expected: bool = True
+    paper: str = ""
+
+    def evaluate(self, results) -> "WithinArmOutcome":
+        values = results.values(self.arm, self.metric)
+        seeds = tuple(sorted(values))
+        vals = tuple(float(values[s]) for s in seeds)
+        wins = sum(v > self.threshold for v in vals)
+        return WithinArmOutcome(self, seeds, vals, wins, len(seeds) == self.n and wins >= self.k)
+
+
+@dataclass(frozen=True)
+class WithinArmOutcome:
+    claim: WithinArmClaim
+    seeds: tuple
+    values: tuple
+    wins: int
+    holds: bool
+
+    def __str__(self) -> str:
+        c = self.claim
+        vals = ", ".join(f"{v:.3f}" for v in self.values)
+        return (f"{c.id}: {c.statement}\n  {c.arm} {c.metric} per seed: {vals} (> {c.threshold} on {self.wins} of "
+                f"{len(self.seeds)} seeds, needs {c.k}) -> {'holds' if self.holds else 'does not hold'}")
+
+    def check(self) -> None:
+        if self.holds != self.claim.expected:
+            raise AssertionError(f"{self.claim.id}: expected {'to hold' if self.claim.expected else 'to fail'}, "
+                                 f"but it {'holds' if self.holds else 'does not hold'}:\n{self}")
+
+
+# Written before any medium result existed.
+# Margin 0.0 with k = 3 of 3: "better on every seed" (probability 1/8 if the arms did not differ).
+WITHIN_ARM_CLAIMS = (
+    # ours: a 10 % higher boundary/interior ratio is the smallest change one would call "focus" in a
+    # gradient map; the thesis shows it qualitatively (Fig. 5.5), so we ask for it on every seed.
+    WithinArmClaim("gradient_focus_on_boundaries", "One GBMS loop between the embeddings and the loss raises the "
+                   "boundary/interior ratio of the gradient magnitude (Fig. 5.5)", arm="gbms",
+                   metric="grad.focus_gain", threshold=1.1, k=3,
+                   paper="qualitative (Fig. 5.5, PASCAL VOC): gradients focus on ambiguous pixels near boundaries"),
+)
+
+
+class MeanShiftExperiment(Experiment):
+    chapter = "06_mean_shift_grouping"
+    title = "Pixel embeddings and recurrent mean-shift grouping"
+    arms = (
+        Arm("gbms", "mixed sizes; instance weights; T = 3 GBMS loops in training, loss after each (the thesis')",
+            {"sizes": "mixed", "weighting": "instance", "num_iters": 3}),
+        Arm("plain", "mixed sizes; instance weights; no GBMS in training (Eq. 5.2 alone)",
+            {"sizes": "mixed", "weighting": "instance", "num_iters": 0}),
+        Arm("unequal_instance", "unequal sizes; instance weights w = 1/|I_q| (Sec. 5.3.1); no GBMS in training",
+            {"sizes": "unequal", "weighting": "instance", "num_iters": 0}),
+        Arm("unequal_uniform", "unequal sizes; uniform pixel weights; no GBMS in training",
+            {"sizes": "unequal", "weighting": "uniform", "num_iters": 0}),
+    )
+    seeds = {"smoke": (0,), "small": (0,), "medium": (0, 1, 2)}  # no full-scale configuration yet
+    # Written before any medium result existed (see the module docstring).
+    claims = (
+        # ours: with uniform weights a 20-px instance's pairs weigh ~(20/1000)^2 of the background's
+        # (Sec. 5.3.1), a structural effect, so we ask for a large gain (0.05 IoU) on every seed.
+        Claim("size_weighting_small_instances", "Instance-size weighting raises the IoU of small instances "
+              "(< 40 px) on the unequal set", metric="group.iou_small", arm_a="unequal_instance",
+              arm_b="unequal_uniform", margin=0.05, k=3, n=3,
+              paper="argued in Sec. 5.3.1 (Prop. 5.1); no ablation number in the thesis"),
+        Claim("size_weighting_ari", "Instance-size weighting does not cost more than 0.02 ARI on the unequal set",
+              metric="group.ari", arm_a="unequal_instance", arm_b="unequal_uniform", margin=-0.02, k=3, n=3,
+              paper="not tested in the thesis"),
+        # the thesis' claim that unrolling GBMS in training helps (it reports no ablation; Table 5.1
+        # compares with other methods): direction only, on every seed.
+        Claim("gbms_training_ari", "GBMS loops in training raise the ARI of the grouped instances",
+              metric="group.ari", arm_a="gbms", arm_b="plain", margin=0.0, k=3, n=3,
+              paper="AR@10 0.769 vs 0.558 for inst-DML (PASCAL VOC val, full scale, Table 5.1; another method)"),
+        Claim("gbms_training_ap", "GBMS loops in training raise AP at IoU 0.5 of the grouped instances",
+              metric="group.ap50", arm_a="gbms", arm_b="plain", margin=0.0, k=3, n=3,
+              paper="AP^r 64.5 vs 62.1 for inst-DML (PASCAL VOC val, full scale, Table 5.2; another method)"),
+    )
+    replay_arm = "gbms"
+
+    # -- configuration --------------------------------------------------------------------------
+
+    def config(self, arm, seed, scale):
+        p = arm.params
+        data = {
+            "sizes": p["sizes"], "size": 32, "seed": seed,
+            "n_train": scaled(scale, smoke=32, small=800, medium=2000),
+            "n_val": scaled(scale, smoke=8, small=100, medium=200),
+            "n_test": scaled(scale, smoke=8, small=100, medium=300),
+        }
+        # ours: 1250 steps of 16 images at medium (10 epochs of 2000 images, cosine schedule). The plan
+        # had 2000 steps (where the pilot's loss flattened); cut to 10 epochs before any medium run so
+        # that the 12 runs fit the chapter's ~25 min on ONE core (jobs now get one core each). small
+        # is the live demo (400 steps).
+        train = TrainConfig(epochs=scaled(scale, smoke=1, small=8, medium=10), lr=1e-3, batch_size=16,
+                            optimizer="adam", schedule="cosine", seed=seed)
+        model = {"name": "EmbeddingNet", "dim": 8, "width": 32, "dilations": [1, 1, 2, 4, 8, 1], "coords": True}
+        loss = {"alpha": 0.5, "weighting": p["weighting"], "num_samples": 256, "delta": 6.0,
+                "num_iters": p["num_iters"], "eta": 1.0, "loss_at": "all", "gbms_on": "sampled"}
+        ev = {"deltas": [6.0, 12.0, 24.0], "iters": [3, 10], "threshold": 0.9, "min_size": 4,
+              "size_bins": [[name, lo, hi] for name, lo, hi in SIZE_BINS], "grad_images": 50,
+              "monitor_n": scaled(scale, smoke=4, small=32, medium=64)}
+        return self.make_config(arm, seed, scale, train=train, data=data, model=model, loss=loss, eval=ev)
+
+    # -- data, model, loss, evaluation ----------------------------------------------------------
+
+    def data(self, config):
+        from ..data.instances import make_instance_scenes
+
+        d = config.data
+        out = {}
+        for split, n in (("train", d["n_train"]), ("val", d["n_val"]), ("test", d["n_test"])):
+            s = make_instance_scenes(n, d["size"], d["seed"], split, sizes=d["sizes"])
+            out[split] = {"image": s["image"], "instances": s["instances"]}
+        return out
+
+    def model(self, config, data):
+        from ..meanshift import EmbeddingNet
+
+        m = config.model
+        return EmbeddingNet(dim=m["dim"], width=m["width"], dilations=tuple(m["dilations"]), coords=m["coords"])
+
+    def loss(self, config):
+        from ..meanshift import embedding_loss
+
+        c = dict(config.loss)
+
+        def loss_fn(model, batch):
+            return embedding_loss(model(batch["image"]), batch["instances"], c["alpha"], weighting=c["weighting"],
+                                  num_samples=c["num_samples"], delta=c["delta"], num_iters=c["num_iters"],
+                                  eta=c["eta"], loss_at=c["loss_at"], gbms_on=c["gbms_on"])
+
+        return loss_fn
+
+    def monitor(self, config, data):
+        from ..meanshift import segment
+        from ..metrics import adjusted_rand_index
+
+        n = config.eval["monitor_n"]
+        val = {k: v[:n] for k, v in data["val"].items()}
+
+        def fn(model):
+            emb = embed(model, val["image"])
+            seg = segment(emb, 6.0, 3, config.eval["threshold"], config.eval["min_size"])
+            return {"val_ari": adjusted_rand_index(seg, val["instances"])}
+
+        return fn
+
+    def evaluate(self, config, model, data):
+        return evaluate_grouping(model, data["val"], data["test"], config.eval, config.loss)
+
+
+def embed(model, images: torch.Tensor, batch: int = 100) -> torch.Tensor:
+    """The unit embeddings of ``images`` ``(N, 3, H, W)``, in eval mode, batch by batch."""
+    was = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        out = torch.cat([model(images[i:i + batch].to(device)).cpu() for i in range(0, len(images), batch)])
+    model.train(was)
+    return out
+
+
+def choose_readout(emb_val, instances_val, ev) -> tuple[float, int]:
+    """The (δ, T) of the grid in ``ev`` with the best ARI on the val split (first of ties)."""
+    from ..meanshift import segment
+    from ..metrics import adjusted_rand_index
+
+    scores = {}
+    for delta in ev["deltas"]:
+        for iters in ev["iters"]:
+            seg = segment(emb_val, delta, iters, ev["threshold"], ev["min_size"])
+            scores[(delta, iters)] = adjusted_rand_index(seg, instances_val)
+    return max(scores, key=lambda k: scores[k])
+
+
+def _segment_metrics(seg, instances, masks, scores, bins, prefix) -> dict:
+    from ..metrics import adjusted_rand_index, best_iou_per_instance, instance_average_precision, segmentation_covering
+
+    count = torch.tensor([len(torch.unique(s)) for s in seg])
+    true = torch.tensor([len(torch.unique(t)) for t in instances])  # instances + background
+    ious, areas = best_iou_per_instance(seg, instances)
+    out = {f"{prefix}.ari": adjusted_rand_index(seg, instances),
+           f"{prefix}.covering": segmentation_covering(seg, instances),
+           f"{prefix}.count_exact": float((count == true).double().mean()),
+           f"{prefix}.count_error": float((count - true).double().mean()),
+           f"{prefix}.count_abs_error": float((count - true).abs().double().mean())}
+    for name, lo, hi in bins:
+        m = (areas >= lo) & (areas < hi)
+        out[f"{prefix}.iou_{name}"] = float(ious[m].mean()) if bool(m.any()) else float("nan")
+    if masks is not None:
+        out[f"{prefix}.ap50"] = instance_average_precision(masks, scores, instances, 0.5)
+    return out
+
+
+def evaluate_grouping(model, val, test, ev, loss_cfg) -> dict:
+    """Every number of the chapter's table for one trained model (see the module docstring)."""
+    from ..meanshift import (flatten_embeddings, gradient_map, instance_boundaries, propose, score_segments, segment,
+                             spherical_kmeans)
+    from ..metrics import average_recall
+
+    bins = ev["size_bins"]
+    emb_val, emb_test = embed(model, val["image"]), embed(model, test["image"])
+    delta, iters = choose_readout(emb_val, val["instances"], ev)
+    inst = test["instances"]
+    # GBMS read-out (count-free); its segments scored by cohesion give AP
+    seg = segment(emb_test, delta, iters, ev["threshold"], ev["min_size"])
+    props = score_segments(emb_test, seg)
+    out = {"group.delta": delta, "group.iters": float(iters)}
+    out.update(_segment_metrics(seg, inst, [m for m, _ in props], [s for _, s in props], bins, "group"))
+    # proposals pooled over three bandwidths (the thesis' "multiple smaller bandwidths")
+    pooled = propose(emb_test, (delta / 2, delta, 2 * delta), iters, ev["threshold"], ev["min_size"])
+    masks, scores = [m for m, _ in pooled], [s for _, s in pooled]
+    out["proposals.count"] = float(sum(len(m) for m in masks) / len(masks))
+    out["proposals.ar"] = average_recall(masks, inst, scores, max_proposals=10)
+    out["proposals.ar50"] = average_recall(masks, inst, scores, max_proposals=10, iou_thresholds=(0.5,))
+    # direct thresholding of the embeddings, no GBMS
+    direct = segment(emb_test, delta, 0, ev["threshold"], ev["min_size"])
+    out.update(_segment_metrics(direct, inst, None, None, bins, "direct"))
+    # spherical k-means given the true number of groups (background included)
+    pts = flatten_embeddings(emb_test)
+    g = torch.Generator().manual_seed(0)
+    km = torch.stack([spherical_kmeans(pts[b], len(torch.unique(inst[b])), generator=g)
+                      for b in range(len(pts))]).reshape(inst.shape)
+    out.update(_segment_metrics(km, inst, None, None, bins, "kmeans"))
+    # where the gradient goes: boundary / interior ratio without and with one GBMS loop (Fig. 5.5)
+    n = ev["grad_images"]
+    e, y = emb_test[:n], inst[:n]
+    band = instance_boundaries(y, 1)
+    ratios = {}
+    for t in (0, 1):
+        gm = gradient_map(e, y, t, alpha=loss_cfg["alpha"], weighting=loss_cfg["weighting"], delta=loss_cfg["delta"])
+        ratios[t] = float(gm[band].mean() / gm[~band].mean())
+    out["grad.boundary_ratio_noloop"], out["grad.boundary_ratio_loop"] = ratios[0], ratios[1]
+    out["grad.focus_gain"] = ratios[1] / ratios[0]
+    return out
+
+
+EXPERIMENT = MeanShiftExperiment()
