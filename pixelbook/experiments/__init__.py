@@ -29,6 +29,7 @@ __all__ = ["REGISTRY", "get", "names", "Arm", "Experiment", "RunConfig", "Run", 
 #: A chapter adds its line here when its experiment module exists.
 REGISTRY: dict[str, str] = {
     "01_pixel_level_prediction": "multitask",
+    "03_soft_threshold_dynamics": "std",
 }
 
 __doc__ += "\n".join(f"``{stem}`` -> :mod:`pixelbook.experiments.{mod}`" for stem, mod in REGISTRY.items()) + "\n"
