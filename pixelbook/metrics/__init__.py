@@ -18,7 +18,8 @@ segmentation                    :func:`confusion_matrix`, :func:`iou_from_confus
 boundary (BSDS-like)            :func:`boundary_f` → ``ods``, ``ois``, ``ap``
 depth [EIGEN14]                 :func:`depth_metrics` → ``abs_rel, sq_rel, rmse, rmse_log, log10, d1..d3``
 normals                         :func:`normal_metrics` → ``mean, median, a11, a22, a30``
-saliency                        :func:`fbeta_scores`, :func:`f_measure`, :func:`mae`, :func:`s_measure`
+saliency                        :func:`fbeta_scores`, :func:`f_measure`, :func:`mae`, :func:`s_measure`,
+                                :func:`e_measure`, :func:`weighted_f_measure`
 image restoration               :func:`psnr`, :func:`ssim` [WANG04] (PSNR wraps torchmetrics)
 shape                           :func:`star_violations`, :func:`boundary_length`, :func:`count_components`
 video [DAVIS17]                 :func:`region_similarity` (J), :func:`boundary_measure` (F),
@@ -35,7 +36,8 @@ accumulate sums and equal the functional metrics on the whole dataset. They are 
 use (``pb.metrics.MeanIoU``), because importing torchmetrics takes about a second.
 
 References (keys used in the docstrings): [EIGEN14], [BSDS], [ACHANTA09], [BORJI15], [PERAZZI12],
-[FAN17], [PySODMetrics], [WANG04], [HUBERT85], [ARBELAEZ11], [HARIHARAN14], [HOSANG16] — given in full in the module of each domain.
+[FAN17], [FAN18], [MARGOLIN14], [PySODMetrics], [WANG04], [HUBERT85], [ARBELAEZ11], [HARIHARAN14],
+[HOSANG16] — given in full in the module of each domain.
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ from .instance import (AR_IOU_THRESHOLDS, adjusted_rand_index, adjusted_rand_ind
                        best_iou_per_instance, instance_average_precision, masks_from_segments, segmentation_covering,
                        segmentation_covering_per_image)
 from .normals import normal_metrics
-from .saliency import f_measure, fbeta_per_image, fbeta_scores, mae, mae_per_image, s_measure, s_measure_per_image
+from .saliency import (e_measure, e_measure_per_image, f_measure, fbeta_per_image, fbeta_scores, mae, mae_per_image,
+                       s_measure, s_measure_per_image, weighted_f_measure, weighted_f_measure_per_image)
 from .segmentation import (binary_segmentation_scores, confusion_matrix, iou_from_confusion, matched_iou,
                            matched_iou_per_image, mean_iou, mean_iou_from_confusion, pixel_accuracy,
                            pixel_accuracy_from_confusion)
@@ -59,7 +62,8 @@ __all__ = [
     "confusion_matrix", "iou_from_confusion", "mean_iou", "mean_iou_from_confusion", "pixel_accuracy",
     "pixel_accuracy_from_confusion", "matched_iou", "matched_iou_per_image", "binary_segmentation_scores",
     "boundary_f", "depth_metrics", "normal_metrics", "f_measure", "fbeta_scores", "fbeta_per_image", "mae",
-    "mae_per_image", "s_measure", "s_measure_per_image", "psnr", "psnr_per_image", "ssim", "ssim_per_image",
+    "mae_per_image", "s_measure", "s_measure_per_image", "e_measure", "e_measure_per_image",
+    "weighted_f_measure", "weighted_f_measure_per_image", "psnr", "psnr_per_image", "ssim", "ssim_per_image",
     "star_violations",
     "boundary_length", "count_components", "region_similarity", "region_similarity_per_image", "boundary_measure",
     "boundary_measure_per_image", "seg2bmap", "db_statistics", "video_segmentation_scores", "end_point_error",

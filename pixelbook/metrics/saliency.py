@@ -1,11 +1,15 @@
-r"""Salient-object detection metrics: F-β (max, mean, adaptive), MAE, S-measure.
+r"""Salient-object detection metrics: F-β (max, mean, adaptive), MAE, S-measure, E-measure
+(adaptive, mean, max) and the weighted F-measure.
 
 References: [ACHANTA09] Achanta et al., "Frequency-tuned salient region detection", CVPR 2009 (F-β,
 β² = 0.3, adaptive threshold 2 × mean saliency). [BORJI15] Borji, Cheng, Jiang, Li, "Salient object
 detection: a benchmark", TIP 2015 (PR curves averaged over images, max F from the averaged curve).
 [PERAZZI12] Perazzi et al., "Saliency filters", CVPR 2012 (MAE). [FAN17] Fan, Cheng, Liu, Li, Borji,
 "Structure-measure: a new way to evaluate foreground maps", ICCV 2017, Eqs. 1–6, and its MATLAB code
-``StructureMeasure.m``. [PySODMetrics] lartpang/PySODMetrics (``Fmeasure``, ``MAE``, ``Smeasure``), the
+``StructureMeasure.m``. [FAN18] Fan, Gong, Cao, Ren, Cheng, Borji, "Enhanced-alignment measure for
+binary foreground map evaluation", IJCAI 2018, Eqs. 1–6, and its MATLAB code ``Emeasure.m``.
+[MARGOLIN14] Margolin, Zelnik-Manor, Tal, "How to evaluate foreground maps?", CVPR 2014, Eqs. 3–12,
+and its MATLAB code ``WFb.m``. [PySODMetrics] lartpang/PySODMetrics (``Fmeasure``, ``MAE``, ``Smeasure``), the
 Python port of the MATLAB SOD toolboxes that most recent SOD papers use.
 """
 
@@ -16,10 +20,12 @@ import math
 import numpy as np
 import torch
 
-from ._common import _binary_mask, _check_prob_map, _check_real, _counts_at_least, _safe_div, _thresholds
+from .._checks import check_float
+from ._common import _binary_mask, _check_prob_map, _counts_at_least, _safe_div, _thresholds
 
 __all__ = [
     "f_measure", "fbeta_scores", "fbeta_per_image", "mae", "mae_per_image", "s_measure", "s_measure_per_image",
+    "e_measure", "e_measure_per_image", "weighted_f_measure", "weighted_f_measure_per_image",
 ]
 
 # MATLAB's `eps` (= np.spacing(1.0)), the stabiliser of Fan et al.'s StructureMeasure.m [FAN17].
@@ -47,7 +53,7 @@ def f_measure(precision, recall, beta2: float = 0.3):
         >>> round(float(f_measure(0.5, 1.0)), 4)   # 1.3 * 0.5 / (0.15 + 1)
         0.5652
     """
-    beta2 = _check_real(beta2, "beta2", low=0.0, low_open=True)
+    beta2 = check_float(beta2, "beta2", low=0.0, low_open=True)
     P = torch.as_tensor(precision, dtype=torch.float64)
     R = torch.as_tensor(recall, dtype=torch.float64)
     num = (1 + beta2) * P * R
@@ -145,7 +151,7 @@ def fbeta_per_image(probs: torch.Tensor, labels: torch.Tensor, beta2: float = 0.
 def _fbeta_curves(probs, labels, beta2, thresholds):
     """Validated inputs -> thresholds, per-image P, R, F curves ``(N, T)``, adaptive F ``(N,)``, beta2."""
     probs, labels = _check_sod(probs, labels)
-    beta2 = _check_real(beta2, "beta2", low=0.0, low_open=True)
+    beta2 = check_float(beta2, "beta2", low=0.0, low_open=True)
     thr = _thresholds(thresholds, "thresholds", interior=False)
     N = probs.shape[0]
     p = probs.detach().reshape(N, -1).double()
@@ -299,8 +305,191 @@ def s_measure_per_image(probs: torch.Tensor, labels: torch.Tensor, alpha: float 
         tensor([1., 0.], dtype=torch.float64)
     """
     probs, labels = _check_sod(probs, labels)
-    alpha = _check_real(alpha, "alpha", low=0.0, high=1.0)
+    alpha = check_float(alpha, "alpha", low=0.0, high=1.0)
     p = probs.detach().to("cpu", torch.float64).numpy()
     g = labels.detach().cpu().numpy()
     scores = torch.tensor([_s_measure_one(p[n], g[n], alpha) for n in range(p.shape[0])], dtype=torch.float64)
     return scores.to(probs.device)
+
+
+def _enhanced_alignment_sum(tp, pp, g, area):
+    r""":math:`\sum_x \phi(x)` of [FAN18, Eqs. 3–6] for binary maps, from counts alone.
+
+    A binary map and a binary ground truth take two values each, so the bias matrices
+    :math:`\varphi_{FM} = FM - \mu_{FM}`, :math:`\varphi_{GT} = GT - \mu_{GT}` [Eq. 3] and the enhanced
+    alignment :math:`\phi = (1 + \xi)^2/4`, :math:`\xi = 2\varphi_{GT}\varphi_{FM}/(\varphi_{GT}^2 +
+    \varphi_{FM}^2)` [Eqs. 4–6], take four values — one per (prediction, truth) pair — and the sum is
+    four counts times four values. ``tp``, ``pp`` (predicted foreground) broadcast against ``g``
+    (ground-truth foreground); ``area`` = H·W. All float64.
+    """
+    eps = _MATLAB_EPS
+    mu_fm, mu_gt = pp / area, g / area
+    parts = ((tp, 1 - mu_fm, 1 - mu_gt), (pp - tp, 1 - mu_fm, -mu_gt),
+             (g - tp, -mu_fm, 1 - mu_gt), (area - pp - g + tp, -mu_fm, -mu_gt))
+    total = torch.zeros_like(tp + g)
+    for count, a, b in parts:
+        xi = 2 * a * b / (a * a + b * b + eps)
+        total = total + count * (1 + xi) ** 2 / 4
+    # Emeasure.m: a ground truth without foreground scores the background agreement, one without
+    # background the foreground agreement (the alignment term is 0/0 there).
+    total = torch.where(g == 0, (area - pp).expand_as(total), total)
+    return torch.where(g == area, pp.expand_as(total), total)
+
+
+@torch.no_grad()
+def e_measure_per_image(probs: torch.Tensor, labels: torch.Tensor, thresholds=256,
+                        return_curves: bool = False) -> dict:
+    r"""Per-image E-measure (enhanced-alignment measure) [FAN18]: adaptive, mean and max over thresholds.
+
+    A map is binarised at each threshold :math:`t_k` (default the 256 values :math:`k/255`, as
+    PySODMetrics' uint8 histogram; :math:`p \ge t_k`) and scored
+    :math:`E = \sum_x \phi(x) / (HW - 1 + \varepsilon)` — the ``HW - 1`` and MATLAB's ε are the
+    authors' ``Emeasure.m`` — with :math:`\phi` the enhanced alignment matrix [FAN18, Eqs. 3–6]:
+    1 where prediction and truth agree as much as possible, 0 where they are opposite. A ground
+    truth without foreground scores the fraction of predicted background (and one without
+    background the fraction of predicted foreground), as the authors' code. The adaptive E uses
+    the threshold :math:`\min(2\,\mathrm{mean}(p), 1)`. ``probs`` are not min-max normalised.
+
+    Args:
+        probs: ``(N, H, W)`` float saliency in [0, 1].
+        labels: ``(N, H, W)`` bool (or 0/1) ground truth.
+        thresholds: count ``T >= 2`` (:math:`k/(T-1)`) or an increasing sequence in [0, 1].
+        return_curves: also return ``thresholds`` ``(T,)`` and the curves ``e`` ``(N, T)``.
+
+    Returns:
+        ``dict(max_e, mean_e, adaptive_e)`` of ``(N,)`` float64 tensors on ``probs``' device.
+
+    Example:
+        >>> labels = torch.zeros(1, 4, 4, dtype=torch.bool); labels[:, 1:3, 1:3] = True
+        >>> round(float(e_measure_per_image(labels.float(), labels)["adaptive_e"][0]), 4)  # 16/15
+        1.0667
+    """
+    probs, labels = _check_sod(probs, labels)
+    thr = _thresholds(thresholds, "thresholds", interior=False)
+    N = probs.shape[0]
+    area = float(probs[0].numel())
+    p = probs.detach().reshape(N, -1).double()
+    m = labels.reshape(N, -1)
+    tp = _counts_at_least(p, m, thr).double()
+    pp = _counts_at_least(p, torch.ones_like(m), thr).double()
+    g = m.sum(1, keepdim=True).double()
+    e = _enhanced_alignment_sum(tp, pp, g, area) / (area - 1 + _MATLAB_EPS)
+    b = p >= (2 * p.mean(1, keepdim=True)).clamp_max(1.0)
+    tp_ad = (b & m).sum(1, keepdim=True).double()
+    pp_ad = b.sum(1, keepdim=True).double()
+    e_ad = _enhanced_alignment_sum(tp_ad, pp_ad, g, area)[:, 0] / (area - 1 + _MATLAB_EPS)
+    out = dict(max_e=e.max(1).values, mean_e=e.mean(1), adaptive_e=e_ad)
+    if return_curves:
+        out.update(thresholds=thr.to(p.device), e=e)
+    return out
+
+
+@torch.no_grad()
+def e_measure(probs: torch.Tensor, labels: torch.Tensor, thresholds=256, return_curves: bool = False) -> dict:
+    r"""E-measure of a dataset [FAN18]: the per-image curves of :func:`e_measure_per_image` averaged
+    over images, then ``max_e`` = the curve's maximum, ``mean_e`` = its mean; ``adaptive_e`` is the
+    mean over images of the per-image adaptive E (PySODMetrics ``Emeasure`` conventions).
+
+    E can exceed 1 by a hair: the authors divide by :math:`HW - 1`, not :math:`HW` (a perfect map
+    on an image of 16 pixels scores 16/15).
+
+    Returns:
+        ``dict(max_e, mean_e, adaptive_e)`` of python floats (+ ``thresholds`` and the mean curve
+        ``e`` as tensors if ``return_curves``).
+
+    Example:
+        >>> labels = torch.zeros(2, 8, 8, dtype=torch.bool); labels[:, 2:6, 2:6] = True
+        >>> scores = e_measure(1 - labels.float(), labels)   # the inverted map: opposite everywhere
+        >>> round(scores["adaptive_e"], 12)
+        0.0
+    """
+    per = e_measure_per_image(probs, labels, thresholds, return_curves=True)
+    curve = per["e"].mean(0)
+    out = dict(max_e=float(curve.max()), mean_e=float(curve.mean()), adaptive_e=float(per["adaptive_e"].mean()))
+    if return_curves:
+        out.update(thresholds=per["thresholds"], e=curve)
+    return out
+
+
+def _matlab_gaussian(size: int, sigma: float) -> torch.Tensor:
+    """MATLAB ``fspecial('gaussian', size, sigma)``: a normalised ``(size, size)`` float64 window."""
+    r = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    h = torch.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / (2 * sigma * sigma))
+    h = torch.where(h < _MATLAB_EPS * h.max(), torch.zeros_like(h), h)
+    return h / h.sum()
+
+
+@torch.no_grad()
+def weighted_f_measure_per_image(probs: torch.Tensor, labels: torch.Tensor, beta2: float = 1.0) -> torch.Tensor:
+    r"""Per-image weighted F-measure :math:`F^w_\beta` of Margolin et al. [MARGOLIN14]: ``(N,)`` float64.
+
+    The error :math:`E = |p - G|` is taken on the continuous map (no threshold) and weighted twice
+    [MARGOLIN14, Sec. 4], as the authors' ``WFb.m``:
+
+    - dependency: each background pixel takes the error of its nearest foreground pixel (Euclidean
+      distance transform), the result is smoothed by a 7×7 Gaussian of σ = 5 with zero padding, and
+      on the foreground the smaller of the smoothed and the raw error is kept (the zero padding
+      lowers the smoothed error of objects within 3 pixels of the border: an empty map of such an
+      object keeps some recall, as in the authors' code and PySODMetrics);
+    - importance: a background pixel at distance :math:`d` from the foreground weighs
+      :math:`2 - e^{\ln(0.5)\, d / 5}` (errors near the object count less than far ones);
+
+    then :math:`R^w = 1 - \mathrm{mean}_{G}(E_w)`, :math:`P^w = TP^w/(TP^w + FP^w)` with
+    :math:`TP^w = |G| - \sum_G E_w`, :math:`FP^w = \sum_{\bar G} E_w`, and
+    :math:`F^w = (1+\beta^2)R^wP^w/(R^w + \beta^2P^w)` (MATLAB's ε in both denominators). An image
+    without foreground scores 0, as PySODMetrics. The distance transform runs on the CPU
+    (``scipy.ndimage``), one image at a time; the rest is batched. Agrees with PySODMetrics 1.6
+    ``WeightedFmeasure`` to 1e-8 on random maps (the E-measure agrees with its ``Emeasure`` exactly).
+
+    Args:
+        probs: ``(N, H, W)`` float saliency in [0, 1].
+        labels: ``(N, H, W)`` bool (or 0/1) ground truth.
+        beta2: :math:`\beta^2`, default 1 (``WFb.m``'s ``Beta2 = 1``).
+
+    Example:
+        >>> labels = torch.zeros(1, 6, 6, dtype=torch.bool); labels[:, 2:4, 2:4] = True
+        >>> round(float(weighted_f_measure_per_image(labels.float(), labels)[0]), 12)   # perfect map
+        1.0
+    """
+    from scipy.ndimage import distance_transform_edt
+
+    probs, labels = _check_sod(probs, labels)
+    beta2 = check_float(beta2, "beta2", low=0.0, low_open=True)
+    eps = _MATLAB_EPS
+    p = probs.detach().to("cpu", torch.float64)
+    g = labels.detach().cpu()
+    N, H, W = p.shape
+    E = (p - g.double()).abs()
+    dist = torch.zeros(N, H, W, dtype=torch.float64)
+    Et = E.clone()
+    for n in range(N):   # the distance transform, per image (scipy); everything else is batched
+        if bool(g[n].any()):
+            d, (iy, ix) = distance_transform_edt(~g[n].numpy(), return_indices=True)
+            dist[n] = torch.from_numpy(d)
+            Et[n] = E[n][torch.from_numpy(iy), torch.from_numpy(ix)]   # the nearest foreground's error
+    K = _matlab_gaussian(7, 5.0)
+    EA = torch.nn.functional.conv2d(Et[:, None], K[None, None], padding=3)[:, 0]
+    min_e = torch.where(g & (EA < E), EA, E)
+    B = torch.where(g, torch.ones_like(E), 2 - torch.exp(math.log(0.5) / 5 * dist))
+    Ew = min_e * B
+    fg = g.flatten(1).double()
+    n_fg = fg.sum(1)
+    ew = Ew.flatten(1)
+    tpw = n_fg - (ew * fg).sum(1)
+    fpw = (ew * (1 - fg)).sum(1)
+    R = 1 - (ew * fg).sum(1) / n_fg.clamp_min(1)
+    P = tpw / (eps + tpw + fpw)
+    Q = (1 + beta2) * R * P / (eps + R + beta2 * P)
+    return torch.where(n_fg > 0, Q, torch.zeros_like(Q)).to(probs.device)
+
+
+@torch.no_grad()
+def weighted_f_measure(probs: torch.Tensor, labels: torch.Tensor, beta2: float = 1.0) -> float:
+    r"""Weighted F-measure [MARGOLIN14] of :func:`weighted_f_measure_per_image`, averaged over images.
+
+    Example:
+        >>> labels = torch.zeros(1, 12, 12, dtype=torch.bool); labels[:, 5:7, 5:7] = True
+        >>> round(weighted_f_measure(torch.zeros(1, 12, 12), labels), 12)   # an empty map finds nothing
+        0.0
+    """
+    return float(weighted_f_measure_per_image(probs, labels, beta2).mean())

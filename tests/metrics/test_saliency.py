@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from pixelbook.metrics import (f_measure, fbeta_per_image, fbeta_scores, mae, mae_per_image, s_measure,
+from pixelbook.metrics import (e_measure, e_measure_per_image, f_measure, fbeta_per_image, fbeta_scores, mae,
+                               mae_per_image, s_measure, weighted_f_measure, weighted_f_measure_per_image,
                                s_measure_per_image)
 
 
@@ -51,7 +52,7 @@ class TestFMeasure:
         assert float(f_measure(0.5, 0.5, beta2=1.0)) == pytest.approx(0.5)
 
     def test_error_beta2(self):
-        with pytest.raises(ValueError, match="`beta2`: expected a value > 0"):
+        with pytest.raises(ValueError, match=r"`beta2`: expected a finite number in \(0, inf\)"):
             f_measure(0.5, 0.5, beta2=0.0)
 
 
@@ -131,9 +132,9 @@ class TestFbetaScores:
     def test_error_options(self):
         with pytest.raises(ValueError, match="`average`: expected one of"):
             fbeta_scores(SOD_P, SOD_M, average="max")
-        with pytest.raises(ValueError, match="`thresholds`: expected an int >= 2"):
+        with pytest.raises(ValueError, match=r"`thresholds`: expected an integer in \[2, inf\]"):
             fbeta_scores(SOD_P, SOD_M, thresholds=1)
-        with pytest.raises(ValueError, match="`beta2`: expected a value > 0"):
+        with pytest.raises(ValueError, match=r"`beta2`: expected a finite number in \(0, inf\)"):
             fbeta_scores(SOD_P, SOD_M, beta2=-0.3)
 
 
@@ -214,9 +215,140 @@ class TestSMeasure:
         assert s_measure(probs, masks) == pytest.approx(0.5)
 
     def test_error_alpha(self):
-        with pytest.raises(ValueError, match="`alpha`: expected a value <= 1"):
+        with pytest.raises(ValueError, match=r"`alpha`: expected a finite number in \[0, 1\]"):
             s_measure(SOD_P, SOD_M, alpha=1.5)
 
     def test_error_shape_mismatch(self):
         with pytest.raises(ValueError, match="`labels`: expected H=2"):
             s_measure(SOD_P, SOD_M[:, :1])
+
+
+# ---------------------------------------------------------------- thresholds, E-measure, weighted F
+
+class TestThresholdsExact:
+    def test_default_thresholds_are_exactly_k_over_255(self):
+        # a map whose pixel n holds exactly n/255 (Python's correctly rounded division) reaches
+        # exactly the thresholds k <= n: precision curve of image n is 1 for n + 1 thresholds
+        probs = torch.tensor([k / 255 for k in range(256)], dtype=torch.float64).view(256, 1, 1)
+        labels = torch.ones(256, 1, 1, dtype=torch.bool)
+        out = fbeta_per_image(probs, labels, return_curves=True)
+        assert [float(t) for t in out["thresholds"]] == [k / 255 for k in range(256)]
+        assert out["precision"].sum(1).tolist() == [float(n + 1) for n in range(256)]
+
+
+def e_hand(counts_values):
+    """sum of count * phi over the four (prediction, truth) parts, written out."""
+    return sum(c * (1 + 2 * a * b / (a * a + b * b)) ** 2 / 4 for c, a, b in counts_values if c)
+
+
+class TestEMeasure:
+    def test_hand_computed_1x4(self):
+        # truth 1 1 0 0, binary map 1 0 0 0: mu_FM = 1/4, mu_GT = 1/2 [FAN18, Eqs. 3-6], divide by HW - 1
+        labels = torch.tensor([[[1, 1, 0, 0]]], dtype=torch.bool)
+        probs = torch.tensor([[[1.0, 0.0, 0.0, 0.0]]])
+        s = e_hand([(1, 0.75, 0.5), (1, -0.25, 0.5), (2, -0.25, -0.5)])
+        assert s == pytest.approx(625 / 676 + 0.01 + 1.62, rel=1e-12)
+        out = e_measure_per_image(probs, labels)
+        assert float(out["adaptive_e"][0]) == pytest.approx(s / 3, rel=1e-12)  # threshold min(2*0.25, 1)
+
+    def test_perfect_and_inverted_maps(self):
+        labels = torch.zeros(2, 4, 4, dtype=torch.bool)
+        labels[:, 1:3, 1:3] = True
+        assert e_measure(labels.float(), labels)["adaptive_e"] == pytest.approx(16 / 15, rel=1e-12)
+        assert e_measure(1 - labels.float(), labels)["adaptive_e"] == pytest.approx(0.0, abs=1e-12)
+
+    def test_constant_map_scores_a_quarter_at_every_threshold(self):
+        # p = 0.5 everywhere: every threshold predicts all or nothing, mu_FM is 1 or 0, so the
+        # alignment is 0 and phi = 1/4 at every pixel: E = HW / (4 (HW - 1)) for every k
+        labels = torch.zeros(1, 5, 5, dtype=torch.bool)
+        labels[0, :2] = True
+        out = e_measure(torch.full((1, 5, 5), 0.5), labels, return_curves=True)
+        assert torch.allclose(out["e"], torch.full((256,), 25 / 96, dtype=torch.float64), rtol=1e-12)
+        assert out["max_e"] == pytest.approx(25 / 96) and out["mean_e"] == pytest.approx(25 / 96)
+
+    def test_ground_truth_without_foreground_or_background(self):
+        probs = torch.tensor([[[1.0, 1.0, 0.0, 0.0]]])   # adaptive threshold min(2 * 0.5, 1) = 1
+        none = torch.zeros(1, 1, 4, dtype=torch.bool)
+        every = torch.ones(1, 1, 4, dtype=torch.bool)
+        assert float(e_measure_per_image(probs, none)["adaptive_e"][0]) == pytest.approx(2 / 3)  # 2 bg / 3
+        assert float(e_measure_per_image(probs, every)["adaptive_e"][0]) == pytest.approx(2 / 3)  # 2 fg / 3
+
+    def test_dataset_curve_is_the_mean_of_image_curves(self):
+        g = gen(3)
+        probs = torch.rand(3, 9, 7, generator=g)
+        labels = torch.rand(3, 9, 7, generator=g) < 0.4
+        per = e_measure_per_image(probs, labels, return_curves=True)
+        ds = e_measure(probs, labels, return_curves=True)
+        assert torch.allclose(ds["e"], per["e"].mean(0))
+        assert ds["max_e"] == pytest.approx(float(per["e"].mean(0).max()))
+        assert ds["adaptive_e"] == pytest.approx(float(per["adaptive_e"].mean()))
+
+    def test_errors(self):
+        labels = torch.zeros(1, 4, 4, dtype=torch.bool)
+        with pytest.raises(ValueError, match="probs"):
+            e_measure(torch.full((1, 4, 4), 1.5), labels)
+        with pytest.raises(ValueError, match="thresholds"):
+            e_measure(torch.rand(1, 4, 4), labels, thresholds=1)
+
+
+def matlab_k33():
+    """centre weight of fspecial('gaussian', 7, 5), from its closed form."""
+    s = sum(math.exp(-x * x / 50) for x in range(-3, 4))
+    return 1 / (s * s)
+
+
+class TestWeightedF:
+    def test_hand_computed_importance_weight(self):
+        # truth 1 0 0, map 1 0 0.5: only pixel 2 errs (0.5), at distance 2 from the object,
+        # weight 2 - 0.5 ** (2 / 5); R^w = 1, P^w = 1 / (1 + FP^w) [MARGOLIN14, Eqs. 8-12]
+        labels = torch.tensor([[[1, 0, 0]]], dtype=torch.bool)
+        probs = torch.tensor([[[1.0, 0.0, 0.5]]], dtype=torch.float64)
+        fp = 0.5 * (2 - 0.5 ** 0.4)
+        P = 1 / (1 + fp)
+        assert weighted_f_measure(probs, labels) == pytest.approx(2 * P / (1 + P), rel=1e-12)
+
+    def test_hand_computed_dependency_smoothing(self):
+        # truth 1 1 0, map 0 1 0: the error 1 at pixel 0 is smoothed by the zero-padded 7x7 Gaussian
+        # (sigma 5) to K[3, 3] there, which is smaller, so it is kept; R^w = 1 - K33 / 2, P^w = 1
+        labels = torch.tensor([[[1, 1, 0]]], dtype=torch.bool)
+        probs = torch.tensor([[[0.0, 1.0, 0.0]]], dtype=torch.float64)
+        R = 1 - matlab_k33() / 2
+        assert weighted_f_measure(probs, labels) == pytest.approx(2 * R / (1 + R), rel=1e-12)
+
+    def test_beta2_weights_precision_and_recall(self):
+        labels = torch.tensor([[[1, 1, 0]]], dtype=torch.bool)
+        probs = torch.tensor([[[0.0, 1.0, 0.0]]], dtype=torch.float64)
+        R = 1 - matlab_k33() / 2
+        assert weighted_f_measure(probs, labels, beta2=0.3) == pytest.approx(1.3 * R / (R + 0.3), rel=1e-12)
+
+    def test_perfect_empty_and_foreground_free(self):
+        labels = torch.zeros(2, 12, 12, dtype=torch.bool)
+        labels[:, 5:7, 5:7] = True
+        assert weighted_f_measure(labels.float(), labels) == pytest.approx(1.0, abs=1e-12)
+        # an empty map: every error is 1 and the smoothing window lies inside the image, so R^w = 0
+        assert weighted_f_measure(torch.zeros(2, 12, 12), labels) == pytest.approx(0.0, abs=1e-12)
+        assert weighted_f_measure(torch.rand(1, 6, 6, generator=gen(1)), torch.zeros(1, 6, 6, dtype=torch.bool)) == 0.0
+
+    def test_zero_padding_lowers_the_smoothed_error_near_the_border(self):
+        # WFb.m's imfilter pads with zeros: an empty map of an object near the border keeps some
+        # recall (0.3888 here, the value PySODMetrics 1.6 gives too); the same object away from the
+        # border scores 0 (test above)
+        labels = torch.zeros(1, 6, 6, dtype=torch.bool)
+        labels[:, 2:4, 2:4] = True
+        assert weighted_f_measure(torch.zeros(1, 6, 6), labels) == pytest.approx(0.388763116035147, rel=1e-9)
+
+    def test_per_image_mean_and_device(self):
+        g = gen(5)
+        probs = torch.rand(3, 8, 8, generator=g)
+        labels = torch.rand(3, 8, 8, generator=g) < 0.3
+        per = weighted_f_measure_per_image(probs, labels)
+        assert per.shape == (3,) and per.dtype == torch.float64 and per.device == probs.device
+        assert weighted_f_measure(probs, labels) == pytest.approx(float(per.mean()))
+        assert bool(((per >= 0) & (per <= 1)).all())
+
+    def test_errors(self):
+        labels = torch.zeros(1, 4, 4, dtype=torch.bool)
+        with pytest.raises(ValueError, match="beta2"):
+            weighted_f_measure(torch.rand(1, 4, 4), labels, beta2=0.0)
+        with pytest.raises(ValueError, match="labels"):
+            weighted_f_measure(torch.rand(1, 4, 4), labels[:, :3])
