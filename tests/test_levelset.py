@@ -69,7 +69,7 @@ class TestEvolve:
     def test_bad_arguments(self):
         with pytest.raises(ValueError, match="`times`: expected a non-empty strictly increasing"):
             evolve(disc_phi(16, 4.0), [0.0, 0.0], dt=0.1)
-        with pytest.raises(ValueError, match="`curvature_weight`: expected a non-negative"):
+        with pytest.raises(ValueError, match=r"`curvature_weight`: expected a finite number in \[0, inf\)"):
             evolve(disc_phi(16, 4.0), [0.0, 1.0], dt=0.1, curvature_weight=-1.0)
         with pytest.raises(ValueError, match="`phi`: expected shape \\(N, C, H, W\\)"):
             evolve(torch.zeros(16, 16), [0.0, 1.0], dt=0.1)
@@ -284,6 +284,40 @@ class TestSolveOde:
         with pytest.raises(ODESolveError, match="atol=1e-06.*method='rk4'"):
             solve_ode(_Square(), torch.ones(1, dtype=torch.float64), [0.0, 2.0], atol=1e-6, max_num_steps=200)
 
+    def test_backward_adjoint_failure_raises_with_advice(self):
+        # forward: f = 0, a few steps. backward: the adjoint a' = lam * a (our vjp says df/dy = -lam)
+        # grows like e^{200 t}: dopri5 at atol 1e-3 needs far more than 30 steps, and used to raise a
+        # bare AssertionError from loss.backward()
+        class _StiffAdjoint(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, y, k):
+                return y * k * 0.0
+
+            @staticmethod
+            def backward(ctx, g):
+                return -200.0 * g, (g * 0.0).sum().reshape(1)
+
+        class _F(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.k = torch.nn.Parameter(torch.ones(1, dtype=torch.float64))
+
+            def forward(self, t, y):
+                return _StiffAdjoint.apply(y, self.k)
+
+        f = _F()
+        y = solve_ode(f, torch.ones(2, dtype=torch.float64), [0.0, 1.0], atol=1e-3, adjoint=True, max_num_steps=30)
+        with pytest.raises(ODESolveError, match="in the backward \\(adjoint\\) pass.*max_num_steps=30.*loosen"):
+            y[-1].sum().backward()
+
+    def test_adjoint_gradient_reaches_y0_and_parameters_once(self):
+        f = _Decay()
+        y0 = torch.ones(2, dtype=torch.float64, requires_grad=True)
+        y = solve_ode(f, 3 * y0, [0.0, 1.0], atol=1e-10, adjoint=True)
+        y[-1].sum().backward()
+        assert y0.grad.tolist() == pytest.approx([3 * math.exp(-1)] * 2, rel=1e-6)   # d/dy0 e^{-k} 3 y0
+        assert float(f.k.grad) == pytest.approx(-6 * math.exp(-1), rel=1e-6)
+
     def test_nan_state_raises(self):
         with pytest.raises(ODESolveError, match="NaN/Inf"):
             solve_ode(_Decay(value=float("nan")), torch.ones(2, dtype=torch.float64), [0.0, 1.0])
@@ -315,7 +349,7 @@ class TestODEFunc:
             f(torch.tensor(0.5), torch.zeros(1, 2, 4, 4))
 
     def test_bad_layers(self):
-        with pytest.raises(ValueError, match="`layers`: expected >= 2"):
+        with pytest.raises(ValueError, match=r"`layers`: expected an integer in \[2, inf\]"):
             ODEFunc(3, layers=1)
 
 
