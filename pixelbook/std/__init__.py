@@ -48,8 +48,8 @@ from __future__ import annotations
 from ..metrics.shape import boundary_length, count_components, star_violations  # noqa: F401  (the chapter's diagnostics)
 from ..ops.differences import div2d, grad2d  # noqa: F401
 from ..ops.regions import centroid  # noqa: F401
-from .dynamics import (PAPER_EPSILON, PAPER_ITERATIONS, PAPER_LAM, PAPER_STAR_ITERATIONS, length_surrogate,
-                       soft_threshold_dynamics, star_directions, std_energy, volumes_from_labels)
+from .dynamics import (MAX_SINKHORN_ITERATIONS, PAPER_EPSILON, PAPER_ITERATIONS, PAPER_LAM, PAPER_STAR_ITERATIONS,
+                       length_surrogate, soft_threshold_dynamics, star_directions, std_energy, volumes_from_labels)
 from .kernels import DEFAULT_KERNEL_SIZE, DEFAULT_SIGMA, PAPER_KERNEL_SIZE, PAPER_SIGMA, gaussian_kernel, is_psd, kernel_spectrum
 from .layers import STD, StarSTD, VolumeSTD
 
@@ -57,5 +57,5 @@ __all__ = [
     "gaussian_kernel", "kernel_spectrum", "is_psd", "length_surrogate", "std_energy",
     "soft_threshold_dynamics", "STD", "VolumeSTD", "StarSTD", "volumes_from_labels", "star_directions",
     "DEFAULT_KERNEL_SIZE", "DEFAULT_SIGMA", "PAPER_KERNEL_SIZE", "PAPER_SIGMA",
-    "PAPER_LAM", "PAPER_EPSILON", "PAPER_ITERATIONS", "PAPER_STAR_ITERATIONS",
+    "PAPER_LAM", "PAPER_EPSILON", "PAPER_ITERATIONS", "PAPER_STAR_ITERATIONS", "MAX_SINKHORN_ITERATIONS",
 ]

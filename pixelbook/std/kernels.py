@@ -12,8 +12,7 @@ import math
 
 import torch
 
-from .._checks import check_dtype, check_finite, check_shape
-from ._common import _check_int, _check_number
+from .._checks import check_dtype, check_finite, check_float, check_int, check_shape
 
 __all__ = ["gaussian_kernel", "kernel_spectrum", "is_psd", "DEFAULT_KERNEL_SIZE", "DEFAULT_SIGMA",
            "PAPER_KERNEL_SIZE", "PAPER_SIGMA"]
@@ -81,7 +80,7 @@ def gaussian_kernel(size: int = DEFAULT_KERNEL_SIZE, sigma=DEFAULT_SIGMA, *, psd
         >>> bool(is_psd(gaussian_kernel(7, PAPER_SIGMA))), bool(is_psd(gaussian_kernel(7, PAPER_SIGMA, psd=True)))
         (False, True)
     """
-    size = _check_int(size, "size", 1)
+    size = check_int(size, "size", low=1)
     if size % 2 == 0:
         raise ValueError(f"`size`: expected an odd kernel size, got {size}")
     if torch.is_tensor(sigma):
@@ -94,7 +93,7 @@ def gaussian_kernel(size: int = DEFAULT_KERNEL_SIZE, sigma=DEFAULT_SIGMA, *, psd
         device = device if device is not None else sigma.device
         s = sigma.to(dtype=dtype, device=device)
     else:
-        _check_number(sigma, "sigma", 0.0, strict=True)
+        check_float(sigma, "sigma", low=0.0, low_open=True)
         dtype = dtype or torch.float32
         s = torch.tensor(float(sigma), dtype=dtype, device=device)
     batched = s.ndim == 1
@@ -136,7 +135,7 @@ def kernel_spectrum(kernel: torch.Tensor, n: int = 128) -> torch.Tensor:
         (1.0, -0.197)
     """
     k = _check_kernel(kernel)[0, 0].detach().to(torch.float64)
-    n = _check_int(n, "n", 1)
+    n = check_int(n, "n", low=1)
     K = k.shape[-1]
     r = torch.arange(K, dtype=torch.float64, device=k.device) - (K - 1) / 2
     w = 2 * math.pi * torch.arange(n, dtype=torch.float64, device=k.device) / n

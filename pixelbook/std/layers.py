@@ -5,12 +5,10 @@ from __future__ import annotations
 import math
 from typing import Iterable
 
-import numpy as np
 import torch
 from torch import nn
 
-from .._checks import check_choice
-from ._common import _check_int, _check_number
+from .._checks import check_choice, check_float, check_int
 from .dynamics import PAPER_EPSILON, PAPER_ITERATIONS, PAPER_LAM, PAPER_STAR_ITERATIONS, soft_threshold_dynamics
 from .kernels import DEFAULT_KERNEL_SIZE, DEFAULT_SIGMA, gaussian_kernel
 
@@ -48,11 +46,11 @@ class STD(nn.Module):
                  kernel_size: int = DEFAULT_KERNEL_SIZE, sigma: float = DEFAULT_SIGMA, *, psd_kernel: bool = False,
                  learnable: Iterable[str] = (), output: str = "probs"):
         super().__init__()
-        self.iterations = _check_int(iterations, "iterations", 0)
-        _check_number(lam, "lam", 0.0)
-        _check_number(epsilon, "epsilon", 0.0, strict=True)
-        _check_number(sigma, "sigma", 0.0, strict=True)
-        self.kernel_size = _check_int(kernel_size, "kernel_size", 1)
+        self.iterations = check_int(iterations, "iterations", low=0)
+        check_float(lam, "lam", low=0.0)
+        check_float(epsilon, "epsilon", low=0.0, low_open=True)
+        check_float(sigma, "sigma", low=0.0, low_open=True)
+        self.kernel_size = check_int(kernel_size, "kernel_size", low=1)
         if self.kernel_size % 2 == 0:
             raise ValueError(f"`kernel_size`: expected an odd size, got {kernel_size}")
         check_choice(output, "output", ("probs", "log_probs", "logits"))
@@ -98,28 +96,34 @@ class STD(nn.Module):
 class VolumeSTD(STD):
     r"""Volume-preserving STD block (VP-STD) [STD, Sec. 3.7, Eq. 13, Alg. 2].
 
-    Same arguments as :class:`STD` plus ``sinkhorn_iterations`` (:math:`t_2`, paper: 1). The forward
-    pass takes the target volumes: the paper takes them from the ground truth, also at test time.
+    Same arguments as :class:`STD` plus ``sinkhorn_iterations`` (:math:`t_2`) and ``volume_tol``. The
+    default ``sinkhorn_iterations=None`` runs the volume step until every soft volume is within
+    ``volume_tol`` = 0.5 pixels of its target (the resolution of a pixel count), warm-started across
+    the outer steps; the paper's ``sinkhorn_iterations=1`` misses small classes by a wide margin (see
+    :func:`soft_threshold_dynamics`). The forward pass takes the target volumes: the paper takes them
+    from the ground truth, also at test time.
 
     Example:
         >>> head = VolumeSTD(iterations=10, epsilon=0.5)
         >>> V = torch.tensor([[192., 64.]])
         >>> u = head(torch.randn(1, 2, 16, 16), V)
-        >>> torch.allclose(u.sum((2, 3)), V, rtol=0.05)
+        >>> bool((u.sum((2, 3)) - V).abs().max() <= 0.5)
         True
     """
 
-    def __init__(self, *args, sinkhorn_iterations: int = 1, **kwargs):
+    def __init__(self, *args, sinkhorn_iterations: int | None = None, volume_tol: float = 0.5, **kwargs):
         super().__init__(*args, **kwargs)
-        self.sinkhorn_iterations = _check_int(sinkhorn_iterations, "sinkhorn_iterations", 1)
+        self.sinkhorn_iterations = (None if sinkhorn_iterations is None
+                                    else check_int(sinkhorn_iterations, "sinkhorn_iterations", low=1))
+        self.volume_tol = check_float(volume_tol, "volume_tol", low=0.0, low_open=True)
 
     def forward(self, logits: torch.Tensor, volumes: torch.Tensor) -> torch.Tensor:
         """``logits`` ``(N, C, H, W)``, ``volumes`` ``(N, C)`` pixel counts summing to ``H*W``."""
         return soft_threshold_dynamics(logits, volumes=volumes, sinkhorn_iterations=self.sinkhorn_iterations,
-                                       **self._kwargs(logits))
+                                       volume_tol=self.volume_tol, **self._kwargs(logits))
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", sinkhorn_iterations={self.sinkhorn_iterations}"
+        return super().extra_repr() + f", sinkhorn_iterations={self.sinkhorn_iterations}, volume_tol={self.volume_tol:g}"
 
 
 class StarSTD(STD):
@@ -139,10 +143,9 @@ class StarSTD(STD):
     def __init__(self, iterations: int = PAPER_STAR_ITERATIONS, *args, star_class: int = 1, tau: float | None = None,
                  **kwargs):
         super().__init__(iterations, *args, **kwargs)
-        if isinstance(star_class, bool) or not isinstance(star_class, (int, np.integer)) or star_class < 0:
-            raise ValueError(f"`star_class`: expected a class index >= 0, got {star_class!r}")
+        star_class = check_int(star_class, "star_class", low=0)
         if tau is not None:
-            _check_number(tau, "tau", 0.0, strict=True)
+            check_float(tau, "tau", low=0.0, low_open=True)
         self.star_class, self.tau = int(star_class), tau
 
     def forward(self, logits: torch.Tensor, center: torch.Tensor) -> torch.Tensor:
