@@ -15,7 +15,7 @@ from typing import Iterable
 import torch
 
 __all__ = ["IGNORE_INDEX", "check_shape", "check_finite", "check_labels", "check_range", "check_dtype",
-           "check_choice", "check_int", "check_float", "check_positive_int"]
+           "check_choice", "check_int", "check_float"]
 
 #: The package's one ``ignore_index`` default: the label of void pixels (PASCAL VOC's 255). Every
 #: function with an ``ignore_index`` argument defaults to it; ``None`` means "no void label".
@@ -129,14 +129,15 @@ def check_float(value, name: str, low: float | None = None, high: float | None =
                 low_open: bool = False, high_open: bool = False) -> float:
     """Return ``value`` as a finite Python ``float`` in the given range; raise otherwise.
 
-    Ints and NumPy/0-d tensor reals are accepted; ``bool``, NaN and ±Inf are not. ``low_open`` /
+    Ints, NumPy reals and one-element real tensors (e.g. a learnable parameter) are accepted;
+    ``bool``, NaN and ±Inf are not. ``low_open`` /
     ``high_open`` make the bound strict.
     """
     import math
     import numbers
 
-    if isinstance(value, torch.Tensor) and value.ndim == 0 and value.dtype != torch.bool:
-        value = value.item()
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and value.dtype != torch.bool:
+        value = value.detach().item()
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"`{name}`: expected a real number, got {type(value).__name__} {value!r}")
     value = float(value)
@@ -149,11 +150,4 @@ def check_float(value, name: str, low: float | None = None, high: float | None =
         lo = "(-inf" if low is None else ("(" if low_open else "[") + f"{low:g}"
         hi = "inf)" if high is None else f"{high:g}" + (")" if high_open else "]")
         raise ValueError(f"`{name}`: expected a finite number in {lo}, {hi}, got {value!r}")
-    return value
-
-
-def check_positive_int(value, name: str, low: int = 1) -> int:
-    """Return ``value`` if it is a Python ``int`` ``>= low`` (``bool`` is not an int); raise otherwise."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"`{name}`: expected an integer >= {low}, got {value!r}")
     return value

@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import IGNORE_INDEX, check_choice, check_dtype, check_finite, check_labels, check_positive_int, check_shape
+from ._checks import IGNORE_INDEX, check_choice, check_dtype, check_finite, check_labels, check_int, check_shape
 from ._moved import moved_attribute
 from .ops.covariance import joint_covariance, region_vectors  # noqa: F401  (the chapter's building blocks)
 
@@ -88,9 +88,9 @@ def downsample(x: torch.Tensor, pool: str = "avg", size: int = 4, stride: int | 
     check_dtype(x, "x", "float")
     check_choice(pool, "pool", POOL_WAYS)
     check_choice(kind, "kind", ("probs", "labels"))
-    size = check_positive_int(size, "size")
-    stride = size if stride is None else check_positive_int(stride, "stride")
-    padding = check_positive_int(padding, "padding", low=0)
+    size = check_int(size, "size", low=1)
+    stride = size if stride is None else check_int(stride, "stride", low=1)
+    padding = check_int(padding, "padding", low=0)
     if padding > size // 2:
         raise ValueError(f"`padding`: expected at most size // 2 = {size // 2}, got {padding}")
     if size == 1 and stride == 1 and pool != "interp":
@@ -321,7 +321,7 @@ def rmi_loss(logits: torch.Tensor, labels: torch.Tensor, *, radius: int = 3, poo
 
     rmi = zero
     if lam < 1:
-        R = check_positive_int(radius, "radius")
+        R = check_int(radius, "radius", low=1)
         probs = torch.sigmoid(logits) if activation == "sigmoid" else torch.softmax(logits, 1)
         if valid is not None:
             probs = probs * valid[:, None].to(probs.dtype)
@@ -370,7 +370,7 @@ class RMILoss(nn.Module):
                  activation: str = "sigmoid", ignore_index: int | None = IGNORE_INDEX,
                  reduction: str = "mean"):
         super().__init__()
-        check_positive_int(radius, "radius")
+        check_int(radius, "radius", low=1)
         check_choice(pool, "pool", POOL_WAYS)
         check_choice(activation, "activation", ("sigmoid", "softmax"))
         check_choice(reduction, "reduction", ("mean", "sum", "none"))

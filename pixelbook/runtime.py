@@ -16,7 +16,7 @@ import time
 import numpy as np
 import torch
 
-from ._checks import check_choice
+from ._checks import check_choice, check_int
 
 __all__ = ["SCALES", "resolve_scale", "resolve_device", "seed_all", "env_report", "env_info", "scaled",
            "cache_dir"]
@@ -113,9 +113,7 @@ def seed_all(seed: int, deterministic: bool = True) -> torch.Generator:
     and ``CUBLAS_WORKSPACE_CONFIG`` is set as CUDA requires. Returns a CPU ``torch.Generator``
     seeded with ``seed`` for code that wants its own stream.
     """
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
-        raise TypeError(f"`seed`: expected an int, got {type(seed).__name__}")
-    seed = int(seed)
+    seed = check_int(seed, "seed")
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

@@ -48,7 +48,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._checks import check_choice, check_dtype, check_finite, check_shape
+from .._checks import check_choice, check_dtype, check_finite, check_int, check_shape
 
 __all__ = [
     "SCENE_CLASSES",
@@ -326,9 +326,9 @@ def sample_layouts(
     Raises:
         ValueError / TypeError naming the bad argument.
     """
-    n = _check_count(n, "n")
-    seed = _check_seed(seed)
-    first_index = _check_seed(first_index, "first_index")
+    n = check_int(n, "n", low=1)
+    seed = check_int(seed, "seed", low=0)
+    first_index = check_int(first_index, "first_index", low=0)
     lo, hi = _check_num_objects(num_objects)
     kinds = _check_classes(classes)
     check_choice(split, "split", SPLITS)

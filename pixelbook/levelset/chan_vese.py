@@ -6,8 +6,8 @@ import math
 
 import torch
 
-from .._checks import check_dtype, check_finite, check_shape
-from ..ops._common import _check_phi, _positive
+from .._checks import check_dtype, check_finite, check_float, check_int, check_shape
+from ..ops._common import _check_phi
 from ..ops.differences import _shifts, grad_norm
 from ..ops.sdf import dirac, heaviside
 
@@ -76,14 +76,13 @@ def chan_vese(image: torch.Tensor, phi: torch.Tensor, mu: float = 0.25, nu: floa
     check_finite(image, "image")
     check_shape(phi, "phi", "N 1 H W", d)
     _check_phi(phi)
-    mu = _positive(mu, "mu", allow_zero=True)
-    lambda1, lambda2 = _positive(lambda1, "lambda1", True), _positive(lambda2, "lambda2", True)
-    dt = _positive(dt, "dt")
-    if int(steps) < 0:
-        raise ValueError(f"`steps`: expected >= 0, got {steps}")
+    mu = check_float(mu, "mu", low=0.0)
+    lambda1, lambda2 = check_float(lambda1, "lambda1", low=0.0), check_float(lambda2, "lambda2", low=0.0)
+    dt = check_float(dt, "dt", low=0.0, low_open=True)
+    steps = check_int(steps, "steps", low=0)
     eta = 1e-16  # scikit-image's guard inside the square roots
     path = [phi]
-    for _ in range(int(steps)):
+    for _ in range(steps):
         p, c, xm, xp, ym, yp = _shifts(phi)
         phix0, phiy0 = (xp - xm) / 2, (yp - ym) / 2
         C1 = 1 / torch.sqrt(eta + (xp - c) ** 2 + phiy0 ** 2)

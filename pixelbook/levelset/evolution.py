@@ -10,8 +10,8 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from .._checks import check_finite, check_shape
-from ..ops._common import _check_phi, _positive
+from .._checks import check_finite, check_float, check_int, check_shape
+from ..ops._common import _check_phi
 from ..ops.differences import _curvature_term, _upwind_grad_norm, grad_norm, gradient  # noqa: F401  (examples)
 from ..ops.sdf import sdf_from_mask  # noqa: F401  (used by the examples)
 from .chan_vese import region_means
@@ -31,7 +31,7 @@ def level_set_rhs(phi: torch.Tensor, speed=0.0, curvature_weight: float = 0.0) -
         speed: :math:`F`, a number or a tensor broadcastable to ``phi`` (image-dependent speeds).
         curvature_weight: :math:`b \ge 0` (``b < 0`` is the ill-posed backward heat equation).
     """
-    b = _positive(curvature_weight, "curvature_weight", allow_zero=True)
+    b = check_float(curvature_weight, "curvature_weight", low=0.0)
     _check_phi(phi)
     return _level_set_rhs(phi, speed, b)
 
@@ -56,7 +56,7 @@ def cfl_dt(max_speed: float, curvature_weight: float = 0.0, cfl: float = 1.0) ->
         >>> cfl_dt(1.0, 1.0)   # 1 / (sqrt(2) + 4)
         0.18469903125906464
     """
-    rate = math.sqrt(2) * abs(float(max_speed)) + 4 * _positive(curvature_weight, "curvature_weight", True)
+    rate = math.sqrt(2) * abs(float(max_speed)) + 4 * check_float(curvature_weight, "curvature_weight", low=0.0)
     return math.inf if rate == 0 else float(cfl) / rate
 
 
@@ -97,8 +97,8 @@ def evolve(phi: torch.Tensor, times: Sequence[float] | torch.Tensor, dt: float,
     t = torch.as_tensor(times, dtype=torch.float64).flatten()
     if t.numel() < 1 or bool((t[1:] <= t[:-1]).any()):
         raise ValueError(f"`times`: expected a non-empty strictly increasing sequence, got {t.tolist()}")
-    dt = _positive(dt, "dt")
-    b = _positive(curvature_weight, "curvature_weight", allow_zero=True)
+    dt = check_float(dt, "dt", low=0.0, low_open=True)
+    b = check_float(curvature_weight, "curvature_weight", low=0.0)
     if int(reinit_every) < 0:
         raise ValueError(f"`reinit_every`: expected >= 0, got {reinit_every}")
     if torch.is_tensor(speed):
@@ -145,13 +145,12 @@ def reinitialize(phi: torch.Tensor, steps: int = 20, dt: float = 0.5, epsilon: f
         True
     """
     _check_phi(phi)
-    if int(steps) < 0:
-        raise ValueError(f"`steps`: expected >= 0, got {steps}")
-    dt = _positive(dt, "dt")
+    steps = check_int(steps, "steps", low=0)
+    dt = check_float(dt, "dt", low=0.0, low_open=True)
     if dt * math.sqrt(2) > 1 + 1e-9:
         raise ValueError(f"`dt`: expected <= {1 / math.sqrt(2):.4f} (CFL with |S| <= 1), got {dt}")
     S = phi / torch.sqrt(phi * phi + epsilon * epsilon)
-    for _ in range(int(steps)):
+    for _ in range(steps):
         phi = phi + dt * S * (1 - _upwind_grad_norm(phi, -S))
     return phi
 
@@ -167,7 +166,7 @@ def edge_indicator(image: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
 
     check_shape(image, "image", "N C H W")
     check_finite(image, "image")
-    sigma = _positive(sigma, "sigma")
+    sigma = check_float(sigma, "sigma", low=0.0, low_open=True)
     k = 2 * math.ceil(3 * sigma) + 1
     smooth = gaussian_blur(image, [k, k], [sigma, sigma])
     gy, gx = gradient(smooth)
@@ -199,9 +198,9 @@ class LinearForcing(nn.Module):
 
     def __init__(self, steps: int = 20, scale: float = 3.0, epsilon: float = 1.0):
         super().__init__()
-        if int(steps) < 1:
-            raise ValueError(f"`steps`: expected >= 1, got {steps}")
-        self.steps, self.scale, self.epsilon = int(steps), _positive(scale, "scale"), _positive(epsilon, "epsilon")
+        self.steps = check_int(steps, "steps", low=1)
+        self.scale = check_float(scale, "scale", low=0.0, low_open=True)
+        self.epsilon = check_float(epsilon, "epsilon", low=0.0, low_open=True)
         self.weights = nn.Parameter(torch.tensor([0.0, 0.01, 0.0, 0.0, 0.0]))  # w1 > 0: see above
 
     def forward(self, image: torch.Tensor, phi0: torch.Tensor, return_path: bool = False) -> torch.Tensor:

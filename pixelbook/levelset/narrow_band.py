@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._checks import check_finite, check_shape
+from .._checks import check_finite, check_float, check_shape
 from ..metrics.segmentation import binary_segmentation_scores
-from ..ops._common import _check_masks, _positive
+from ..ops._common import _check_masks
 from ..ops.sdf import sdf_from_mask  # noqa: F401  (used by the examples)
 
 __all__ = ["narrow_band", "narrow_band_loss", "NarrowBandLoss", "segmentation_scores"]
@@ -20,7 +20,7 @@ def narrow_band(phi: torch.Tensor, scale: float = 3.0) -> torch.Tensor:
     so a loss on squashed maps concentrates its gradient within a few ``s`` of the contour.
     ``scale`` (:math:`s`, pixels) is not given in the paper; 3 px is ours.
     """
-    _positive(scale, "scale")
+    check_float(scale, "scale", low=0.0, low_open=True)
     return torch.tanh(phi / scale)
 
 
@@ -68,7 +68,7 @@ class NarrowBandLoss(nn.Module):
 
     def __init__(self, scale: float = 3.0):
         super().__init__()
-        self.scale = _positive(scale, "scale")
+        self.scale = check_float(scale, "scale", low=0.0, low_open=True)
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         return narrow_band_loss(pred, target, scale=self.scale, valid=valid)

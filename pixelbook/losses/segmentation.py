@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import IGNORE_INDEX, check_choice, check_dtype, check_finite, check_labels, check_positive_int, check_shape
+from .._checks import IGNORE_INDEX, check_choice, check_dtype, check_finite, check_labels, check_int, check_shape
 from ..ops.regions import _check_labels_tensor, _onehot, canonical_regions
 from ._reduction import _reduce
 
@@ -95,7 +95,7 @@ def affinity_loss(logits: torch.Tensor, labels: torch.Tensor, margin: float = 3.
     check_labels(labels, "labels", logits.shape[1], ignore_index)
     if not (isinstance(margin, (int, float)) and margin > 0):
         raise ValueError(f"`margin`: expected a number > 0, got {margin!r}")
-    k = check_positive_int(dilation, "dilation")
+    k = check_int(dilation, "dilation", low=1)
     H, W = labels.shape[-2:]
     if H <= k and W <= k:
         raise ValueError(f"`dilation`: expected less than max(H, W) = {max(H, W)} (no pair of pixels), got {k}")
@@ -257,7 +257,7 @@ class AffinityLoss(nn.Module):
         super().__init__()
         if not (isinstance(margin, (int, float)) and margin > 0):
             raise ValueError(f"`margin`: expected a number > 0, got {margin!r}")
-        self.margin, self.ignore_index, self.dilation = margin, ignore_index, check_positive_int(dilation, "dilation")
+        self.margin, self.ignore_index, self.dilation = margin, ignore_index, check_int(dilation, "dilation", low=1)
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return affinity_loss(logits, labels, margin=self.margin, ignore_index=self.ignore_index,

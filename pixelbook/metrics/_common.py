@@ -2,34 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
-from .._checks import check_dtype, check_finite, check_range, check_shape
-
-
-def _check_int(value, name: str, minimum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"`{name}`: expected an int, got {type(value).__name__}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"`{name}`: expected an int >= {minimum}, got {value}")
-    return int(value)
-
-
-def _check_real(value, name: str, low: float | None = None, high: float | None = None,
-                low_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"`{name}`: expected a real number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"`{name}`: expected a finite number, got {value}")
-    if low is not None and (value <= low if low_open else value < low):
-        raise ValueError(f"`{name}`: expected a value {'>' if low_open else '>='} {low}, got {value}")
-    if high is not None and value > high:
-        raise ValueError(f"`{name}`: expected a value <= {high}, got {value}")
-    return value
+from .._checks import check_dtype, check_finite, check_int, check_range, check_shape
 
 
 def _check_nonempty(x: torch.Tensor, name: str) -> None:
@@ -97,15 +73,17 @@ def _valid_or_default(valid, default: torch.Tensor, what: str, dims: dict, pred:
 def _thresholds(thresholds, name: str, interior: bool) -> torch.Tensor:
     """Ascending float64 CPU thresholds in [0, 1], from an int count or an explicit sequence.
 
-    ``interior=True``: ``linspace(1/(T+1), 1 - 1/(T+1), T)`` as the BSDS benchmark
-    (``evaluation_bdry_image.m``); ``interior=False``: ``linspace(0, 1, T)``, i.e. k/255 for T = 256 as
-    PySODMetrics' uint8 histogram.
+    ``interior=True``: :math:`k/(T+1)`, :math:`k = 1..T`, as the BSDS benchmark
+    (``evaluation_bdry_image.m``); ``interior=False``: :math:`k/(T-1)`, :math:`k = 0..T-1`, i.e. exactly
+    k/255 for T = 256 as PySODMetrics' uint8 histogram. Each threshold is one correctly rounded
+    division, so it equals the Python float ``k / 255`` (``linspace`` computes ``k * (1/255)`` and
+    lands one ulp off for some k).
     """
     if isinstance(thresholds, (int, np.integer)) and not isinstance(thresholds, bool):
-        count = _check_int(thresholds, name, minimum=1 if interior else 2)
+        count = check_int(thresholds, name, low=1 if interior else 2)
         if interior:
-            return torch.linspace(1.0 / (count + 1), 1.0 - 1.0 / (count + 1), count, dtype=torch.float64)
-        return torch.linspace(0.0, 1.0, count, dtype=torch.float64)
+            return torch.arange(1, count + 1, dtype=torch.float64) / (count + 1)
+        return torch.arange(count, dtype=torch.float64) / (count - 1)
     if torch.is_tensor(thresholds) or isinstance(thresholds, (list, tuple, np.ndarray)):
         t = torch.as_tensor(thresholds).detach().to("cpu", torch.float64)
         if t.ndim != 1 or t.numel() == 0:

@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from ._common import _binary_mask, _check_prob_map, _check_real, _counts_at_least, _safe_div, _thresholds
+from .._checks import check_float
+from ._common import _binary_mask, _check_prob_map, _counts_at_least, _safe_div, _thresholds
 
 __all__ = ["boundary_f"]
 
@@ -83,7 +84,7 @@ def boundary_f(probs: torch.Tensor, labels: torch.Tensor, tolerance: float = 2, 
     """
     d = _check_prob_map(probs, "probs", "N H W")
     gt = _binary_mask(labels, "labels", "N H W", d, probs, "probs")
-    tol = _check_real(tolerance, "tolerance", low=0.0)
+    tol = check_float(tolerance, "tolerance", low=0.0)
     thr = _thresholds(thresholds, "thresholds", interior=True)
     return_curves = bool(return_curves)
     if not bool(gt.any()):

@@ -15,8 +15,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .._checks import check_dtype, check_finite, check_shape
-from ._common import _check_int, _check_nonempty, _check_real, _check_same_device
+from .._checks import check_dtype, check_finite, check_float, check_int, check_shape
+from ._common import _check_nonempty, _check_same_device
 
 __all__ = ["psnr", "psnr_per_image", "ssim", "ssim_per_image"]
 
@@ -30,7 +30,7 @@ def _check_image_pair(pred, target, data_range) -> float:
     _check_nonempty(pred, "pred")
     check_finite(pred, "pred")
     check_finite(target, "target")
-    return _check_real(data_range, "data_range", low=0.0, low_open=True)
+    return check_float(data_range, "data_range", low=0.0, low_open=True)
 
 
 @torch.no_grad()
@@ -118,10 +118,10 @@ def ssim_per_image(pred: torch.Tensor, target: torch.Tensor, data_range: float =
         tensor([1., 1.], dtype=torch.float64)
     """
     L = _check_image_pair(pred, target, data_range)
-    k = _check_int(kernel_size, "kernel_size", minimum=1)
+    k = check_int(kernel_size, "kernel_size", low=1)
     if k % 2 == 0:
         raise ValueError(f"`kernel_size`: expected an odd int, got {k}")
-    s = _check_real(sigma, "sigma", low=0.0, low_open=True)
+    s = check_float(sigma, "sigma", low=0.0, low_open=True)
     N, C, H, W = pred.shape
     if min(H, W) < k:
         raise ValueError(f"`pred`: expected H and W >= kernel_size={k}, got {(H, W)}")

@@ -13,8 +13,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .._checks import IGNORE_INDEX, check_dtype, check_finite, check_labels, check_range, check_shape
-from ._common import _binary_mask, _check_int, _check_nonempty, _check_real, _check_same_device
+from .._checks import IGNORE_INDEX, check_dtype, check_finite, check_float, check_int, check_labels, check_range, check_shape
+from ._common import _binary_mask, _check_nonempty, _check_same_device
 
 __all__ = [
     "confusion_matrix", "iou_from_confusion", "mean_iou", "mean_iou_from_confusion", "pixel_accuracy",
@@ -70,9 +70,9 @@ def confusion_matrix(pred: torch.Tensor, labels: torch.Tensor, num_classes: int,
         tensor([[2, 1],
                 [0, 2]])
     """
-    C = _check_int(num_classes, "num_classes", minimum=1)
+    C = check_int(num_classes, "num_classes", low=1)
     if ignore_index is not None:
-        ignore_index = _check_int(ignore_index, "ignore_index")
+        ignore_index = check_int(ignore_index, "ignore_index")
         if 0 <= ignore_index < C:
             raise ValueError(
                 f"`ignore_index`: expected a value outside [0, {C}) (e.g. 255 or -1), got {ignore_index}; "
@@ -227,7 +227,7 @@ def pixel_accuracy(pred: torch.Tensor, labels: torch.Tensor, ignore_index: int |
     check_dtype(labels, "labels", "int")
     _check_nonempty(pred, "pred")
     if ignore_index is not None:
-        ignore_index = _check_int(ignore_index, "ignore_index")
+        ignore_index = check_int(ignore_index, "ignore_index")
         keep = labels != ignore_index
     else:
         keep = torch.ones_like(labels, dtype=torch.bool)
@@ -346,7 +346,7 @@ def binary_segmentation_scores(pred: torch.Tensor, labels: torch.Tensor, probs: 
     d = check_shape(pred, "pred", "N H W")
     pred = _binary_mask(pred, "pred", "N H W", d, pred, "pred")
     gt = _binary_mask(labels, "labels", "N H W", d, pred, "pred")
-    beta2 = _check_real(beta2, "beta2", low=0.0, low_open=True)
+    beta2 = check_float(beta2, "beta2", low=0.0, low_open=True)
     tp = (pred & gt).sum((1, 2)).double()
     fp = (pred & ~gt).sum((1, 2)).double()
     fn = (~pred & gt).sum((1, 2)).double()

@@ -32,8 +32,7 @@ import torch
 from torchmetrics import Metric
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from .._checks import IGNORE_INDEX, check_shape
-from ._common import _check_int
+from .._checks import IGNORE_INDEX, check_int, check_shape
 from .depth import depth_metrics
 from .normals import normal_metrics
 from .saliency import fbeta_per_image, fbeta_scores, mae_per_image
@@ -52,7 +51,7 @@ class _ConfusionMatrixMetric(MulticlassConfusionMatrix):
     full_state_update = False
 
     def __init__(self, num_classes: int, ignore_index: int | None = IGNORE_INDEX, **kwargs):
-        num_classes = _check_int(num_classes, "num_classes", minimum=1)
+        num_classes = check_int(num_classes, "num_classes", low=1)
         super().__init__(num_classes=num_classes, ignore_index=ignore_index, validate_args=False, **kwargs)
 
     def update(self, pred: torch.Tensor, labels: torch.Tensor) -> None:
@@ -194,7 +193,7 @@ class NormalMetrics(Metric):
 
     def __init__(self, bins: int = 18_000, **kwargs):
         super().__init__(**kwargs)
-        self.bins = _check_int(bins, "bins", minimum=1)
+        self.bins = check_int(bins, "bins", low=1)
         self.add_state("count", default=torch.tensor(0, dtype=torch.int64), dist_reduce_fx="sum")
         self.add_state("angle_sum", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("below", default=torch.zeros(3, dtype=torch.int64), dist_reduce_fx="sum")

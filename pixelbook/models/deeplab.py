@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_positive_int, check_shape
+from .._checks import check_int, check_shape
 from .blocks import BasicBlock
 
 __all__ = ["MiniDeepLab"]
@@ -53,8 +53,8 @@ class MiniDeepLab(nn.Module):
 
     def __init__(self, num_classes: int, width: int = 32, in_channels: int = 3):  # noqa: D107
         super().__init__()
-        check_positive_int(num_classes, "num_classes")
-        w = check_positive_int(width, "width")
+        check_int(num_classes, "num_classes", low=1)
+        w = check_int(width, "width", low=1)
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, w // 2, 3, 2, 1, bias=False), nn.BatchNorm2d(w // 2), nn.ReLU(inplace=True),
             nn.Conv2d(w // 2, w, 3, 2, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True))

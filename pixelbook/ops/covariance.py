@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .._checks import check_dtype, check_positive_int, check_shape
+from .._checks import check_dtype, check_int, check_shape
 
 __all__ = ["region_vectors", "joint_covariance"]
 
@@ -43,7 +43,7 @@ def region_vectors(x: torch.Tensor, radius: int = 3) -> torch.Tensor:
     """
     d = check_shape(x, "x", "N C H W")
     check_dtype(x, "x", "float")
-    R = check_positive_int(radius, "radius")
+    R = check_int(radius, "radius", low=1)
     N, C, h, w = x.shape
     if h < R or w < R:
         raise ValueError(f"`radius`: expected at most min(H, W) = {min(h, w)} of `x`, got {R}")
@@ -145,7 +145,7 @@ def joint_covariance(probs: torch.Tensor, target: torch.Tensor, radius: int = 3,
     check_shape(target, "target", "N C H W", dims)
     check_dtype(probs, "probs", "float")
     check_dtype(target, "target", "float")
-    R = check_positive_int(radius, "radius")
+    R = check_int(radius, "radius", low=1)
     N, C, h, w = probs.shape
     if h < R or w < R:
         raise ValueError(f"`radius`: expected at most min(h, w) = {min(h, w)} of the (down-sampled) maps, "

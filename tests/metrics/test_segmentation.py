@@ -86,7 +86,7 @@ class TestConfusionMatrix:
             confusion_matrix(PREDS, LABELS, 2, ignore_index=0)
 
     def test_error_num_classes_not_int(self):
-        with pytest.raises(TypeError, match="`num_classes`: expected an int"):
+        with pytest.raises(TypeError, match="`num_classes`: expected an integer"):
             confusion_matrix(PREDS, LABELS, 2.0)
 
     def test_error_empty_batch(self):
