@@ -15,7 +15,7 @@ from typing import Iterable
 import torch
 
 __all__ = ["IGNORE_INDEX", "check_shape", "check_finite", "check_labels", "check_range", "check_dtype",
-           "check_choice", "check_int", "check_float"]
+           "check_choice", "check_int", "check_float", "check_tensor"]
 
 #: The package's one ``ignore_index`` default: the label of void pixels (PASCAL VOC's 255). Every
 #: function with an ``ignore_index`` argument defaults to it; ``None`` means "no void label".
@@ -31,6 +31,9 @@ def check_shape(x, name: str, spec: str, dims: dict | None = None) -> dict:
         d = check_shape(logits, "logits", "N C H W")
         check_shape(labels, "labels", "N H W", d)
 
+    Every axis must be non-empty: an empty batch or a zero-size image is an error, not a silent 0
+    or NaN.
+
     Raises:
         ValueError: naming the argument, the expected shape and the shape given.
     """
@@ -40,6 +43,9 @@ def check_shape(x, name: str, spec: str, dims: dict | None = None) -> dict:
         raise TypeError(f"`{name}`: expected a torch.Tensor of shape ({', '.join(axes)}), got {type(x).__name__}")
     if x.ndim != len(axes):
         raise ValueError(f"`{name}`: expected shape ({', '.join(axes)}), got {tuple(x.shape)}")
+    if x.numel() == 0:
+        raise ValueError(f"`{name}`: expected a non-empty tensor of shape ({', '.join(axes)}), got "
+                         f"{tuple(x.shape)} (an empty batch or a zero-size image)")
     for axis, size in zip(axes, x.shape):
         if axis.isdigit():
             if int(axis) != size:
@@ -76,6 +82,18 @@ def check_finite(x: torch.Tensor, name: str) -> None:
             n = int(bad.sum())
             first = tuple(int(i) for i in bad.nonzero()[0])
             raise ValueError(f"`{name}`: expected finite values, got {n} NaN/Inf (first at index {first})")
+
+
+def check_tensor(x, name: str, kind: str = "float", finite: bool = True) -> None:
+    """A non-empty tensor of the given kind (``check_dtype``), finite if asked: the checks of an
+    elementwise op, whose input may have any shape."""
+    if not torch.is_tensor(x):
+        raise TypeError(f"`{name}`: expected a torch.Tensor, got {type(x).__name__}")
+    if x.numel() == 0:
+        raise ValueError(f"`{name}`: expected a non-empty tensor, got shape {tuple(x.shape)}")
+    check_dtype(x, name, kind)
+    if finite:
+        check_finite(x, name)
 
 
 def check_range(x: torch.Tensor, name: str, low: float | None = None, high: float | None = None) -> None:

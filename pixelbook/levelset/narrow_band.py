@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._checks import check_finite, check_float, check_shape
+from .._checks import check_dtype, check_finite, check_float, check_shape
 from ..metrics.segmentation import binary_segmentation_scores
 from ..ops._common import _check_masks
 from ..ops.sdf import sdf_from_mask  # noqa: F401  (used by the examples)
@@ -48,6 +48,9 @@ def narrow_band_loss(pred: torch.Tensor, target: torch.Tensor, scale: float = 3.
     """
     d = check_shape(pred, "pred", "N 1 H W")
     check_shape(target, "target", "N 1 H W", d)
+    check_dtype(pred, "pred", "float")
+    check_dtype(target, "target", "float")
+    check_finite(pred, "pred")
     check_finite(target, "target")
     err = (narrow_band(pred, scale) - narrow_band(target, scale)) ** 2
     if valid is None:

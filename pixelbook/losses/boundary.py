@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_choice, check_finite, check_range, check_shape
+from .._checks import check_choice, check_dtype, check_finite, check_range, check_shape
 from ._reduction import _mask, _reduce
 
 __all__ = ["balanced_bce_loss", "boundary_loss", "BalancedBCELoss", "BoundaryLoss"]
@@ -38,6 +38,7 @@ def balanced_bce_loss(logits: torch.Tensor, labels: torch.Tensor, valid: torch.T
         logits = logits[:, 0]
     d = check_shape(logits, "logits", "N H W")
     check_shape(labels, "labels", "N H W", d)
+    check_dtype(logits, "logits", "float")
     check_finite(logits, "logits")
     t = labels.to(logits.dtype)
     check_range(t, "labels", 0.0, 1.0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._checks import check_choice, check_finite, check_shape
+from .._checks import check_choice, check_dtype, check_finite, check_shape
 from ._reduction import _reduce
 
 __all__ = ["log_depth_loss", "DEPTH_GAMMA", "LogDepthLoss"]
@@ -33,6 +33,8 @@ def log_depth_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor
     """
     d = check_shape(pred, "pred", "N 1 H W")
     check_shape(target, "target", "N 1 H W", d)
+    check_dtype(pred, "pred", "float")
+    check_dtype(target, "target", "float")
     check_finite(pred, "pred")
     check_finite(target, "target")
     if valid is None:

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_choice, check_finite, check_shape
+from .._checks import check_choice, check_dtype, check_finite, check_shape
 from ._reduction import _mask, _reduce
 
 __all__ = ["normal_loss", "NORMAL_LAMBDA", "NormalLoss"]
@@ -35,6 +35,8 @@ def normal_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | 
     """
     d = check_shape(pred, "pred", "N 3 H W")
     check_shape(target, "target", "N 3 H W", d)
+    check_dtype(pred, "pred", "float")
+    check_dtype(target, "target", "float")
     check_finite(pred, "pred")
     check_finite(target, "target")
     if normalize:

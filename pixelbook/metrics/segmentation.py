@@ -269,7 +269,7 @@ def matched_iou_per_image(pred: torch.Tensor, labels: torch.Tensor, num_classes:
     check_shape(labels, "labels", "N H W", d)
     check_dtype(pred, "pred", "int")
     check_dtype(labels, "labels", "int")
-    K = int(num_classes)
+    K = check_int(num_classes, "num_classes", low=1)
     M = K if num_channels is None else int(num_channels)
     if K < 1 or M < K:
         raise ValueError(f"`num_channels`: expected >= num_classes={K}, got {M}")

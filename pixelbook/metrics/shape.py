@@ -62,6 +62,8 @@ def boundary_length(labels: torch.Tensor) -> torch.Tensor:
         tensor([2])
     """
     check_shape(labels, "labels", "N H W")
+    if labels.is_floating_point() or labels.is_complex():
+        raise TypeError(f"`labels`: expected an integer or bool tensor of class ids, got {labels.dtype}")
     return ((labels[:, 1:] != labels[:, :-1]).sum((1, 2)) + (labels[:, :, 1:] != labels[:, :, :-1]).sum((1, 2)))
 
 
@@ -78,6 +80,8 @@ def count_components(labels: torch.Tensor, connectivity: int = 1) -> torch.Tenso
     from scipy import ndimage
 
     check_shape(labels, "labels", "N H W")
+    if labels.is_floating_point() or labels.is_complex():
+        raise TypeError(f"`labels`: expected an integer or bool tensor of class ids, got {labels.dtype}")
     check_choice(connectivity, "connectivity", (1, 2))
     structure = ndimage.generate_binary_structure(2, connectivity)
     lab = labels.detach().cpu().numpy()

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .._checks import check_dtype, check_finite, check_shape
+
 __all__ = ["self_adjoint_conv2d"]
 
 
@@ -53,6 +55,21 @@ def self_adjoint_conv2d(u: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
         >>> torch.allclose(self_adjoint_conv2d(u, k), torch.nn.functional.conv2d(u, k.expand(3, 1, 3, 3), padding=1, groups=3))
         True
     """
+    d = check_shape(u, "u", "N C H W")
+    check_dtype(u, "u", "float")
+    check_finite(u, "u")
+    check_shape(kernel, "kernel", "KC 1 K K")
+    check_dtype(kernel, "kernel", "float")
+    check_finite(kernel, "kernel")
+    if kernel.shape[0] not in (1, d["C"][0]):
+        raise ValueError(f"`kernel`: expected 1 or C={d['C'][0]} (as in `u`) kernels, got {kernel.shape[0]}")
+    if kernel.shape[-1] % 2 == 0:
+        raise ValueError(f"`kernel`: expected an odd size K, got {kernel.shape[-1]}")
+    return _self_adjoint_conv2d(u, kernel)
+
+
+def _self_adjoint_conv2d(u: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """:func:`self_adjoint_conv2d` without the checks, for callers that checked once (STD's loop)."""
     if kernel.requires_grad:  # learnable sigma: let autograd differentiate in the kernel too
         return _conv(u, kernel)
     return _SelfAdjointConv.apply(u, kernel)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .._checks import check_dtype, check_int, check_shape
+from .._checks import check_dtype, check_finite, check_int, check_shape
 
 __all__ = ["region_vectors", "joint_covariance"]
 
@@ -145,6 +145,8 @@ def joint_covariance(probs: torch.Tensor, target: torch.Tensor, radius: int = 3,
     check_shape(target, "target", "N C H W", dims)
     check_dtype(probs, "probs", "float")
     check_dtype(target, "target", "float")
+    check_finite(probs, "probs")
+    check_finite(target, "target")
     R = check_int(radius, "radius", low=1)
     N, C, h, w = probs.shape
     if h < R or w < R:

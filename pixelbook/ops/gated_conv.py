@@ -41,6 +41,7 @@ def _check_args(x, weight, mask, bias, stride, dilation):
     check_dtype(x, "x", "float")
     check_shape(weight, "weight", "O C K K", d)
     check_dtype(weight, "weight", "float")
+    check_finite(weight, "weight")
     if weight.dtype != x.dtype:
         raise TypeError(f"`weight`: expected dtype {x.dtype} (as `x`), got {weight.dtype}")
     k = weight.shape[-1]

@@ -11,7 +11,7 @@ import math
 import numpy as np
 import torch
 
-from .._checks import check_float
+from .._checks import check_float, check_tensor
 from ._common import _check_masks
 
 __all__ = ["sdf_from_mask", "heaviside", "dirac"]
@@ -72,6 +72,7 @@ def heaviside(phi: torch.Tensor, epsilon: float = 1.0) -> torch.Tensor:
         >>> heaviside(torch.tensor([-1.0, 0.0, 1.0])).tolist()
         [0.25, 0.5, 0.75]
     """
+    check_tensor(phi, "phi")
     check_float(epsilon, "epsilon", low=0.0, low_open=True)
     return 0.5 * (1 + (2 / math.pi) * torch.atan(phi / epsilon))
 
@@ -82,5 +83,6 @@ def dirac(phi: torch.Tensor, epsilon: float = 1.0) -> torch.Tensor:
     Its integral over the real line is 1 for every :math:`\varepsilon`; scikit-image's
     ``chan_vese`` omits the :math:`1/\pi` (a rescaled time step).
     """
+    check_tensor(phi, "phi")
     check_float(epsilon, "epsilon", low=0.0, low_open=True)
     return epsilon / (math.pi * (epsilon * epsilon + phi * phi))

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from .._checks import (IGNORE_INDEX, check_choice, check_dtype, check_finite, check_float, check_int, check_labels,
                        check_range, check_shape)
-from ..ops.conv import _conv, self_adjoint_conv2d
+from ..ops.conv import _conv, _self_adjoint_conv2d
 from ..ops.differences import div2d, grad2d
 from ..ops.regions import _check_center
 from .kernels import DEFAULT_KERNEL_SIZE, DEFAULT_SIGMA, _check_kernel, gaussian_kernel
@@ -35,7 +35,7 @@ _VOLUME_RTOL = 1e-4  # ours: float32 sums of H*W ones are exact far beyond this
 
 def _blur(u: torch.Tensor, k4: torch.Tensor) -> torch.Tensor:
     """Per-class ("depthwise") convolution with zero padding; ``k4`` is ``(1 or C, 1, K, K)``, symmetric."""
-    return self_adjoint_conv2d(u, k4)
+    return _self_adjoint_conv2d(u, k4)
 
 
 def _subgradient(u: torch.Tensor, k4: torch.Tensor, lam) -> torch.Tensor:
