@@ -9,7 +9,7 @@ from PIL import Image
 import fakes
 from pixelbook.data import bsds, instances, isic, msra10k, saliency, segmentation
 from pixelbook.data._joint import apply_joint
-from pixelbook.data.files import find_pairs, read_grey, read_label_map, read_rgb
+from pixelbook.data.files import find_pairs, read_grey, read_label_map, read_raw_map, read_rgb
 
 
 @pytest.fixture
@@ -68,6 +68,20 @@ class TestReadGreyAndLabels:
         path = fakes.save_image(tmp_path / "rgb.png", np.zeros((2, 3, 3), np.uint8))
         with pytest.raises(ValueError, match="rgb.png': expected a single-channel or palette label image"):
             read_label_map(path)
+
+
+class TestReadRawMap:
+    def test_sixteen_bit_values_as_stored(self, tmp_path):
+        raw = np.array([[0, 1, 255], [256, 30000, 65535]], dtype=np.uint16)   # Cityscapes disparity: 16 bit
+        path = tmp_path / "disparity.png"
+        Image.fromarray(raw).save(path)
+        out = read_raw_map(path)
+        assert out.dtype == torch.int64 and out.tolist() == raw.astype(np.int64).tolist()
+
+    def test_colour_image_is_refused(self, tmp_path):
+        path = fakes.save_image(tmp_path / "rgb.png", np.zeros((2, 3, 3), np.uint8))
+        with pytest.raises(ValueError, match="rgb.png': expected a single-channel image of raw values"):
+            read_raw_map(path)
 
 
 class TestFindPairs:

@@ -31,7 +31,6 @@ No checksum is published for any archive (``sha256=None``: fetch with ``verify=F
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +39,7 @@ import torch.nn.functional as F
 
 from .._checks import IGNORE_INDEX, check_choice
 from ..runtime import cache_dir
-from .files import _open, read_label_map, read_rgb
+from .files import read_label_map, read_raw_map, read_rgb
 from .registry import DatasetSpec, extract, fetch, register
 
 __all__ = ["CITYSCAPES_CLASSES", "CITYSCAPES_BASELINE", "CITYSCAPES_FX", "cityscapes_root", "cityscapes_train_ids",
@@ -199,7 +198,7 @@ class CityscapesSegDepth(torch.utils.data.Dataset):
         i = self.ids[index]
         image = read_rgb(self.images[i])
         labels = cityscapes_train_ids(read_label_map(self.labels[i]))
-        raw = torch.from_numpy(np.asarray(_open(self.disparity[i]), dtype=np.int64))
+        raw = read_raw_map(self.disparity[i])
         depth, valid = disparity_to_depth(raw, *self._camera(i))
         if self.size is not None and tuple(image.shape[-2:]) != self.size:
             image = F.interpolate(image[None], size=self.size, mode="bilinear", align_corners=False)[0]

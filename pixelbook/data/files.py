@@ -5,6 +5,8 @@ Every loader in :mod:`pixelbook.data` reads its files through these functions:
 * :func:`read_rgb` — an image as ``(3, H, W)`` float32 in [0, 1];
 * :func:`read_grey` — a mask stored as grey levels, ``(H, W)`` uint8;
 * :func:`read_label_map` — a class-index PNG (single channel or palette), ``(H, W)`` int64;
+* :func:`read_raw_map` — a single-channel map stored as raw integers (Cityscapes' 16-bit disparity),
+  ``(H, W)`` int64;
 * :func:`find_pairs` — ``(image, mask)`` paths of the salient-object and lesion datasets (MSRA10K,
   ECSSD, PASCAL-S, HKU-IS, DUTS, ..., ISIC 2018), matched by file name.
 
@@ -21,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["read_rgb", "read_grey", "read_label_map", "find_pairs"]
+__all__ = ["read_rgb", "read_grey", "read_label_map", "read_raw_map", "find_pairs"]
 
 
 def _open(path, modes=None) -> np.ndarray:
@@ -74,6 +76,21 @@ def read_label_map(path: str | os.PathLike) -> torch.Tensor:
         raise ValueError(f"'{path}': expected a single-channel or palette label image, got {labels.ndim}-D "
                          f"pixels of shape {labels.shape}")
     return torch.from_numpy(labels.astype(np.int64))
+
+
+def read_raw_map(path: str | os.PathLike) -> torch.Tensor:
+    """A single-channel image of raw integer values (e.g. Cityscapes' 16-bit disparity PNGs) as
+    ``(H, W)`` int64, values as stored (no scaling).
+
+    Raises:
+        FileNotFoundError: no file. ValueError: the file is not a readable image, or it has colour
+            channels (names it).
+    """
+    raw = _open(path)
+    if raw.ndim != 2:
+        raise ValueError(f"'{path}': expected a single-channel image of raw values, got {raw.ndim}-D pixels "
+                         f"of shape {raw.shape}")
+    return torch.from_numpy(raw.astype(np.int64))
 
 
 def find_pairs(root: str | os.PathLike, images: str, masks: str, *, title: str,
