@@ -618,7 +618,7 @@ class TestBudgetKLLoss:
     def test_errors(self):
         with pytest.raises(ValueError, match="`mode`"):
             budget_kl_loss(torch.tensor([0.5]), 0.5, mode="sum")
-        with pytest.raises(ValueError, match="`densities`: expected at least one"):
+        with pytest.raises(ValueError, match="`densities`: expected a non-empty tensor"):
             budget_kl_loss(torch.zeros(2, 0), 0.5)
         with pytest.raises(ValueError, match="`densities`: expected shape \\(N, L\\)"):
             budget_kl_loss(torch.zeros(2, 2, 2), 0.5)

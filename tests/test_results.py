@@ -89,6 +89,7 @@ def test_claims_can_be_evaluated(stem):
         assert outcome.n == outcome.claim.n
 
 
+@pytest.mark.slow  # one epoch of one medium run per chapter: ~40 s each on the 2-core CPU
 @pytest.mark.parametrize("stem", CHAPTERS or _none("results"))
 def test_replay_of_one_run_matches_its_recorded_history(stem):
     exp = experiments.get(stem)
