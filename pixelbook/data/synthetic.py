@@ -157,22 +157,6 @@ class SceneLayout:
         return SceneLayout(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
 
-def _check_seed(seed, name: str = "seed") -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"`{name}`: expected a non-negative int, got {type(seed).__name__}")
-    if seed < 0:
-        raise ValueError(f"`{name}`: expected a non-negative int, got {seed}")
-    return int(seed)
-
-
-def _check_count(n, name: str, low: int = 1) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
-        raise TypeError(f"`{name}`: expected an int >= {low}, got {type(n).__name__}")
-    if n < low:
-        raise ValueError(f"`{name}`: expected an int >= {low}, got {n}")
-    return int(n)
-
-
 def _check_size(size) -> tuple[int, int]:
     if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
         hw = (int(size), int(size))

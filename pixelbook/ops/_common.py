@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 
 import torch
 
@@ -27,10 +26,3 @@ def _check_masks(masks, name: str = "mask", dims: dict | None = None) -> dict:
             raise ValueError(f"`{name}`: expected binary values {{0, 1}} (or bool), got {int(bad.sum())} other "
                              f"values in [{float(vals.min()):.4g}, {float(vals.max()):.4g}]")
     return d
-
-
-def _positive(value, name: str, allow_zero: bool = False) -> float:
-    v = float(value)
-    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
-        raise ValueError(f"`{name}`: expected a {'non-negative' if allow_zero else 'positive'} finite number, got {value}")
-    return v
