@@ -22,7 +22,7 @@ __all__ = ["IGNORE_INDEX", "check_shape", "check_finite", "check_labels", "check
 IGNORE_INDEX = 255
 
 
-def check_shape(x, name: str, spec: str, dims: dict | None = None) -> dict:
+def check_shape(x, name: str, spec: str, dims: dict | None = None, allow_empty: str = "") -> dict:
     """Check ``x`` against a shape spec such as ``"N C H W"``.
 
     Letters name axes; an integer fixes a size (``"N 3 H W"``). The returned dict binds each
@@ -32,7 +32,7 @@ def check_shape(x, name: str, spec: str, dims: dict | None = None) -> dict:
         check_shape(labels, "labels", "N H W", d)
 
     Every axis must be non-empty: an empty batch or a zero-size image is an error, not a silent 0
-    or NaN.
+    or NaN. ``allow_empty`` names the axes that may be 0 (``"K"``: an image may have no proposal).
 
     Raises:
         ValueError: naming the argument, the expected shape and the shape given.
@@ -43,7 +43,7 @@ def check_shape(x, name: str, spec: str, dims: dict | None = None) -> dict:
         raise TypeError(f"`{name}`: expected a torch.Tensor of shape ({', '.join(axes)}), got {type(x).__name__}")
     if x.ndim != len(axes):
         raise ValueError(f"`{name}`: expected shape ({', '.join(axes)}), got {tuple(x.shape)}")
-    if x.numel() == 0:
+    if any(size == 0 and axis not in allow_empty.split() for axis, size in zip(axes, x.shape)):
         raise ValueError(f"`{name}`: expected a non-empty tensor of shape ({', '.join(axes)}), got "
                          f"{tuple(x.shape)} (an empty batch or a zero-size image)")
     for axis, size in zip(axes, x.shape):

@@ -63,3 +63,28 @@ def test_check_finite_fast_path_keeps_exact_answers():
     x[0], x[2] = float("inf"), -float("inf")  # inf + -inf = nan: still caught, both counted
     with pytest.raises(ValueError, match="got 2 NaN/Inf"):
         check_finite(x, "x")
+
+
+def test_check_shape_refuses_empty_axes_unless_allowed():
+    from pixelbook._checks import check_shape
+    with pytest.raises(ValueError, match=r"`x`: expected a non-empty tensor of shape \(N, H, W\), got \(0, 4, 4\)"):
+        check_shape(torch.zeros(0, 4, 4), "x", "N H W")
+    with pytest.raises(ValueError, match="non-empty"):
+        check_shape(torch.zeros(0, 4, 4), "x", "K H W", allow_empty="N")
+    assert check_shape(torch.zeros(0, 4, 4), "x", "K H W", allow_empty="K") == {"K": (0, "x"), "H": (4, "x"),
+                                                                             "W": (4, "x")}
+
+
+def test_check_tensor_and_one_element_tensors():
+    from pixelbook._checks import check_tensor
+    with pytest.raises(ValueError, match="`t`: expected a non-empty tensor"):
+        check_tensor(torch.zeros(0), "t")
+    with pytest.raises(TypeError, match="`t`: expected a floating-point tensor"):
+        check_tensor(torch.zeros(3, dtype=torch.int64), "t")
+    with pytest.raises(ValueError, match="`t`: expected finite values"):
+        check_tensor(torch.tensor([1.0, float("nan")]), "t")
+    with pytest.raises(TypeError, match="`t`: expected a torch.Tensor"):
+        check_tensor([1.0], "t")
+    assert check_float(torch.tensor([2.5]), "x") == 2.5   # a learnable (1,) parameter
+    with pytest.raises(TypeError):
+        check_float(torch.tensor([1.0, 2.0]), "x")

@@ -254,11 +254,11 @@ def _check_proposals(proposals, scores, instances, valid) -> None:
     if scores is not None and len(scores) != N:
         raise ValueError(f"`scores`: expected one entry per image ({N}, as in `instances`), got {len(scores)}")
     for b, m in enumerate(proposals):
-        dm = check_shape(m, f"proposals[{b}]", f"K {H} {W}")
+        dm = check_shape(m, f"proposals[{b}]", f"K {H} {W}", allow_empty="K")
         if m.dtype != torch.bool:
             raise TypeError(f"`proposals[{b}]`: expected a bool tensor, got {m.dtype}")
         if scores is not None:
-            check_shape(scores[b], f"scores[{b}]", "K", dm)
+            check_shape(scores[b], f"scores[{b}]", "K", dm, allow_empty="K")
 
 
 def _proposal_ious(masks_b: torch.Tensor, instances_b: torch.Tensor, valid_b, background) -> torch.Tensor:
