@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup browser book test render lint lab results clean
+.PHONY: setup browser book test render lint lab results mutation clean
 
 # One virtual environment with the package (editable) and the book and test extras.
 $(STAMP): pyproject.toml
@@ -46,6 +46,18 @@ render: $(STAMP)
 results: $(STAMP)
 	$(PY) -m pixelbook.run $(if $(NB),$(NB),all) --scale medium $(RUN_ARGS)
 	$(PY) -m pixelbook.run --page book/results.md
+
+## Mutation testing of the method modules (not in CI; minutes per module): mutmut changes one operator,
+## constant or condition at a time and runs the tests covering it; prints killed / survived per module.
+## One module: make mutation MUTATE="pixelbook/cas.py tests/test_cas.py".
+MUTATION_TARGETS = "pixelbook/cas.py tests/test_cas.py" "pixelbook/rmi.py tests/test_rmi.py" \
+	"pixelbook/std/dynamics.py tests/test_std.py" "pixelbook/std/layers.py tests/test_std.py" \
+	"pixelbook/levelset/neural_ode.py tests/test_levelset.py" "pixelbook/multitask.py tests/test_multitask.py" \
+	"pixelbook/meanshift.py tests/test_meanshift.py" "pixelbook/gating/gumbel.py tests/test_gating.py" "pixelbook/gating/pag.py tests/test_gating.py" \
+	"pixelbook/filterflow/pff.py tests/test_filterflow.py" "pixelbook/filterflow/multigrid.py tests/test_mgpff.py"
+mutation: $(STAMP)
+	$(VENV)/bin/pip install -q "mutmut>=3.8,<4"
+	for t in $(if $(MUTATE),"$(MUTATE)",$(MUTATION_TARGETS)); do $(PY) tools/mutation.py $$t; done
 
 ## Notebook lint only (badge, parameters cell, outputs, size, jupytext pairing).
 lint: $(STAMP)

@@ -10,6 +10,12 @@ from pathlib import Path
 
 import pytest
 
+if "MUTANT_UNDER_TEST" in os.environ:  # tools/mutation.py: mutmut runs the tests repeatedly in one process
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile("mutmut", suppress_health_check=[HealthCheck.differing_executors], database=None)
+    settings.load_profile("mutmut")
+
 # Headless plotting for every test: no display, no GUI event loop (set before pyplot is imported).
 os.environ["MPLBACKEND"] = "Agg"
 # Unit tests never read or write the user's cache (~/.cache/pixelbook): one fresh folder per session.
