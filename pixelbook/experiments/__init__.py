@@ -30,6 +30,7 @@ __all__ = ["REGISTRY", "get", "names", "Arm", "Experiment", "RunConfig", "Run", 
 REGISTRY: dict[str, str] = {
     "01_pixel_level_prediction": "multitask",
     "03_soft_threshold_dynamics": "std",
+    "09_class_agnostic_segmentation": "cas",
 }
 
 __doc__ += "\n".join(f"``{stem}`` -> :mod:`pixelbook.experiments.{mod}`" for stem, mod in REGISTRY.items()) + "\n"
