@@ -48,7 +48,7 @@ from ..runtime import scaled
 from ..training import TrainConfig, iterate_batches
 from .base import Arm, Experiment
 
-__all__ = ["CASExperiment", "EXPERIMENT", "border_readout", "readout_scores"]
+__all__ = ["CASExperiment", "EXPERIMENT", "border_readout", "polarity", "readout_scores"]
 
 _NETS = {"fcn": "small FCN", "resnet": "ResNet-FCN"}
 _LOSSES = {"ce": "cross-entropy", "cace": "symmetrised cross-entropy (CACE)", "cas": "CAS (Eq. 1, alpha = 0.1)"}
@@ -153,51 +153,55 @@ class CASExperiment(Experiment):
             "dataset": "duts" if full else "synthetic",
             "scenes": p["scenes"],
             "size": scaled(scale, smoke=32, small=32, medium=32, full=256),  # [CAS, §4.2]: 256 x 256 at full scale
-            "n_train": scaled(scale, smoke=32, small=256, medium=1024, full=None),  # full: DUTS-TR
+            "n_train": scaled(scale, smoke=32, small=256, medium=1024, full=None),  # full: DUTS-TR less n_val
             "n_val": scaled(scale, smoke=16, small=64, medium=128, full=500),  # labelled images for the read-out
-            "n_test": scaled(scale, smoke=16, small=200, medium=500, full=None),
+            "n_test": scaled(scale, smoke=16, small=200, medium=500, full=None),  # full: the seven test sets
             "object_radius": list(_OBJECT_RADIUS[p["scenes"]]),
-            "texture_scale": 1 if full else 4,  # scikit-image textures are 512 px; pooled so 32 px show texels
+            "texture_scale": 4,  # scikit-image textures are 512 px; pooled 4x so that 32 px show several texels
             "swap_p": 0.5,  # [CAS, §5]: "probability of incorrect region label of 0.5", per image
             "seed": seed,
+            "batch_size": 16,  # the DataLoader's at full scale (the same as the training's)
+            "workers": scaled(scale, smoke=0, small=0, medium=0, full=4),
         }
-        net = p["net"]
-        model = ({"name": "small_fcn", "width": 16} if net == "fcn" else {"name": "resnet_fcn", "blocks": [1, 1]})
-        if full:
-            model = {"name": "paper_model", "arch": "fcn_resnet101"}
+        # The small FCN at every scale; the ResNet-FCN is cut for a CPU, and at full scale it is the paper's
+        # torchvision fcn_resnet101 (randomly initialised, as the paper's "no pre-training").
+        if p["net"] == "fcn":
+            model = {"name": "small_fcn", "width": 16}
+        else:
+            model = {"name": "paper_model", "arch": "fcn_resnet101"} if full else {"name": "resnet_fcn",
+                                                                                    "blocks": [1, 1]}
         # ours: Adam with a cosine schedule, batch 16 (the paper gives no batch size; the official code 40).
         # lr: 3e-3 for the small FCN (ours), 1e-3 for the ResNet-FCN ([CAS, §6]: "The learning rate was 1e-3
         # with Adam"; the official code 1e-4). Epochs per network, the same for every arm of that network.
-        epochs = (scaled(scale, smoke=1, small=12, medium=40, full=40) if net == "fcn" else
+        epochs = (scaled(scale, smoke=1, small=12, medium=40, full=40) if p["net"] == "fcn" else
                   scaled(scale, smoke=1, small=8, medium=30, full=40))
-        train = TrainConfig(epochs=epochs, lr=3e-3 if net == "fcn" else 1e-3, batch_size=16, optimizer="adam",
-                            schedule="cosine", seed=seed)
+        train = TrainConfig(epochs=epochs, lr=3e-3 if p["net"] == "fcn" else 1e-3, batch_size=16,
+                            optimizer="adam", schedule="cosine", seed=seed)
         loss = {"name": p["loss"], "labels": p["labels"], "alpha": 0.1}  # [CAS, §6]: "α was set to 0.1"
         return self.make_config(arm, seed, scale, train=train, data=data, model=model, loss=loss,
-                                eval={"beta2": 0.3, "border": 2, "monitor_n": scaled(scale, smoke=8, small=64,
-                                                                                    medium=128, full=256)})
+                                eval={"beta2": 0.3, "border": scaled(scale, smoke=2, small=2, medium=2, full=16),
+                                      "monitor_n": scaled(scale, smoke=8, small=64, medium=128, full=128)})
 
     # -- data, model, loss, evaluation ----------------------------------------------------------
 
     def data(self, config):
+        """``train`` (images with ``labels`` and ``labels_lfd``), ``val`` and ``test`` (name -> data)."""
+        d = config.data
+        if d["dataset"] == "duts":
+            return _duts_data(d)
         from ..cas import permute_region_labels
         from ..data.saliency import make_saliency_scenes
 
-        d = config.data
-        if d["dataset"] != "synthetic":
-            raise NotImplementedError("Chapter 9's full scale trains in the notebook (DUTS-TR, seven test sets); "
-                                      "the experiment defines the synthetic scales")
         kw = dict(texture_scale=d["texture_scale"], object_radius=tuple(d["object_radius"]))
         # separate draws for training, validation and test: seeds 1000 + s, 2000 + s, 3000 + s
         train = make_saliency_scenes(d["n_train"], d["size"], seed=1000 + d["seed"], **kw)
         val = make_saliency_scenes(d["n_val"], d["size"], seed=2000 + d["seed"], **kw)
         test = make_saliency_scenes(d["n_test"], d["size"], seed=3000 + d["seed"], **kw)
         hfd = train["mask"].long()
-        lfd, perms = permute_region_labels(hfd, 2, p=d["swap_p"], generator=torch.Generator().manual_seed(d["seed"]))
+        lfd, _ = permute_region_labels(hfd, 2, p=d["swap_p"], generator=torch.Generator().manual_seed(d["seed"]))
         return {"train": {"image": train["image"], "labels": hfd, "labels_lfd": lfd},
                 "val": {"image": val["image"], "mask": val["mask"]},
-                "test": {"image": test["image"], "mask": test["mask"]},
-                "swapped": perms[:, 0] == 1}
+                "test": {"synthetic": {"image": test["image"], "mask": test["mask"]}}}
 
     def model(self, config, data):
         from .. import cas
@@ -226,25 +230,17 @@ class CASExperiment(Experiment):
         return loss_fn
 
     def evaluate(self, config, model, data):
+        """Scores of both read-outs (and the diagnostics) on each test set; the first set's keys are
+        unprefixed (``val.max_f``), the others' carry its name (``ecssd:val.max_f``)."""
         from ..cas import select_channel
 
         device = next(model.parameters()).device
-        probs_val = _predict(model, data["val"], device)
-        channel = select_channel(probs_val, data["val"]["mask"])
-        probs = _predict(model, data["test"], device)
-        masks = data["test"]["mask"]
-        beta2, ring = config.eval["beta2"], config.eval["border"]
+        e, workers = config.eval, config.data["workers"]
+        channel = select_channel(_predict(model, data["val"], device), data["val"]["mask"])
         out = {"val.channel": float(channel)}
-        for name, S in (("val", probs[:, channel]), ("border", border_readout(probs, ring))):
-            out.update({f"{name}.{k}": v for k, v in readout_scores(S, masks, beta2).items()})
-        # diagnostics with the test masks (never in a claim): does the paper's channel correlate positively
-        # with the object in each image, and max F if every image were read with its own polarity
-        agree = _polarity(probs[:, channel], masks)
-        oracle = torch.where(agree[:, None, None], probs[:, channel], 1 - probs[:, channel])
-        out["diag.polarity"] = float(agree.double().mean())
-        out["diag.border_agrees"] = float((border_readout(probs, ring) == probs[:, channel]).all(2).all(1)
-                                          .double().mean())
-        out["diag.oracle_max_f"] = _max_f(oracle, masks, beta2)
+        for i, (name, test) in enumerate(data["test"].items()):
+            scores = _score(model, test, channel, e["beta2"], e["border"], device, workers)
+            out.update({(f"{name}:" if i else "") + k: v for k, v in scores.items()})
         return out
 
     def monitor(self, config, data):
@@ -252,13 +248,52 @@ class CASExperiment(Experiment):
         val = {k: v[:n] for k, v in data["val"].items()}
 
         def fn(model):
-            probs = _predict(model, val, next(model.parameters()).device)
-            S = border_readout(probs, ring)
-            from .. import metrics
-
-            return {"val_max_f": _max_f(S, val["mask"], beta2), "val_mae": float(metrics.mae(S, val["mask"]))}
+            S = border_readout(_predict(model, val, next(model.parameters()).device), ring)
+            acc = _Scores(beta2)
+            acc.add(S, val["mask"])
+            return {f"val_{k}": v for k, v in acc.result().items() if k in ("max_f", "mae")}
 
         return fn
+
+
+# ----------------------------------------------------------------------------------------------
+# Data at full scale
+# ----------------------------------------------------------------------------------------------
+
+
+class _BothLabels(torch.utils.data.Dataset):
+    """Samples of a saliency dataset with their correct ``labels`` and an LFD relabelling ``labels_lfd``."""
+
+    def __init__(self, dataset, p: float, seed: int):
+        from ..cas import LowFidelityLabels
+
+        self.lfd = LowFidelityLabels(dataset, 2, p, seed)  # the swap of each image drawn once, from `seed`
+
+    def __len__(self) -> int:
+        return len(self.lfd)
+
+    def __getitem__(self, i: int) -> dict:
+        s = self.lfd[i]  # `labels` relabelled, `mask` the truth
+        return {"image": s["image"], "labels": s["mask"].long(), "labels_lfd": s["labels"]}
+
+
+def _duts_data(d):
+    """DUTS-TR for training (less ``n_val`` held-out images, the read-out's validation set: the paper names
+    none) and the paper's seven test sets, MSRA-B's test split first (the main column of its Table 1)."""
+    from torch.utils.data import DataLoader, Subset
+
+    from ..data.saliency import SOD_TEST_SETS, SaliencyDataset
+
+    duts = SaliencyDataset("duts_tr", size=d["size"], download=True)
+    order = torch.randperm(len(duts), generator=torch.Generator().manual_seed(d["seed"])).tolist()
+    val = [duts[i] for i in order[:d["n_val"]]]
+    train = _BothLabels(Subset(duts, order[d["n_val"]:]), d["swap_p"], d["seed"])
+    loader = DataLoader(train, batch_size=d["batch_size"], shuffle=True, drop_last=True, num_workers=d["workers"],
+                        generator=torch.Generator().manual_seed(d["seed"]))
+    tests = {name: SaliencyDataset(name, size=d["size"], download=True, split="test" if name == "msra_b" else None)
+             for name in SOD_TEST_SETS}
+    return {"train": loader, "val": {"image": torch.stack([s["image"] for s in val]),
+                                     "mask": torch.stack([s["mask"] for s in val])}, "test": tests}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -266,8 +301,20 @@ class CASExperiment(Experiment):
 # ----------------------------------------------------------------------------------------------
 
 
+def _batches(data, batch_size=100, workers=0):
+    """Batches of ``image`` and ``mask`` from a dict of tensors or a dataset of dict samples."""
+    if isinstance(data, dict):
+        yield from iterate_batches({"image": data["image"], "mask": data["mask"]}, batch_size)
+        return
+    from torch.utils.data import DataLoader
+
+    for b in DataLoader(data, batch_size=32, num_workers=workers):
+        yield {"image": b["image"], "mask": b["mask"]}
+
+
 @torch.no_grad()
 def _predict(model, data, device, batch_size=100):
+    """Softmax outputs ``(N, M, H, W)`` (CPU, float64) of ``model`` on a dict of tensors."""
     was = model.training
     model.eval()
     try:
@@ -292,41 +339,87 @@ def border_readout(probs: torch.Tensor, width: int = 2) -> torch.Tensor:
     """
     ring = torch.ones(probs.shape[-2:], dtype=torch.bool, device=probs.device)
     ring[width:-width, width:-width] = False
-    border = probs[..., ring].mean(-1)                                          # (N, M)
-    pick = border.argmin(1)
+    pick = probs[..., ring].mean(-1).argmin(1)                                  # (N,)
     return probs.gather(1, pick[:, None, None, None].expand(-1, 1, *probs.shape[-2:]))[:, 0]
 
 
-def _polarity(S, masks):
-    """Per image: does ``S`` correlate positively with the mask? (uses ground truth: diagnostics only)"""
+def polarity(S: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Per image ``(N,)`` bool: does the map ``S`` correlate positively with the ground-truth mask?
+
+    It reads the ground truth, so it is a *diagnostic* of a read-out, never a read-out.
+    """
     s = S.flatten(1) - S.flatten(1).mean(1, keepdim=True)
     g = masks.flatten(1).double()
     return (s * (g - g.mean(1, keepdim=True))).sum(1) > 0
 
 
-def _max_f(S, masks, beta2):
-    from .. import metrics
+class _Scores:
+    """Saliency scores accumulated over batches, equal to computing them on the whole set at once."""
 
-    return float(metrics.fbeta_scores(S.clamp(0, 1), masks, beta2=beta2, average="f")["max_f"])
+    def __init__(self, beta2: float):
+        self.beta2, self.n, self.f_curve = beta2, 0, 0.0
+        self.sums = dict.fromkeys(("adaptive_f", "mae", "s", "tp", "pos", "pred", "pixels"), 0.0)
+
+    def add(self, S, masks):
+        from .. import metrics
+
+        S, nb = S.clamp(0, 1).double(), len(S)
+        f = metrics.fbeta_scores(S, masks, beta2=self.beta2, average="f", return_curves=True)
+        self.f_curve = self.f_curve + nb * f["f"]                      # per-image F curves, summed
+        B = S > 0.5
+        for key, value in (("adaptive_f", nb * f["adaptive_f"]), ("mae", nb * metrics.mae(S, masks)),
+                           ("s", nb * metrics.s_measure(S, masks)), ("tp", (B & masks).sum()),
+                           ("pos", masks.sum()), ("pred", B.sum()), ("pixels", B.numel())):
+            self.sums[key] += float(value)
+        self.n += nb
+
+    def result(self) -> dict:
+        s, n = self.sums, self.n
+        return {"max_f": float((self.f_curve / n).max()), "adaptive_f": s["adaptive_f"] / n, "mae": s["mae"] / n,
+                "s": s["s"] / n, "recall": s["tp"] / s["pos"] if s["pos"] else 0.0,
+                "precision": s["tp"] / s["pred"] if s["pred"] else 0.0, "predicted": s["pred"] / s["pixels"]}
 
 
 def readout_scores(S: torch.Tensor, masks: torch.Tensor, beta2: float = 0.3) -> dict:
     """Saliency scores of maps ``S`` ``(N, H, W)`` in [0, 1] against ``masks`` ``(N, H, W)`` bool.
 
     ``max_f`` and ``adaptive_f`` (F-β, β² = 0.3, per-image F curves averaged as PySODMetrics does),
-    ``mae`` (on the continuous map, the paper's definition), ``s`` (S-measure) and, at the network's own
-    operating point ``S > 0.5`` (the argmax of two channels), ``recall``, ``precision`` (0 when nothing is
-    predicted) and ``predicted`` (the fraction of pixels called salient), pooled over all test pixels.
+    ``mae`` (on the continuous map, the paper's definition), ``s`` (S-measure) and, at the network's
+    own operating point ``S > 0.5`` (the argmax of two channels), ``recall``, ``precision`` (0 when
+    nothing is predicted) and ``predicted`` (the fraction of pixels called salient), pooled over all
+    pixels.
     """
-    from .. import metrics
+    acc = _Scores(beta2)
+    acc.add(S, masks)
+    return acc.result()
 
-    S = S.clamp(0, 1)
-    f = metrics.fbeta_scores(S, masks, beta2=beta2, average="f")
-    B = S > 0.5
-    tp, pos, pred = float((B & masks).sum()), float(masks.sum()), float(B.sum())
-    return {"max_f": float(f["max_f"]), "adaptive_f": float(f["adaptive_f"]), "mae": float(metrics.mae(S, masks)),
-            "s": float(metrics.s_measure(S, masks)), "recall": tp / pos if pos else 0.0,
-            "precision": tp / pred if pred else 0.0, "predicted": pred / B.numel()}
+
+@torch.no_grad()
+def _score(model, test, channel, beta2, width, device, workers=0):
+    """Both read-outs' scores and the diagnostics of ``model`` on one test set."""
+    was = model.training
+    model.eval()
+    acc = {"val": _Scores(beta2), "border": _Scores(beta2), "oracle": _Scores(beta2)}
+    agree = same = n = 0
+    try:
+        for b in _batches(test, workers=workers):
+            probs = model(b["image"].to(device)).softmax(1).cpu().double()
+            masks = b["mask"]
+            S, Sb = probs[:, channel], border_readout(probs, width)
+            pol = polarity(S, masks)
+            acc["val"].add(S, masks)
+            acc["border"].add(Sb, masks)
+            acc["oracle"].add(torch.where(pol[:, None, None], S, 1 - S), masks)
+            agree, same, n = agree + int(pol.sum()), same + int((Sb == S).flatten(1).all(1).sum()), n + len(S)
+    finally:
+        model.train(was)
+    out = {f"{name}.{k}": v for name in ("val", "border") for k, v in acc[name].result().items()}
+    # diagnostics with the test masks (never in a claim): the share of images whose object lands on the
+    # paper's channel, the share where the border read-out takes that channel, and max F if every image
+    # were read with its own polarity
+    out.update({"diag.polarity": agree / n, "diag.border_agrees": same / n,
+                "diag.oracle_max_f": acc["oracle"].result()["max_f"]})
+    return out
 
 
 EXPERIMENT = CASExperiment()
