@@ -93,19 +93,19 @@ def test_smoke_run_and_swap_invariance_of_cas(monkeypatch):
 
 
 def test_full_scale_path_on_fake_archives(tmp_path, monkeypatch):
-    """DUTS-TR for training, the test sets streamed in batches, one set of scores per test set."""
+    """MSRA-B's train/val split for training and read-out, the test sets streamed, one set of scores each."""
     import pixelbook.data.saliency as saliency
     from fakes import make_sod_archives
 
     monkeypatch.setenv("PIXELBOOK_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("PIXELBOOK_PROGRESS", "0")
-    lists = {"msra_b_zip": {"MSRA-B/test_cvpr2013.txt": "img_000.jpg\nimg_002.jpg\n"}}
-    make_sod_archives(tmp_path / "staging", "duts_tr", 6)  # at most 6 distinct fakes
-    make_sod_archives(tmp_path / "staging", "msra_b", 3, lists)
+    lists = {"msra_b_zip": {"MSRA-B/train_cvpr2013.txt": "img_000\nimg_001\nimg_002\nimg_003\n",
+                            "MSRA-B/valid_cvpr2013.txt": "img_004\n", "MSRA-B/test_cvpr2013.txt": "img_005\n"}}
+    make_sod_archives(tmp_path / "staging", "msra_b", 6, lists)  # at most 6 distinct fakes
     make_sod_archives(tmp_path / "staging", "ecssd", 3)
     monkeypatch.setattr(saliency, "SOD_TEST_SETS", ("msra_b", "ecssd"))  # HKU-IS (a RAR) has no fake
     run = EXPERIMENT.run("fcn_cas_lfd", 0, "full", cache=False, train={"epochs": 1},
-                         data={"size": 16, "n_val": 2, "batch_size": 2, "workers": 0}, eval={"border": 2})
+                         data={"size": 16, "batch_size": 2, "workers": 0}, eval={"border": 2})
     assert len(run.history) == 1 and len(run.history.records[0]["step_loss"]) == 2  # 4 images, batch 2
     m = run.metrics
     assert {"val.max_f", "border.max_f", "ecssd:val.max_f", "ecssd:diag.polarity"} <= set(m)

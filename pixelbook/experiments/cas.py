@@ -150,11 +150,11 @@ class CASExperiment(Experiment):
         p = arm.params
         full = scale == "full"
         data = {
-            "dataset": "duts" if full else "synthetic",
+            "dataset": "msra_b" if full else "synthetic",  # [CAS, Table 1]: LFD training on MSRA-B
             "scenes": p["scenes"],
             "size": scaled(scale, smoke=32, small=32, medium=32, full=256),  # [CAS, §4.2]: 256 x 256 at full scale
-            "n_train": scaled(scale, smoke=32, small=256, medium=1024, full=None),  # full: DUTS-TR less n_val
-            "n_val": scaled(scale, smoke=16, small=64, medium=128, full=500),  # labelled images for the read-out
+            "n_train": scaled(scale, smoke=32, small=256, medium=1024, full=None),  # full: MSRA-B's train split
+            "n_val": scaled(scale, smoke=16, small=64, medium=128, full=None),  # the read-out's; full: MSRA-B's val
             "n_test": scaled(scale, smoke=16, small=200, medium=500, full=None),  # full: the seven test sets
             "object_radius": list(_OBJECT_RADIUS[p["scenes"]]),
             "texture_scale": 4,  # scikit-image textures are 512 px; pooled 4x so that 32 px show several texels
@@ -187,8 +187,8 @@ class CASExperiment(Experiment):
     def data(self, config):
         """``train`` (images with ``labels`` and ``labels_lfd``), ``val`` and ``test`` (name -> data)."""
         d = config.data
-        if d["dataset"] == "duts":
-            return _duts_data(d)
+        if d["dataset"] == "msra_b":
+            return _msra_b_data(d)
         from ..cas import permute_region_labels
         from ..data.saliency import make_saliency_scenes
 
@@ -277,19 +277,21 @@ class _BothLabels(torch.utils.data.Dataset):
         return {"image": s["image"], "labels": s["mask"].long(), "labels_lfd": s["labels"]}
 
 
-def _duts_data(d):
-    """DUTS-TR for training (less ``n_val`` held-out images, the read-out's validation set: the paper names
-    none) and the paper's seven test sets, MSRA-B's test split first (the main column of its Table 1)."""
-    from torch.utils.data import DataLoader, Subset
+def _msra_b_data(d):
+    """MSRA-B's official split [CAS, Table 1: "Low-fidelity training on MSRA-B"; its "6:4" is train + val :
+    test]: train for training, val (500 images) for the read-out, and the paper's seven test sets, MSRA-B's
+    test split first (the main column of its tables)."""
+    from torch.utils.data import DataLoader
 
     from ..data.saliency import SOD_TEST_SETS, SaliencyDataset
 
-    duts = SaliencyDataset("duts_tr", size=d["size"], download=True)
-    order = torch.randperm(len(duts), generator=torch.Generator().manual_seed(d["seed"])).tolist()
-    val = [duts[i] for i in order[:d["n_val"]]]
-    train = _BothLabels(Subset(duts, order[d["n_val"]:]), d["swap_p"], d["seed"])
+    def split(name):
+        return SaliencyDataset("msra_b", size=d["size"], download=True, split=name)
+
+    train = _BothLabels(split("train"), d["swap_p"], d["seed"])
     loader = DataLoader(train, batch_size=d["batch_size"], shuffle=True, drop_last=True, num_workers=d["workers"],
                         generator=torch.Generator().manual_seed(d["seed"]))
+    val = [s for s in split("val")]
     tests = {name: SaliencyDataset(name, size=d["size"], download=True, split="test" if name == "msra_b" else None)
              for name in SOD_TEST_SETS}
     return {"train": loader, "val": {"image": torch.stack([s["image"] for s in val]),
