@@ -204,17 +204,18 @@ class CASExperiment(Experiment):
                 "test": {"synthetic": {"image": test["image"], "mask": test["mask"]}}}
 
     def model(self, config, data):
-        from .. import cas
+        from .. import models
 
         m = dict(config.model)
         if m["name"] == "small_fcn":
-            return cas.small_fcn(2, width=m["width"])
+            return models.small_fcn(2, width=m["width"])
         if m["name"] == "resnet_fcn":
-            return cas.resnet_fcn(2, blocks=tuple(m["blocks"]))
-        return cas.paper_model(m["arch"], 2)
+            return models.resnet_fcn(2, blocks=tuple(m["blocks"]))
+        return models.paper_model(m["arch"], 2)
 
     def loss(self, config):
-        from ..cas import CASLoss, SymmetricCrossEntropy
+        from ..cas import CASLoss
+        from ..losses import SymmetricCrossEntropy
 
         name, key = config.loss["name"], "labels" if config.loss["labels"] == "hfd" else "labels_lfd"
         if name == "ce":
