@@ -74,9 +74,17 @@ _OBJECT_RADIUS = {"sod": (0.16, 0.32), "small_objects": (0.08, 0.16)}
 READOUT_OK = 0.9
 
 #: The number of failing ``medium`` seeds per (arm, read-out), recorded from the results (as a claim's
-#: ``expected`` is): the chapter counts them from the results and asserts this record. Empty until the
-#: ``medium`` results exist.
-READOUT_FAILURES: dict[tuple[str, str], int] = {}
+#: ``expected`` is): the chapter counts them from the results and asserts this record.
+READOUT_FAILURES: dict[tuple[str, str], int] = {
+    # recorded from the medium results (commit 53eb808's run): only the paper's read-out of the small FCN
+    # trained with CAS fails, on 3 of the 5 seeds; the border read-out fails on none
+    ("fcn_ce_hfd", "val"): 0, ("fcn_ce_hfd", "border"): 0,
+    ("fcn_cace_lfd", "val"): 0, ("fcn_cace_lfd", "border"): 0,
+    ("fcn_cas_lfd", "val"): 3, ("fcn_cas_lfd", "border"): 0,
+    ("resnet_ce_hfd", "val"): 0, ("resnet_ce_hfd", "border"): 0,
+    ("resnet_cace_lfd", "val"): 0, ("resnet_cace_lfd", "border"): 0,
+    ("resnet_cas_lfd", "val"): 0, ("resnet_cas_lfd", "border"): 0,
+}
 
 
 class CASExperiment(Experiment):
@@ -131,6 +139,7 @@ class CASExperiment(Experiment):
         # Table 1, ResNet-CAS vs ResNet-CACE under LFD: F gaps 0.019 (PASCAL-S) to 0.048 (MSRA-B) -> 0.0095.
         Claim("lfd_cas_beats_cace", "Under swapped labels CAS beats the symmetrised CE (ResNet-FCN)",
               metric="val.max_f", arm_a="resnet_cas_lfd", arm_b="resnet_cace_lfd", margin=0.0095, k=4, n=5,
+              expected=False,  # recorded after the medium run (not hashed): it does not hold
               paper="0.920 vs 0.872 (ResNet-CAS vs ResNet-CACE, LFD; MSRA-B, full scale, Table 1)"),
         # Table 2 (correct labels): the paper's ResNet-CE leads its ResNet-CAS by up to 0.048 (DUTS-TE) in F,
         # and the text calls them equal ("performs equally well and at times superior"). We claim that much:
@@ -148,12 +157,14 @@ class CASExperiment(Experiment):
         # Border read-out for all three, so that a split of CAS's polarity (section 10) cannot pose as recall.
         Claim("imb_cas_recall", "Small objects: at its own operating point CAS finds more of the object than CE",
               metric="border.recall", arm_a="imb_cas", arm_b="imb_ce", margin=0.0, k=5, n=5,
+              expected=False,  # recorded after the medium run (not hashed): it does not hold
               paper="not measured in the paper (argued from the equal weight of regions)"),
         Claim("imb_ce_precision", "Small objects: at its own operating point CE is more precise than CAS",
               metric="border.precision", arm_a="imb_ce", arm_b="imb_cas", margin=0.0, k=5, n=5,
               paper="not in the paper (our reading: equal region weights trade precision for recall)"),
         Claim("imb_cas_max_f", "Small objects: CAS gives better saliency maps than CE (max F)",
               metric="border.max_f", arm_a="imb_cas", arm_b="imb_ce", margin=0.0, k=4, n=5,
+              expected=False,  # recorded after the medium run (not hashed): it does not hold
               paper="not measured in the paper (argued: CAS 'is immune to class imbalance')"),
     )
     replay_arm = "fcn_cas_lfd"
