@@ -114,12 +114,16 @@ class Claim:
     :math:`s` is :math:`d_s = M_A(s) - M_B(s)` when higher is better, else :math:`M_B(s) - M_A(s)`,
     so a positive :math:`d_s` always means "A is better". Seed :math:`s` counts when
     :math:`d_s > m` strictly: a tie with the margin does not count. A negative margin states
-    "A is not worse than B by :math:`|m|` or more".
+    "A is not worse than B by :math:`|m|` or more". With ``metric_b``, B's value is read from
+    that metric (``arm_b`` may then be ``arm_a``): "arm A's ``metric`` beats arm B's
+    ``metric_b``", e.g. one trained model scored two ways (an ODE solved by two solvers).
 
     Attributes:
         id: short identifier, unique in the chapter (``"depth_l1_term"``).
         statement: the claim in words, for tables ("The L1 term of Eq. 2.3 improves δ<1.25").
         metric: a key of the results' ``metrics`` (``"depth.d1"``).
+        metric_b: the metric read for ``arm_b``; ``None`` (default): ``metric``. Hashed only
+            when set, so claims without it keep their hash.
         arm_a, arm_b: the arms compared (names of the experiment's arms).
         margin: :math:`m`, in the metric's units, fixed before the run (say why in a comment).
         k: seeds that must beat the margin (``test="k_of_n"``); ``None`` for ``"paired_t"``.
@@ -149,6 +153,7 @@ class Claim:
     expected: bool = True
     paper: str = ""
     fmt: str = ".3f"
+    metric_b: str | None = None
 
     #: The fields that decide the outcome; :func:`claims_hash` covers exactly these.
     HASHED = ("id", "metric", "arm_a", "arm_b", "margin", "k", "n", "higher_is_better", "test", "alpha", "scale")
@@ -161,8 +166,11 @@ class Claim:
         for name in ("statement", "metric", "arm_a", "arm_b"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise ValueError(f"`{name}`: expected a non-empty string, got {getattr(self, name)!r}")
-        if self.arm_a == self.arm_b:
-            raise ValueError(f"`arm_b`: expected an arm other than arm_a, got {self.arm_b!r} twice")
+        if self.metric_b is not None and (not isinstance(self.metric_b, str) or not self.metric_b):
+            raise ValueError(f"`metric_b`: expected None or a non-empty string, got {self.metric_b!r}")
+        if self.arm_a == self.arm_b and self.metric_of_b == self.metric:
+            raise ValueError(f"`arm_b`: expected an arm other than arm_a, got {self.arm_b!r} twice "
+                             f"(or set `metric_b` to compare two metrics of one arm)")
         check_choice(self.test, "test", _TESTS)
         check_choice(self.scale, "scale", SCALES)
         if isinstance(self.margin, bool) or not isinstance(self.margin, (int, float)) or not math.isfinite(self.margin):
@@ -183,12 +191,23 @@ class Claim:
             raise ValueError(f"`expected`: expected True or False, got {self.expected!r}")
 
     def hashed(self) -> dict:
-        """The fields that decide the outcome (:attr:`HASHED`), as a dict."""
-        return {name: getattr(self, name) for name in self.HASHED}
+        """The fields that decide the outcome (:attr:`HASHED`, and ``metric_b`` when set), as a dict."""
+        out = {name: getattr(self, name) for name in self.HASHED}
+        if self.metric_b is not None:
+            out["metric_b"] = self.metric_b
+        return out
+
+    @property
+    def metric_of_b(self) -> str:
+        """The metric read for ``arm_b``: ``metric_b``, else ``metric``."""
+        return self.metric if self.metric_b is None else self.metric_b
 
     def rule(self) -> str:
         """The claim's decision rule in words, e.g. "δ: a − b > 0.005 on ≥ 3 of 3 seeds"."""
-        diff = f"{self.arm_a} − {self.arm_b}" if self.higher_is_better else f"{self.arm_b} − {self.arm_a}"
+        a, b = self.arm_a, self.arm_b
+        if self.metric_b is not None:
+            a, b = f"{a} ({self.metric})", f"{b} ({self.metric_b})"
+        diff = f"{a} − {b}" if self.higher_is_better else f"{b} − {a}"
         direction = "higher" if self.higher_is_better else "lower"
         test = (f"on at least {self.k} of {self.n} seeds" if self.test == "k_of_n" else
                 f"(one-sided paired t-test over {self.n} seeds, p < {self.alpha:g})")
@@ -247,7 +266,8 @@ class ClaimOutcome:
         mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
         diffs = ", ".join(format(d, "+" + f) for d in self.diffs)
         return (f"[{c.id}] {c.statement}\n"
-                f"  {c.metric}: {c.arm_a} {format(mean(self.a), f)} vs {c.arm_b} {format(mean(self.b), f)} "
+                f"  {c.metric}: {c.arm_a} {format(mean(self.a), f)} vs {c.arm_b}"
+                f"{'' if c.metric_b is None else f' ({c.metric_b})'} {format(mean(self.b), f)} "
                 f"(means over seeds {list(self.seeds)}); per-seed difference (positive = {c.arm_a} better): "
                 f"[{diffs}], margin {format(c.margin, f)}\n"
                 f"  {self.words}" + ("" if self.holds == c.expected else
@@ -275,7 +295,7 @@ def evaluate_claim(claim: Claim, results: "Results") -> ClaimOutcome:
     """
     if results.scale != claim.scale:
         raise ValueError(f"claim {claim.id!r} is decided at scale {claim.scale!r}, got results of scale {results.scale!r}")
-    a, b = results.values(claim.arm_a, claim.metric), results.values(claim.arm_b, claim.metric)
+    a, b = results.values(claim.arm_a, claim.metric), results.values(claim.arm_b, claim.metric_of_b)
     if set(a) != set(b) or len(a) != claim.n:
         raise ValueError(
             f"claim {claim.id!r} needs the same {claim.n} seeds for {claim.arm_a!r} and {claim.arm_b!r} at scale "
@@ -283,10 +303,10 @@ def evaluate_claim(claim: Claim, results: "Results") -> ClaimOutcome:
             f"run `python -m pixelbook.run {results.chapter} --scale {claim.scale}`")
     seeds = tuple(sorted(a))
     va, vb = tuple(a[s] for s in seeds), tuple(b[s] for s in seeds)
-    for arm, vals in ((claim.arm_a, va), (claim.arm_b, vb)):
+    for arm, metric, vals in ((claim.arm_a, claim.metric, va), (claim.arm_b, claim.metric_of_b, vb)):
         bad = [s for s, v in zip(seeds, vals) if not math.isfinite(v)]
         if bad:
-            raise ValueError(f"claim {claim.id!r}: {claim.metric} of {arm!r} is not finite for seeds {bad}")
+            raise ValueError(f"claim {claim.id!r}: {metric} of {arm!r} is not finite for seeds {bad}")
     sign = 1.0 if claim.higher_is_better else -1.0
     diffs = tuple(sign * (x - y) for x, y in zip(va, vb))
     wins = sum(d > claim.margin for d in diffs)
@@ -589,11 +609,12 @@ def glance_markdown(root=None) -> str:
                 ours, verdict = "incomplete or stale results", "–"
             else:
                 f = claim.fmt
-                sa, sb = res.summary(claim.arm_a, claim.metric), res.summary(claim.arm_b, claim.metric)
+                sa, sb = res.summary(claim.arm_a, claim.metric), res.summary(claim.arm_b, claim.metric_of_b)
                 diffs = ", ".join(format(d, "+" + f) for d in out.diffs)
                 ours = f"{format(sa, f)} vs {format(sb, f)}; per seed {diffs}"
                 verdict = f"**{'holds' if out.holds else 'does not hold'}** ({out.words.rsplit(':', 1)[0]})"
-            rule = (f"`{claim.metric}`: {claim.arm_a} vs {claim.arm_b}, margin {format(claim.margin, claim.fmt)}, "
+            vs = claim.arm_b if claim.metric_b is None else f"{claim.arm_b} (`{claim.metric_b}`)"
+            rule = (f"`{claim.metric}`: {claim.arm_a} vs {vs}, margin {format(claim.margin, claim.fmt)}, "
                     + (f"≥ {claim.k} of {claim.n} seeds" if claim.test == "k_of_n"
                        else f"paired t-test, p < {claim.alpha:g}, {claim.n} seeds"))
             notebook = _repo_root() / "notebooks" / f"{stem}.ipynb"  # link only to a page the book has

@@ -122,6 +122,24 @@ class TestClaim:
                       dict(arm_b="z"), dict(id="d")):
             assert claims_hash([Claim(**{**c.__dict__, **other})]) != h, other
 
+    def test_metric_b_is_hashed_only_when_set(self):
+        c = Claim("c", "s", metric="m", arm_a="a", arm_b="b", margin=0.01, k=2, n=3)
+        assert "metric_b" not in c.hashed()  # claims written before the field keep their hash
+        with_b = Claim(**{**c.__dict__, "metric_b": "m2"})
+        assert with_b.hashed()["metric_b"] == "m2" and claims_hash([with_b]) != claims_hash([c])
+
+    def test_metric_b_allows_one_arm_scored_two_ways(self):
+        with pytest.raises(ValueError, match="`arm_b`: expected an arm other than arm_a"):
+            Claim("c", "s", metric="m", arm_a="a", arm_b="a", k=1, n=3, metric_b="m")
+        c = Claim("c", "s", metric="iou.fine", metric_b="iou.coarse", arm_a="a", arm_b="a", margin=-0.01, k=2, n=3)
+        assert c.rule() == ("iou.fine (higher is better): a (iou.fine) − a (iou.coarse) > -0.010 "
+                            "on at least 2 of 3 seeds")
+        res = Results("99_toy", "medium", [{"arm": "a", "seed": s, "metrics": {"iou.fine": f, "iou.coarse": g}}
+                                           for s, (f, g) in enumerate([(0.5, 0.5), (0.48, 0.5), (0.7, 0.6)])])
+        out = evaluate_claim(c, res)
+        assert out.a == (0.5, 0.48, 0.7) and out.b == (0.5, 0.5, 0.6)
+        assert out.wins == 2 and out.holds  # -0.02 does not beat the margin -0.01
+
     def test_hash_is_independent_of_order(self):
         a = Claim("a", "s", metric="m", arm_a="x", arm_b="y", k=1, n=3)
         b = Claim("b", "s", metric="m", arm_a="y", arm_b="x", k=1, n=3)

@@ -8,7 +8,7 @@ import torch
 
 from pixelbook.data.starshapes import make_star_shapes
 from pixelbook.levelset import (
-    ContourEvolution, ImageEvolution, LinearForcing, ODEFunc, ODESolveError, cfl_dt, chan_vese, chan_vese_energy,
+    ContourEvolution, ImageEvolution, LinearForcing, ODEFunc, ODESolveError, ResidualRefiner, cfl_dt, chan_vese, chan_vese_energy,
     edge_indicator, evolve, level_set_rhs, narrow_band, narrow_band_loss, region_means, reinitialize,
     segmentation_scores, solve_ode,
 )
@@ -429,6 +429,33 @@ class TestContourEvolution:
         net = _randomise(ContourEvolution(1, 2, 4, groups=2, atol=1e-7, max_num_steps=5), std=3.0)
         with pytest.raises(ODESolveError, match="loosen the tolerance.*fixed-step solver"):
             net(torch.rand(1, 1, 8, 8), 10 * torch.randn(1, 1, 8, 8))
+
+
+class TestResidualRefiner:
+    def test_identity_at_initialisation(self):
+        net = ResidualRefiner(image_channels=1, embed_channels=4, hidden=8, blocks=3)
+        phi0 = 5 * torch.randn(2, 1, 12, 12)
+        assert torch.equal(net(torch.rand(2, 1, 12, 12), phi0), phi0) and net.nfe_forward == 3
+
+    def test_with_one_shared_network_it_is_contour_evolution_solved_by_euler(self):
+        torch.manual_seed(0)
+        ce = _randomise(ContourEvolution(1, 2, 4, groups=2, method="euler", step_size=0.25, adjoint=False))
+        rr = ResidualRefiner(1, 2, 4, groups=2, blocks=4)
+        rr.embed.load_state_dict(ce.embed.state_dict())
+        rr.postnet.load_state_dict(ce.postnet.state_dict())
+        for f in rr.funcs:
+            f.load_state_dict(ce.func.state_dict())
+        image, phi0 = torch.rand(2, 1, 8, 8), 3 * torch.randn(2, 1, 8, 8)
+        torch.testing.assert_close(rr(image, phi0), ce(image, phi0), rtol=1e-6, atol=1e-6)
+
+    def test_each_block_has_its_own_weights(self):
+        net = ResidualRefiner(1, 2, 4, groups=2, blocks=4)
+        assert len(net.funcs) == 4 and net.funcs[0].convs[0].weight is not net.funcs[1].convs[0].weight
+
+    @pytest.mark.parametrize("blocks", [0, 2.5, True])
+    def test_bad_blocks_is_an_error(self, blocks):
+        with pytest.raises(ValueError, match="`blocks`"):
+            ResidualRefiner(blocks=blocks)
 
 
 class TestImageEvolution:

@@ -30,6 +30,7 @@ __all__ = ["REGISTRY", "get", "names", "Arm", "Experiment", "RunConfig", "Run", 
 REGISTRY: dict[str, str] = {
     "01_pixel_level_prediction": "multitask",
     "03_soft_threshold_dynamics": "std",
+    "02_neural_ode_levelsets": "levelset",
     "09_class_agnostic_segmentation": "cas",
 }
 

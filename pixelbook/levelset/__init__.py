@@ -24,7 +24,8 @@ Contents, by module:
   distance map;
 * :mod:`~pixelbook.levelset.neural_ode`: the two Neural-ODE models of [NODE-LS]:
   :class:`ContourEvolution` (Eq. 3) and :class:`ImageEvolution` (Eq. 4), solved with torchdiffeq
-  with any of its solvers, tolerances, the adjoint on or off, and function-evaluation (NFE) counting.
+  with any of its solvers, tolerances, the adjoint on or off, and function-evaluation (NFE) counting;
+  and :class:`ResidualRefiner`, their discrete counterpart (ours: a ResNet with the same pieces).
 
 The building blocks the chapter teaches live in :mod:`pixelbook.ops` and are importable from here
 too: the signed distance :func:`~pixelbook.ops.sdf.sdf_from_mask`, the smoothed
@@ -48,11 +49,11 @@ from .chan_vese import chan_vese, chan_vese_energy, region_means
 from .evolution import LinearForcing, cfl_dt, edge_indicator, evolve, level_set_rhs, reinitialize
 from .narrow_band import NarrowBandLoss, narrow_band, narrow_band_loss, segmentation_scores
 from .neural_ode import (ADAPTIVE_METHODS, FIXED_METHODS, ContourEvolution, ImageEvolution, ODEFunc, ODESolveError,
-                         solve_ode)
+                         ResidualRefiner, solve_ode)
 
 __all__ = [
     "level_set_rhs", "cfl_dt", "evolve", "reinitialize", "region_means", "chan_vese", "chan_vese_energy",
     "edge_indicator", "narrow_band", "narrow_band_loss", "NarrowBandLoss", "segmentation_scores", "ODESolveError",
-    "solve_ode", "ODEFunc", "ContourEvolution", "ImageEvolution", "LinearForcing", "ADAPTIVE_METHODS",
+    "solve_ode", "ODEFunc", "ContourEvolution", "ImageEvolution", "ResidualRefiner", "LinearForcing", "ADAPTIVE_METHODS",
     "FIXED_METHODS",
 ]

@@ -17,8 +17,8 @@ from torch import nn
 from .._checks import check_choice, check_finite, check_float, check_int, check_shape
 from ..ops._common import _check_phi
 
-__all__ = ["ODESolveError", "solve_ode", "ODEFunc", "ContourEvolution", "ImageEvolution", "ADAPTIVE_METHODS",
-           "FIXED_METHODS"]
+__all__ = ["ODESolveError", "solve_ode", "ODEFunc", "ContourEvolution", "ImageEvolution", "ResidualRefiner",
+           "ADAPTIVE_METHODS", "FIXED_METHODS"]
 
 #: torchdiffeq's adaptive-step solvers (step size set by ``atol``/``rtol``).
 ADAPTIVE_METHODS = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
@@ -423,3 +423,59 @@ class ImageEvolution(_NeuralODEModel):
             t = torch.cat([t.new_zeros(1), t])
         hs = self._solve(h0, t)[int(prepend):]
         return torch.stack([self.scale * self.postnet(h) for h in hs])
+
+
+class ResidualRefiner(nn.Module):
+    r"""The discrete counterpart of :class:`ContourEvolution`: ``blocks`` residual steps with their own weights.
+
+    .. math::
+        \gamma_{k+1} = \gamma_k + h\,f_{\theta_k}(\gamma_k, t_k),\quad t_k = kh,\ h = 1/K,\quad
+        \tilde\phi = \hat\phi_K + \psi(\gamma_K),
+
+    with the same embedding :math:`\lambda`, the same dynamics network (an :class:`ODEFunc` per
+    block, last layer zero) and the same readout :math:`\psi` as Contour Evolution, and ``blocks``
+    = :math:`K` function evaluations. With one network shared by all blocks this *is* Contour
+    Evolution solved by forward Euler with step :math:`h` (Chapter 2 checks it); with a network per
+    block (this class) it is a ResNet of :math:`K` blocks, a discrete map with :math:`K` times the
+    dynamics' parameters and no continuous-time limit — no solver, step size or tolerance to
+    change at test time. Ours, not the paper's: the baseline that asks whether continuity matters.
+
+    Args:
+        image_channels, embed_channels, hidden, layers, scale, time_channel, groups, dilation: as
+            :class:`ContourEvolution`.
+        blocks: :math:`K` (>= 1), the number of residual steps (= function evaluations).
+
+    ``forward(image, phi0)`` as :class:`ContourEvolution`; ``nfe_forward`` is ``blocks``.
+
+    Example:
+        >>> net = ResidualRefiner(image_channels=1, blocks=4)
+        >>> phi0 = torch.randn(2, 1, 16, 16)
+        >>> bool(torch.equal(net(torch.rand(2, 1, 16, 16), phi0), phi0)), net.nfe_forward   # identity at init
+        (True, 4)
+    """
+
+    def __init__(self, image_channels: int = 1, embed_channels: int = 8, hidden: int = 32, layers: int = 3,
+                 scale: float = 3.0, blocks: int = 4, time_channel: bool = True, groups: int = 8,
+                 dilation: int = 1):
+        super().__init__()
+        self.image_channels = check_int(image_channels, "image_channels", low=1)
+        self.scale = check_float(scale, "scale", low=0.0, low_open=True)
+        self.blocks = check_int(blocks, "blocks", low=1)
+        self.embed = _conv_block(image_channels, embed_channels, hidden, groups)   # lambda
+        self.funcs = nn.ModuleList(ODEFunc(1 + embed_channels, hidden, layers, time_channel, groups, dilation)
+                                   for _ in range(self.blocks))
+        self.postnet = _zero_last(_conv_block(1 + embed_channels, 1, hidden, groups))   # psi
+        self.nfe_forward = 0
+
+    def forward(self, image: torch.Tensor, phi0: torch.Tensor) -> torch.Tensor:
+        d = check_shape(image, "image", f"N {self.image_channels} H W")
+        check_shape(phi0, "phi0", "N 1 H W", d)
+        check_finite(image, "image")
+        _check_phi(phi0, "phi0")
+        gamma0 = torch.cat([phi0 / self.scale, self.embed(image)], 1)
+        gamma, h = gamma0, 1.0 / self.blocks
+        for k, func in enumerate(self.funcs):
+            t = torch.tensor(k * h, dtype=gamma.dtype, device=gamma.device)
+            gamma = gamma + h * func(t, gamma)
+        self.nfe_forward = self.blocks
+        return phi0 + self.scale * ((gamma[:, :1] - gamma0[:, :1]) + self.postnet(gamma))
