@@ -452,9 +452,9 @@ class TestResidualRefiner:
         net = ResidualRefiner(1, 2, 4, groups=2, blocks=4)
         assert len(net.funcs) == 4 and net.funcs[0].convs[0].weight is not net.funcs[1].convs[0].weight
 
-    @pytest.mark.parametrize("blocks", [0, 2.5, True])
-    def test_bad_blocks_is_an_error(self, blocks):
-        with pytest.raises(ValueError, match="`blocks`"):
+    @pytest.mark.parametrize("blocks, error", [(0, ValueError), (2.5, TypeError), (True, TypeError)])
+    def test_bad_blocks_is_an_error(self, blocks, error):
+        with pytest.raises(error, match="`blocks`"):
             ResidualRefiner(blocks=blocks)
 
 
