@@ -32,6 +32,7 @@ REGISTRY: dict[str, str] = {
     "03_soft_threshold_dynamics": "std",
     "02_neural_ode_levelsets": "levelset",
     "09_class_agnostic_segmentation": "cas",
+    "04_region_mutual_information": "rmi",
 }
 
 __doc__ += "\n".join(f"``{stem}`` -> :mod:`pixelbook.experiments.{mod}`" for stem, mod in REGISTRY.items()) + "\n"
