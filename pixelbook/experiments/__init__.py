@@ -33,6 +33,7 @@ REGISTRY: dict[str, str] = {
     "02_neural_ode_levelsets": "levelset",
     "09_class_agnostic_segmentation": "cas",
     "04_region_mutual_information": "rmi",
+    "08_multigrid_filter_flow": "mgpff",
 }
 
 __doc__ += "\n".join(f"``{stem}`` -> :mod:`pixelbook.experiments.{mod}`" for stem, mod in REGISTRY.items()) + "\n"
