@@ -256,6 +256,10 @@ def rmi_loss(logits: torch.Tensor, labels: torch.Tensor, *, radius: int = 3, poo
         pool_stride: stride of the pooling, default ``pool_size`` (paper and official code).
         pool_padding: padding of the pooling; paper 0 (not mentioned), official code ``pool_size // 2``.
         xi: :math:`\xi`; paper 1e-6 (Sec. 4). The official code uses 5e-4 with ``normalize=False``.
+            Labels average-pooled by ``pool_size`` lie on a lattice of spacing
+            :math:`\Delta = 1/\mathcal{DF}^2`; the loss is a term of a valid lower bound on their
+            mutual information only for :math:`\xi \ge \Delta^2/12` (a uniform dither of the labels;
+            Chapter 4, :func:`pixelbook.experiments.rmi.dither_xi`), which the paper's 1e-6 is not.
         normalize: covariance as a mean over points (paper's :math:`\mathbb E`, default) or a raw
             sum (official code).
         ce_weight: :math:`\lambda` in Eq. 16; paper 0.5. 0 gives RMI alone, 1 the CE alone.
