@@ -26,12 +26,16 @@
 # shapes (monotonicity along rays). Each prior is handled by a few unrolled iterations that end in
 # a softmax, so the whole thing is a differentiable layer, *Soft Threshold Dynamics* (STD). We
 # derive every step with a numerical check, find three errors in the paper on the way, train a
-# small network with a softmax head and with an STD head on noisy synthetic scenes, and test the
-# volume and star priors with positive and negative controls.
+# small network with a softmax head, with the same STD layer applied only at test time, and with
+# an STD head on noisy synthetic scenes, and test the star prior with positive and negative
+# controls, five seeds each.
 #
 # **Source:** J. Liu, X. Wang, X.-C. Tai, *Deep Convolutional Neural Networks with Spatial
 # Regularization, Volume and Star-shape Priori for Image Segmentation*, arXiv:2002.03989 (2020):
 # Eqs. (2)–(14), Algorithms 1–3, Tables 1–7. Equation numbers below are the paper's.
+#
+# *Local notation:* as in the paper, $I$ is the number of classes, $i$ indexes classes and $x$
+# pixels; elsewhere the book writes $C$, $c$ and $i$ ({doc}`../book/notation`).
 
 # %% tags=["hide-cell"]
 # Setup, written by `tools/nbtools.py sync` from _config.yml: on Colab, install pixelbook from
@@ -53,12 +57,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
+from IPython.display import Markdown, display
 from myst_nb import glue
-from torch import nn
 
 import pixelbook as pb
 from pixelbook import std as S
 from pixelbook.data.shapes import make_shape_scenes
+from pixelbook.experiments.std import WithHead, raw_logits, small_fcn
 from pixelbook.training import TrainConfig, train_or_load
 
 # %matplotlib inline
@@ -67,7 +72,7 @@ pb.viz.use_style()  # the book's plot style: 110 dpi, legible fonts
 f64 = torch.float64
 
 # %% tags=["parameters"]
-SCALE = os.environ.get("PIXELBOOK_SCALE", "auto")  # smoke | small | full | auto
+SCALE = os.environ.get("PIXELBOOK_SCALE", "auto")  # smoke|small|medium|full|auto
 SEED = 0
 DEVICE = "auto"
 LAM = 1.0  # λ [STD, Table 2]: the best value on VOC (ISIC: 0.75)
@@ -75,25 +80,19 @@ EPSILON = 0.5  # ε; ours for the small networks (paper, VOC and ISIC: 0.1), see
 ITERATIONS = 10  # T for STD and VP-STD [STD, Sec. 3.6]
 STAR_ITERATIONS = 50  # T for SS-STD [STD, Sec. 3.8]
 KERNEL_SIZE = 7  # [STD, Sec. 4.2]
-SIGMA = 1.0  # ours: a PSD 7×7 Gaussian, PSD up to σ ≈ 1.1 (the paper uses σ 5.0, not PSD, §5)
+SIGMA = 1.0  # ours: PSD at 7×7 up to σ ≈ 1.1 (the paper's σ = 5 is not PSD, §5)
 NOISE = 0.8  # std of the pixel noise of the binary scenes (intensities 0 / 1); ours
-VORONOI_NOISE = 0.3  # std of the pixel noise of the 4-class mosaics (intensity gap 1/3); ours
-FULL_DATASET = "voc"  # §15: "voc" (PASCAL VOC 2012) or "isic" (ISIC 2018, star subset); runs at full scale
-DATA_ROOT = None  # §15: folder of the unpacked dataset (None: download); set, it also runs §15 at smaller scales
+VORONOI_NOISE = 0.3  # std of the noise of the 4-class mosaics (intensity gap 1/3); ours
+FULL_DATASET = "voc"  # §16: "voc" (VOC 2012) or "isic" (ISIC 2018, stars); full scale
+DATA_ROOT = None  # §16: the unpacked dataset (None: download); if set, §16 always runs
 
 # %%
 SCALE = pb.runtime.resolve_scale(SCALE)
 DEVICE = pb.runtime.resolve_device(DEVICE)
 pb.runtime.seed_all(SEED)
 T0 = time.time()
-# ours: `small` must finish in < 150 s on a 2-core CPU; `full` is the configuration for a GPU
-SIZE = pb.runtime.scaled(SCALE, smoke=32, small=48, full=64)
-N_TRAIN = pb.runtime.scaled(SCALE, smoke=32, small=240, full=2000)
-N_TEST = pb.runtime.scaled(SCALE, smoke=16, small=100, full=500)
-EPOCHS = pb.runtime.scaled(SCALE, smoke=1, small=6, full=20)
-SEEDS = pb.runtime.scaled(SCALE, smoke=[0], small=[0, 1], full=[0, 1, 2])
 KERNEL = S.gaussian_kernel(KERNEL_SIZE, SIGMA)
-print(f"scale={SCALE}, device={DEVICE}, images {SIZE}x{SIZE}, {N_TRAIN} train / {N_TEST} test, seeds {SEEDS}")
+print(f"scale={SCALE}, device={DEVICE}, seed={SEED}")
 
 # %% [markdown]
 # ## 1. Argmax labelling is a linear programme over the simplex
@@ -115,7 +114,8 @@ o = torch.randn(1, 4, 6, 6, generator=g, dtype=f64)
 hard = F.one_hot(o.argmax(1), 4).permute(0, 3, 1, 2).to(f64)
 lp_value = (o * hard).sum()
 assert torch.isclose(lp_value, o.max(1).values.sum())
-random_u = torch.distributions.Dirichlet(torch.ones(4, dtype=f64)).sample((500, 6, 6)).permute(0, 3, 1, 2)
+dirichlet = torch.distributions.Dirichlet(torch.ones(4, dtype=f64))
+random_u = dirichlet.sample((500, 6, 6)).permute(0, 3, 1, 2)  # 500 points of U
 assert bool(((o * random_u).sum((1, 2, 3)) <= lp_value).all())
 print(f"<o, argmax> = {lp_value:.4f} = sum_x max_i o_i(x); best of 500 random points: "
       f"{(o * random_u).sum((1, 2, 3)).max():.4f}")
@@ -146,11 +146,13 @@ for eps in (1.0, 0.3, 0.01):
     F_soft = S.std_energy(u_soft, o, lam=0.0, epsilon=eps)
     M_eps = eps * torch.logsumexp(o / eps, 1)
     assert torch.allclose(F_soft, -M_eps.sum())
-    assert bool((S.std_energy(random_u, o.expand(500, -1, -1, -1), lam=0.0, epsilon=eps) > F_soft).all())
-    top = o.max(1).values
-    assert bool((top <= M_eps + 1e-12).all() and (M_eps <= top + eps * math.log(4) + 1e-12).all())
-    print(f"eps={eps:<5} F(softmax) = {float(F_soft):9.4f} = -sum M_eps; "
-          f"gap to -sum max: {float(-top.sum() - F_soft):.4f} <= |Omega| eps ln I = {36 * eps * math.log(4):.4f}")
+    F_random = S.std_energy(random_u, o.expand(500, -1, -1, -1), lam=0.0, epsilon=eps)
+    assert bool((F_random > F_soft).all())
+    top, bound = o.max(1).values, eps * math.log(4)
+    assert bool((top <= M_eps + 1e-12).all() and (M_eps <= top + bound + 1e-12).all())
+    print(f"eps={eps:<5} F(softmax) = {float(F_soft):9.4f} = -sum M_eps; gap to "
+          f"-sum max: {float(-top.sum() - F_soft):.4f} "
+          f"<= |Omega| eps ln I = {36 * bound:.4f}")
 
 # %% [markdown]
 # ## 3. Log-sum-exp, its conjugate, and the softmax as a dual variable
@@ -177,7 +179,8 @@ assert torch.allclose(grad, torch.softmax(z.detach() / eps, 0))
 
 u_point = torch.distributions.Dirichlet(torch.ones(5, dtype=f64)).sample()
 o_var = torch.zeros(5, dtype=f64, requires_grad=True)
-opt = torch.optim.LBFGS([o_var], max_iter=200, tolerance_grad=1e-12, tolerance_change=1e-14)
+opt = torch.optim.LBFGS([o_var], max_iter=200, tolerance_grad=1e-12,
+                        tolerance_change=1e-14)
 
 
 def negative_objective():
@@ -219,7 +222,8 @@ print(f"sup_o <o,u> - M_eps(o) = {sup:.10f};  eps <u, ln u> = {entropy_value:.10
 
 # %%
 n_disk, radius = 200, 60
-yy, xx = torch.meshgrid(torch.arange(n_disk, dtype=f64), torch.arange(n_disk, dtype=f64), indexing="ij")
+grid = torch.arange(n_disk, dtype=f64)
+yy, xx = torch.meshgrid(grid, grid, indexing="ij")
 disk = (((yy - 99.5) ** 2 + (xx - 99.5) ** 2) <= radius**2).float()
 u_disk = torch.stack([disk, 1 - disk])[None]
 perimeter = 2 * math.pi * radius
@@ -227,14 +231,16 @@ rows = []
 for sigma in (2.0, 4.0):
     k = S.gaussian_kernel(int(2 * math.ceil(6 * sigma) + 1), sigma)
     leak = float(S.length_surrogate(u_disk, k)[0, 0])
-    ours, paper = leak * math.sqrt(2 * math.pi) / sigma, leak * math.sqrt(math.pi / sigma)
+    ours = leak * math.sqrt(2 * math.pi) / sigma
+    paper = leak * math.sqrt(math.pi / sigma)
     rows.append((sigma, leak, ours, paper))
     assert abs(ours / perimeter - 1) < 0.02
-    print(f"sigma={sigma}: <u,k*(1-u)> = {leak:6.1f};  x sqrt(2 pi)/sigma = {ours:6.1f};  "
-          f"x sqrt(pi/sigma) (paper) = {paper:6.1f};  true perimeter {perimeter:6.1f}")
-assert abs(rows[1][3] / perimeter - 1) > 0.3  # the paper's prefactor is 42% off at sigma = 4
-glue("ch3_prefactor_paper_error", float(100 * (rows[1][3] / perimeter - 1)), display=False)
-glue("ch3_prefactor_ours_error", float(100 * abs(rows[1][2] / perimeter - 1)), display=False)
+    print(f"sigma={sigma}: <u,k*(1-u)> = {leak:6.1f}; x sqrt(2 pi)/sigma = {ours:6.1f};"
+          f" x sqrt(pi/sigma) (paper) = {paper:6.1f}; perimeter {perimeter:6.1f}")
+paper_error, ours_error = rows[1][3] / perimeter - 1, abs(rows[1][2] / perimeter - 1)
+assert abs(paper_error) > 0.3  # the paper's prefactor is far off at sigma = 4
+glue("ch3_prefactor_paper_error", float(100 * paper_error), display=False)
+glue("ch3_prefactor_ours_error", float(100 * ours_error), display=False)
 
 # %% [markdown]
 # At $\sigma=4$ the paper's prefactor overestimates the perimeter by
@@ -263,22 +269,25 @@ glue("ch3_prefactor_ours_error", float(100 * abs(rows[1][2] / perimeter - 1)), d
 u_rand = torch.rand(2, 3, 9, 8, dtype=f64, generator=g, requires_grad=True)
 k_check = S.gaussian_kernel(5, 1.5, dtype=f64)
 (grad_R,) = torch.autograd.grad(0.8 * S.length_surrogate(u_rand, k_check).sum(), u_rand)
-p_formula = 0.8 * F.conv2d(1 - 2 * u_rand.detach(), k_check[None, None].expand(3, 1, 5, 5), padding=2, groups=3)
+k_per_class = k_check[None, None].expand(3, 1, 5, 5)
+p_formula = 0.8 * F.conv2d(1 - 2 * u_rand.detach(), k_per_class, padding=2, groups=3)
 assert torch.allclose(grad_R, p_formula, atol=1e-12)
-print("autograd gradient of R equals lam * k*(1-2u): max difference", f"{float((grad_R - p_formula).abs().max()):.1e}")
+print("autograd gradient of R equals lam * k*(1-2u): max difference",
+      f"{float((grad_R - p_formula).abs().max()):.1e}")
 
 # %% [markdown]
 # ```{warning}
 # **Erratum (Sec. 4.2, the kernel is not PSD).** The experiments use "a Gaussian kernel with support
 # 7×7 and standard deviation σ = 5.0". Truncated to 7×7, a Gaussian that wide is nearly a box filter,
-# and a box filter's Fourier transform changes sign: the spectrum of this kernel dips to about −0.197
-# (relative to its peak), so $\mathcal R$ is *not* concave and Theorem 3.1's premise fails. A
+# and a box filter's Fourier transform changes sign: the spectrum of this kernel dips to
+# {glue:text}`ch3_paper_kernel_min:.3f` (relative to its peak), so $\mathcal R$ is *not* concave and Theorem 3.1's premise fails. A
 # striped direction $v=(-1)^{\text{column}}$ has $\langle v,k*v\rangle<0$: along it $\mathcal R$ is
 # strictly convex. Below we find that the conclusion fails too: at the paper's own
 # $\lambda=1,\varepsilon=0.1$, on a periodic grid (circular convolution, to keep image borders out of the
 # picture), logits with a faint stripe pattern make the iteration *increase* the energy at every step,
 # while a PSD kernel decreases it. pixelbook's default kernel is 7×7 with $\sigma=1$, which is PSD
-# (7×7 stays PSD up to $\sigma\approx1.1$); `gaussian_kernel(size, sigma, psd=True)` builds a kernel of
+# (a sampled 7×7 Gaussian stays PSD up to σ ≈ {glue:text}`ch3_psd_sigma_max:.2f`, found by
+# bisection below); `gaussian_kernel(size, sigma, psd=True)` builds a kernel of
 # any width that is PSD by construction (an autocorrelation $g\star g$, whose transform is $|\hat g|^2$).
 # ```
 
@@ -286,14 +295,20 @@ print("autograd gradient of R equals lam * k*(1-2u): max difference", f"{float((
 kernels = {"paper: 7x7, sigma=5": S.gaussian_kernel(7, S.PAPER_SIGMA, dtype=f64),
            "ours: 7x7, sigma=1": S.gaussian_kernel(7, 1.0, dtype=f64),
            "7x7, sigma=5, psd=True": S.gaussian_kernel(7, 5.0, psd=True, dtype=f64)}
-stripes = ((-1.0) ** torch.arange(32, dtype=f64)).expand(32, 32)[None, None].contiguous()
+stripes = ((-1.0) ** torch.arange(32, dtype=f64)).expand(32, 32)[None, None]
 
 
 def circular_std_energies(k, lam=1.0, eps=0.1, amplitude=0.05, steps=6):
-    """STD on a torus: logits +-amplitude/2 in columns of alternating sign (inline, circular padding)."""
+    """STD on a torus: logits ±amplitude/2 in columns of alternating sign (inline)."""
     r = k.shape[-1] // 2
-    conv = lambda a: F.conv2d(F.pad(a, (r, r, r, r), mode="circular"), k[None, None].expand(2, 1, *k.shape), groups=2)  # noqa: E731
-    energy = lambda u: float((-(o_s * u) + eps * u * u.log() + lam * u * conv(1 - u)).sum())  # noqa: E731
+
+    def conv(a):  # circular padding: no image border
+        return F.conv2d(F.pad(a, (r, r, r, r), mode="circular"),
+                        k[None, None].expand(2, 1, *k.shape), groups=2)
+
+    def energy(u):
+        return float((-(o_s * u) + eps * u * u.log() + lam * u * conv(1 - u)).sum())
+
     o_s = torch.cat([amplitude * stripes / 2, -amplitude * stripes / 2], 1)
     u = torch.softmax(o_s / eps, 1)
     trace = [energy(u)]
@@ -308,32 +323,51 @@ for name, k in kernels.items():
     spectra[name] = S.kernel_spectrum(k, 256)
     quad = float((stripes * F.conv2d(stripes, k[None, None], padding=3)).sum())
     trace = circular_std_energies(k)
-    print(f"{name:<24} spectrum min {float(spectra[name].min()):+.4f}  PSD {S.is_psd(k)!s:<5}  "
-          f"<v,k*v> (stripes) {quad:+8.2f}  energy change per step: {np.round(np.diff(trace), 3)}")
+    print(f"{name:<24} spectrum min {float(spectra[name].min()):+.4f}  "
+          f"PSD {S.is_psd(k)!s:<5}  <v,k*v> (stripes) {quad:+8.2f}\n"
+          f"{'':<24} energy change per step: {np.round(np.diff(trace), 3)}")
 paper_trace = circular_std_energies(kernels["paper: 7x7, sigma=5"])
 assert not S.is_psd(kernels["paper: 7x7, sigma=5"]) and (np.diff(paper_trace) > 0).all()
 assert (np.diff(circular_std_energies(kernels["ours: 7x7, sigma=1"])) <= 1e-9).all()
 glue("ch3_paper_kernel_min", float(spectra["paper: 7x7, sigma=5"].min()), display=False)
+lo, hi = 0.5, 5.0  # the largest sigma whose sampled 7x7 Gaussian is PSD, by bisection
+for _ in range(30):
+    mid = (lo + hi) / 2
+    lo, hi = (mid, hi) if S.is_psd(S.gaussian_kernel(7, mid, dtype=f64)) else (lo, mid)
+glue("ch3_psd_sigma_max", lo, display=False)
 glue("ch3_paper_energy_rise", float(paper_trace[-1] - paper_trace[0]), display=False)
 
 # %% tags=["hide-input"]
-fig, ax = plt.subplots(1, 2, figsize=(9, 3))
+fig, ax = plt.subplots(1, 2, figsize=(pb.viz.PAGE_WIDTH, 2.8))
 w = 2 * np.pi * np.arange(256) / 256
 for name, spec in spectra.items():
     ax[0].plot(w[:129], spec[0, :129].numpy(), label=name)
 ax[0].axhline(0, color="k", lw=0.5)
-ax[0].set(xlabel=r"frequency $\omega_2$ ($\omega_1=0$)", ylabel=r"$\hat k(0,\omega_2)$", title="kernel spectrum")
-ax[0].legend(fontsize=8)
+ax[0].set(xlabel=r"frequency $\omega_2$ ($\omega_1=0$)", ylabel=r"$\hat k(0,\omega_2)$",
+          title="kernel spectrum")
+ax[0].legend(fontsize=7)
+psd_trace = circular_std_energies(kernels["ours: 7x7, sigma=1"])
 ax[1].plot(paper_trace - paper_trace[0], "o-", label="paper kernel (not PSD)")
-ax[1].plot(circular_std_energies(kernels["ours: 7x7, sigma=1"]) - circular_std_energies(kernels["ours: 7x7, sigma=1"])[0],
-           "s-", label="PSD kernel")
-ax[1].set(xlabel="iteration", ylabel="energy − initial energy", title=r"STD energy, $\lambda=1,\ \varepsilon=0.1$")
-ax[1].legend(fontsize=8)
+ax[1].plot(psd_trace - psd_trace[0], "s-", label="PSD kernel")
+ax[1].set(xlabel="iteration", ylabel="energy − initial energy",
+          title=r"STD energy, $\lambda=1,\ \varepsilon=0.1$")
+ax[1].legend(fontsize=7)
 fig.tight_layout()
+pb.widgets.show(fig, glue="ch3_fig_kernel")
 
 # %% [markdown]
-# The paper's kernel has spectrum minimum {glue:text}`ch3_paper_kernel_min:.3f`; on the striped
-# example its energy rises by {glue:text}`ch3_paper_energy_rise:.2f` over six steps. On natural
+# ```{glue:figure} ch3_fig_kernel
+# :name: fig-ch3-kernel
+# :alt: Spectra of three 7x7 kernels and the STD energy trace on a striped input
+#
+# Left: the Fourier transform of three 7×7 kernels along one frequency axis; the paper's
+# (σ = 5) dips below zero. Right: the STD energy on the striped input of the text (periodic
+# grid, λ = 1, ε = 0.1) rises with the paper's kernel and falls with a PSD one.
+# ```
+#
+# The paper's kernel has spectrum minimum {glue:text}`ch3_paper_kernel_min:.3f`
+# ({numref}`fig-ch3-kernel`); on the striped example its energy rises by
+# {glue:text}`ch3_paper_energy_rise:.2f` over six steps. On natural
 # inputs (random logits, images) we never saw the energy rise with either kernel (the unit tests try
 # hundreds of random cases): the failure needs the high frequencies where $\hat k<0$ to dominate.
 # Still, a theorem whose premise fails is no guarantee, and a PSD kernel costs nothing.
@@ -341,7 +375,8 @@ fig.tight_layout()
 # ## 6. The STD iteration and its energy descent
 #
 # Algorithm 1 in five lines, asserted equal to the package, on the paper's toy problem (Sec. 4.1): a
-# noisy two-class image $v$ with unary scores $o_i=-\frac12(v-\mu_i)^2$, $\mu=(0,1)$.
+# noisy two-class image $v$ with unary scores $o_i=-\frac12(v-\mu_i)^2$, $\mu=(0,1)$
+# ({numref}`fig-ch3-toy`).
 
 # %%
 toy = make_shape_scenes(1, 64, "star", noise=0.6, distractors=3, notches=1, seed=3)
@@ -350,37 +385,62 @@ o_toy = torch.cat([-0.5 * (v - 0.0) ** 2, -0.5 * (v - 1.0) ** 2], 1)  # [STD, Se
 
 
 def std_inline(o, lam, eps, k, T):
+    C, r = o.shape[1], k.shape[-1] // 2
     u = torch.softmax(o / eps, 1)  # u^0 = S(o/eps), the lam = 0 solution
     for _ in range(T):
-        p = lam * F.conv2d(1 - 2 * u, k[None, None].expand(o.shape[1], 1, *k.shape), padding=k.shape[-1] // 2,
-                           groups=o.shape[1])
+        k_c = k[None, None].expand(C, 1, *k.shape)  # the kernel, once per class
+        p = lam * F.conv2d(1 - 2 * u, k_c, padding=r, groups=C)
         u = torch.softmax((o - p) / eps, 1)
     return u
 
 
 u_inline = std_inline(o_toy, LAM, EPSILON, KERNEL, ITERATIONS)
-u_pkg, energies = S.soft_threshold_dynamics(o_toy, iterations=ITERATIONS, lam=LAM, epsilon=EPSILON, kernel=KERNEL,
+u_pkg, energies = S.soft_threshold_dynamics(o_toy, iterations=ITERATIONS, lam=LAM,
+                                            epsilon=EPSILON, kernel=KERNEL,
                                             return_energies=True)
 torch.testing.assert_close(u_inline, u_pkg)
-if S.is_psd(KERNEL):  # Theorem 3.1 needs a PSD kernel (the paper's sigma = 5 is not; see Section 5)
-    assert bool((energies[1:] <= energies[:-1] + 1e-5 * energies[:-1].abs()).all()), "energy went up"
-print("inline Algorithm 1 == pb.std.soft_threshold_dynamics; energy:", np.round(energies[:, 0].numpy(), 1))
+
+
+def std_u(logits, iterations=ITERATIONS, **prior):
+    """From here on: the package's STD, with λ, ε and kernel of the parameters cell."""
+    return S.soft_threshold_dynamics(logits, iterations=iterations, lam=LAM,
+                                     epsilon=EPSILON, kernel=KERNEL, **prior)
+
+
+if S.is_psd(KERNEL):  # Theorem 3.1 needs a PSD kernel (the paper's σ = 5 is not, §5)
+    slack = 1e-5 * energies[:-1].abs()  # float32 rounding
+    assert bool((energies[1:] <= energies[:-1] + slack).all()), "energy went up"
+print("inline Algorithm 1 == pb.std.soft_threshold_dynamics; energy:",
+      np.round(energies[:, 0].numpy(), 1))
 
 # %% tags=["hide-input"]
-fig, ax = plt.subplots(1, 5, figsize=(13, 2.8))
+fig, ax = plt.subplots(1, 5, figsize=(pb.viz.PAGE_WIDTH, 1.75),
+                       gridspec_kw={"width_ratios": [1, 1, 1, 1, 1.4]})
 ax[0].imshow(v[0, 0], cmap="gray")
-ax[0].set_title("noisy image v")
+ax[0].set_title("noisy image v", fontsize=8)
 ax[1].imshow(o_toy.argmax(1)[0], cmap="gray")
-ax[1].set_title("softmax / argmax")
+ax[1].set_title("softmax / argmax", fontsize=8)
 for a, T in zip(ax[2:4], (1, ITERATIONS)):
-    a.imshow(S.soft_threshold_dynamics(o_toy, iterations=T, lam=LAM, epsilon=EPSILON, kernel=KERNEL)[0, 1], cmap="gray",
-             vmin=0, vmax=1)
-    a.set_title(f"STD, T={T}: $u_1$")
+    a.imshow(std_u(o_toy, T)[0, 1], cmap="gray", vmin=0, vmax=1)
+    a.set_title(f"STD, T={T}: $u_1$", fontsize=8)
 for a in ax[:4]:
     a.axis("off")
-ax[4].plot(energies[:, 0].numpy(), "o-")
-ax[4].set(xlabel="iteration t", ylabel=r"$\mathcal{F}+\mathcal{R}$", title="energy (PSD kernel)")
+ax[4].plot(energies[:, 0].numpy(), "o-", ms=3)
+ax[4].set_xlabel("iteration t", fontsize=8)
+ax[4].set_title("energy", fontsize=8)
+ax[4].tick_params(labelsize=7)
 fig.tight_layout()
+pb.widgets.show(fig, glue="ch3_fig_toy")
+
+# %% [markdown]
+# ```{glue:figure} ch3_fig_toy
+# :name: fig-ch3-toy
+# :alt: A noisy star, its argmax segmentation, STD after 1 and 10 iterations, and the energy
+#
+# The paper's toy problem: a noisy star with distractors and a notch, the pixel-wise argmax
+# of the unary scores, the foreground probability $u_1$ after one and after $T$ STD
+# iterations, and the energy $\mathcal F+\mathcal R$ at each iteration (PSD kernel: it falls).
+# ```
 
 # %% [markdown]
 # ## 7. The MBO limit (ε → 0)
@@ -410,8 +470,10 @@ for name, shape in shapes.items():
         blurred = F.conv2d(u[:, 1:], k_mbo[None, None], padding=12)
         mbo = (blurred > 0.5 * ones_blur).float()[0, 0]  # classical MBO step
         clear = (blurred - 0.5 * ones_blur).abs()[0, 0] > 1e-5
-        u = S.soft_threshold_dynamics(torch.zeros_like(u), iterations=1, lam=1.0, epsilon=1e-4, kernel=k_mbo, init=u)
-        assert float((u[0, 1] - mbo).abs()[clear].max()) < 1e-4  # soft step == MBO step away from exact ties
+        u = S.soft_threshold_dynamics(torch.zeros_like(u), iterations=1, lam=1.0,
+                                      epsilon=1e-4, kernel=k_mbo, init=u)
+        # the soft step is the MBO step, away from exact ties
+        assert float((u[0, 1] - mbo).abs()[clear].max()) < 1e-4
         frames.append(u[0, 1])
         area.append(float(u[0, 1].sum()))
     mbo_frames[name], areas[name] = frames, np.array(area)
@@ -419,20 +481,31 @@ rate = -np.diff(areas["disk"]).mean()
 assert abs(rate / (math.pi * sigma_mbo**2) - 1) < 0.15
 glue("ch3_mbo_rate", float(rate), display=False)
 glue("ch3_mbo_rate_theory", float(math.pi * sigma_mbo**2), display=False)
-print(f"disk area lost per step: {rate:.1f} px (curvature flow with t = sigma^2/2: pi sigma^2 = {math.pi * sigma_mbo**2:.1f})")
+print(f"disk area lost per step: {rate:.1f} px (curvature flow with t = sigma^2/2: "
+      f"pi sigma^2 = {math.pi * sigma_mbo**2:.1f})")
 
 # %% tags=["hide-input"]
-fig, ax = plt.subplots(2, 4, figsize=(9, 4.6))
+fig, ax = plt.subplots(2, 4, figsize=(pb.viz.PAGE_WIDTH, 3.4))
 for r, name in enumerate(("square", "disk")):
     for c, step in enumerate((0, 5, 10, 15)):
         ax[r, c].imshow(mbo_frames[name][step], cmap="gray", vmin=0, vmax=1)
-        ax[r, c].set_title(f"{name}, step {step}", fontsize=9)
+        ax[r, c].set_title(f"{name}, step {step}", fontsize=8)
         ax[r, c].axis("off")
 fig.tight_layout()
+pb.widgets.show(fig, glue="ch3_fig_mbo")
 
 # %% [markdown]
+# ```{glue:figure} ch3_fig_mbo
+# :name: fig-ch3-mbo
+# :alt: A square and a disk after 0, 5, 10 and 15 steps of STD at epsilon close to zero
+#
+# STD with ε = 10⁻⁴ and $o=0$ is the MBO scheme: a square and a disk after 0, 5, 10 and 15
+# steps (PSD Gaussian kernel, σ = 4). The square's corners round off; the disk shrinks.
+# ```
+#
 # The disk loses {glue:text}`ch3_mbo_rate:.1f` px per step against the predicted
-# {glue:text}`ch3_mbo_rate_theory:.1f`, and the square's corners round off first.
+# {glue:text}`ch3_mbo_rate_theory:.1f`, and the square's corners round off first
+# ({numref}`fig-ch3-mbo`).
 #
 # ## 8. Unrolling: STD as a differentiable layer
 #
@@ -448,11 +521,14 @@ fig.tight_layout()
 o_small = torch.randn(1, 2, 6, 6, dtype=f64, generator=g, requires_grad=True)
 layer = S.STD(iterations=4, lam=1.0, epsilon=0.5, kernel_size=5)
 assert torch.autograd.gradcheck(layer, (o_small,), fast_mode=True)
-assert torch.allclose(S.STD(lam=0.0, epsilon=0.5)(o_small), torch.softmax(o_small / 0.5, 1), atol=1e-12)
+no_prior = S.STD(lam=0.0, epsilon=0.5)(o_small)
+assert torch.allclose(no_prior, torch.softmax(o_small / 0.5, 1), atol=1e-12)
 o_wide = torch.randn(1, 2, 16, 16, dtype=f64, generator=g, requires_grad=True)
-(footprint,) = torch.autograd.grad(S.STD(iterations=2, lam=1.0, epsilon=0.5)(o_wide)[0, 1, 8, 8], o_wide)
-print("gradcheck passed; lam = 0 equals softmax(o/eps); logits that move output pixel (8, 8) with T=2 and a 7x7 "
-      "kernel:", int((footprint[0].abs().sum(0) > 1e-12).sum()), "pixels (a 13x13 square is 169)")
+out_pixel = S.STD(iterations=2, lam=1.0, epsilon=0.5)(o_wide)[0, 1, 8, 8]
+(footprint,) = torch.autograd.grad(out_pixel, o_wide)
+moved = int((footprint[0].abs().sum(0) > 1e-12).sum())
+print("gradcheck passed; lam = 0 equals softmax(o/eps); logits that move output pixel "
+      f"(8, 8) with T=2 and a 7x7 kernel: {moved} pixels (a 13x13 square is 169)")
 
 # %% [markdown]
 # ## 9. A volume constraint is entropic optimal transport
@@ -485,14 +561,18 @@ print("gradcheck passed; lam = 0 equals softmax(o/eps); logits that move output 
 o_ot = torch.randn(1, 3, 6, 5, dtype=f64, generator=g)
 V_ot = torch.tensor([[12.0, 10.0, 8.0]], dtype=f64)
 eps_ot = 0.7
-u_ot = S.soft_threshold_dynamics(o_ot, iterations=1, lam=0.0, epsilon=eps_ot, volumes=V_ot, sinkhorn_iterations=3000)
+u_ot = S.soft_threshold_dynamics(o_ot, iterations=1, lam=0.0, epsilon=eps_ot,
+                                 volumes=V_ot, sinkhorn_iterations=3000)
 primal = float(S.std_energy(u_ot, o_ot, lam=0.0, epsilon=eps_ot))
-q_ot = (eps_ot * u_ot.log() - o_ot).mean((2, 3), keepdim=True)  # recovered from u, up to a constant
-dual = float((q_ot[0, :, 0, 0] * V_ot[0]).sum() - eps_ot * torch.logsumexp((o_ot + q_ot) / eps_ot, 1).sum())
+# the dual variable q, recovered from u up to a constant
+q_ot = (eps_ot * u_ot.log() - o_ot).mean((2, 3), keepdim=True)
+lse = eps_ot * torch.logsumexp((o_ot + q_ot) / eps_ot, 1).sum()
+dual = float((q_ot[0, :, 0, 0] * V_ot[0]).sum() - lse)
 paper_dual = dual - 30 * eps_ot
 assert abs(primal - dual) < 1e-8 and abs(primal - paper_dual) > 20
 assert torch.allclose(u_ot.sum((2, 3)), V_ot, rtol=1e-10)
-print(f"primal {primal:.6f}   dual {dual:.6f}   paper's dual (with -|Omega| eps) {paper_dual:.6f}")
+print(f"primal {primal:.6f}   dual {dual:.6f}   "
+      f"paper's dual (with -|Omega| eps) {paper_dual:.6f}")
 
 # %% [markdown]
 # **Remark 2 in numbers: an exact soft volume is not an exact hard volume.** The constraint is on
@@ -504,12 +584,13 @@ print(f"primal {primal:.6f}   dual {dual:.6f}   paper's dual (with -|Omega| eps)
 V_toy = S.volumes_from_labels(toy["labels"], 2)
 remark2 = []
 for eps in (0.1, 0.5, 1.0, 2.0):
-    u = S.soft_threshold_dynamics(o_toy, iterations=ITERATIONS, lam=LAM, epsilon=eps, kernel=KERNEL, volumes=V_toy,
-                                  sinkhorn_iterations=50)
+    u = S.soft_threshold_dynamics(o_toy, iterations=ITERATIONS, lam=LAM, epsilon=eps,
+                                  kernel=KERNEL, volumes=V_toy, sinkhorn_iterations=50)
     soft_err = float(((u.sum((2, 3)) - V_toy).abs() / V_toy).max())
     hard_err = float(((u.argmax(1) == 1).sum() - V_toy[0, 1]).abs() / V_toy[0, 1])
     remark2.append((eps, soft_err, hard_err))
-    print(f"eps={eps:<4} soft volume error {soft_err:8.1e}   argmax volume error {100 * hard_err:5.1f} %")
+    print(f"eps={eps:<4} soft volume error {soft_err:8.1e}   "
+          f"argmax volume error {100 * hard_err:5.1f} %")
 assert remark2[-1][2] > 10 * remark2[0][2] and max(r[1] for r in remark2) < 1e-2
 glue("ch3_remark2_hard_err_large_eps", float(100 * remark2[-1][2]), display=False)
 glue("ch3_remark2_hard_err_small_eps", float(100 * remark2[0][2]), display=False)
@@ -545,16 +626,17 @@ glue("ch3_remark2_hard_err_small_eps", float(100 * remark2[0][2]), display=False
 # %% tags=["nbval-check-output"]
 a_field = torch.randn(2, 1, 7, 9, dtype=f64, generator=g)
 b_field = torch.randn(2, 2, 7, 9, dtype=f64, generator=g)
-adj_gap = float((S.grad2d(a_field) * b_field).sum() + (a_field * S.div2d(b_field)).sum())
+adj_gap = float((S.grad2d(a_field) * b_field).sum()
+                + (a_field * S.div2d(b_field)).sum())
 assert abs(adj_gap) < 1e-12
 print(f"<grad a, b> + <a, div b> = {adj_gap:.1e}")
 
 centre_toy = S.centroid(toy["labels"].float())
 viol_T = {}
 for T in (0, 10, 50, 100):
-    u = S.soft_threshold_dynamics(o_toy, iterations=T, lam=LAM, epsilon=EPSILON, kernel=KERNEL, center=centre_toy)
+    u = std_u(o_toy, T, center=centre_toy)
     viol_T[T] = int(S.star_violations(u.argmax(1) == 1, centre_toy)[0])
-plain_50 = S.soft_threshold_dynamics(o_toy, iterations=50, lam=LAM, epsilon=EPSILON, kernel=KERNEL).argmax(1)
+plain_50 = std_u(o_toy, 50).argmax(1)
 print("hard star violations of SS-STD by T:", viol_T, "| STD alone, T=50:",
       int(S.star_violations(plain_50 == 1, centre_toy)[0]), "| ground truth:",
       int(S.star_violations(toy["labels"] == 1, centre_toy)[0]))
@@ -562,171 +644,137 @@ print("hard star violations of SS-STD by T:", viol_T, "| STD alone, T=50:",
 # %% [markdown]
 # ## 11. Training a network with a softmax head and with an STD head
 #
-# Two synthetic tasks (pixelbook.data.shapes): **binary shapes** — one star, ellipse or holed ellipse per
-# image, two distractor disks with the object's intensity but the background's label, one dark notch
-# inside the object, Gaussian noise of std {glue:text}`ch3_noise:.1f` — and **4-class Voronoi mosaics**
-# (intensities $0,\frac13,\frac23,1$, noise {glue:text}`ch3_voronoi_noise:.1f`). The network is a small
-# FCN (three 3×3 conv-BN-ReLU layers, one dilated; receptive field 9 px; about 5 k parameters) that
-# ends either in a softmax or in an STD layer with $T=10$, $\lambda=1$, the PSD 7×7 kernel,
-# $\varepsilon=0.5$; same data, epochs, optimiser and seeds. Why not the paper's $\varepsilon=0.1$: in front
-# of a network only $\lambda/\varepsilon$ matters up to the scale of the logits (scaling $o$, $\lambda$ and
-# $\varepsilon$ together leaves the layer unchanged), and a network that starts with logits of order one
-# needs more steps than our budget to grow them until $\lambda/\varepsilon=10$ stops dominating; we take
-# the milder $\lambda/\varepsilon=2$ (Exercise 6 asks what $\varepsilon=0.1$ does).
+# Two synthetic tasks (`pixelbook.data.shapes`): **binary shapes**, one star, ellipse or holed
+# ellipse per image, two distractor disks with the object's intensity but the background's
+# label, one dark notch inside the object, Gaussian noise of standard deviation
+# {glue:text}`ch3_noise:.1f`; and **4-class Voronoi mosaics** (intensities
+# $0,\frac13,\frac23,1$, noise {glue:text}`ch3_voronoi_noise:.1f`). The network is a small FCN
+# (three 3×3 conv-BN-ReLU layers, one dilated; receptive field 9 px; about 5 k parameters)
+# that ends either in a softmax or in an STD layer with $T=10$, $\lambda=1$, the PSD 7×7
+# kernel and $\varepsilon=0.5$; same data, epochs, optimiser and seed. Why not the paper's
+# $\varepsilon=0.1$: in front of a network only $\lambda/\varepsilon$ matters up to the scale of
+# the logits (scaling $o$, $\lambda$ and $\varepsilon$ together leaves the layer unchanged), and
+# a network that starts with logits of order one needs more steps than our budget to grow them
+# until $\lambda/\varepsilon=10$ stops dominating; we take the milder $\lambda/\varepsilon=2$
+# (Exercise 6 asks what $\varepsilon=0.1$ does).
 #
-# We measure on held-out scenes: mIoU, the boundary length ratio (4-neighbour label changes, prediction
-# over ground truth) and the number of connected components per image (all classes; the ground
-# truth's is given for reference).
+# The experiment is defined once, in `pixelbook.experiments.std`: its arms, its seeds and its
+# claims, written before it ran. This section trains its `softmax` and `std` arms at the
+# notebook's scale (`small`: one seed, a live demonstration); §14 shows the `medium` run (five
+# seeds, more data and steps) and checks the claims. Two more read-outs need no training of
+# their own: the softmax network with the **same STD layer applied only at test time** (a
+# post-processing, the alternative the paper argues against: it "could not back propagate the
+# regularization prior", Sec. 1), and the STD network with its layer removed.
 
 # %%
 glue("ch3_noise", float(NOISE), display=False)
 glue("ch3_voronoi_noise", float(VORONOI_NOISE), display=False)
-tasks = {
-    "shapes": dict(classes=2, train=make_shape_scenes(N_TRAIN, SIZE, "mixed", NOISE, distractors=2, notches=1, seed=1),
-                   test=make_shape_scenes(N_TEST, SIZE, "mixed", NOISE, distractors=2, notches=1, seed=2)),
-    "voronoi": dict(classes=4, train=make_shape_scenes(N_TRAIN, SIZE, "voronoi", VORONOI_NOISE, num_classes=4, seed=1),
-                    test=make_shape_scenes(N_TEST, SIZE, "voronoi", VORONOI_NOISE, num_classes=4, seed=2)),
-}
+EXP = pb.experiments.get("03_soft_threshold_dynamics")
+STD_CFG = {"iterations": ITERATIONS, "lam": LAM, "epsilon": EPSILON,
+           "kernel_size": KERNEL_SIZE, "sigma": SIGMA}
+TASK_DATA = {"shapes": {"noise": NOISE},
+             "voronoi": {"kind": "voronoi", "num_classes": 4, "noise": VORONOI_NOISE}}
 
 
-def small_fcn(num_classes: int, width: int = 16) -> nn.Sequential:
-    """Three 3x3 conv-BN-ReLU layers (the middle one dilated) and a 1x1 classifier: receptive field 9 px."""
-    layers, cin = [], 1
-    for dilation in (1, 2, 1):
-        layers += [nn.Conv2d(cin, width, 3, padding=dilation, dilation=dilation), nn.BatchNorm2d(width), nn.ReLU()]
-        cin = width
-    return nn.Sequential(*layers, nn.Conv2d(width, num_classes, 1))
+def run_arm(arm: str, task: str = "shapes"):
+    """Train (or load) one arm of the chapter's experiment at this notebook's scale."""
+    model = {"std": STD_CFG} if EXP.arm(arm).params["head"] == "std" else {}
+    return EXP.run(arm, SEED, SCALE, DEVICE, data=TASK_DATA[task], model=model,
+                   eval={"std": STD_CFG, "star_iterations": STAR_ITERATIONS})
 
 
-class WithHead(nn.Module):
-    """A network whose scores go through `head` (an STD layer with output="log_probs") or log_softmax."""
+runs = {(task, head): run_arm(head, task)
+        for task in TASK_DATA for head in ("softmax", "std")}
+models = {key: run.model for key, run in runs.items()}
+tasks = {task: runs[task, "softmax"].data for task in TASK_DATA}
+print(EXP)
 
-    def __init__(self, net: nn.Module, head: nn.Module | None = None):
-        super().__init__()
-        self.net, self.head = net, head
+# %% [markdown]
+# On held-out scenes we measure mIoU, the boundary length ratio (4-neighbour label changes,
+# prediction over ground truth; 1 is the truth's length) and the number of connected
+# components per image (all classes). The last two are descriptive: a smoothing layer makes
+# fewer, shorter boundaries by construction, so "fewer components" would be no test of it.
 
-    def forward(self, x, **prior):
-        o = self.net(x)
-        o = o["out"] if isinstance(o, dict) else o  # torchvision segmentation models return a dict
-        return F.log_softmax(o, 1) if self.head is None else self.head(o, **prior)
-
-
-def nll(model, batch):
-    return F.nll_loss(model(batch["image"]), batch["labels"])
-
-
-def make_head(kind: str):
-    return None if kind == "softmax" else S.STD(ITERATIONS, LAM, EPSILON, KERNEL_SIZE, SIGMA, output="log_probs")
-
-
-@torch.no_grad()
-def predict(model, images, batch=50, **prior):
-    model.eval()
-    out = [model(images[i:i + batch].to(DEVICE), **{k: v[i:i + batch].to(DEVICE) for k, v in prior.items()}).cpu()
-           for i in range(0, len(images), batch)]
-    return torch.cat(out)
-
-
-@torch.no_grad()
-def raw_logits(model, images, batch=50):
-    return torch.cat([model.net(images[i:i + batch].to(DEVICE)).cpu() for i in range(0, len(images), batch)])
-
-
+# %%
 def seg_stats(pred, labels, num_classes):
-    return {"miou": pb.metrics.mean_iou(pred, labels, num_classes),
-            "length_ratio": float(S.boundary_length(pred).sum() / S.boundary_length(labels).sum()),
+    """mIoU, boundary length (prediction / truth) and connected components per image."""
+    length = S.boundary_length(pred).sum() / S.boundary_length(labels).sum()
+    return {"mIoU": pb.metrics.mean_iou(pred, labels, num_classes),
+            "length ratio": float(length),
             "components": float(S.count_components(pred).float().mean())}
 
 
-models, results = {}, {}
-for task, spec in tasks.items():
-    for head in ("softmax", "std"):
-        for seed in SEEDS:
-            pb.runtime.seed_all(seed)
-            model = WithHead(small_fcn(spec["classes"]), make_head(head))
-            cfg = TrainConfig(epochs=EPOCHS, lr=1e-2, batch_size=16, seed=seed,
-                              params={"task": task, "head": head, "size": SIZE, "n_train": N_TRAIN, "noise": NOISE,
-                                      "voronoi_noise": VORONOI_NOISE, "lam": LAM, "epsilon": EPSILON, "T": ITERATIONS,
-                                      "sigma": SIGMA})
-            data = {"image": spec["train"]["image"], "labels": spec["train"]["labels"]}
-            train_or_load(f"ch3-{task}-{head}-s{seed}", model, nll, data, cfg, device=DEVICE, verbose=False)
-            models[task, head, seed] = model
-            results[task, head, seed] = seg_stats(predict(model, spec["test"]["image"]).argmax(1),
-                                                  spec["test"]["labels"], spec["classes"])
+def readouts(task, images):
+    """The four read-outs of §11 on `images`: {name: (N, H, W) prediction}."""
+    o_sm = raw_logits(models[task, "softmax"], images)
+    o_st = raw_logits(models[task, "std"], images)
+    return {"softmax": o_sm.argmax(1), "STD at test time only": std_u(o_sm).argmax(1),
+            "STD trained": std_u(o_st).argmax(1),
+            "STD net, layer removed": o_st.argmax(1)}
 
-# %% tags=["nbval-check-output"]
-for task, spec in tasks.items():
-    gt_cc = float(S.count_components(spec["test"]["labels"]).float().mean())
-    print(f"{task}: test ground truth has {gt_cc:.2f} components per image")
 
-# %%
-summary = {}
-print(f"{'task':<8} {'head':<8} {'mIoU':>14} {'length ratio':>16} {'components':>14}   (mean ± spread over seeds)")
-for task in tasks:
-    for head in ("softmax", "std"):
-        rows = [results[task, head, s] for s in SEEDS]
-        m = {key: (np.mean([r[key] for r in rows]), np.ptp([r[key] for r in rows]) / 2) for key in rows[0]}
-        summary[task, head] = m
-        print(f"{task:<8} {head:<8} {m['miou'][0]:8.3f} ±{m['miou'][1]:.3f} {m['length_ratio'][0]:10.2f} "
-              f"±{m['length_ratio'][1]:.2f} {m['components'][0]:8.2f} ±{m['components'][1]:.2f}")
-        for key in ("miou", "length_ratio", "components"):
-            glue(f"ch3_{task}_{head}_{key}", float(m[key][0]), display=False)
-
-# %% [markdown]
-# **The claim, checked.** On held-out noisy scenes the STD head gives fewer connected components and
-# shorter boundaries than the softmax head, for every seed and both tasks (binary shapes: components
-# {glue:text}`ch3_shapes_softmax_components:.2f` → {glue:text}`ch3_shapes_std_components:.2f`, length
-# ratio {glue:text}`ch3_shapes_softmax_length_ratio:.2f` → {glue:text}`ch3_shapes_std_length_ratio:.2f`;
-# Voronoi: {glue:text}`ch3_voronoi_softmax_components:.2f` → {glue:text}`ch3_voronoi_std_components:.2f`
-# and {glue:text}`ch3_voronoi_softmax_length_ratio:.2f` → {glue:text}`ch3_voronoi_std_length_ratio:.2f`).
-# mIoU moves less (shapes {glue:text}`ch3_shapes_softmax_miou:.3f` → {glue:text}`ch3_shapes_std_miou:.3f`,
-# Voronoi {glue:text}`ch3_voronoi_softmax_miou:.3f` → {glue:text}`ch3_voronoi_std_miou:.3f`): the regions
-# STD cleans up are small, so they weigh little in an area measure.
-
-# %%
-if SCALE != "smoke":
-    for task in tasks:
-        for s in SEEDS:
-            sm, st = results[task, "softmax", s], results[task, "std", s]
-            assert st["components"] < sm["components"], f"{task}, seed {s}: STD did not reduce components"
-            assert st["length_ratio"] < sm["length_ratio"], f"{task}, seed {s}: STD did not shorten boundaries"
-    print("STD < softmax in components and boundary length for every task and seed")
+rows = ["| task | read-out | mIoU | length ratio | components |",
+        "|---|---|---|---|---|"]
+for task, data in tasks.items():
+    test = data["test"]
+    for name, pred in readouts(task, test["image"]).items():
+        st = seg_stats(pred, test["labels"], int(test["labels"].max()) + 1)
+        rows.append(f"| {task} | {name} | {st['mIoU']:.3f} | {st['length ratio']:.2f} "
+                    f"| {st['components']:.2f} |")
+    gt_cc = float(S.count_components(test["labels"]).float().mean())
+    rows.append(f"| {task} | ground truth | 1 | 1 | {gt_cc:.2f} |")
+display(Markdown("\n".join(rows)))
 
 # %% tags=["hide-input"]
-fig, ax = plt.subplots(2, 5, figsize=(11, 4.6))
-for r, (task, spec) in enumerate(tasks.items()):
-    i = 3
-    sm = predict(models[task, "softmax", SEEDS[0]], spec["test"]["image"][i:i + 1]).argmax(1)[0]
-    st = predict(models[task, "std", SEEDS[0]], spec["test"]["image"][i:i + 1]).argmax(1)[0]
-    nost = raw_logits(models[task, "std", SEEDS[0]], spec["test"]["image"][i:i + 1]).argmax(1)[0]
-    panels = [(spec["test"]["image"][i, 0], "image", "gray"), (spec["test"]["labels"][i], "ground truth", "viridis"),
-              (sm, "softmax head", "viridis"), (st, "STD head", "viridis"), (nost, "STD net, head removed", "viridis")]
+fig, ax = plt.subplots(2, 5, figsize=(pb.viz.PAGE_WIDTH, 2.9))
+for r, task in enumerate(tasks):
+    test, i = tasks[task]["test"], 3
+    preds = readouts(task, test["image"][i:i + 1])
+    panels = [(test["image"][i, 0], "image", "gray"),
+              (test["labels"][i], "truth", "viridis")]
+    panels += [(p[0], name, "viridis") for name, p in preds.items()
+               if "test" not in name]
+    panels[-1] = (panels[-1][0], "STD net,\nlayer removed", "viridis")
     for c, (img, title, cmap) in enumerate(panels):
         ax[r, c].imshow(img, cmap=cmap, interpolation="nearest")
-        ax[r, c].set_title(title, fontsize=9)
+        ax[r, c].set_title(title, fontsize=8)
         ax[r, c].axis("off")
 fig.tight_layout()
+pb.widgets.show(fig, glue="ch3_fig_heads")
 
 # %% [markdown]
-# The last column removes the STD layer from the STD-trained network and takes the argmax of its raw
-# scores: they are much noisier than the softmax network's, because training relied on the layer to
-# clean up. The prior lives in the forward pass, so it must stay at test time.
+# ```{glue:figure} ch3_fig_heads
+# :name: fig-ch3-heads
+# :alt: A noisy binary scene and a Voronoi mosaic with the predictions of each head
 #
-# **Cost.** Forward plus backward time of the whole small model, relative to the softmax head, for
-# $T\in\{1,5,10,50\}$ (batch 16, median of repeats). The paper reports STD-DeepLabV3+ at 1.21 against
-# 1.43 iterations/s (×1.18) [STD, Table 5]; our network is tiny, so the head's share is larger. (The
-# committed numbers were measured on a shared, busy machine: treat them as rough.)
+# One held-out scene per task (`small` run): the image, its ground truth, the softmax
+# network's prediction, the STD network's, and the STD network's raw scores with the layer
+# removed.
+# ```
+#
+# {numref}`fig-ch3-heads` shows the STD head's outputs free of the speckle the softmax head
+# leaves. The last column removes the STD layer from the STD-trained network and takes the
+# argmax of its raw scores: they are noisier than the softmax network's, because training
+# relied on the layer to clean up. The prior lives in the forward pass, so it must stay at test
+# time.
+#
+# **Cost.** Forward plus backward time of the whole small model, relative to the softmax head,
+# for $T\in\{1,5,10,50\}$ (batch 16, median of repeats). The paper reports STD-DeepLabV3+ at
+# 1.21 against 1.43 iterations/s (×1.18) [STD, Table 5]; our network is tiny, so the head's
+# share is larger. (Measured on a shared machine: treat the numbers as rough.)
 
 # %%
 def fwd_bwd_seconds(heads: dict, reps: int) -> dict:
-    """Median time of one forward+backward pass per head, the heads measured in turn (round robin)."""
-    x, y = tasks["shapes"]["train"]["image"][:16].to(DEVICE), tasks["shapes"]["train"]["labels"][:16].to(DEVICE)
-    models_t = {name: WithHead(small_fcn(2), head).to(DEVICE) for name, head in heads.items()}
+    """Median time of one forward+backward pass per head (round robin)."""
+    train = tasks["shapes"]["train"]
+    x, y = train["image"][:16].to(DEVICE), train["labels"][:16].to(DEVICE)
+    nets = {name: WithHead(small_fcn(2), head).to(DEVICE)
+            for name, head in heads.items()}
     times = {name: [] for name in heads}
     for rep in range(reps + 1):
-        for name, model in models_t.items():
+        for name, net in nets.items():
             t = time.perf_counter()
-            F.nll_loss(model(x), y).backward()
+            F.nll_loss(net(x), y).backward()
             if DEVICE.type == "cuda":
                 torch.cuda.synchronize()
             if rep:  # the first round warms up
@@ -735,184 +783,297 @@ def fwd_bwd_seconds(heads: dict, reps: int) -> dict:
 
 
 reps = pb.runtime.scaled(SCALE, smoke=1, small=10, full=20)
-seconds = fwd_bwd_seconds({0: None, **{T: S.STD(T, LAM, EPSILON, output="log_probs") for T in (1, 5, 10, 50)}}, reps)
+heads = {0: None, **{T: S.STD(T, LAM, EPSILON, output="log_probs")
+                     for T in (1, 5, 10, 50)}}
+seconds = fwd_bwd_seconds(heads, reps)
 cost = {T: seconds[T] / seconds[0] for T in (1, 5, 10, 50)}
-print(f"softmax head: {1000 * seconds[0]:.1f} ms per batch of 16; relative time with an STD head:",
-      ", ".join(f"T={T}: {r:.2f}x" for T, r in cost.items()))
+print(f"softmax head: {1000 * seconds[0]:.1f} ms per batch of 16; relative time with "
+      "an STD head:", ", ".join(f"T={T}: {r:.2f}x" for T, r in cost.items()))
 glue("ch3_cost_T10", float(cost[10]), display=False)
-glue("ch3_cost_T50", float(cost[50]), display=False)
 
 # %% [markdown]
-# With $T=10$ the STD head costs {glue:text}`ch3_cost_T10:.1f`× the softmax head's time here; the cost
-# grows linearly in $T$ (one convolution and one softmax per iteration), which is why SS-STD's $T=50$ is
-# expensive.
+# With $T=10$ the STD head costs {glue:text}`ch3_cost_T10:.1f`× the softmax head's time here;
+# the cost grows linearly in $T$ (one convolution and one softmax per iteration), which is why
+# SS-STD's $T=50$ is expensive.
 #
 # ## 12. The volume prior, with oracle and estimated volumes
 #
-# **The paper takes the volumes from the ground truth, also at test time** ("we use the exact volume
-# constraints in the prediction ... may be not applicable in real applications", Sec. 4.2), and
-# likewise the star centres. We plug a `VolumeSTD` layer ($T=10$, $t_2=1$ as in the paper, same
-# $\lambda,\varepsilon$) onto the scores of the STD-trained binary network and feed it the ground-truth
-# volumes, the same with a relative error of ±5 % and ±20 % on the foreground, and finally volumes
-# *estimated* without the ground truth: the soft foreground area predicted by the softmax-head network
-# (a second, plain model). The paper also trains with the volume layer; to stay in budget we only plug
-# it in at test time.
+# **The paper takes the volumes from the ground truth, also at test time** ("we use the exact
+# volume constraints in the prediction ... may be not applicable in real applications",
+# Sec. 4.2), and likewise the star centres. We plug a `VolumeSTD` step ($T=10$, $t_2=1$
+# Sinkhorn step per iteration as in the paper, same $\lambda,\varepsilon$) onto the scores of
+# the STD-trained binary network and feed it the ground-truth volumes, the same with a relative
+# error of ±5 % and ±20 % on the foreground, and volumes *estimated* without the ground truth:
+# the soft foreground area predicted by the softmax network (a second, plain model). The paper
+# also trains with the volume layer; we only plug it in at test time. This section runs on the
+# `small` models (one seed): it describes, it does not decide.
 
 # %%
-spec = tasks["shapes"]
-labels_test = spec["test"]["labels"]
-V_true = S.volumes_from_labels(labels_test, 2)
-vp_rows = {}
-for seed in SEEDS:
-    o_test = raw_logits(models["shapes", "std", seed], spec["test"]["image"])
-    o_plain = raw_logits(models["shapes", "softmax", seed], spec["test"]["image"])
-    volume_settings = {"STD (no volume)": None}
-    for rel in (-0.2, -0.05, 0.0, 0.05, 0.2):
-        fg = V_true[:, 1] * (1 + rel)
-        volume_settings[f"oracle {100 * rel:+.0f} %" if rel else "oracle"] = torch.stack([SIZE * SIZE - fg, fg], 1)
-    fg_est = torch.softmax(o_plain, 1)[:, 1].sum((1, 2)).clamp(1, SIZE * SIZE - 1)  # from the softmax network
-    volume_settings["estimated"] = torch.stack([SIZE * SIZE - fg_est, fg_est], 1)
-    for name, V in volume_settings.items():
-        if V is None:
-            u = S.soft_threshold_dynamics(o_test, iterations=ITERATIONS, lam=LAM, epsilon=EPSILON, kernel=KERNEL)
-            soft_err = float("nan")
-        else:
-            u = S.soft_threshold_dynamics(o_test, iterations=ITERATIONS, lam=LAM, epsilon=EPSILON, kernel=KERNEL,
-                                          volumes=V)
-            soft_err = float(((u.sum((2, 3)) - V).abs() / V).max())
-        vp_rows.setdefault(name, []).append({**seg_stats(u.argmax(1), labels_test, 2), "soft_err": soft_err})
-
-print(f"{'volumes':<18} {'mIoU':>7} {'length ratio':>13} {'components':>11} {'max soft volume error':>22}")
-for name, rows in vp_rows.items():
-    print(f"{name:<18} {np.mean([r['miou'] for r in rows]):7.3f} {np.mean([r['length_ratio'] for r in rows]):13.2f} "
-          f"{np.mean([r['components'] for r in rows]):11.2f} {max(r['soft_err'] for r in rows):22.1e}")
-glue("ch3_vp_oracle_miou", float(np.mean([r["miou"] for r in vp_rows["oracle"]])), display=False)
-glue("ch3_vp_none_miou", float(np.mean([r["miou"] for r in vp_rows["STD (no volume)"]])), display=False)
-glue("ch3_vp_est_miou", float(np.mean([r["miou"] for r in vp_rows["estimated"]])), display=False)
-glue("ch3_vp_m20_miou", float(np.mean([r["miou"] for r in vp_rows["oracle -20 %"]])), display=False)
-glue("ch3_vp_soft_err", float(max(r["soft_err"] for r in vp_rows["oracle"])), display=False)
-glue("ch3_vp_p20_miou", float(np.mean([r["miou"] for r in vp_rows["oracle +20 %"]])), display=False)
+test = tasks["shapes"]["test"]
+P = test["labels"][0].numel()  # pixels per image
+V_true = S.volumes_from_labels(test["labels"], 2)
+o_test = raw_logits(models["shapes", "std"], test["image"])
+o_plain = raw_logits(models["shapes", "softmax"], test["image"])
+fg_est = torch.softmax(o_plain, 1)[:, 1].sum((1, 2)).clamp(1, P - 1)
+volume_settings = {"STD (no volume)": None,
+                   "estimated": torch.stack([P - fg_est, fg_est], 1)}
+for rel in (-0.2, -0.05, 0.0, 0.05, 0.2):
+    fg = V_true[:, 1] * (1 + rel)
+    volume_settings[f"oracle {100 * rel:+.0f} %" if rel else "oracle"] = torch.stack(
+        [P - fg, fg], 1)
+vp_rows, soft_volumes = {}, {}
+rows = ["| volumes | mIoU | length ratio | components |", "|---|---|---|---|"]
+for name, V in volume_settings.items():
+    u = std_u(o_test, **({} if V is None else {"volumes": V}))
+    vp_rows[name] = seg_stats(u.argmax(1), test["labels"], 2)
+    soft_volumes[name] = u.sum((2, 3))
+    cells = " | ".join(f"{v:.3f}" for v in vp_rows[name].values())
+    rows.append(f"| {name} | {cells} |")
+display(Markdown("\n".join(rows)))
+names = {"oracle": "oracle", "none": "STD (no volume)", "est": "estimated",
+         "m20": "oracle -20 %", "p20": "oracle +20 %"}
+for key, name in names.items():
+    glue(f"ch3_vp_{key}_miou", float(vp_rows[name]["mIoU"]), display=False)
 
 # %% [markdown]
-# At this scale the paper's VP gain does **not** reproduce: oracle volumes give mIoU
-# {glue:text}`ch3_vp_oracle_miou:.3f` against {glue:text}`ch3_vp_none_miou:.3f` without them — the STD
-# network's masks already have about the right area, so there is little for the constraint to fix — and
-# volumes estimated by the softmax network give {glue:text}`ch3_vp_est_miou:.3f`; all three are within
-# the spread between seeds. Wrong volumes hurt at once: a 20 % underestimate gives
-# {glue:text}`ch3_vp_m20_miou:.3f`, a 20 % overestimate {glue:text}`ch3_vp_p20_miou:.3f`. A volume prior is
-# only as good as the volume, and the paper's gains (Tables 3, 6, 7) are measured with exact ones. With the paper's single Sinkhorn
-# step per outer iteration the soft volumes are met to a worst-case relative error of
-# {glue:text}`ch3_vp_soft_err:.1e` after $T=10$; the check below uses a 5 % tolerance, about twice the
-# worst case we measured over seeds.
+# In this one-seed `small` run, oracle volumes give mIoU {glue:text}`ch3_vp_oracle_miou:.3f`
+# against {glue:text}`ch3_vp_none_miou:.3f` without them, and volumes estimated by the softmax
+# network {glue:text}`ch3_vp_est_miou:.3f`; wrong volumes cost at once: a 20 %
+# underestimate gives {glue:text}`ch3_vp_m20_miou:.3f`, a 20 % overestimate
+# {glue:text}`ch3_vp_p20_miou:.3f`. A volume prior is only as good as the volume, and the
+# paper's gains (Tables 3, 6, 7) are measured with exact ones.
+#
+# **Is the constraint met?** Section 9 showed that the volume step is coordinate ascent on a
+# concave dual: the soft volumes $\sum_x u_i(x)$ equal $V_i$ *at the dual optimum*, and a few
+# steps only approach it. A volume is a pixel count, so "met" can be given a tolerance from the
+# method rather than from a measurement: within **half a pixel**, the resolution of a count
+# (a soft area within ½ px of $V_i$ rounds to $V_i$). With the paper's single Sinkhorn step per
+# outer iteration ($t_2=1$, $T=10$: ten dual steps in all) that is not what the method
+# promises, and the worst image misses by {glue:text}`ch3_vp_t1_err:.1f` px; run to the dual
+# optimum ($t_2=$ {glue:text}`ch3_vp_t2`, warm-started, per outer iteration) every image of
+# every volume setting meets it.
 
 # %%
-if SCALE != "smoke":
-    assert max(r["soft_err"] for r in vp_rows["oracle"]) < 0.05, "soft volumes not met to 5 %"
-    print("oracle volume constraint met to 5 % in every image and seed")
+T2 = 100  # Sinkhorn steps per outer iteration, enough to reach the dual optimum (§9)
+worst = {}
+for t2 in (1, T2):
+    errs = []
+    for name, V in volume_settings.items():
+        if V is not None:
+            u = std_u(o_test, volumes=V, sinkhorn_iterations=t2)
+            errs.append(float((u.sum((2, 3)) - V).abs().max()))
+    worst[t2] = max(errs)
+    print(f"t2 = {t2:>3}: worst |sum_x u_i - V_i| over images, classes, settings: "
+          f"{worst[t2]:.3g} px")
+glue("ch3_vp_t1_err", worst[1], display=False)
+glue("ch3_vp_t2", T2, display=False)
+assert worst[T2] < 0.5, "the volume step did not meet the volumes to half a pixel"
 
 # %% [markdown]
 # ## 13. The star prior: a positive and a negative control
 #
-# A `StarSTD` layer ($T=50$, $\tau=\varepsilon$) on the STD network's scores, centre = the ground-truth
-# centroid (the paper's oracle) or the centroid of the network's own soft foreground (estimated).
-# Positive control: stars with three distractor disks and two dark notches. Negative control: annuli
-# and C-shapes, which are not star-shaped about their centroid — there the prior must hurt.
+# A `StarSTD` step ($T=50$, $\tau=\varepsilon$) on the STD network's scores, with the centre
+# the ground-truth centroid (the paper's oracle) or the centroid of the network's own soft
+# foreground (estimated). Positive control: stars with three distractor disks and two dark
+# notches. Negative controls: annuli and C-shapes, which are not star-shaped about their
+# centroid, so there the prior must hurt. Here on the `small` model (one seed); §14 decides.
 
 # %%
-controls = {
-    "stars (positive)": make_shape_scenes(N_TEST, SIZE, "star", NOISE, distractors=3, notches=2, seed=5),
-    "annuli (negative)": make_shape_scenes(N_TEST, SIZE, "annulus", NOISE, distractors=2, seed=6),
-    "C-shapes (negative)": make_shape_scenes(N_TEST, SIZE, "c_shape", NOISE, distractors=2, seed=7),
-}
-star_rows, viol_by_T = {}, {T: [] for T in (0, 10, 25, 50, 100)}
-for seed in SEEDS:
-    net = models["shapes", "std", seed]
-    for cname, data in controls.items():
-        o_c = raw_logits(net, data["image"])
-        lab = data["labels"]
-        c_true = S.centroid(lab.float())
-        c_est = S.centroid(torch.softmax(o_c, 1)[:, 1])
-        outs = {"softmax head": predict(models["shapes", "softmax", seed], data["image"]).argmax(1),
-                "STD": S.soft_threshold_dynamics(o_c, iterations=ITERATIONS, lam=LAM, epsilon=EPSILON,
-                                                 kernel=KERNEL).argmax(1)}
-        for cname2, c in (("SS-STD, oracle centre", c_true), ("SS-STD, estimated centre", c_est)):
-            outs[cname2] = S.soft_threshold_dynamics(o_c, iterations=STAR_ITERATIONS, lam=LAM, epsilon=EPSILON,
-                                                     kernel=KERNEL, center=c).argmax(1)
-        for method, pred in outs.items():
-            star_rows.setdefault((cname, method), []).append(
-                {**seg_stats(pred, lab, 2), "violations": float(S.star_violations(pred == 1, c_true).float().mean())})
-        if cname.startswith("stars"):
-            for T in viol_by_T:
-                pred = S.soft_threshold_dynamics(o_c, iterations=T, lam=LAM, epsilon=EPSILON, kernel=KERNEL,
-                                                 center=c_true).argmax(1)
-                viol_by_T[T].append(float(S.star_violations(pred == 1, c_true).float().mean()))
-
-print(f"{'scenes':<20} {'method':<25} {'mIoU':>6} {'components':>11} {'star violations / image':>24}")
-for (cname, method), rows in star_rows.items():
-    print(f"{cname:<20} {method:<25} {np.mean([r['miou'] for r in rows]):6.3f} "
-          f"{np.mean([r['components'] for r in rows]):11.2f} {np.mean([r['violations'] for r in rows]):24.1f}")
-gt_viol = float(S.star_violations(controls["stars (positive)"]["labels"] == 1,
-                                  S.centroid(controls["stars (positive)"]["labels"].float())).float().mean())
+shapes_data = runs["shapes", "std"].data
+n_test, size = shapes_data["test"]["labels"].shape[:2]
+controls = {"stars": shapes_data["stars"], "annuli": shapes_data["annuli"],
+            "C-shapes": make_shape_scenes(n_test, size, "c_shape", NOISE, distractors=2,
+                                          seed=7)}
+net = models["shapes", "std"]
+star_rows, viol_by_T = {}, {}
+for cname, data in controls.items():
+    o_c, lab = raw_logits(net, data["image"]), data["labels"]
+    c_true = S.centroid(lab.float())
+    o_sm = raw_logits(models["shapes", "softmax"], data["image"])
+    c_est = S.centroid(torch.softmax(o_c, 1)[:, 1])  # of the network's soft foreground
+    outs = {"softmax head": o_sm, "STD": std_u(o_c),
+            "SS-STD, oracle centre": std_u(o_c, STAR_ITERATIONS, center=c_true),
+            "SS-STD, estimated centre": std_u(o_c, STAR_ITERATIONS, center=c_est)}
+    for method, u in outs.items():
+        pred = u.argmax(1)
+        viol = float(S.star_violations(pred == 1, c_true).float().mean())
+        star_rows[cname, method] = {**seg_stats(pred, lab, 2), "violations": viol}
+    if cname == "stars":
+        for T in (0, 10, 25, 50, 100):
+            pred = std_u(o_c, T, center=c_true).argmax(1)
+            viol_by_T[T] = float(S.star_violations(pred == 1, c_true).float().mean())
+rows = ["| scenes | read-out | mIoU | components | star violations / image |",
+        "|---|---|---|---|---|"]
+rows += [f"| {c} | {m} | {r['mIoU']:.3f} | {r['components']:.2f} "
+         f"| {r['violations']:.1f} |" for (c, m), r in star_rows.items()]
+display(Markdown("\n".join(rows)))
+star_labels = controls["stars"]["labels"]
+gt_viol = float(S.star_violations(star_labels == 1, S.centroid(star_labels.float()))
+                .float().mean())
 print(f"ground-truth stars: {gt_viol:.2f} violations per image (rasterisation)")
 print("SS-STD violations per image by T (oracle centre):",
-      {T: round(float(np.mean(v)), 1) for T, v in viol_by_T.items()})
+      {T: round(v, 1) for T, v in viol_by_T.items()})
 
-
-def star_mean(cname, method, key):
-    return float(np.mean([r[key] for r in star_rows[cname, method]]))
-
-
-for key, cname in (("pos", "stars (positive)"), ("ann", "annuli (negative)"), ("c", "C-shapes (negative)")):
-    for mkey, method in (("std", "STD"), ("ss", "SS-STD, oracle centre"), ("ssest", "SS-STD, estimated centre")):
-        glue(f"ch3_star_{key}_{mkey}_miou", float(star_mean(cname, method, "miou")), display=False)
-glue("ch3_star_viol_T0", float(np.mean(viol_by_T[0])), display=False)
-glue("ch3_star_viol_T50", float(np.mean(viol_by_T[50])), display=False)
-glue("ch3_star_viol_gt", float(gt_viol), display=False)
+# %% tags=["remove-cell"]
+for key, cname in (("pos", "stars"), ("ann", "annuli"), ("c", "C-shapes")):
+    for mkey, method in (("std", "STD"), ("ss", "SS-STD, oracle centre"),
+                         ("ssest", "SS-STD, estimated centre")):
+        value = star_rows[cname, method]["mIoU"]
+        glue(f"ch3_star_{key}_{mkey}_miou", value, display=False)
+glue("ch3_star_viol_T0", viol_by_T[0], display=False)
+glue("ch3_star_viol_T50", viol_by_T[50], display=False)
+glue("ch3_star_viol_gt", gt_viol, display=False)
 
 # %% [markdown]
-# On stars the prior removes distractors and fills notches: mIoU {glue:text}`ch3_star_pos_std_miou:.3f`
-# (STD) → {glue:text}`ch3_star_pos_ss_miou:.3f` (SS-STD, oracle centre), and
-# {glue:text}`ch3_star_pos_ssest_miou:.3f` with the estimated centre (the centroid of the soft foreground
-# is close to the star's, distractors and all). The mIoU gain is small because few pixels change, but
-# components and violations drop. Hard violations fall from {glue:text}`ch3_star_viol_T0:.1f` per image
-# at $T=0$ to {glue:text}`ch3_star_viol_T50:.1f` at $T=50$, the level of the rasterisation floor (the
-# ground-truth stars themselves have {glue:text}`ch3_star_viol_gt:.2f`), where the count fluctuates by a
-# fraction of a pixel from one $T$ to the next: approximately, not exactly, star-shaped, as the paper
-# says of $T=50$. On annuli and C-shapes the centroid lies in the hole. Monotonicity towards a centre
-# that the data call background leaves two ways out, fill the hole or erase the object, and the layer
-# mostly erases (figure below): mIoU {glue:text}`ch3_star_ann_std_miou:.3f` → {glue:text}`ch3_star_ann_ss_miou:.3f`
-# on annuli and {glue:text}`ch3_star_c_std_miou:.3f` → {glue:text}`ch3_star_c_ss_miou:.3f` on C-shapes. The
-# prior is a strong assumption, right only where it holds.
+# Hard violations fall from {glue:text}`ch3_star_viol_T0:.1f` per image at $T=0$ to
+# {glue:text}`ch3_star_viol_T50:.1f` at $T=50$, towards the rasterisation floor (the
+# ground-truth stars themselves have {glue:text}`ch3_star_viol_gt:.2f`): approximately, not
+# exactly, star-shaped, as the paper says of $T=50$. The dual ascent enforces the constraint
+# step by step, so the violations must fall with $T$; the check below asserts it. In this
+# one-seed run, mIoU on stars goes from {glue:text}`ch3_star_pos_std_miou:.3f` (STD) to
+# {glue:text}`ch3_star_pos_ss_miou:.3f` (SS-STD, oracle centre) and
+# {glue:text}`ch3_star_pos_ssest_miou:.3f` (estimated centre). On annuli and C-shapes the
+# centroid lies in the hole. Monotonicity towards a centre that the data call background
+# leaves two ways out, fill the hole or erase the object ({numref}`fig-ch3-star-controls`):
+# mIoU {glue:text}`ch3_star_ann_std_miou:.3f` → {glue:text}`ch3_star_ann_ss_miou:.3f` on
+# annuli and {glue:text}`ch3_star_c_std_miou:.3f` → {glue:text}`ch3_star_c_ss_miou:.3f` on
+# C-shapes. Whether the gain on stars and the loss on annuli are more than one seed's luck is
+# for §14.
 
 # %%
 if SCALE != "smoke":
-    viol_means = {T: float(np.mean(viol_by_T[T])) for T in (0, 10, 50)}
-    assert viol_means[50] < viol_means[10] < viol_means[0] / 3, f"violations did not fall with T: {viol_means}"
-    assert star_mean("stars (positive)", "SS-STD, oracle centre", "miou") > star_mean("stars (positive)", "STD", "miou")
-    assert star_mean("annuli (negative)", "SS-STD, oracle centre", "miou") < star_mean("annuli (negative)", "STD", "miou")
-    print("violations fall with T; the star prior helps on stars and hurts on annuli")
+    assert viol_by_T[50] < viol_by_T[10] < viol_by_T[0], f"did not fall: {viol_by_T}"
+    print("star violations fall with T:", [viol_by_T[T] for T in (0, 10, 50)])
 
 # %% tags=["hide-input"]
-fig, ax = plt.subplots(3, 4, figsize=(9, 7))
-net = models["shapes", "std", SEEDS[0]]
+fig, ax = plt.subplots(3, 4, figsize=(pb.viz.PAGE_WIDTH, 4.9))
 for r, (cname, data) in enumerate(controls.items()):
-    i = 0
-    o_c = raw_logits(net, data["image"][i:i + 1])
-    c_true = S.centroid(data["labels"][i:i + 1].float())
-    panels = [(data["image"][i, 0], "image", "gray"), (data["labels"][i], "ground truth", "viridis"),
-              (S.soft_threshold_dynamics(o_c, iterations=ITERATIONS, lam=LAM, epsilon=EPSILON, kernel=KERNEL)
-               .argmax(1)[0], "STD", "viridis"),
-              (S.soft_threshold_dynamics(o_c, iterations=STAR_ITERATIONS, lam=LAM, epsilon=EPSILON, kernel=KERNEL,
-                                         center=c_true).argmax(1)[0], "SS-STD (oracle centre)", "viridis")]
+    o_c = raw_logits(net, data["image"][:1])
+    c_true = S.centroid(data["labels"][:1].float())
+    ss = std_u(o_c, STAR_ITERATIONS, center=c_true)
+    panels = [(data["image"][0, 0], f"{cname}: image", "gray"),
+              (data["labels"][0], "truth", "viridis"),
+              (std_u(o_c).argmax(1)[0], "STD", "viridis"),
+              (ss.argmax(1)[0], "SS-STD", "viridis")]
     for c, (img, title, cmap) in enumerate(panels):
         ax[r, c].imshow(img, cmap=cmap, interpolation="nearest")
         ax[r, c].plot(c_true[0, 1], c_true[0, 0], "r+", ms=8)
-        ax[r, c].set_title(f"{cname.split()[0]}: {title}" if c == 0 else title, fontsize=9)
+        ax[r, c].set_title(title, fontsize=8)
         ax[r, c].axis("off")
 fig.tight_layout()
+pb.widgets.show(fig, glue="ch3_fig_star_controls")
 
 # %% [markdown]
-# ## 14. The paper's numbers (full scale)
+# ```{glue:figure} ch3_fig_star_controls
+# :name: fig-ch3-star-controls
+# :alt: A star, an annulus and a C-shape with the STD and SS-STD predictions
+#
+# The star prior on a positive control (a star, top) and two negative ones (an annulus and a
+# C-shape): image, ground truth, STD, and SS-STD with the oracle centre (red cross, the
+# ground-truth centroid). `small` run, first held-out scene of each set.
+# ```
+#
+# ## 14. The evidence: `medium` scale, five seeds
+#
+# The `small` runs above are a demonstration. The `medium` run of the same experiment
+# (`python -m pixelbook.run 03_soft_threshold_dynamics`, results committed under
+# `results/03_soft_threshold_dynamics/`) trains every arm on each of five seeds, each seed
+# with its own scenes: {glue:text}`ch3_med_ntrain` training scenes of
+# {glue:text}`ch3_med_size`² pixels, {glue:text}`ch3_med_epochs` epochs
+# ({glue:text}`ch3_med_steps` Adam steps), {glue:text}`ch3_med_ntest` held-out scenes per
+# set (mixed shapes, stars, annuli). Its arms, all the same network with the same budget:
+#
+# - `softmax`: trained and read out with a softmax;
+# - `std_post`: the softmax network with the same STD layer applied only at test time;
+# - `std`: trained and read out with the STD layer;
+# - `ss_std`: the STD network read out with SS-STD (oracle centre, $T=50$).
+#
+# The claims were committed before the run, with their margins: half the paper's gain, in
+# mIoU, where the paper gives one (STD over softmax: about one point on held-out VOC and ISIC,
+# so 0.005; SS-STD over STD on ISIC's stars: 0.55 points, so 0.003), and the direction alone
+# (margin 0) where it gives none, each on at least 4 of 5 seeds (5 of 5 for the annuli). With
+# no effect, a difference beats a margin ≥ 0 on 4 of 5 seeds with probability at most 6/32.
+# The whole table is in `pixelbook/experiments/std.py`; the results page lists every chapter's.
+
+# %%
+RES = pb.results.load_results(EXP.chapter)
+med = RES.record("std", 0)["config"]
+for key, value in (("ntrain", med["data"]["n_train"]), ("ntest", med["data"]["n_test"]),
+                   ("size", med["data"]["size"]), ("epochs", med["train"]["epochs"])):
+    glue(f"ch3_med_{key}", value, display=False)
+steps = med["train"]["epochs"] * (med["data"]["n_train"] // med["train"]["batch_size"])
+glue("ch3_med_steps", steps, display=False)
+ARMS = {"softmax": "softmax", "std_post": "STD at test time only", "std": "STD trained",
+        "ss_std": "STD trained, SS-STD read-out"}
+COLUMNS = {"shapes.miou": "mIoU (shapes)", "shapes.length_ratio": "length ratio",
+           "shapes.components": "components", "stars.miou": "mIoU (stars)",
+           "annuli.miou": "mIoU (annuli)"}
+rows = ["| arm | " + " | ".join(COLUMNS.values()) + " |",
+        "|---" * (len(COLUMNS) + 1) + "|"]
+for arm, label in ARMS.items():
+    cells = [format(RES.summary(arm, m), ".3f" if "miou" in m else ".2f")
+             for m in COLUMNS]
+    rows.append(f"| {label} | " + " | ".join(cells) + " |")
+    for m in ("shapes.miou", "stars.miou", "annuli.miou"):
+        key = f"ch3_med_{arm}_{m.replace('.', '_')}"
+        glue(key, RES.summary(arm, m).mean, display=False)
+        glue(key + "_sd", RES.summary(arm, m).std, display=False)
+display(Markdown("\n".join(rows) + "\n\nMean ± sample standard deviation over seeds "
+                 f"{RES.seeds('std')}, `medium` scale."))
+
+# %% [markdown]
+# The check cell evaluates exactly the registered claims on these files and asserts each
+# claim's recorded outcome (`Claim.expected`, the one field set after the run).
+
+# %%
+outcomes = pb.results.evaluate_claims(EXP, RES)
+for outcome in outcomes:
+    print(outcome, end="\n\n")
+    glue(f"ch3_claim_{outcome.claim.id}_wins", outcome.wins, display=False)
+    glue(f"ch3_claim_{outcome.claim.id}_words", outcome.words, display=False)
+for outcome in outcomes:
+    outcome.check()
+# the twin arms retrain the same network (deterministic on a CPU): same read-outs
+twins = (("softmax", "std_post", "shapes.std.miou", "shapes.miou"),
+         ("std", "ss_std", "stars.miou", "stars.std.miou"))
+for twin, arm, metric, own in twins:
+    assert RES.values(twin, metric) == RES.values(arm, own), (twin, arm)
+print("twins agree: the std_post and ss_std arms read out the softmax and std networks")
+
+# %% tags=["hide-input"]
+fig, ax = plt.subplots(1, 2, figsize=(pb.viz.PAGE_WIDTH, 2.7),
+                       gridspec_kw={"width_ratios": [1, 1.3]})
+for arm, color in (("softmax", "C0"), ("std", "C1")):
+    for seed in RES.seeds(arm):
+        curve = RES.history(arm, seed)["val_miou"]
+        ax[0].plot(range(1, len(curve) + 1), curve, color=color, lw=0.8,
+                   label=ARMS[arm] if seed == RES.seeds(arm)[0] else None)
+ax[0].set(xlabel="epoch", ylabel="held-out mIoU", title="training (each seed)")
+ax[0].legend(fontsize=7)
+for row, outcome in enumerate(outcomes):
+    ax[1].plot(outcome.diffs, [row] * len(outcome.diffs), "o", ms=4, alpha=0.7,
+               color="C2" if outcome.holds else "C3")
+    ax[1].plot([outcome.claim.margin] * 2, [row - 0.3, row + 0.3], "k-", lw=1.5)
+ax[1].axvline(0, color="gray", lw=0.5)
+ax[1].set_yticks(range(len(outcomes)), [o.claim.id for o in outcomes], fontsize=7)
+ax[1].invert_yaxis()
+ax[1].set(xlabel="per-seed difference in mIoU (A − B)", title="claims: seeds vs margin")
+fig.tight_layout()
+pb.widgets.show(fig, glue="ch3_fig_medium")
+
+# %% [markdown]
+# ```{glue:figure} ch3_fig_medium
+# :name: fig-ch3-medium
+# :alt: Held-out mIoU per epoch for the softmax and STD networks, and each claim's per-seed differences
+#
+# The `medium` run. Left: held-out mIoU (first 100 scenes) after each epoch, one line per
+# seed, for the softmax network and the STD network. Right: for each registered claim, the
+# per-seed difference "arm A − arm B" in mIoU (green: the claim holds, red: it does not) and
+# the claim's margin (black bar); a seed counts when its dot lies right of the bar.
+# ```
+
+# %% [markdown]
+# ## 15. The paper's numbers (full scale)
 #
 # Quoted from {cite:t}`liu2020std`; DeepLabV3+ {cite}`chen2018encoder` with an Xception-65 backbone, TensorFlow,
 # 4 V100 GPUs.
@@ -939,14 +1100,20 @@ fig.tight_layout()
 # | paper, training speed, iterations/s [Table 5] | DeepLabV3+ | STD | VP-STD |
 # |---|---|---|---|
 # | 4 × V100 | 1.43 | 1.21 | 0.77 |
-#
+
+# %% tags=["remove-cell"]
+# Table 3's gains over DeepLabV3+ (the text says "about 2.9 % - 3.7 %"; book/errata.md)
+glue("ch3_paper_t3_std_gain", 94.40 - 91.34, display=False)
+glue("ch3_paper_t3_vpstd_gain", 95.21 - 91.34, display=False)
+
+# %% [markdown]
 # Two caveats from reading the paper: the VOC "validation" numbers of Tables 1–3 are measured on images
 # the networks were trained on (train+val), so only the test set's 83.60 → ≈84.6 is a held-out
 # comparison; and every VP-STD and SS-STD number uses oracle priors. Our small-scale results agree in
 # direction on what we can test (smoother outputs; oracle volumes help; star priors help on stars) and add
 # what the paper does not show: estimated priors help much less, and a star prior hurts on non-star shapes.
 #
-# ## 15. Full scale: DeepLabV3 with an STD head on VOC 2012 and ISIC 2018
+# ## 16. Full scale: DeepLabV3 with an STD head on VOC 2012 and ISIC 2018
 #
 # At `full` scale (a GPU) the same `WithHead` wraps torchvision's DeepLabV3-ResNet50 (ImageNet backbone)
 # {cite}`chen2017rethinking` and trains it with a softmax head and with an STD head (the paper's
@@ -966,24 +1133,30 @@ fig.tight_layout()
 # (30 epochs: roughly an hour per head on a T4 for VOC).
 
 # %%
-def deeplab_with_std(num_classes: int, pretrained_backbone: bool, head_kind: str = "std"):
+def deeplab_with_std(num_classes: int, pretrained_backbone: bool, head_kind="std"):
+    """DeepLabV3-ResNet50 ending in a softmax or an STD head (the paper's ε = 0.1)."""
     from torchvision.models import ResNet50_Weights
     from torchvision.models.segmentation import deeplabv3_resnet50
 
-    net = deeplabv3_resnet50(weights=None, weights_backbone=ResNet50_Weights.IMAGENET1K_V1 if pretrained_backbone else None,
+    backbone = ResNet50_Weights.IMAGENET1K_V1 if pretrained_backbone else None
+    net = deeplabv3_resnet50(weights=None, weights_backbone=backbone,
                              num_classes=num_classes, aux_loss=False)
-    head = None if head_kind == "softmax" else S.STD(ITERATIONS, LAM, 0.1, KERNEL_SIZE, SIGMA, output="log_probs")
-    return WithHead(net, head)  # STD runs on the upsampled (full-resolution) scores, as in TF DeepLab
+    head = S.STD(ITERATIONS, LAM, 0.1, KERNEL_SIZE, SIGMA, output="log_probs")
+    # STD on the upsampled full-resolution scores, as in TF DeepLab
+    return WithHead(net, None if head_kind == "softmax" else head)
 
 
 if SCALE == "smoke":
     model = deeplab_with_std(21, pretrained_backbone=False).eval()
     with torch.no_grad():
         out = model(torch.randn(1, 3, 64, 64))
-    assert out.shape == (1, 21, 64, 64) and torch.allclose(out.exp().sum(1), torch.ones(1, 64, 64), atol=1e-4)
+    assert out.shape == (1, 21, 64, 64)
+    assert torch.allclose(out.exp().sum(1), torch.ones(1, 64, 64), atol=1e-4)
     print("DeepLabV3-ResNet50 + STD head builds and runs:", tuple(out.shape))
 
-if SCALE == "full" or DATA_ROOT is not None:
+# %%
+RUN_FULL = SCALE == "full" or DATA_ROOT is not None
+if RUN_FULL:
     from torch.utils.data import DataLoader
 
     from pixelbook.data import isic, segmentation
@@ -991,36 +1164,49 @@ if SCALE == "full" or DATA_ROOT is not None:
     crop = pb.runtime.scaled(SCALE, smoke=32, small=129, full=321)  # the paper: 513
     download = DATA_ROOT is None
     if FULL_DATASET == "voc":
-        train_set = segmentation.VOCAugSegmentation(DATA_ROOT, split="train", download=download,
-                                                    transform=segmentation.SegmentationTransform(crop))
-        val_set = segmentation.VOCAugSegmentation(DATA_ROOT, split="val", download=download,
-                                                  transform=segmentation.SegmentationTransform(crop, train=False))
+        tf_train = segmentation.SegmentationTransform(crop)
+        tf_val = segmentation.SegmentationTransform(crop, train=False)
+        voc = segmentation.VOCAugSegmentation
+        train_set = voc(DATA_ROOT, split="train", download=download, transform=tf_train)
+        val_set = voc(DATA_ROOT, split="val", download=download, transform=tf_val)
         num_classes, ignore = 21, 255
     else:
-        train_set, val_set = isic.isic2018_star_splits(DATA_ROOT, size=crop, download=download)
+        train_set, val_set = isic.isic2018_star_splits(DATA_ROOT, size=crop,
+                                                       download=download)
         num_classes, ignore = 2, None
     batch_size = min(8, len(train_set))
+    workers = pb.runtime.scaled(SCALE, smoke=0, small=2, full=4)
     loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, drop_last=True,
-                        num_workers=pb.runtime.scaled(SCALE, smoke=0, small=2, full=4))
+                        num_workers=workers)
 
+# %%
+if RUN_FULL:
     def loss_full(m, batch):
         return F.nll_loss(m(batch["image"]), batch["labels"], ignore_index=255)
 
     full_models = {}
     for head_kind in ("softmax", "std"):
         pb.runtime.seed_all(SEED)
-        full_models[head_kind] = deeplab_with_std(num_classes, pretrained_backbone=SCALE == "full", head_kind=head_kind)
-        cfg = TrainConfig(epochs=pb.runtime.scaled(SCALE, smoke=1, small=2, full=30), lr=0.01, batch_size=batch_size,
-                          optimizer="sgd", weight_decay=1e-4, schedule="poly", seed=SEED,
-                          params={"dataset": FULL_DATASET, "root": str(DATA_ROOT), "head": head_kind, "lam": LAM,
-                                  "epsilon": 0.1, "crop": crop})
-        train_or_load(f"ch3-real-{FULL_DATASET}-{head_kind}", full_models[head_kind], loss_full, loader, cfg,
-                      device=DEVICE, verbose=False)
+        pretrained = SCALE == "full"
+        full_models[head_kind] = deeplab_with_std(num_classes, pretrained, head_kind)
+        epochs = pb.runtime.scaled(SCALE, smoke=1, small=2, full=30)
+        cfg = TrainConfig(epochs=epochs, lr=0.01, batch_size=batch_size,
+                          optimizer="sgd", weight_decay=1e-4, schedule="poly",
+                          seed=SEED,
+                          params={"dataset": FULL_DATASET, "root": str(DATA_ROOT),
+                                  "head": head_kind, "lam": LAM, "epsilon": 0.1,
+                                  "crop": crop})
+        train_or_load(f"ch3-real-{FULL_DATASET}-{head_kind}", full_models[head_kind],
+                      loss_full, loader, cfg, device=DEVICE, verbose=False)
 
+# %%
+if RUN_FULL:
     variants = {"softmax head": ("softmax", None), "STD head": ("std", None)}
-    if FULL_DATASET == "isic":
-        variants.update({"STD + VP (oracle volumes)": ("std", "volumes"), "STD + SS (oracle centres)": ("std", "center")})
-    confusion = {name: torch.zeros(num_classes, num_classes, dtype=torch.int64) for name in variants}
+    if FULL_DATASET == "isic":  # the paper's oracle priors, plugged into the STD net
+        variants["STD + VP (oracle volumes)"] = ("std", "volumes")
+        variants["STD + SS (oracle centres)"] = ("std", "center")
+    confusion = {name: torch.zeros(num_classes, num_classes, dtype=torch.int64)
+                 for name in variants}
     with torch.no_grad():
         for batch in DataLoader(val_set, batch_size=1):
             image, labels = batch["image"].to(DEVICE), batch["labels"]
@@ -1029,17 +1215,22 @@ if SCALE == "full" or DATA_ROOT is not None:
                 if prior is None:
                     pred = m(image).argmax(1).cpu()
                 else:
-                    o = m.net(image)["out"]
-                    extra = ({"volumes": batch["volume"].to(DEVICE)} if prior == "volumes" else
-                             {"center": batch["center"].to(DEVICE), "iterations": STAR_ITERATIONS})
-                    pred = S.soft_threshold_dynamics(o, **{"iterations": ITERATIONS, "lam": LAM, "epsilon": 0.1,
-                                                           "kernel": KERNEL.to(DEVICE), **extra}).argmax(1).cpu()
-                confusion[name] += pb.metrics.confusion_matrix(pred, labels, num_classes, ignore_index=ignore)
+                    extra = ({"volumes": batch["volume"].to(DEVICE)}
+                             if prior == "volumes" else
+                             {"center": batch["center"].to(DEVICE),
+                              "iterations": STAR_ITERATIONS})
+                    u = S.soft_threshold_dynamics(m.net(image)["out"], **{
+                        "iterations": ITERATIONS, "lam": LAM, "epsilon": 0.1,
+                        "kernel": KERNEL.to(DEVICE), **extra})
+                    pred = u.argmax(1).cpu()
+                confusion[name] += pb.metrics.confusion_matrix(
+                    pred, labels, num_classes, ignore_index=ignore)
     for name, cm in confusion.items():
-        print(f"{FULL_DATASET} val ({len(val_set)} images) mIoU, {name}: {pb.metrics.mean_iou_from_confusion(cm):.4f}")
+        print(f"{FULL_DATASET} val ({len(val_set)} images) mIoU, {name}: "
+              f"{pb.metrics.mean_iou_from_confusion(cm):.4f}")
 
 # %% [markdown]
-# ## 16. Interactive: λ, ε, σ and T on a noisy image; the star centre
+# ## 17. Interactive: λ, ε, σ and T on a noisy image; the star centre
 #
 # {numref}`fig-ch3-std` runs STD on the noisy star of §6 (segmentation, and the energy trace below
 # it) for the chosen λ, ε, σ and number of iterations T; in a live notebook the sliders are finer.
@@ -1048,9 +1239,10 @@ if SCALE == "full" or DATA_ROOT is not None:
 # %%
 def std_explorer(lam=1.0, epsilon=0.5, sigma=1.0, iterations=10):
     k = S.gaussian_kernel(2 * math.ceil(3 * sigma) + 1, sigma)
-    u, e = S.soft_threshold_dynamics(o_toy, iterations=iterations, lam=lam, epsilon=epsilon, kernel=k,
-                                     return_energies=True)
-    fig, ax = plt.subplots(2, 1, figsize=(2.8, 4.4), gridspec_kw={"height_ratios": [2, 1]})
+    u, e = S.soft_threshold_dynamics(o_toy, iterations=iterations, lam=lam,
+                                     epsilon=epsilon, kernel=k, return_energies=True)
+    fig, ax = plt.subplots(2, 1, figsize=(2.8, 4.4),
+                           gridspec_kw={"height_ratios": [2, 1]})
     ax[0].imshow(u[0, 1], cmap="gray", vmin=0, vmax=1)
     ax[0].axis("off")
     ax[1].set_title(f"energy; kernel PSD: {S.is_psd(k)}")
@@ -1062,9 +1254,10 @@ def std_explorer(lam=1.0, epsilon=0.5, sigma=1.0, iterations=10):
 
 
 pb.widgets.explorer(
-    std_explorer, {"lam": [0.0, 1.0, 2.0], "epsilon": [0.1, 0.5], "sigma": [1.0, 3.0], "iterations": [0, 10, 50]},
-    live={"lam": (0.0, 2.0, 0.05), "epsilon": (0.05, 2.0, 0.05), "sigma": (0.5, 5.0, 0.25),
-          "iterations": (0, 50)},
+    std_explorer, {"lam": [0.0, 1.0, 2.0], "epsilon": [0.1, 0.5], "sigma": [1.0, 3.0],
+                   "iterations": [0, 10, 50]},
+    live={"lam": (0.0, 2.0, 0.05), "epsilon": (0.05, 2.0, 0.05),
+          "sigma": (0.5, 5.0, 0.25), "iterations": (0, 50)},
     descriptions={"lam": "λ", "epsilon": "ε", "sigma": "σ", "iterations": "T"},
     glue="ch3_fig_std", alt="STD on the noisy star")
 
@@ -1078,13 +1271,12 @@ pb.widgets.explorer(
 # ```
 
 # %%
-c_toy = [float(round(float(x))) for x in centre_toy[0]]  # the star's own centre, first shown
+c_toy = [float(round(float(x))) for x in centre_toy[0]]  # the star's own centre, first
 
 
 def star_explorer(center_row=c_toy[0], center_col=c_toy[1], iterations=50):
     c = torch.tensor([[center_row, center_col]])
-    u = S.soft_threshold_dynamics(o_toy, iterations=iterations, lam=LAM, epsilon=EPSILON, kernel=KERNEL,
-                                  center=c)
+    u = std_u(o_toy, iterations, center=c)
     mask = u.argmax(1) == 1
     fig, ax = plt.subplots(figsize=(2.8, 3.0))
     ax.imshow(u[0, 1], cmap="gray", vmin=0, vmax=1)
@@ -1095,10 +1287,12 @@ def star_explorer(center_row=c_toy[0], center_col=c_toy[1], iterations=50):
 
 
 pb.widgets.explorer(
-    star_explorer, {"center_row": [8.0, c_toy[0], 55.0], "center_col": [8.0, c_toy[1], 55.0],
-                    "iterations": [50, 150]},
-    live={"center_row": (0.0, 63.0, 1.0), "center_col": (0.0, 63.0, 1.0), "iterations": (0, 150)},
-    descriptions={"center_row": "centre row", "center_col": "centre column", "iterations": "T"},
+    star_explorer, {"center_row": [8.0, c_toy[0], 55.0],
+                    "center_col": [8.0, c_toy[1], 55.0], "iterations": [50, 150]},
+    live={"center_row": (0.0, 63.0, 1.0), "center_col": (0.0, 63.0, 1.0),
+          "iterations": (0, 150)},
+    descriptions={"center_row": "centre row", "center_col": "centre column",
+                  "iterations": "T"},
     glue="ch3_fig_star", alt="SS-STD with a moved star centre")
 
 # %% [markdown]
