@@ -942,8 +942,7 @@ glue("ch3_star_viol_gt", gt_viol, display=False)
 # leaves two ways out, fill the hole or erase the object ({numref}`fig-ch3-star-controls`):
 # mIoU {glue:text}`ch3_star_ann_std_miou:.3f` → {glue:text}`ch3_star_ann_ss_miou:.3f` on
 # annuli and {glue:text}`ch3_star_c_std_miou:.3f` → {glue:text}`ch3_star_c_ss_miou:.3f` on
-# C-shapes. Whether the gain on stars and the loss on annuli are more than one seed's luck is
-# for §14.
+# C-shapes. Whether these one-seed differences on stars and annuli hold up is for §14.
 
 # %%
 if SCALE != "smoke":
@@ -1044,6 +1043,24 @@ for twin, arm, metric, own in twins:
     assert RES.values(twin, metric) == RES.values(arm, own), (twin, arm)
 print("twins agree: the std_post and ss_std arms read out the softmax and std networks")
 
+# %% tags=["remove-cell"]
+by_id = {o.claim.id: o for o in outcomes}
+for cid in ("std_beats_softmax", "trained_beats_post", "star_helps_stars"):
+    glue(f"ch3_claim_{cid}_dmin", min(by_id[cid].diffs), display=False)
+    glue(f"ch3_claim_{cid}_dmax", max(by_id[cid].diffs), display=False)
+for arm in ("std", "ss_std"):
+    for m in ("stars.length_ratio", "stars.star_violations"):
+        value = RES.summary(arm, m).mean
+        glue(f"ch3_med_{arm}_{m.replace('.', '_')}", value, display=False)
+for lam in (0.5, 2, 4):
+    value = RES.summary("std_post", f"shapes.std_lam{lam:g}.miou").mean
+    glue(f"ch3_med_post_lam{lam:g}".replace(".", "p"), value, display=False)
+glue("ch3_med_removed", RES.summary("std", "shapes.argmax.miou").mean, display=False)
+glue("ch3_med_ss_est", RES.summary("ss_std", "stars.ss_std_est.miou").mean, display=False)
+seconds = sum(RES.record(a, s)["provenance"]["wall_time_s"]
+              for a in RES.arms for s in RES.seeds(a))
+glue("ch3_med_minutes", seconds / 60, display=False)
+
 # %% tags=["hide-input"]
 fig, ax = plt.subplots(1, 2, figsize=(pb.viz.PAGE_WIDTH, 2.7),
                        gridspec_kw={"width_ratios": [1, 1.3]})
@@ -1075,6 +1092,49 @@ pb.widgets.show(fig, glue="ch3_fig_medium")
 # per-seed difference "arm A − arm B" in mIoU (green: the claim holds, red: it does not) and
 # the claim's margin (black bar); a seed counts when its dot lies right of the bar.
 # ```
+#
+# **What the five seeds say** (the whole run took {glue:text}`ch3_med_minutes:.0f` minutes of
+# one CPU core; {numref}`fig-ch3-medium` shows every network's held-out mIoU levelling off).
+#
+# - **STD in the network beats the softmax** (`std_beats_softmax`): mIoU
+#   {glue:text}`ch3_med_std_shapes_miou:.3f` against {glue:text}`ch3_med_softmax_shapes_miou:.3f`.
+#   The per-seed gains, {glue:text}`ch3_claim_std_beats_softmax_dmin:.3f` to
+#   {glue:text}`ch3_claim_std_beats_softmax_dmax:.3f`, beat the pre-registered half point on
+#   {glue:text}`ch3_claim_std_beats_softmax_wins` of 5 seeds: **the claim holds**, narrowly; the
+#   gain is about the size of the margin.
+# - **Training through the layer beats applying it at test time only**
+#   (`trained_beats_post`): **it does not hold.** The STD network is ahead of the
+#   post-processed softmax network on every seed, but by
+#   {glue:text}`ch3_claim_trained_beats_post_dmin:.3f` to
+#   {glue:text}`ch3_claim_trained_beats_post_dmax:.3f`, below the 0.005 we asked for
+#   ({glue:text}`ch3_claim_trained_beats_post_wins` of 5 seeds beat it). The same layer as a
+#   post-processing step recovers about half of the gain, mIoU
+#   {glue:text}`ch3_med_std_post_shapes_miou:.3f`, and it does help on every seed
+#   (`post_helps_softmax` holds, {glue:text}`ch3_claim_post_helps_softmax_wins` of 5).
+#   Another λ does not rescue the post-processing: λ = 0.5, 2 and 4 give
+#   {glue:text}`ch3_med_post_lam0p5:.3f`, {glue:text}`ch3_med_post_lam2:.3f` and
+#   {glue:text}`ch3_med_post_lam4:.3f` (chosen on the test scenes, so an upper bound for a
+#   tuned post-processor). The paper's argument, that the prior should act in the backward
+#   pass too, is borne out in direction, not in size, on these scenes. Trained with the layer,
+#   the network relies on it: its raw scores alone give {glue:text}`ch3_med_removed:.3f`.
+# - **The star prior helps on stars** (`star_helps_stars`): **it does not hold; the sign is
+#   the opposite.** SS-STD lowers mIoU on the star set from
+#   {glue:text}`ch3_med_std_stars_miou:.3f` to {glue:text}`ch3_med_ss_std_stars_miou:.3f`, on
+#   every seed ({glue:text}`ch3_claim_star_helps_stars_dmin:.3f` to
+#   {glue:text}`ch3_claim_star_helps_stars_dmax:.3f`; the estimated centre gives
+#   {glue:text}`ch3_med_ss_est:.3f`). The layer does what it is built for, star violations
+#   per image fall from {glue:text}`ch3_med_std_stars_star_violations:.1f` to
+#   {glue:text}`ch3_med_ss_std_stars_star_violations:.1f`, but the boundary it leaves is short:
+#   length ratio {glue:text}`ch3_med_ss_std_stars_length_ratio:.2f` against
+#   {glue:text}`ch3_med_std_stars_length_ratio:.2f` (1 is the truth's). Our reading, which we
+#   did not test further: once the network itself removes the distractors and fills the
+#   notches, the constraint only has costs, and monotonicity along rays on a pixel grid trims
+#   the thin tips of the stars (the ground-truth stars violate it at a few pixels per image,
+#   §13). The paper's +0.55 points are on ISIC's lesions, whose shapes are not our
+#   thin-pointed stars: this neither confirms nor refutes them there.
+# - **The star prior hurts on annuli** (`star_hurts_annuli`): it holds on
+#   {glue:text}`ch3_claim_star_hurts_annuli_wins` of 5 seeds, by far more than any margin:
+#   {glue:text}`ch3_med_std_annuli_miou:.3f` → {glue:text}`ch3_med_ss_std_annuli_miou:.3f`.
 
 # %% [markdown]
 # ## 15. The paper's numbers (full scale)
@@ -1113,9 +1173,13 @@ glue("ch3_paper_t3_vpstd_gain", 95.21 - 91.34, display=False)
 # %% [markdown]
 # Two caveats from reading the paper: the VOC "validation" numbers of Tables 1–3 are measured on images
 # the networks were trained on (train+val), so only the test set's 83.60 → ≈84.6 is a held-out
-# comparison; and every VP-STD and SS-STD number uses oracle priors. Our small-scale results agree in
-# direction on what we can test (smoother outputs; oracle volumes help; star priors help on stars) and add
-# what the paper does not show: estimated priors help much less, and a star prior hurts on non-star shapes.
+# comparison; and every VP-STD and SS-STD number uses oracle priors. Our `medium` results (§14)
+# agree that an STD head raises mIoU over a softmax head (by about half a point here); they
+# support the paper's case for training through the layer in direction only (the same layer
+# at test time recovers about half of the gain); and the star prior lowers mIoU on our stars,
+# on every seed, where the paper reports +0.55 points on ISIC. What the paper does not show:
+# estimated priors are worth less than oracle ones (§12, §13), and a star prior wrecks shapes
+# that are not star-shaped about the centre it is given (§14).
 #
 # ## 16. Full scale: DeepLabV3 with an STD head on VOC 2012 and ISIC 2018
 #
@@ -1334,8 +1398,12 @@ pb.widgets.explorer(
 #   $\operatorname{div}=-\nabla^\top$. All three unroll into a differentiable layer.
 # - Errata: the paper's 7×7, σ = 5 kernel is not PSD (and can make the energy rise); the length prefactor
 #   is $\sqrt{2\pi}/\sigma$; the volume dual has no $-|\Omega|\varepsilon$ (see {ref}`the errata <errata-ch3>`).
-# - At small scale STD gives fewer components and shorter boundaries than the softmax; oracle volumes
-#   and centres help, estimated ones much less; a star prior hurts on non-star shapes.
+# - At `medium` scale, five seeds, claims fixed in advance: the STD head beats the softmax head
+#   by about half a mIoU point (holds); training through the layer beats applying it at test
+#   time only on every seed, but by less than the margin we set (does not hold); the star prior
+#   lowers mIoU on stars (does not hold, opposite sign) and wrecks annuli (holds).
+# - A volume or star prior is only as good as the volume or centre it is given; the paper's
+#   gains use oracle ones.
 #
 # ## References
 #
