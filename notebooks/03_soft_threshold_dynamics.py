@@ -1131,8 +1131,8 @@ pb.widgets.show(fig, glue="ch3_fig_medium")
 #   {glue:text}`ch3_med_std_stars_length_ratio:.2f` (1 is the truth's). Our reading, which we
 #   did not test further: once the network itself removes the distractors and fills the
 #   notches, the constraint only has costs, and monotonicity along rays on a pixel grid trims
-#   the thin tips of the stars (the ground-truth stars violate it at a few pixels per image,
-#   §13). The paper's +0.55 points are on ISIC's lesions, whose shapes are not our
+#   the thin tips of the stars (on the grid even the ground-truth stars violate it,
+#   {glue:text}`ch3_star_viol_gt:.2f` times per image in §13). The paper's +0.55 points are on ISIC's lesions, whose shapes are not our
 #   thin-pointed stars: this neither confirms nor refutes them there.
 # - **The star prior hurts on annuli** (`star_hurts_annuli`): it holds on
 #   {glue:text}`ch3_claim_star_hurts_annuli_wins` of 5 seeds, by far more than any margin:
