@@ -33,7 +33,9 @@
 #
 # **Source:** S. Zhao, Y. Wang, Z. Yang, D. Cai, *Region Mutual Information Loss for Semantic
 # Segmentation*, NeurIPS 2019: Eqs. (1)–(16), Theorem 3.1, Tables 1–4. Equation numbers below are
-# the paper's.
+# the paper's. *Local notation:* as in the paper, $N$ counts the pixels in Eq. 1 and $n$ the
+# region points, and bold $\boldsymbol Y$, $\boldsymbol P$ are the label and prediction region
+# vectors (the book's pixel count $P$ does not appear in this chapter).
 
 # %% tags=["hide-cell"]
 # Setup, written by `tools/nbtools.py sync` from _config.yml: on Colab, install pixelbook from
@@ -77,7 +79,7 @@ RADIUS = 3  # R [RMI, Table 1]
 POOL = "avg"  # pooling before RMI: avg (the paper's) | max | interp [RMI, Table 3a]
 DF = 2  # down-sampling; paper: 4 on 513-px crops (Table 1); ours: 2 on 40 px (§8)
 XI = 1e-6  # ξ [RMI, Sec. 4], on covariances normalised by the number of points (E[·])
-CE_WEIGHT = 0.5  # λ in Eq. 16 [RMI, Sec. 4]
+CE_WEIGHT = 0.5  # λ_ce in Eq. 16 [RMI, Sec. 4]
 ACTIVATION = "sigmoid"  # probabilities for RMI: sigmoid [RMI, Sec. 4] | softmax
 AFF_MARGIN = 3.0  # margin of the affinity baseline's separating force (ours)
 AFF_WEIGHT = 1.0  # weight of the affinity term added to CE; ours
@@ -704,9 +706,10 @@ print(f"bytes kept for backward, 4x21x64x64 maps, R=3: inline autograd "
 #
 # The training loss is
 #
-# $$\mathcal L_{all}=\lambda\,\mathcal L_{ce}+(1-\lambda)\frac1B\sum_{b=1}^B\sum_{c=1}^C\ell_{b,c}\qquad\text{[RMI, Eq. 16]},$$
+# $$\mathcal L_{all}=\lambda_{\text{ce}}\,\mathcal L_{ce}+(1-\lambda_{\text{ce}})\frac1B\sum_{b=1}^B
+# \sum_{c=1}^C\ell_{b,c}\qquad\text{[RMI, Eq. 16]},$$
 #
-# with $\lambda=0.5$, RMI per image and class, summed over classes and averaged over images. The
+# with $\lambda_{\text{ce}}=0.5$, RMI per image and class, summed over classes and averaged over images. The
 # paper uses *sigmoid* probabilities, so that each class channel is its own problem, and hence a
 # binary cross-entropy; it reports that softmax and sigmoid cross-entropy train equally well
 # (77.14 vs 77.09 on VOC val, Table 1a). Where the official code departs from the paper
@@ -755,7 +758,7 @@ if ReferenceRMI is not None:
 # with a `grass` texture background, elliptic regions of `gravel` texture with the same mean and
 # variance (only the texture tells them apart), one-pixel *wires* with invisible gaps (the label
 # continues but the pixels look like background), and small *dots*. The textures are scikit-image's
-# sample images; everything is generated in a second.
+# sample images; everything is generated in a second ({numref}`fig-ch4-wires`).
 
 # %%
 train_data = make_wire_scenes(N_TRAIN, size=SIZE, seed=SEED, split="train")
@@ -798,7 +801,7 @@ print("class frequencies:",
 # Four losses, with equal budgets (same data order, same initial weights per seed, same
 # schedule): **CE** (softmax cross-entropy, Eq. 1), **BCE** (sigmoid binary cross-entropy summed
 # over classes and averaged over pixels: the cross-entropy term RMI is paired with, §9),
-# **BCE + RMI** (Eq. 16: sigmoid, $\lambda=0.5$, $R=3$, average pooling, $\mathcal{DF}=2$,
+# **BCE + RMI** (Eq. 16: sigmoid, $\lambda_{\text{ce}}=0.5$, $R=3$, average pooling, $\mathcal{DF}=2$,
 # $\xi=10^{-6}$), and **CE + AFF**, an affinity-field loss in the spirit of the baseline of
 # [RMI, Sec. 5.2] (`pb.losses.affinity_loss`: KL grouping force for equal-label neighbours,
 # hinged KL separating force for different labels, 3×3 neighbourhood). The paper compares RMI
@@ -888,7 +891,7 @@ print(f"trained {len(SEEDS) * len(LOSSES)} models in {time.time() - T0:.0f} s "
 # Mean ± standard deviation over the seeds (min–max in brackets) on {glue:text}`ch4_ntest` test
 # images. *Boundary F* compares the label boundaries of prediction and ground truth with a
 # 1-pixel tolerance; *gap recall* is the fraction of invisible wire pixels (the gaps) predicted
-# as wire.
+# as wire. {numref}`fig-ch4-small-scores` shows the same scores and the training curves.
 
 # %% tags=["hide-input"]
 METRICS = ["miou"] + [f"iou_{c}" for c in WIRE_CLASSES] + ["boundary_f", "gap_recall",
@@ -1426,7 +1429,7 @@ pb.widgets.explorer(rmi_explorer, {"radius": [1, 2, 3, 4, 5], "factor": [1, 2, 4
 #   assumption; it is tight for Gaussians and loses exactly $\tfrac12\ln(\pi e/6)$ for uniform noise.
 # - The loss term $\tfrac1{2d}\log\det(M+\xi I)$ is a sum of $\log(1-\rho_i^2)$ over canonical
 #   correlations; with $R=1$ it is a correlation loss; it ignores calibration, polarity and absent
-#   classes, hence $\lambda\,$CE $+(1-\lambda)\,$RMI.
+#   classes, hence $\lambda_{\text{ce}}\,$CE $+(1-\lambda_{\text{ce}})\,$RMI.
 # - One Cholesky of the joint covariance gives the log-determinant without an inverse; a custom
 #   backward keeps only the pooled maps, which makes `pb.rmi` faster and leaner than `rmi-pytorch`.
 # - For discrete labels the paper's bound is invalid as written; dithering the labels on their
