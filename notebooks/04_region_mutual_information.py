@@ -419,7 +419,8 @@ def rows(maps, R):  # (N, 1, H, W) -> (points, R^2)
 def dither_xi(factor):
     return (1 / factor**2) ** 2 / 12  # Delta^2 / 12, Delta = 1 / DF^2
 
-
+# %%
+assert all(dither_xi(k) == pb.experiments.rmi.dither_xi(k) for k in (1, 2, 4))  # the package's
 y_pool = F.avg_pool2d((demo["labels"] == 2).to(f64)[:, None], 2)  # DF = 2: Delta = 1/4
 Y9 = rows(y_pool, 3)
 perfect = {"I": entropy_rows(Y9), "paper": mi_bound(Y9, Y9, 1e-6),
@@ -1097,8 +1098,14 @@ pb.widgets.show(fig, glue="ch4_fig_medium")
 
 # %%
 OUTCOMES = pb.results.evaluate_claims(EXP, RES)
+claim_rows = ["| claim | A − B, mean ± sd | margin | holds on | verdict |",
+              "|---" * 5 + "|"]
 for o in OUTCOMES:
     print(o)
+    verdict = f"p = {o.p:.3f}: {'holds' if o.holds else 'fails'}"
+    diff = f"{np.mean(o.diffs):+.3f} ± {np.std(o.diffs, ddof=1):.3f}"
+    claim_rows.append(f"| {o.claim.statement} | {diff} | {o.claim.margin:+.3f} | "
+                      f"{o.wins} of {o.n} | {verdict} |")
     o.check()  # asserts holds == claim.expected, the outcome recorded in the experiment
     glue(f"ch4_claim_{o.claim.id}", o.words, display=False)
     glue(f"ch4_claim_{o.claim.id}_diff", float(np.mean(o.diffs)), display=False)
@@ -1107,7 +1114,43 @@ held = [o.claim.statement for o in OUTCOMES if o.holds]
 summary = (f"{len(held)} of the {len(OUTCOMES)} registered claims hold"
            + (": " + "; ".join(held) + "." if held else "."))
 glue("ch4_summary", summary, display=False)
+display(Markdown("\n".join(claim_rows)))
 print(summary)
+
+# %% [markdown]
+# **What the medium run shows.** The paper's comparison reproduces on our scenes: BCE + RMI beats
+# softmax CE on mIoU by {glue:text}`ch4_claim_rmi_beats_ce_miou_diff:+.3f` (the claim
+# {glue:text}`ch4_claim_rmi_beats_ce_miou`), and the RMI term, compared with the loss it is
+# actually paired with, adds {glue:text}`ch4_claim_rmi_beats_bce_miou_diff:+.3f` mIoU over BCE
+# alone ({glue:text}`ch4_claim_rmi_beats_bce_miou`). The confound the paper's Table 1 hides is
+# real here: BCE alone is *not* "roughly the same" as CE. CE is ahead of BCE by
+# {glue:text}`ch4_claim_ce_not_below_bce_diff:.3f` mIoU, so the equivalence within 0.01 fails
+# (BCE not worse than CE by 0.01: {glue:text}`ch4_claim_bce_not_below_ce`), and more than half of
+# what RMI gains over BCE only makes up for the weaker cross-entropy it comes with.
+#
+# On the thin class the evidence is weaker than the paper's CamVid table suggests. Wire IoU rises
+# from {glue:text}`ch4_med_bce_wire:.3f` (BCE) to {glue:text}`ch4_med_rmi_wire:.3f` (BCE + RMI),
+# a mean paired gain of {glue:text}`ch4_claim_rmi_beats_bce_wire_diff:.3f` — exactly the
+# pre-registered margin, so neither "better by more than 0.02"
+# ({glue:text}`ch4_claim_rmi_beats_bce_wire`) nor "worse by more than 0.02" holds: the
+# experiment does not resolve an effect of that size, and BCE + RMI ends level with CE
+# ({glue:text}`ch4_med_ce_wire:.3f`). Invisible gaps stay mostly unrecovered by every arm
+# (gap recall at most {glue:text}`ch4_med_rmi_df4_dither_gap_recall:.2f`).
+#
+# The dither ξ of {ref}`ch4-dither` gives the best models of the run. At $\mathcal{DF}=2$ it
+# reaches mIoU {glue:text}`ch4_med_rmi_dither_miou:.3f` ± {glue:text}`ch4_med_rmi_dither_miou_sd:.3f`
+# and wire IoU {glue:text}`ch4_med_rmi_dither_wire:.3f`, against
+# {glue:text}`ch4_med_rmi_miou:.3f` and {glue:text}`ch4_med_rmi_wire:.3f` with the paper's
+# ξ = 10⁻⁶; its registered claim, against BCE, holds
+# ({glue:text}`ch4_claim_dither_beats_bce_miou`). We registered no claim of dither ξ against
+# paper ξ at $\mathcal{DF}=2$, so that difference is an observation with five seeds behind it, not
+# a tested claim. At $\mathcal{DF}=4$ (64 points per image) both ξ are unstable: some seeds
+# collapse, the spread over seeds is {glue:text}`ch4_med_rmi_df4_miou_sd:.2f` and
+# {glue:text}`ch4_med_rmi_df4_dither_miou_sd:.2f` mIoU, and the claim that the dither ξ rescues
+# it does not hold ({glue:text}`ch4_claim_df4_dither_beats_df4_miou`); nor does its opposite.
+# The single-seed rescue of §12 does not carry over as a reliable effect. On cost: an RMI step
+# takes about twice a CE step for this small model (the "train s" column), and nothing at test
+# time.
 
 # %% [markdown]
 # ## 12. Ablations (after the paper's Table 3)
