@@ -932,16 +932,16 @@ for j, name in enumerate(LOSSES):
                      + [r["boundary_f"], r["gap_recall"]] for r in results[name]])
     axes[0].bar(x + (j - 1.5) * 0.2, vals.mean(0), 0.2, yerr=vals.std(0), label=name,
                 capsize=2)
-axes[0].set_xticks(x, list(WIRE_CLASSES) + ["bound. F", "gap rec."], fontsize=7,
+axes[0].set_xticks(x, list(WIRE_CLASSES) + ["bound. F", "gap rec."], fontsize=8,
                    rotation=30)
 axes[0].set_ylabel("test score")
-axes[0].legend(fontsize=7)
+axes[0].legend(fontsize=8)
 for name in LOSSES:
     curves = np.array([r["loss"] for r in results[name]])
     axes[1].plot(np.arange(1, EPOCHS + 1), curves.mean(0), marker="o", ms=3, label=name)
 axes[1].set_xlabel("epoch")
 axes[1].set_ylabel("training loss (own scale)")
-axes[1].legend(fontsize=7)
+axes[1].legend(fontsize=8)
 pb.widgets.show(fig, glue="ch4_fig_small_scores")
 
 # %% [markdown]
@@ -1071,7 +1071,7 @@ print(f"{len(RES)} runs ({len(ARMS)} arms x {len(seed_list)} seeds), "
 # the schedule.
 
 # %% tags=["hide-input"]
-fig, axes = plt.subplots(1, 2, figsize=(pb.viz.PAGE_WIDTH, 2.8), layout="constrained")
+fig, axes = plt.subplots(1, 2, figsize=(pb.viz.PAGE_WIDTH, 3.3), layout="constrained")
 for arm, label in ARMS.items():
     for ax, key in zip(axes, ("val_miou", "val_iou_wire")):
         hs = [RES.history(arm, s) for s in seed_list]
@@ -1081,7 +1081,8 @@ axes[0].set_ylabel("held-out mIoU")
 axes[1].set_ylabel("held-out wire IoU")
 for ax in axes:
     ax.set_xlabel("epoch")
-axes[1].legend(fontsize=6.5)
+fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=3,
+           fontsize=8)
 pb.widgets.show(fig, glue="ch4_fig_medium")
 
 # %% [markdown]
