@@ -420,7 +420,7 @@ def dither_xi(factor):
     return (1 / factor**2) ** 2 / 12  # Delta^2 / 12, Delta = 1 / DF^2
 
 # %%
-assert all(dither_xi(k) == pb.experiments.rmi.dither_xi(k) for k in (1, 2, 4))  # the package's
+assert all(dither_xi(k) == pb.experiments.rmi.dither_xi(k) for k in (1, 2, 4))
 y_pool = F.avg_pool2d((demo["labels"] == 2).to(f64)[:, None], 2)  # DF = 2: Delta = 1/4
 Y9 = rows(y_pool, 3)
 perfect = {"I": entropy_rows(Y9), "paper": mi_bound(Y9, Y9, 1e-6),
