@@ -43,6 +43,7 @@ SMOKE_VARIANTS: dict[str, list[dict]] = {
         {"SIGMA": 5.0},  # the paper's 7x7, sigma = 5 kernel (not PSD)
         {"FULL_DATASET": "isic", "DATA_ROOT": "fake:isic2018"},  # the full-scale ISIC path on a fake folder
     ],
+    "07_predictive_filter_flow": [{"LIVE_TASKS": ["jpeg", "sr"]}],  # the free-form tasks trained live
 }
 
 

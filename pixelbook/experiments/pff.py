@@ -18,10 +18,6 @@ test photographs (astronaut, camera) are disjoint. Each seed draws its own train
 degradations, its own initial weights and batch order; the test crops are the same for every seed
 and arm, so arms are compared seed by seed on the same images. The claims below were written before
 the ``medium`` results existed (git history: they were committed first).
-
-Not in :data:`pixelbook.experiments.REGISTRY` until the chapter's notebook lands (the results tests
-require the notebook of every registered experiment); the ``medium`` results are run from the
-commit that registers it with the notebook draft.
 """
 
 from __future__ import annotations
