@@ -75,7 +75,8 @@ CFG = EXP.run_config("pff_deblur", SEED, SCALE)
 K = CFG.model["kernel_size"]  # the deblurring filters: K × K
 IMPL = pb.ops.which_impl(torch.zeros(1, device=DEVICE))
 print(f"scale={SCALE}, device={DEVICE}; {CFG.data['n_train']} training pairs of "
-      f"{CFG.data['patch']}² crops, {CFG.train.epochs} epochs of batch {CFG.train.batch_size}; "
+      f"{CFG.data['patch']}² crops, {CFG.train.epochs} epochs of batch "
+      f"{CFG.train.batch_size}; "
       f"deblurring filters {K}x{K}; filter flow runs as {IMPL!r}")
 
 # %% [markdown]
@@ -333,18 +334,21 @@ grey = torch.full((1, 1, 48, 48), 0.4)
 torch.testing.assert_close(dg.blur(grey, kernels[0]), grey)
 torch.testing.assert_close(dg.bicubic_degrade(grey, 4)[0], grey)
 crops = sharp[:16]
-errors = [float((dg.jpeg_compress(crops, q) - crops).abs().mean()) for q in (10, 20, 40)]
+errors = [float((dg.jpeg_compress(crops, q) - crops).abs().mean())
+          for q in (10, 20, 40)]
 assert errors[0] > errors[1] > errors[2]
 print("motion kernels sum to 1, point-symmetric; blur and bicubic keep a constant; "
-      f"JPEG error {errors[0]:.4f} > {errors[1]:.4f} > {errors[2]:.4f} (q 10 > 20 > 40)")
+      f"JPEG error {errors[0]:.4f} > {errors[1]:.4f} > {errors[2]:.4f} "
+      "(q 10 > 20 > 40)")
 
 
 # %% tags=["hide-input"]
 def degradation_figure(crops):
-    """Clean test crops and their three degradations, PSNR against the clean crop in the titles."""
+    """Clean test crops and their three degradations (PSNR against the clean crop)."""
     gen = torch.Generator().manual_seed(3)
     blur = rs.degrade("deblur", crops, CFG.data["degradation"], generator=gen)[0]
-    views = {"clean": crops, "motion blur": blur, "JPEG q=10": dg.jpeg_compress(crops, 10),
+    views = {"clean": crops, "motion blur": blur,
+             "JPEG q=10": dg.jpeg_compress(crops, 10),
              "bicubic x4": dg.bicubic_degrade(crops, 4)[0]}
     images, titles = [], []
     for i in range(len(crops)):
@@ -406,7 +410,8 @@ def restoration_figure(runs, task="deblur", n=3):
     flow = expected_flow(filters)
     images, titles = [], []
     for j, i in enumerate(idx.tolist()):
-        shown = (("input", inputs[i]), ("CNN", cnn[j]), ("PFF", pff[j]), ("clean", clean[i]))
+        shown = (("input", inputs[i]), ("CNN", cnn[j]), ("PFF", pff[j]),
+                 ("clean", clean[i]))
         for name, img in shown:
             images.append(img)
             db = pb.metrics.psnr(img[None], clean[i:i + 1])
@@ -449,13 +454,14 @@ if live is not None:
     glue("ch7_small_flow_ratio", m["deblur.flow_edge_ratio"], display=False)
     print(f"PFF deblurring filters ({K * K}-D): top-10 PCA energy "
           f"{100 * m['deblur.pca_top10']:.4f} %, flow on edges / flat "
-          f"{m['deblur.flow_edge_ratio']:.2f}, envelope excess {m['deblur.envelope_excess']:.1e}")
+          f"{m['deblur.flow_edge_ratio']:.2f}, "
+          f"envelope excess {m['deblur.envelope_excess']:.1e}")
 
 
 # %% tags=["hide-input"]
 def filters_figure(run, i=0, where=((0.5, 0.5), (0.2, 0.6), (0.8, 0.15))):
-    """One test crop, PFF's expected flow and the K × K filters at three pixels (marked), placed at
-    fractions ``where`` of the crop's height and width."""
+    """One test crop, PFF's expected flow and the K × K filters at three marked pixels,
+    placed at fractions ``where`` of the crop's height and width."""
     inputs, _ = next(iter(run.data["tests"].values()))
     out, filters = rs.predict(run.model, inputs[i:i + 1], filters=True)
     side = inputs.shape[-1]
@@ -495,7 +501,8 @@ if live is not None:
 
 # %%
 RES = pb.results.load_results(EXP.chapter)
-TASK_ARMS = {t: [f"{k}_{t}" for k in ("input", "cnn", "pff")] for t in ("deblur", "jpeg", "sr")}
+TASK_ARMS = {t: [f"{k}_{t}" for k in ("input", "cnn", "pff")]
+             for t in ("deblur", "jpeg", "sr")}
 BLUR_BINS = ["deblur.psnr_len_1_4", "deblur.psnr_len_4_7", "deblur.psnr_len_7_10"]
 print(RES.table(["deblur.psnr", "deblur.ssim"] + BLUR_BINS, arms=TASK_ARMS["deblur"],
                 fmt=".2f"))
@@ -515,33 +522,68 @@ for task, metric in PSNR.items():
     glue(f"ch7_med_pca_rest_{task}", pca, display=False)
 flow_ratio = RES.summary("pff_deblur", "deblur.flow_edge_ratio")
 glue("ch7_med_flow_ratio", flow_ratio.mean, display=False)
+glue("ch7_med_runs", len(RES.records), display=False)
+MEDIUM_S = sum(r["provenance"]["wall_time_s"] for r in RES.records)
+glue("ch7_med_minutes", MEDIUM_S / 60, display=False)
 
 # %%
-for outcome in pb.results.evaluate_claims(EXP, RES):
+# exactly the registered claims, all of them
+OUTCOMES = pb.results.evaluate_claims(EXP, RES)
+for outcome in OUTCOMES:
     print(outcome)
-    outcome.check()
+    outcome.check()  # asserts the registered outcome: holds, or (recorded) fails
+    glue(f"ch7_wins_{outcome.claim.id}", outcome.wins, display=False)
+    glue(f"ch7_min_{outcome.claim.id}", min(outcome.diffs), display=False)
+    glue(f"ch7_max_{outcome.claim.id}", max(outcome.diffs), display=False)
+glue("ch7_claims_held", sum(o.holds for o in OUTCOMES), display=False)
+glue("ch7_claims_total", len(OUTCOMES), display=False)
+print(f"{sum(o.holds for o in OUTCOMES)} of {len(OUTCOMES)} claims hold")
 
 # %% [markdown]
-# **What the runs say.** Free-form PFF does what the thesis says it does to its input: it removes
-# JPEG artefacts (at quality 10 and 20 by more than 1 dB on every seed; at quality 40 the margin held
-# on two seeds of three) and sharpens bicubic ×4 up-sampling by {glue:text}`ch7_med_gain_pff_sr:.2f` dB.
-# Two claims of the thesis do **not** reproduce here:
+# **What the runs say.** {glue:text}`ch7_claims_held` of the {glue:text}`ch7_claims_total`
+# registered claims hold. The check cell evaluates every one of them and asserts its verdict: the
+# five that fail are asserted to fail, as recorded in the experiment module after the first
+# `medium` run.
 #
+# - *The baseline works.* The CNN beats the degraded input by
+#   {glue:text}`ch7_med_gain_cnn_deblur:.2f` dB (deblurring), {glue:text}`ch7_med_gain_cnn_jpeg:.2f`
+#   dB (JPEG, all qualities) and {glue:text}`ch7_med_gain_cnn_sr:.2f` dB (×4 SR), on
+#   {glue:text}`ch7_wins_cnn_beats_input_deblur`, {glue:text}`ch7_wins_cnn_beats_input_jpeg` and
+#   {glue:text}`ch7_wins_cnn_beats_input_sr` of 3 seeds.
+# - *Free-form PFF improves on its input*, as the thesis says: JPEG artefacts at quality 10 and 20 on
+#   {glue:text}`ch7_wins_pff_beats_input_jpeg_q10` and {glue:text}`ch7_wins_pff_beats_input_jpeg_q20`
+#   of 3 seeds (smallest gains {glue:text}`ch7_min_pff_beats_input_jpeg_q10:.2f` and
+#   {glue:text}`ch7_min_pff_beats_input_jpeg_q20:.2f` dB), ×4 super-resolution by
+#   {glue:text}`ch7_med_gain_pff_sr:.2f` dB ({glue:text}`ch7_wins_pff_beats_input_sr` of 3). At
+#   quality 40 its gains range from {glue:text}`ch7_min_pff_beats_input_jpeg_q40:.2f` to
+#   {glue:text}`ch7_max_pff_beats_input_jpeg_q40:.2f` dB: above the 0.5 dB margin on
+#   {glue:text}`ch7_wins_pff_beats_input_jpeg_q40` seeds of 3, so that claim, asked of every seed,
+#   does not hold — the least compressed images leave the least to remove.
 # - *Softmax PFF for deblurring learned nothing.* It ends at
 #   {glue:text}`ch7_med_pff_deblur:.2f` dB against {glue:text}`ch7_med_input_deblur:.2f` dB for the
-#   blurred input: its filters collapsed to the identity (the top ten principal components leave
+#   blurred input ({glue:text}`ch7_wins_pff_beats_input_deblur` of 3 seeds above the margin): its
+#   filters stayed at the identity (the top ten principal components leave
 #   {glue:text}`ch7_med_pca_rest_deblur:.1e` of their energy, and their expected flow is
-#   {glue:text}`ch7_med_flow_ratio:.2f` times as long on edges as on flat regions — no preference).
-#   The CNN of the same size gains {glue:text}`ch7_med_gain_cnn_deblur:.2f` dB on the same data.
-# - *PFF does not beat the direct CNN* on any task, on any seed: by
-#   {glue:text}`ch7_med_gap_deblur:.2f`, {glue:text}`ch7_med_gap_jpeg:.2f` and
-#   {glue:text}`ch7_med_gap_sr:.2f` dB (PFF minus CNN; deblurring, JPEG, SR). The thesis reports
-#   +0.89 dB for PFF over its CNN on moderate blur.
+#   {glue:text}`ch7_med_flow_ratio:.2f` times as long on edges as on flat regions — no preference
+#   for edges). The CNN of the same size gains {glue:text}`ch7_med_gain_cnn_deblur:.2f` dB on the
+#   same data.
+# - *PFF does not beat the direct CNN*: on {glue:text}`ch7_wins_pff_beats_cnn_deblur`,
+#   {glue:text}`ch7_wins_pff_beats_cnn_jpeg` and {glue:text}`ch7_wins_pff_beats_cnn_sr` of 3 seeds
+#   (deblurring, JPEG, SR), by {glue:text}`ch7_med_gap_deblur:.2f`,
+#   {glue:text}`ch7_med_gap_jpeg:.2f` and {glue:text}`ch7_med_gap_sr:.2f` dB (PFF minus CNN, means).
+#   The thesis reports +0.89 dB for PFF over its CNN on moderate blur.
 #
-# §10 looks at why the softmax model stays at the identity. The differences to the thesis' setting
-# are many (grey 48 × 48 crops, a 145k-parameter network, 1,000 steps instead of 100,000, our
-# initialisation), and any of them may matter. The claims were fixed before these runs; the check
-# cell above asserts exactly their outcomes.
+# SSIM in the tables follows {cite:t}`wang2004ssim` exactly (11 × 11 Gaussian window, σ = 1.5,
+# averaged over the windows that fit inside the 48 × 48 crop, as scikit-image computes it). The
+# committed results are a second run of the same configurations, made after `pb.metrics.ssim` was
+# changed to that definition (it used to average over reflect-padded borders too); the first run
+# gave the same verdict on every claim and PSNR means within a few hundredths of a decibel. The
+# {glue:text}`ch7_med_runs` runs took {glue:text}`ch7_med_minutes:.0f` minutes of one CPU core in
+# total, on a shared two-core machine.
+#
+# §10 asks why the softmax model stays at the identity. The differences to the thesis' setting
+# are many (grey 48 × 48 crops, a 145k-parameter network, 1,000 steps instead of 100,000, 11 × 11
+# instead of 17 × 17 filters, our initialisation), and any of them may matter.
 
 # %% [markdown]
 # The thesis' tables, for comparison (full scale: ResNet-18-based two-stream networks trained for
@@ -573,20 +615,20 @@ for outcome in pb.results.evaluate_claims(EXP, RES):
 # energy outside the top ten (`medium`, mean of three seeds): our filters stay close to the identity,
 # whose single component dominates the uncentred energy, so this number says less than it seems.
 #
-# ## 10. Why the softmax model stays at the identity
+# ## 10. Why the softmax model stays at the identity: what we checked
 #
-# Write a softmax filter as $T_t = e^{a_t}/\sum_s e^{a_s}$ over logits $a$. The output moves with a
-# logit as
+# Before accepting that softmax PFF does not deblur here, we looked for a bug or an unfair budget in
+# our own set-up. Four questions, each answered by a check in this section (live, at the scale of
+# this run) or, where it needed `medium` training, by pilot runs described in words at the end (they
+# are not part of the evidence).
+#
+# **The gradient of a softmax tap.** Write a softmax filter as $T_t = e^{a_t}/\sum_s e^{a_s}$ over
+# logits $a$. The output moves with a logit as
 #
 # $$\frac{\partial \hat I_2(p)}{\partial a_t(p)} = T_t(p)\,\big(I_1(p+o_t)-\hat I_2(p)\big),$$
 #
 # so a tap that has almost no weight gets almost no gradient: the network can only learn to use a
-# neighbour that it already uses a little. Our models start at `identity_weight` = 0.9 on the centre,
-# which leaves each of the other 120 taps 0.08 % — and what training found from there was to remove
-# that residual blur (towards the exact identity), not the few taps that would sharpen an edge. The CNN has no such bottleneck: its residual output moves freely. We check the
-# formula on random logits and then train the `small` deblurring model once more (seed and data as in
-# §8) starting from *uniform* filters (`identity_weight` = 1/121, a box blur) — a diagnosis after the
-# fact, not a claim: one seed, `small` scale.
+# neighbour that it already uses a little. We check the formula on random logits.
 
 # %% tags=["nbval-check-output"]
 a = torch.randn(1, 25, 4, 4, generator=g, dtype=f64, requires_grad=True)
@@ -599,21 +641,117 @@ expected = T_a[0, :, 2, 1] * (taps[0, :, 2, 1] - out[0, 0, 2, 1])
 torch.testing.assert_close(grad[0, :, 2, 1], expected)
 print("d out(p) / d a_t(p) = T_t(p) (I1(p + o_t) - out(p)): checked")
 
+# %% [markdown]
+# **The start, the normalisation and the budget.** (i) The thesis normalises "by inserting a softmax
+# transform across channels of the predicted filter weights" [KONG, §6.3.1]; ours is
+# `torch.softmax(logits, dim=1)` over the $k^2$ channels (the inline formula of §4 checks it), so the
+# filters are non-negative and sum to one. (ii) Both networks start with a zero output layer: the
+# CNN's residual output is then exactly the identity, while a softmax cannot put all the mass on one
+# tap, so PFF starts at `identity_weight` = 0.9 on the centre and 0.1 spread over the other
+# $k^2-1$ taps — a little box blur. We measure what that start costs on the training pairs, and the
+# gradients at step 0: the output layer's rows for the off-centre taps get about $T_t$ times the
+# centre's, and the trunk gets none in either model until the output layer has moved (a zero layer
+# passes no gradient back). (iii) Optimiser, learning rate, schedule, epochs and batch are the same
+# for the two networks (asserted from the experiment's configs).
+
 # %%
-if live is not None:
-    box = EXP.run("pff_deblur", SEED, SCALE, DEVICE, model={"identity_weight": 1 / K**2})
-    for name, run in (("identity start", live), ("box start", box)):
-        m = run.metrics
-        print(f"{name:>14}: PSNR {m['deblur.psnr']:.2f} dB (input "
-              f"{RUNS['input_deblur'].metrics['deblur.psnr']:.2f} dB), flow on edges / flat "
-              f"{m['deblur.flow_edge_ratio']:.2f}")
-    glue("ch7_box_psnr", box.metrics["deblur.psnr"], display=False)
-    glue("ch7_box_flow_ratio", box.metrics["deblur.flow_edge_ratio"], display=False)
+cfg_cnn = EXP.run_config("cnn_deblur", SEED, SCALE)
+# the same optimiser, lr, schedule, epochs, batch and seed
+assert CFG.train == cfg_cnn.train
+data0 = EXP.load_data(CFG)
+pairs_in, pairs_out = data0["train"]["input"][:256], data0["train"]["target"][:256]
+start = {}
+for arm, cfg in (("pff", CFG), ("cnn", cfg_cnn)):
+    pb.runtime.seed_all(SEED)
+    start[arm] = EXP.model(cfg, data0).train()
+with torch.no_grad():
+    res0 = start["pff"](pairs_in)
+    filters0 = res0["filters"]
+    assert bool((filters0 >= 0).all())
+    torch.testing.assert_close(filters0.sum(1), torch.ones_like(filters0[:, 0]))
+    loss_pff0 = float(F.l1_loss(res0["out"], pairs_out))
+    loss_cnn0 = float(F.l1_loss(start["cnn"](pairs_in)["out"], pairs_out))
+loss_id = float(F.l1_loss(pairs_in, pairs_out))
+assert loss_cnn0 == loss_id  # the CNN starts at the exact identity
+centre = K * K // 2
+grads0 = {}
+for arm, model in start.items():
+    loss = F.l1_loss(model(pairs_in[:16])["out"], pairs_out[:16])
+    loss.backward()
+    trunk = [p.grad for n, p in model.named_parameters()
+             if not n.startswith("net.head")]
+    assert all(t is None or float(t.abs().max()) == 0 for t in trunk)  # no gradient yet
+    grads0[arm] = model.net.head.weight.grad.flatten(1).norm(dim=1)
+row = grads0["pff"]
+off_ratio = float(row[torch.arange(K * K) != centre].mean() / row[centre])
+glue("ch7_start_weight", float(filters0[:, centre].mean()), display=False)
+glue("ch7_start_loss_ratio", loss_pff0 / loss_id, display=False)
+glue("ch7_start_grad_ratio", off_ratio, display=False)
+print(f"step 0, {len(pairs_in)} training pairs: L1 of the blurred input {loss_id:.4f}, "
+      f"of the CNN {loss_cnn0:.4f}, of softmax PFF {loss_pff0:.4f} "
+      f"({loss_pff0 / loss_id:.2f} x the identity's); centre weight "
+      f"{float(filters0[:, centre].mean()):.3f}")
+print(f"output-layer gradient, off-centre row / centre row: {off_ratio:.1e}; "
+      "trunk gradient 0 in both models")
 
 # %% [markdown]
-# Started from a box blur, the `small` model reaches {glue:text}`ch7_box_psnr:.2f` dB (input
-# {glue:text}`ch7_small_input_psnr:.2f` dB, identity start {glue:text}`ch7_small_pff_psnr:.2f` dB),
-# with expected flow {glue:text}`ch7_box_flow_ratio:.2f` times as long on edges as on flat regions.
+# So softmax PFF begins {glue:text}`ch7_start_loss_ratio:.2f` times as far from the sharp images as
+# the blurred input itself (L1), with each off-centre tap's row of the output layer receiving
+# {glue:text}`ch7_start_grad_ratio:.0e` of the centre's gradient. Adam rescales each parameter's
+# step, so small gradients alone do not stop learning; but the first thing the loss asks for is to
+# undo the start's box blur, i.e. to push weight *back* to the centre, and that is what the `medium`
+# models did: their filters ended as the identity.
+#
+# **Two more starts, at this scale.** We train the `small` deblurring model twice more on the same
+# data and seed — from uniform filters (`identity_weight` = 1/{glue:text}`ch7_k2`, a box blur) and
+# with free-form filters (no softmax; exactly the identity at step 0, as for JPEG and SR) — a
+# diagnosis after the fact, not a claim.
+
+# %%
+if live is not None:
+    glue("ch7_k2", K * K, display=False)
+    variants = {"box start": {"identity_weight": 1 / K**2},
+                "free-form": {"normalize": "none"}}
+    VARIANTS = {name: EXP.run("pff_deblur", SEED, SCALE, DEVICE, model=change)
+                for name, change in variants.items()}
+    rows = {"softmax, identity start": live, **VARIANTS}
+    for name, run in rows.items():
+        m = run.metrics
+        print(f"{name:>24}: PSNR {m['deblur.psnr']:.2f} dB (input "
+              f"{RUNS['input_deblur'].metrics['deblur.psnr']:.2f} dB), "
+              "flow on edges / flat "
+              f"{m['deblur.flow_edge_ratio']:.2f}, "
+              f"envelope excess {m['deblur.envelope_excess']:.3f}")
+    for name, key in (("box start", "box"), ("free-form", "free")):
+        glue(f"ch7_{key}_psnr", VARIANTS[name].metrics["deblur.psnr"], display=False)
+        glue(f"ch7_{key}_flow_ratio", VARIANTS[name].metrics["deblur.flow_edge_ratio"],
+             display=False)
+    glue("ch7_free_excess", VARIANTS["free-form"].metrics["deblur.envelope_excess"],
+         display=False)
+
+# %% [markdown]
+# From a box blur the `small` model reaches {glue:text}`ch7_box_psnr:.2f` dB (input
+# {glue:text}`ch7_small_input_psnr:.2f` dB, identity start {glue:text}`ch7_small_pff_psnr:.2f` dB;
+# flow {glue:text}`ch7_box_flow_ratio:.2f` times as long on edges as on flat regions). Free-form
+# filters reach {glue:text}`ch7_free_psnr:.2f` dB, with outputs up to
+# {glue:text}`ch7_free_excess:.2f` outside the window's envelope: they sharpen with negative
+# weights, which the softmax forbids.
+#
+# **At `medium`, in pilots** (seed 0, the `medium` configuration with one change each; run once
+# while checking, not committed as results, so we report them in words only): training three times
+# as long (12 epochs instead of 4) still ended level with the blurred input, its validation PSNR flat
+# from the fifth epoch on and its filters still almost exactly the identity; starting less peaked
+# (`identity_weight` = 0.3) ended *below* the input after the same 1,000 steps, its filters still
+# blurring; free-form filters (exact identity start) gained more than a decibel over the input, a
+# little short of the CNN.
+#
+# **What we conclude.** We found no bug: the filters are normalised as in the thesis, receive the
+# gradients the formula predicts, and train with the CNN's optimiser and budget. What holds softmax
+# PFF at the identity here is the constraint itself at our scale: a non-negative filter can only
+# *select* and average pixels of the blurred window, and learning *which* pixel to select at each
+# edge is a harder problem than learning a correction — one that the thesis' 100k steps on
+# 17 × 17 filters and RGB images may solve and our 1,000 steps do not. The claims stay as they were
+# registered, and the check cell of §9 asserts their recorded outcomes.
 #
 # ## 11. Explore: blur length and direction
 #
@@ -649,8 +787,10 @@ def explore_blur(length=6, angle=45):
 if live is not None:
     pb.widgets.explorer(explore_blur, {"length": [3, 6, 9], "angle": [0, 45, 90, 135]},
                         live={"length": (1.0, 10.0, 0.5), "angle": (0, 175, 5)},
-                        descriptions={"length": "blur length (px)", "angle": "angle (°)"},
-                        glue="ch7_fig_explorer", alt="PFF on a crop blurred by one motion")
+                        descriptions={"length": "blur length (px)",
+                                      "angle": "angle (°)"},
+                        glue="ch7_fig_explorer",
+                        alt="PFF on a crop blurred by one motion")
 
 # %% [markdown]
 # ```{glue:figure} ch7_fig_explorer
@@ -683,9 +823,10 @@ if live is not None:
 #
 # ## Exercises
 #
-# 1. Replace the softmax by free-form filters for deblurring (`normalize="none"` in the model config
-#    through `EXP.run(..., model={"normalize": "none"})`). Does the output leave the envelope? Is it
-#    better or worse?
+# 1. Free-form filters deblur where softmax filters did not (§10), but leave the envelope. Keep them
+#    free and add a penalty on their negative weights, $\mu\sum_t \max(-T_t, 0)$, to the L1 loss;
+#    trace PSNR against the envelope excess as $\mu$ grows. Where between the two models does the
+#    gain vanish?
 # 2. Feed PFF's deblurred output through the same model once more (the thesis' "PFF+1", Table D.1).
 #    The thesis found no gain; explain with the statistics of the second input.
 # 3. Train with 5 × 5 filters on blur up to 10 px. Where do the errors concentrate (per blur-length
@@ -696,16 +837,33 @@ if live is not None:
 # A filter flow is a per-pixel convolution; estimating one is under-determined, predicting one is a
 # regression that a network learns from simulated degradations. Softmax filters keep the output
 # inside the local envelope of the input — a strong prior, and a limit — while free-form filters can
-# sharpen. The operator has a reference, a memory-lean and a Triton implementation that agree to
-# rounding. At our scale, free-form PFF removes JPEG artefacts and sharpens ×4 up-sampling, but the
-# same network predicting pixels directly does a little better on every task, and softmax PFF for
-# deblurring did not move from the identity at all: the thesis' central comparison does not
-# reproduce here, and §10 shows one reason the softmax version can get stuck.
+# sharpen. Each step of the derivation has its check above: the operator as a local matrix (§1),
+# convolution as its invariant case (§2), the exact fit of noise by free filters (§3), the inline
+# im2col model and the agreement of the reference, memory-lean and Triton implementations with a
+# gradient check (§4), the envelope and brightness guarantees of softmax filters (§5), the expected
+# flow of one-hot and symmetric filters (§6), the simulated degradations (§7) and the gradient of a
+# softmax tap (§10).
+#
+# At `medium` scale (three seeds per arm, the tables of §9 with their spread),
+# {glue:text}`ch7_claims_held` of the {glue:text}`ch7_claims_total` registered claims hold: the CNN
+# beats the degraded input on every task, and free-form PFF removes JPEG artefacts at quality 10
+# and 20 and sharpens ×4 up-sampling, on every seed; at quality 40 its gain clears the margin on
+# {glue:text}`ch7_wins_pff_beats_input_jpeg_q40` seeds of 3. The thesis' central comparison does not
+# reproduce here: the same network predicting pixels directly does better than PFF on every task and
+# seed, and softmax PFF for deblurring did not move from the identity. We found no bug behind this
+# (§10: normalisation, gradients, start and budget checked; longer training did not help) — free
+# filters deblur where softmax filters could not learn to. What differs from the thesis: grey 48 × 48
+# crops of scikit-image photographs instead of DIV2K/BSDS500 and RGB deblurring, a 145k-parameter
+# two-stream network instead of a ResNet-18-based one, 1,000 steps instead of 100,000, 11 × 11
+# deblurring filters for blur up to 10 px instead of 17 × 17 for up to 30 px, and our initialisation
+# (the thesis states none). The `medium` runs took {glue:text}`ch7_med_minutes:.0f` minutes of one
+# core; the `small` run of this page took {glue:text}`ch7_small_seconds:.0f` s (printed below).
 #
 # ## References
 #
 # Kong's thesis {cite:p}`kong2019thesis` (Chapter 6, Appendix D) and the PFF paper {cite:p}`kong2018pff`;
-# filter flow {cite:p}`seitz2009filterflow`.
+# filter flow {cite:p}`seitz2009filterflow`; SSIM {cite:p}`wang2004ssim`.
 
 # %%
+glue("ch7_small_seconds", time.time() - T0, display=False)
 print(pb.runtime.env_report(T0, SCALE, DEVICE))
