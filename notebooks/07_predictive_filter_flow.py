@@ -649,9 +649,9 @@ print("d out(p) / d a_t(p) = T_t(p) (I1(p + o_t) - out(p)): checked")
 # CNN's residual output is then exactly the identity, while a softmax cannot put all the mass on one
 # tap, so PFF starts at `identity_weight` = 0.9 on the centre and 0.1 spread over the other
 # $k^2-1$ taps — a little box blur. We measure what that start costs on the training pairs, and the
-# gradients at step 0: the output layer's rows for the off-centre taps get about $T_t$ times the
-# centre's, and the trunk gets none in either model until the output layer has moved (a zero layer
-# passes no gradient back). (iii) Optimiser, learning rate, schedule, epochs and batch are the same
+# gradients at step 0: each off-centre logit's gradient carries its tiny weight $T_t$, so the output
+# layer's rows for those taps get a small fraction of the centre row's gradient; the trunk gets none
+# in either model until the output layer has moved (a zero layer passes no gradient back). (iii) Optimiser, learning rate, schedule, epochs and batch are the same
 # for the two networks (asserted from the experiment's configs).
 
 # %%
