@@ -35,6 +35,7 @@ REGISTRY: dict[str, str] = {
     "04_region_mutual_information": "rmi",
     "08_multigrid_filter_flow": "mgpff",
     "07_predictive_filter_flow": "pff",
+    "05_attentional_gating": "gating",
 }
 
 __doc__ += "\n".join(f"``{stem}`` -> :mod:`pixelbook.experiments.{mod}`" for stem, mod in REGISTRY.items()) + "\n"
