@@ -187,8 +187,10 @@ class GatingExperiment(Experiment):
         for key, rho, kind in p["stages"]:
             epochs = total if kind == "all" else (dense_ep if kind == "dense" else stage_ep)
             stages.append([key, rho, epochs])
+        # the notebook's widget reloads the weights at the end of each stage of b_pag (small scale only)
+        snapshots = scaled(scale, smoke=0, small=1, medium=0, full=0) if arm.name == "b_pag" else 0
         train = TrainConfig(epochs=sum(s[2] for s in stages), lr=3e-3, batch_size=16, optimizer="adamw",
-                            weight_decay=1e-4, schedule="constant", seed=seed)
+                            weight_decay=1e-4, schedule="constant", seed=seed, snapshot_every=snapshots)
         model = {"gates": p["gates"], "dilations": list(_B_DILATIONS[:p["blocks"]]), "width": 32}
         loss = {"stages": stages, "kl_weight": 0.1,  # ours: λ for a mean-reduced CE (thesis 1e-4 for summed losses)
                 "mode": p["mode"], "over": "batch" if p["gates"] == "image" else "image", "statistic": "mask",
