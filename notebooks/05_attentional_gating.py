@@ -544,9 +544,11 @@ glue("ch5_wall_flops", flops_b.fraction, display=False)
 # On this CPU the masked network took {glue:text}`ch5_wall_dense_ms:.0f` ms and the gathered one
 # {glue:text}`ch5_wall_sparse_ms:.0f` ms for {glue:text}`ch5_wall_flops:.2f` of the FLOPs. The
 # benchmark `benchmarks/bench_gating.py` times the gated 3×3 convolution alone at densities 1.0 to
-# 0.1: on the project's 2-core CPU the gathered path is slower than the dense one down to densities
-# of about 0.1–0.2 (ResNet-sized 64-channel maps), because oneDNN's direct convolution runs near peak
-# while the gather, the GEMM on an irregular matrix and the scatter do not. The FLOPs a PAG network
+# 0.1, and whole bottlenecks. On the project's 2-core CPU (64-channel maps) the gathered convolution
+# is about 7× slower than the dense one at density 1, breaks even at a density of about 0.2 and is
+# 1.2–1.5× faster at 0.1; a whole bottleneck run sparsely, whose 1×1 reduction and shortcut stay
+# dense, is slower at every density down to 0.1. oneDNN's direct convolution runs near peak; the
+# gather, a GEMM on an irregular matrix and the scatter do not. The FLOPs a PAG network
 # saves are real; turning them into time needs a kernel that fuses the gather into the convolution
 # (the "perforated convolution" the thesis cites), which MatConvNet did not have either: the thesis'
 # savings are counted, not timed.
