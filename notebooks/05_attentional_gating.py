@@ -2,6 +2,11 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -61,12 +66,15 @@ pb.viz.use_style()  # the book's plot style: 110 dpi, legible fonts
 f64 = torch.float64
 
 # %% tags=["parameters"]
-SCALE = os.environ.get("PIXELBOOK_SCALE", "auto")  # smoke | small | medium | full | auto
+# smoke | small | medium | full | auto
+SCALE = os.environ.get("PIXELBOOK_SCALE", "auto")
 SEED = 0
 DEVICE = "auto"
-DILATIONS = (1, 2, 4, 8)  # Task A's branches, far -> near (ours; thesis Ch. 3: 1, 2, 4, 8, 16)
+# Task A's branches, far -> near (ours; thesis Ch. 3: 1, 2, 4, 8, 16)
+DILATIONS = (1, 2, 4, 8)
 TAU = (1.0, 0.1)  # Gumbel temperature annealed from 1 to 0.1 [thesis §4.3.2]
-RHOS = (0.9, 0.7, 0.5)  # PAG budgets, fine-tuned in this order [thesis §4.3.3, Table 4.2]
+# PAG budgets, fine-tuned in this order [thesis §4.3.3, Table 4.2]
+RHOS = (0.9, 0.7, 0.5)
 
 # %%
 SCALE = pb.runtime.resolve_scale(SCALE)
@@ -75,7 +83,8 @@ pb.runtime.seed_all(SEED)
 T0 = time.time()
 EXP = pb.experiments.get("05_attentional_gating")
 N_SCENES = pb.runtime.scaled(SCALE, smoke=8, small=64, medium=64, full=64)
-print(f"scale={SCALE}, device={DEVICE}; experiment: {len(EXP.arms)} arms, {len(EXP.claims)} claims")
+print(f"scale={SCALE}, device={DEVICE}; experiment: {len(EXP.arms)} arms, "
+      f"{len(EXP.claims)} claims")
 
 # %% [markdown]
 # ## 1. Apparent size is inverse depth
@@ -101,16 +110,29 @@ slope = np.polyfit(np.log(z[ok].numpy()), np.log(r[ok].numpy()), 1)[0]
 cam = perspective_camera(64)
 assert abs(slope + 1) < 1e-4, slope
 assert torch.allclose(r[ok] * z[ok], torch.tensor(cam["f"] * cam["R"]), rtol=1e-5)
-print(f"log r = {slope:.4f} log Z + c over {int(ok.sum())} disks; r * Z = f * R = {cam['f'] * cam['R']:.1f} px m")
+print(f"log r = {slope:.4f} log Z + c over {int(ok.sum())} disks; "
+      f"r * Z = f * R = {cam['f'] * cam['R']:.1f} px m")
 
-EDGES = torch.exp(torch.linspace(0.0, math.log(6.0), len(DILATIONS) + 1))[1:-1]  # equal ratios of depth
+# equal ratios of depth
+EDGES = torch.exp(torch.linspace(0.0, math.log(6.0), len(DILATIONS) + 1))[1:-1]
 BINS = G.quantize_depth(scenes["depth"], EDGES)  # 0 = far ... 3 = near
 show = range(min(4, N_SCENES))
-fig = pb.viz.show_grid([scenes["image"][i] for i in show]
-                       + [pb.viz.colorize_labels(scenes["labels"][i], 3) for i in show]
-                       + [pb.viz.colorize_labels(BINS[i], len(DILATIONS)) for i in show],
-                       titles=[t for t in ["image", "labels: ground, stripes, checker", "depth bin (far -> near)"]
-                               for _ in show], ncols=len(show), size=1.7)
+fig = pb.viz.show_grid(
+    [scenes["image"][i] for i in show]
+    + [pb.viz.colorize_labels(scenes["labels"][i], 3) for i in show]
+    + [pb.viz.colorize_labels(BINS[i], len(DILATIONS)) for i in show],
+    titles=[
+        t
+        for t in [
+            "image",
+            "labels: ground, stripes, checker",
+            "depth bin (far -> near)",
+        ]
+        for _ in show
+    ],
+    ncols=len(show),
+    size=1.7,
+)
 fig
 
 # %% [markdown]
@@ -130,11 +152,17 @@ served = {}
 for d in DILATIONS:
     window = 2 * d + 3
     ok_d = (window >= 0.8 * r[ok]) & (window <= 2 * r[ok])
-    served[d] = [float(ok_d[disk_bins == k].float().mean()) for k in range(len(DILATIONS))]
-    print(f"dilation {d}: window {window:2d} px serves, far -> near:", "  ".join(f"{v:.2f}" for v in served[d]))
+    served[d] = [
+        float(ok_d[disk_bins == k].float().mean()) for k in range(len(DILATIONS))
+    ]
+    print(
+        f"dilation {d}: window {window:2d} px serves, far -> near:",
+        "  ".join(f"{v:.2f}" for v in served[d]),
+    )
 best = torch.tensor([served[d] for d in DILATIONS]).amax(0)
-assert all(min(v) < 0.5 for v in served.values())  # every single dilation fails on some depth bin
-assert float(best.min()) > 0.9                      # together they serve every bin
+# every single dilation fails on some depth bin
+assert all(min(v) < 0.5 for v in served.values())
+assert float(best.min()) > 0.9  # together they serve every bin
 glue("ch5_served_d1_near", served[1][-1], display=False)
 glue("ch5_served_d8_far", served[8][0], display=False)
 
@@ -170,7 +198,9 @@ y = pool(x, b)
 selected = M.gather(1, b.clamp(max=3)[:, None, None].expand(-1, 1, 8, -1, -1))[:, 0]
 torch.testing.assert_close(y[:, :, 4:], selected[:, :, 4:])
 torch.testing.assert_close(y[0, :, :4], M[0, :, :, :4].mean(0))
-assert G.quantize_depth(torch.tensor([[[1.0, 2.0, 4.0, 8.0]]]), torch.tensor([1.5, 3.0, 6.0])).tolist() == [[[3, 2, 1, 0]]]
+assert G.quantize_depth(
+    torch.tensor([[[1.0, 2.0, 4.0, 8.0]]]), torch.tensor([1.5, 3.0, 6.0])
+).tolist() == [[[3, 2, 1, 0]]]
 
 # %% [markdown]
 # ## 5. Predict the gate, or learn it
@@ -183,7 +213,9 @@ assert G.quantize_depth(torch.tensor([[[1.0, 2.0, 4.0, 8.0]]]), torch.tensor([1.
 # **Check:** the gate is a distribution over the branches at every pixel.
 
 # %%
-pool = G.DepthAwareGatedPool(8, dilations=DILATIONS, gate="predicted", head_widths=(8, 4)).eval()
+pool = G.DepthAwareGatedPool(
+    8, dilations=DILATIONS, gate="predicted", head_widths=(8, 4)
+).eval()
 pool(x)
 torch.testing.assert_close(pool.last_gate.sum(1), torch.ones(2, 16, 16))
 torch.testing.assert_close(pool.last_gate, pool.last_logits.softmax(1))
@@ -202,17 +234,32 @@ torch.testing.assert_close(pool.last_gate, pool.last_logits.softmax(1))
 
 # %%
 A_ARMS = [a.name for a in EXP.arms if a.name.startswith("a_")]
-A_LABELS = {"a_dil1": "dilation 1", "a_dil8": "dilation 8", "a_tied_avg": "tied avg.", "a_untied_avg": "untied avg.",
-            "a_true_depth": "true depth", "a_pred_depth": "pred. depth", "a_attention": "attention", "a_pag": "PAG MultiPool"}
+A_LABELS = {
+    "a_dil1": "dilation 1",
+    "a_dil8": "dilation 8",
+    "a_tied_avg": "tied avg.",
+    "a_untied_avg": "untied avg.",
+    "a_true_depth": "true depth",
+    "a_pred_depth": "pred. depth",
+    "a_attention": "attention",
+    "a_pag": "PAG MultiPool",
+}
 runs_a = {arm: EXP.run(arm, SEED, SCALE, DEVICE) for arm in A_ARMS}
 cfg_a = runs_a["a_untied_avg"].config
-print(f"{cfg_a.data['n_train']} training scenes, {cfg_a.train.epochs} epochs; mIoU and object-pixel accuracy "
-      "per depth bin on held-out scenes")
-print(f"{'arm':>14} {'mIoU':>6} " + " ".join(f"{'bin ' + str(k):>6}" for k in range(4)) + f" {'GFLOPs':>7}")
+print(f"{cfg_a.data['n_train']} training scenes, {cfg_a.train.epochs} epochs; mIoU and "
+      "object-pixel accuracy per depth bin on held-out scenes")
+print(
+    f"{'arm':>14} {'mIoU':>6} "
+    + " ".join(f"{'bin ' + str(k):>6}" for k in range(4))
+    + f" {'GFLOPs':>7}"
+)
 for arm, run in runs_a.items():
     m = run.metrics
-    print(f"{A_LABELS[arm]:>14} {m['a.miou']:6.3f} " + " ".join(f"{m.get(f'a.acc_bin{k}', float('nan')):6.3f}"
-                                                                for k in range(4)) + f" {m['a.gflops']:7.4f}")
+    print(
+        f"{A_LABELS[arm]:>14} {m['a.miou']:6.3f} "
+        + " ".join(f"{m.get(f'a.acc_bin{k}', float('nan')):6.3f}" for k in range(4))
+        + f" {m['a.gflops']:7.4f}"
+    )
 
 # %% [markdown]
 # ## 6. Hard choices: the Gumbel-max trick
@@ -229,7 +276,9 @@ for arm, run in runs_a.items():
 p = torch.tensor([0.6, 0.25, 0.1, 0.05], dtype=f64)
 n = pb.runtime.scaled(SCALE, smoke=20_000, small=200_000, medium=200_000, full=200_000)
 logits = p.log().reshape(1, 4).expand(n, 4)
-freq = G.gumbel_softmax_st(logits, tau=1.0, generator=torch.Generator().manual_seed(SEED)).mean(0)
+freq = G.gumbel_softmax_st(
+    logits, tau=1.0, generator=torch.Generator().manual_seed(SEED)
+).mean(0)
 sigma = (p * (1 - p) / n).sqrt()
 print("frequencies", [round(v, 4) for v in freq.tolist()], "softmax", p.tolist())
 assert bool(((freq - p).abs() < 4 * sigma).all())
@@ -253,12 +302,15 @@ assert bool(((freq - p).abs() < 4 * sigma).all())
 
 # %%
 noise = G.gumbel_noise((n, 4), torch.Generator().manual_seed(SEED + 1), dtype=f64)
-soft = lambda tau: G.gumbel_softmax_st(logits, tau, noise=noise, hard=False)  # noqa: E731
+# noqa: E731
+soft = lambda tau: G.gumbel_softmax_st(logits, tau, noise=noise, hard=False)
 near_one_hot = float((soft(0.01).max(1).values > 0.99).double().mean())
 bias = float((soft(1.0).mean(0) - p).abs().max())
 nan_share = float(torch.log(p + noise).isnan().any(1).double().mean())
 print(f"tau = 0.01: {near_one_hot:.4f} of the relaxed samples have a coordinate > 0.99")
-print(f"max |E[relaxed sample] - alpha|: {bias:.3f} at tau = 1, {float((soft(0.1).mean(0) - p).abs().max()):.3f} at tau = 0.1")
+bias_01 = float((soft(0.1).mean(0) - p).abs().max())
+print(f"max |E[relaxed sample] - alpha|: {bias:.3f} at tau = 1, "
+      f"{bias_01:.3f} at tau = 0.1")
 print(f"the printed Eq. 4.4 is NaN for {nan_share:.1%} of the draws")
 assert near_one_hot > 0.95 and bias > 10 * float(sigma.max()) and nan_share > 0.5
 glue("ch5_eq44_nan", 100 * nan_share, display=False)
@@ -276,9 +328,13 @@ lg = torch.randn(3, 4, dtype=f64, requires_grad=True)
 m = G.gumbel_noise((3, 4), torch.Generator().manual_seed(2), dtype=f64)
 w = torch.randn(3, 4, dtype=f64)
 y_st = G.gumbel_softmax_st(lg, 0.5, dim=1, noise=m)
-assert bool(((y_st == 0) | (y_st == 1)).all()) and torch.equal(y_st.sum(1), torch.ones(3, dtype=f64))
-g_st, = torch.autograd.grad((y_st * w).sum(), lg)
-g_soft, = torch.autograd.grad((G.gumbel_softmax_st(lg, 0.5, dim=1, noise=m, hard=False) * w).sum(), lg)
+assert bool(((y_st == 0) | (y_st == 1)).all()) and torch.equal(
+    y_st.sum(1), torch.ones(3, dtype=f64)
+)
+(g_st,) = torch.autograd.grad((y_st * w).sum(), lg)
+(g_soft,) = torch.autograd.grad(
+    (G.gumbel_softmax_st(lg, 0.5, dim=1, noise=m, hard=False) * w).sum(), lg
+)
 torch.testing.assert_close(g_st, g_soft)
 
 # %% [markdown]
@@ -291,7 +347,11 @@ torch.testing.assert_close(g_st, g_soft)
 
 # %%
 taus = [G.temperature_schedule(s, 100, *TAU) for s in range(120)]
-assert taus[0] == TAU[0] and math.isclose(taus[100], TAU[1]) and all(a >= b for a, b in zip(taus, taus[1:]))
+assert (
+    taus[0] == TAU[0]
+    and math.isclose(taus[100], TAU[1])
+    and all(a >= b for a, b in zip(taus, taus[1:]))
+)
 gate, lg2 = G.GumbelGate().eval(), torch.randn(2, 3, 5, 5)
 assert torch.equal(gate(lg2), gate(lg2))
 
@@ -307,7 +367,9 @@ assert torch.equal(gate(lg2), gate(lg2))
 
 # %%
 mp = G.PAGMultiPool(8, dilations=(0,) + DILATIONS, head_widths=(8, 4)).eval()
-assert torch.equal(mp(x), mp(x)) and torch.equal(mp.last_gate.sum(1), torch.ones(2, 16, 16))
+assert torch.equal(mp(x), mp(x)) and torch.equal(
+    mp.last_gate.sum(1), torch.ones(2, 16, 16)
+)
 for k in range(len(DILATIONS) + 1):
     mp.force = k
     torch.testing.assert_close(mp(x), mp.branch(k, x))
@@ -324,15 +386,23 @@ val_a = runs_a["a_pag"].data["val"]
 idx = range(min(3, len(val_a["image"])))
 panels, titles = [], []
 for i in idx:
-    img = val_a["image"][i:i + 1].to(DEVICE)
+    img = val_a["image"][i : i + 1].to(DEVICE)
     row = [val_a["image"][i], pb.viz.colorize_labels(val_a["depth_bins"][i], 5)]
     for arm, shift in (("a_pred_depth", 0), ("a_attention", 0), ("a_pag", -1)):
         net = runs_a[arm].model.net.eval()
         with torch.no_grad():
             choice = net(img)["gate"].argmax(1)[0].cpu() + shift
-        row.append(pb.viz.colorize_labels(choice.clamp(min=0) + (choice < 0).long() * 4, 5))
+        row.append(
+            pb.viz.colorize_labels(choice.clamp(min=0) + (choice < 0).long() * 4, 5)
+        )
     panels += row
-    titles += ["image", "true depth bin", "pred.-depth gate", "attention gate", "PAG branch"]
+    titles += [
+        "image",
+        "true depth bin",
+        "pred.-depth gate",
+        "attention gate",
+        "PAG branch",
+    ]
 pb.viz.show_grid(panels, titles=titles, ncols=5, size=1.6)
 
 # %% [markdown]
@@ -377,7 +447,8 @@ with torch.no_grad():
     blocks[0].force = 0.0
     I = torch.rand(1, 64, 16, 16)
     torch.testing.assert_close(blocks[0](I), F.relu(blocks[0].downsample(I)))
-print(f"{len(blocks)} torchvision bottlenecks now gated; with G = 1 the output is unchanged")
+print(f"{len(blocks)} torchvision bottlenecks now gated; "
+      "with G = 1 the output is unchanged")
 
 # %% [markdown]
 # ## 12. A budget per layer
@@ -396,7 +467,9 @@ print(f"{len(blocks)} torchvision bottlenecks now gated; with G = 1 the output i
 # %%
 gg = torch.linspace(0.01, 0.99, 99, dtype=f64, requires_grad=True)
 kl = G.bernoulli_kl(0.5, gg)
-assert float(kl.detach()[49]) < 1e-12 and bool((kl.detach()[torch.arange(99) != 49] > 0).all())
+assert float(kl.detach()[49]) < 1e-12 and bool(
+    (kl.detach()[torch.arange(99) != 49] > 0).all()
+)
 kl.sum().backward()
 assert bool((torch.sign(gg.grad) == torch.sign(gg.detach() - 0.5)).all())
 assert bool(torch.isfinite(G.bernoulli_kl(0.5, torch.tensor([0.0, 1.0]))).all())
@@ -414,11 +487,17 @@ assert bool(torch.isfinite(G.bernoulli_kl(0.5, torch.tensor([0.0, 1.0]))).all())
 
 # %%
 d_trivial = torch.tensor([[1.0, 0.0, 1.0, 0.0]])
-total, per_layer = float(G.budget_kl_loss(d_trivial, 0.5, mode="total")), float(G.budget_kl_loss(d_trivial, 0.5))
+total, per_layer = (
+    float(G.budget_kl_loss(d_trivial, 0.5, mode="total")),
+    float(G.budget_kl_loss(d_trivial, 0.5)),
+)
 d = torch.tensor([[0.9, 0.3, 0.6]], dtype=f64, requires_grad=True)
 G.budget_kl_loss(d, 0.5, mode="total").backward()
-assert total < 1e-6 < per_layer and torch.allclose(d.grad, d.grad[0, :1].expand_as(d.grad))
-print(f"'skip half the layers': total-budget loss {total:.2g}, per-layer loss {per_layer:.1f}")
+assert total < 1e-6 < per_layer and torch.allclose(
+    d.grad, d.grad[0, :1].expand_as(d.grad)
+)
+print(f"'skip half the layers': total-budget loss {total:.2g}, "
+      f"per-layer loss {per_layer:.1f}")
 
 # %% [markdown]
 # ### Task B: an easy background and a hard foreground
@@ -438,11 +517,17 @@ print(f"'skip half the layers': total-budget loss {total:.2g}, per-layer loss {p
 B_LIVE = ["b_pag", "b_pag_total", "b_skip", "b_trunc5"]
 runs_b = {arm: EXP.run(arm, SEED, SCALE, DEVICE) for arm in B_LIVE}
 cfg_b = runs_b["b_pag"].config
-print(f"{cfg_b.data['n_train']} training scenes of {cfg_b.data['size']} px; stages (key, rho, epochs):",
-      cfg_b.loss["stages"])
+print(f"{cfg_b.data['n_train']} training scenes of {cfg_b.data['size']} px; "
+      "stages (key, rho, epochs):", cfg_b.loss["stages"])
 for arm, run in runs_b.items():
-    print(f"{arm:>12}: " + ", ".join(f"{k} {v:.3f}" for k, v in run.metrics.items()
-                                     if k.endswith((".miou", ".flops", ".density_mean"))))
+    print(
+        f"{arm:>12}: "
+        + ", ".join(
+            f"{k} {v:.3f}"
+            for k, v in run.metrics.items()
+            if k.endswith((".miou", ".flops", ".density_mean"))
+        )
+    )
 
 # %%
 net_b = runs_b["b_pag"].model.net.eval()
@@ -455,11 +540,18 @@ with torch.no_grad():
     net_tot(val_b["image"][:64].to(DEVICE))
 dens_tot = G.gate_densities(net_tot).mean(0).cpu()
 ponder = G.ponder_map(net_b).cpu()
-fig, ax = plt.subplots(1, 5, figsize=(10, 2.2), gridspec_kw={"width_ratios": [2.2, 1, 1, 1, 1]})
+fig, ax = plt.subplots(
+    1, 5, figsize=(10, 2.2), gridspec_kw={"width_ratios": [2.2, 1, 1, 1, 1]}
+)
 ax[0].bar(np.arange(8) - 0.2, dens, 0.4, label="per-layer KL")
 ax[0].bar(np.arange(8) + 0.2, dens_tot, 0.4, label="total KL")
 ax[0].axhline(RHOS[-1], color="k", lw=0.8, ls="--")
-ax[0].set(xlabel="block", ylabel="density (eval)", ylim=(0, 1.05), title=f"realised density, rho = {RHOS[-1]}")
+ax[0].set(
+    xlabel="block",
+    ylabel="density (eval)",
+    ylim=(0, 1.05),
+    title=f"realised density, rho = {RHOS[-1]}",
+)
 ax[0].legend(fontsize=7)
 for a, i in zip(ax[1:3], range(2)):
     a.imshow(val_b["image"][i].permute(1, 2, 0))
@@ -482,7 +574,8 @@ fig.tight_layout()
 # own FLOP counter on the same forward pass; per block it is linear in the density.
 
 # %%
-dense_net = G.PAGResNet(3, gates="pixel", width=32).eval()  # gates start at P(compute) = 0.9: all on in eval
+# gates start at P(compute) = 0.9: all on in eval
+dense_net = G.PAGResNet(3, gates="pixel", width=32).eval()
 xb = val_b["image"][:4]
 with FlopCounterMode(display=False) as fc:
     dense_net(xb)
@@ -496,7 +589,8 @@ for k in (0, 64, 128, 192, 256):
     counts.append(G.count_flops(blk, torch.randn(1, 32, 16, 16)).total)
 assert len(set(np.diff(counts).tolist())) == 1  # equal steps: linear in the density
 flops_b = G.count_flops(net_b, val_b["image"][:32].to(DEVICE))
-print(f"trained PAG network at rho = {RHOS[-1]}: {flops_b.fraction:.3f} of its dense FLOPs")
+print(f"trained PAG network at rho = {RHOS[-1]}: "
+      f"{flops_b.fraction:.3f} of its dense FLOPs")
 
 # %% [markdown]
 # ## 15. FLOPs are not wall-clock
@@ -512,8 +606,12 @@ print(f"trained PAG network at rho = {RHOS[-1]}: {flops_b.fraction:.3f} of its d
 # %%
 xx, ww = torch.randn(1, 32, 32, 32), torch.randn(32, 32, 3, 3)
 mask = (torch.rand(1, 1, 32, 32) < 0.3).float()
-torch.testing.assert_close(pb.ops.gated_conv2d(xx, ww, mask, impl="sparse"),
-                           pb.ops.gated_conv2d(xx, ww, mask, impl="dense"), atol=1e-4, rtol=1e-4)
+torch.testing.assert_close(
+    pb.ops.gated_conv2d(xx, ww, mask, impl="sparse"),
+    pb.ops.gated_conv2d(xx, ww, mask, impl="dense"),
+    atol=1e-4,
+    rtol=1e-4,
+)
 
 
 def time_execution(net, images, execution, repeats=5):
@@ -534,8 +632,9 @@ t_sparse, out_sparse = time_execution(net_b, val_b["image"][:32].to(DEVICE), "sp
 torch.testing.assert_close(out_sparse, out_dense, atol=1e-4, rtol=1e-4)
 for b_ in G.pag_blocks(net_b):
     b_.execution = "dense"
-print(f"32 scenes at rho = {RHOS[-1]}: dense (masked) {1e3 * t_dense:.0f} ms, sparse (gathered) {1e3 * t_sparse:.0f} ms "
-      f"-> {t_dense / t_sparse:.2f}x, for {flops_b.fraction:.2f} of the FLOPs")
+print(f"32 scenes at rho = {RHOS[-1]}: dense (masked) {1e3 * t_dense:.0f} ms, "
+      f"sparse (gathered) {1e3 * t_sparse:.0f} ms -> {t_dense / t_sparse:.2f}x, "
+      f"for {flops_b.fraction:.2f} of the FLOPs")
 glue("ch5_wall_dense_ms", 1e3 * t_dense, display=False)
 glue("ch5_wall_sparse_ms", 1e3 * t_sparse, display=False)
 glue("ch5_wall_flops", flops_b.fraction, display=False)
@@ -565,31 +664,80 @@ RES = pb.results.load_results(EXP.chapter, "medium")
 MED_SEEDS = EXP.seeds_for("medium")
 MED_A = RES.record("a_untied_avg", MED_SEEDS[0])["config"]
 MED_B = RES.record("b_pag", MED_SEEDS[0])["config"]
-MED_MINUTES = sum(r["provenance"]["train_time_s"] + r["provenance"]["eval_time_s"] for r in RES.records) / 60
-print(f"{len(RES)} runs ({len(EXP.arms)} arms x {len(MED_SEEDS)} seeds), {MED_MINUTES:.0f} min of training and evaluation")
+prov = [r["provenance"] for r in RES.records]
+MED_MINUTES = sum(p_["train_time_s"] + p_["eval_time_s"] for p_ in prov) / 60
+MED_WALL = sum(p_["wall_time_s"] for p_ in prov) / 60
+print(f"{len(RES)} runs ({len(EXP.arms)} arms x {len(MED_SEEDS)} seeds): "
+      f"{MED_MINUTES:.0f} min of training and evaluation, {MED_WALL:.0f} min in all")
 print(f"Task A: {MED_A['data']['n_train']} scenes, {MED_A['train']['epochs']} epochs; "
       f"Task B: {MED_B['data']['n_train']} scenes, stages {MED_B['loss']['stages']}")
 glue("ch5_med_minutes", MED_MINUTES, display=False)
-print("\nTask A (perspective scenes): mIoU, object-pixel accuracy per depth bin (far -> near), GFLOPs per image")
-print(RES.table(["a.miou", "a.acc_bin0", "a.acc_bin1", "a.acc_bin2", "a.acc_bin3", "a.gflops"], A_ARMS,
-                labels={"a.miou": "mIoU"}))
-B_ARMS = [a.name for a in EXP.arms if a.name.startswith("b_")]
-for key in ("b100", "b90", "b70", "b50"):
-    arms = [a for a in B_ARMS if any(k.startswith(key + ".") for k in RES.record(a, MED_SEEDS[0])["metrics"])]
-    print(f"\nTask B at {key} (rho = {int(key[1:]) / 100:g}): mIoU, FLOPs (fraction of the dense net), density, "
-          "per-layer spread, ponder ratio")
-    print(RES.table([f"{key}.miou", f"{key}.flops", f"{key}.density_mean", f"{key}.density_std",
-                     f"{key}.ponder_ratio"], arms))
+glue("ch5_med_wall", MED_WALL, display=False)
+glue("ch5_med_epochs_a", MED_A["train"]["epochs"], display=False)
+
+# %% tags=["remove-cell"]
+# Glue every summary the prose quotes: mean and sample std over the seeds.
+QUOTED = {"miou", "flops", "gflops", "density_mean", "density_std", "density_maxdev",
+          "ponder_ratio", "acc_bin0", "acc_bin1", "acc_bin2", "acc_bin3", "copy_share",
+          "gate_bin_acc"}
 for arm in RES.arms:
-    for metric in ("a.miou", "b50.miou", "b70.miou", "b50.flops", "b50.density_std", "b50.ponder_ratio",
-                   "b50.density_maxdev", "b50.density_mean", "a.gflops"):
-        try:
-            s = RES.summary(arm, metric)
-        except KeyError:
-            continue
-        key = f"ch5_med_{arm}_{metric.replace('.', '_')}"
-        glue(key, s.mean, display=False)
-        glue(f"{key}_sd", s.std, display=False)
+    for metric in RES.record(arm, MED_SEEDS[0])["metrics"]:
+        if metric.split(".")[1] in QUOTED:
+            summary = RES.summary(arm, metric)
+            key = f"ch5_med_{arm}_{metric.replace('.', '_')}"
+            glue(key, summary.mean, display=False)
+            glue(f"{key}_sd", summary.std, display=False)
+
+# %%
+A_COLS = ["a.miou"] + [f"a.acc_bin{k}" for k in range(4)] + ["a.gflops"]
+print("Task A: mIoU, object-pixel accuracy per depth bin (far -> near), GFLOPs/image")
+A_HEAD = {"a.miou": "mIoU", **{f"a.acc_bin{k}": f"bin {k}" for k in range(4)}}
+print(RES.table(A_COLS, A_ARMS, labels={**A_HEAD, **A_LABELS}))
+
+# %% [markdown]
+# TASK_A_PROSE
+
+# %%
+B_ARMS = [a.name for a in EXP.arms if a.name.startswith("b_")]
+B_COLS = ["miou", "flops", "density_mean", "density_std", "ponder_ratio"]
+for key in ("b100", "b90", "b70", "b50"):
+    arms = [a for a in B_ARMS if f"{key}.miou" in RES.record(a, 0)["metrics"]]
+    print(f"\nTask B at {key} (rho = {int(key[1:]) / 100:g}): mIoU, FLOPs (fraction of "
+          "the dense net), density, its spread over layers, ponder ratio")
+    head = {f"{key}.{c}": c.replace("density_", "dens. ") for c in B_COLS}
+    print(RES.table([f"{key}.{c}" for c in B_COLS], arms, labels=head))
+
+# %% tags=["hide-input"]
+fig, ax = plt.subplots(figsize=(5.2, 3.2))
+for arm, keys, style in [("b_pag", ("b100", "b90", "b70", "b50"), "o-"),
+                         ("b_pag_total", ("b90", "b70", "b50"), "s--"),
+                         ("b_skip", ("b90", "b70", "b50"), "^--")]:
+    pts = [(RES.summary(arm, f"{k}.flops").mean, RES.summary(arm, f"{k}.miou"))
+           for k in keys]
+    ax.errorbar([x for x, _ in pts], [m.mean for _, m in pts], [m.std for _, m in pts],
+                fmt=style, capsize=2, label=arm)
+trunc = (("b_trunc5", "b50"), ("b_trunc6", "b70"), ("b_trunc7", "b90"))
+pts = [(RES.summary(a, f"{k}.flops").mean, RES.summary(a, f"{k}.miou"))
+       for a, k in trunc]
+ax.errorbar([x for x, _ in pts], [m.mean for _, m in pts], [m.std for _, m in pts],
+            fmt="kx:", capsize=2, label="truncated (5, 6, 7 blocks)")
+ax.set(xlabel="FLOPs (fraction of the dense 8-block net)", ylabel="held-out mIoU",
+       title="Task B, medium: accuracy against realised FLOPs")
+ax.legend(fontsize=7)
+pb.widgets.show(fig, glue="ch5_fig_flops_curve")
+
+# %% [markdown]
+# ```{glue:figure} ch5_fig_flops_curve
+# :name: fig-ch5-flops
+# :alt: Held-out mIoU against the realised fraction of FLOPs for PAG, total-budget PAG,
+#   layer skipping and truncated networks on Task B
+#
+# Task B at `medium` scale: held-out mIoU (mean and sample standard deviation over three seeds)
+# against the FLOPs each network really spent on the held-out scenes, as a fraction of the dense
+# eight-block network; the budget stages run from right (dense, or ρ = 0.9) to left (ρ = 0.5).
+# ```
+#
+# TASK_B_PROSE
 
 # %% [markdown]
 # Did they converge? The Task-A histories record the training loss per epoch; the largest change
@@ -598,9 +746,13 @@ for arm in RES.arms:
 # held-out mIoU at each stage end is recorded and shown in the tables above.
 
 # %%
-change = max(abs(RES.history(a, s)["train_loss"][-1] - RES.history(a, s)["train_loss"][-3])
-             for a in A_ARMS for s in MED_SEEDS)
-print(f"Task A: largest change of the training loss over the last two epochs: {change:.4f}")
+change = max(
+    abs(RES.history(a, s)["train_loss"][-1] - RES.history(a, s)["train_loss"][-3])
+    for a in A_ARMS
+    for s in MED_SEEDS
+)
+print("Task A: largest change of the training loss over the last two epochs: "
+      f"{change:.4f}")
 glue("ch5_conv_a", change, display=False)
 
 # %% [markdown]
@@ -654,31 +806,37 @@ for outcome in OUTCOMES:
 # the backward pass differentiates through; the hard sample does not depend on $\tau$), the ponder
 # map (how many of the eight blocks computed each pixel) and the prediction.
 
-# %%
+# %% tags=["hide-input"]
 SNAPS = runs_b["b_pag"].history.snapshots
 STAGE_EPOCHS = np.cumsum([s[2] for s in cfg_b.loss["stages"]]).tolist()
 RHO_OF = dict(zip([1.0] + list(RHOS), STAGE_EPOCHS))
-viewer = G.PAGResNet(3, gates="pixel", dilations=tuple(cfg_b.model["dilations"]), width=cfg_b.model["width"]).eval()
+viewer = G.PAGResNet(3, gates="pixel", dilations=tuple(cfg_b.model["dilations"]),
+                     width=cfg_b.model["width"]).eval()
+PANELS = {"image": None, "mask": 1, "relaxed": 1, "ponder map": 8, "prediction": 2}
 
 
 def show_gates(rho=RHOS[-1], tau=1.0, block=3, scene=0):
     state = SNAPS.get(RHO_OF[rho]) if SNAPS else None
-    viewer.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")} if state else
-                           net_b.state_dict())
+    weights = net_b.state_dict() if state is None else {
+        k[4:]: v for k, v in state.items() if k.startswith("net.")}
+    viewer.load_state_dict(weights)
     for b_ in viewer.blocks:
         b_.force = 1.0 if rho == 1.0 else None
     image = val_b["image"][scene:scene + 1]
     with torch.no_grad():
         pred = viewer(image)["seg"].argmax(1)[0]
     mask = viewer.blocks[block].last_mask[0, 0]
-    prob = viewer.blocks[block].last_prob[0, 0]
+    prob = viewer.blocks[block].last_prob[0, 0].clamp(1e-6, 1 - 1e-6)
     u = torch.rand(prob.shape, generator=torch.Generator().manual_seed(scene))
-    relaxed = torch.sigmoid((torch.logit(prob.clamp(1e-6, 1 - 1e-6)) + torch.logit(u.clamp(1e-6, 1 - 1e-6))) / tau)
+    noise = torch.logit(u.clamp(1e-6, 1 - 1e-6))  # logistic = difference of two Gumbels
+    relaxed = torch.sigmoid((torch.logit(prob) + noise) / tau)
+    images = [image[0].permute(1, 2, 0), mask, relaxed, G.ponder_map(viewer)[0], pred]
+    titles = ["image", f"block {block} mask", f"relaxed, tau={tau:g}", "ponder map",
+              "prediction"]
     fig, ax = plt.subplots(1, 5, figsize=(8.5, 1.9))
-    for a, im, t in zip(ax, [image[0].permute(1, 2, 0), mask, relaxed, G.ponder_map(viewer)[0], pred],
-                        ["image", f"block {block} mask", f"relaxed, tau={tau:g}", "ponder map", "prediction"]):
-        a.imshow(im, cmap="magma" if t != "prediction" else "viridis", vmin=0,
-                 vmax={"ponder map": 8, "prediction": 2}.get(t, 1) if t != "image" else None)
+    for a, im, t, vmax in zip(ax, images, titles, PANELS.values()):
+        cmap = "viridis" if t == "prediction" else "magma"
+        a.imshow(im, cmap=cmap, vmin=0, vmax=vmax)
         a.set_title(t, fontsize=8)
         a.axis("off")
     fig.suptitle(f"rho = {rho:g}", fontsize=9)
@@ -686,8 +844,24 @@ def show_gates(rho=RHOS[-1], tau=1.0, block=3, scene=0):
     return fig
 
 
-pb.widgets.explorer(show_gates, {"rho": [1.0] + list(RHOS), "tau": [1.0, 0.3, 0.1], "block": [3], "scene": [0, 1]},
-                    live={"block": (0, 7)}, alt="PAG gates of a trained network")
+# %%
+pb.widgets.explorer(
+    show_gates,
+    {"rho": [1.0] + list(RHOS), "tau": [1.0, 0.3, 0.1], "block": [3], "scene": [0, 1]},
+    live={"block": (0, 7)},
+    alt="PAG gates of a trained network",
+    glue="ch5_fig_gates",
+)
+
+# %% [markdown]
+# ```{glue:figure} ch5_fig_gates
+# :name: fig-ch5-gates
+#
+# A held-out Task-B scene (left) through this notebook's PAG network after each budget stage: the
+# evaluation mask of one gated block (computed pixels bright), its relaxed Gumbel sample at
+# temperature τ, the ponder map (how many of the eight blocks computed each pixel, 0–8) and the
+# predicted classes.
+# ```
 
 # %% [markdown]
 # ## Exercises
