@@ -55,6 +55,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision
+from IPython.display import Markdown, display
 from myst_nb import glue
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -121,21 +122,24 @@ fig = pb.viz.show_grid(
     [scenes["image"][i] for i in show]
     + [pb.viz.colorize_labels(scenes["labels"][i], 3) for i in show]
     + [pb.viz.colorize_labels(BINS[i], len(DILATIONS)) for i in show],
-    titles=[
-        t
-        for t in [
-            "image",
-            "labels: ground, stripes, checker",
-            "depth bin (far -> near)",
-        ]
-        for _ in show
-    ],
+    titles=[t for t in ["image", "labels", "depth bin"] for _ in show],
     ncols=len(show),
-    size=1.7,
+    size=1.45,
 )
-fig
+pb.widgets.show(fig, glue="ch5_fig_scenes")
 
 # %% [markdown]
+# ```{glue:figure} ch5_fig_scenes
+# :name: fig-ch5-scenes
+# :alt: Perspective scenes of textured disks, their class labels and their depth bins
+#
+# Task A's perspective scenes (top), their labels (middle: ground, stripes, checkerboard) and the
+# quantised depth (bottom: four bins, far to near). A disk's texture period is a fixed fraction of
+# its image radius, so near disks have coarse textures and far disks fine ones.
+# ```
+#
+# {numref}`fig-ch5-scenes` shows a few of them.
+#
 # ## 2. Why one pooling size fails
 #
 # Behind the pooling layer of our network sits a 3×3 stem, so a 3×3 pooling convolution at
@@ -246,20 +250,17 @@ A_LABELS = {
 }
 runs_a = {arm: EXP.run(arm, SEED, SCALE, DEVICE) for arm in A_ARMS}
 cfg_a = runs_a["a_untied_avg"].config
-print(f"{cfg_a.data['n_train']} training scenes, {cfg_a.train.epochs} epochs; mIoU and "
-      "object-pixel accuracy per depth bin on held-out scenes")
-print(
-    f"{'arm':>14} {'mIoU':>6} "
-    + " ".join(f"{'bin ' + str(k):>6}" for k in range(4))
-    + f" {'GFLOPs':>7}"
-)
+bins = " | ".join(f"acc., bin {k}" for k in range(4))
+rows = [f"| arm | mIoU | {bins} | GFLOPs |", "|---" * 7 + "|"]
 for arm, run in runs_a.items():
     m = run.metrics
-    print(
-        f"{A_LABELS[arm]:>14} {m['a.miou']:6.3f} "
-        + " ".join(f"{m.get(f'a.acc_bin{k}', float('nan')):6.3f}" for k in range(4))
-        + f" {m['a.gflops']:7.4f}"
-    )
+    accs = " | ".join(f"{m.get(f'a.acc_bin{k}', float('nan')):.3f}" for k in range(4))
+    miou, gflops = m["a.miou"], m["a.gflops"]
+    rows.append(f"| {A_LABELS[arm]} | {miou:.3f} | {accs} | {gflops:.4f} |")
+n_a, ep_a = cfg_a.data["n_train"], cfg_a.train.epochs
+display(Markdown(
+    f"{n_a} training scenes, {ep_a} epochs, seed {SEED}: mIoU and object-pixel "
+    "accuracy per depth bin (far 0 to near 3), held-out scenes\n\n" + "\n".join(rows)))
 
 # %% [markdown]
 # ## 6. Hard choices: the Gumbel-max trick
@@ -377,9 +378,9 @@ mp.force = None
 assert torch.equal(mp.branch(0, x), x)
 
 # %% [markdown]
-# What did Task A's gates learn? Beside the true depth bins, the branch the PAG MultiPool picks at
-# each pixel and the most weighted branch of the predicted-depth and attention gates, on held-out
-# scenes of this notebook's run.
+# What did Task A's gates learn? {numref}`fig-ch5-gates-a` shows, beside the true depth bins, the
+# branch the PAG MultiPool picks at each pixel and the most weighted branch of the predicted-depth
+# and attention gates, on held-out scenes of this notebook's run.
 
 # %%
 val_a = runs_a["a_pag"].data["val"]
@@ -396,18 +397,19 @@ for i in idx:
             pb.viz.colorize_labels(choice.clamp(min=0) + (choice < 0).long() * 4, 5)
         )
     panels += row
-    titles += [
-        "image",
-        "true depth bin",
-        "pred.-depth gate",
-        "attention gate",
-        "PAG branch",
-    ]
-pb.viz.show_grid(panels, titles=titles, ncols=5, size=1.6)
+    titles += ["image", "true bin", "pred. depth", "attention", "PAG"]
+fig = pb.viz.show_grid(panels, titles=titles, ncols=5, size=1.2)
+pb.widgets.show(fig, glue="ch5_fig_gates_a")
 
 # %% [markdown]
-# Colours: bins / branches 0–3 are dilations 1, 2, 4, 8 (far to near); the fifth colour marks
-# pixels where PAG chose the copy branch.
+# ```{glue:figure} ch5_fig_gates_a
+# :name: fig-ch5-gates-a
+# :alt: Held-out Task-A scenes with the true depth bin and the branch chosen by three gates
+#
+# Held-out Task-A scenes (left), their true depth bins, and per pixel the most weighted branch of
+# the predicted-depth gate and of the attention gate, and the branch PAG MultiPool chose. Colours
+# 0–3 are the dilations 1, 2, 4, 8 (far to near); the fifth colour marks PAG's copy branch.
+# ```
 #
 # ## 11. PAG inside a residual block
 #
@@ -540,9 +542,8 @@ with torch.no_grad():
     net_tot(val_b["image"][:64].to(DEVICE))
 dens_tot = G.gate_densities(net_tot).mean(0).cpu()
 ponder = G.ponder_map(net_b).cpu()
-fig, ax = plt.subplots(
-    1, 5, figsize=(10, 2.2), gridspec_kw={"width_ratios": [2.2, 1, 1, 1, 1]}
-)
+fig, ax = plt.subplots(1, 5, figsize=(pb.viz.PAGE_WIDTH, 2.1),
+                       gridspec_kw={"width_ratios": [2.0, 1, 1, 1, 1]})
 ax[0].bar(np.arange(8) - 0.2, dens, 0.4, label="per-layer KL")
 ax[0].bar(np.arange(8) + 0.2, dens_tot, 0.4, label="total KL")
 ax[0].axhline(RHOS[-1], color="k", lw=0.8, ls="--")
@@ -550,9 +551,9 @@ ax[0].set(
     xlabel="block",
     ylabel="density (eval)",
     ylim=(0, 1.05),
-    title=f"realised density, rho = {RHOS[-1]}",
+    title=f"density, rho = {RHOS[-1]}",
 )
-ax[0].legend(fontsize=7)
+ax[0].legend(fontsize=8)
 for a, i in zip(ax[1:3], range(2)):
     a.imshow(val_b["image"][i].permute(1, 2, 0))
     a.set_title("image", fontsize=8)
@@ -563,6 +564,20 @@ for a in ax[1:]:
     a.axis("off")
 fig.colorbar(im, ax=ax[-1], fraction=0.046)
 fig.tight_layout()
+pb.widgets.show(fig, glue="ch5_fig_density")
+
+# %% [markdown]
+# ```{glue:figure} ch5_fig_density
+# :name: fig-ch5-density
+# :alt: Per-block gate densities under the per-layer and the total budget, and two ponder maps
+#
+# Left: the realised density of each gated block on held-out scenes after the last budget stage
+# (dashed: the target ρ), for the per-layer KL budget and for the total one. Right: two held-out
+# scenes and the ponder maps of the per-layer PAG network (how many of the eight blocks computed
+# each pixel).
+# ```
+#
+# {numref}`fig-ch5-density` shows this notebook's short run; section 16 has the converged ones.
 
 # %% [markdown]
 # ## 14. FLOPs from the realised masks
@@ -689,10 +704,25 @@ for arm in RES.arms:
             glue(f"{key}_sd", summary.std, display=False)
 
 # %%
+def md_table(metrics, arms, head, fmt=".3f"):
+    """A Markdown table of "mean ± sample std" over the seeds, one row per arm."""
+    rows = ["| arm | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
+    for arm in arms:
+        cells = []
+        for m in metrics:
+            try:
+                cells.append(format(RES.summary(arm, m), fmt))
+            except KeyError:
+                cells.append("–")
+        rows.append(f"| {A_LABELS.get(arm, arm)} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 A_COLS = ["a.miou"] + [f"a.acc_bin{k}" for k in range(4)] + ["a.gflops"]
-print("Task A: mIoU, object-pixel accuracy per depth bin (far -> near), GFLOPs/image")
-A_HEAD = {"a.miou": "mIoU", **{f"a.acc_bin{k}": f"bin {k}" for k in range(4)}}
-print(RES.table(A_COLS, A_ARMS, labels={**A_HEAD, **A_LABELS}))
+A_HEAD = ["mIoU"] + [f"acc., bin {k}" for k in range(4)] + ["GFLOPs"]
+display(Markdown("**Task A** (mean ± sample std over 3 seeds): mIoU; object-pixel "
+                 "accuracy per depth bin, far (0) to near (3); GFLOPs per image\n\n"
+                 + md_table(A_COLS, A_ARMS, A_HEAD)))
 
 # %% [markdown]
 # TASK_A_PROSE
@@ -700,12 +730,13 @@ print(RES.table(A_COLS, A_ARMS, labels={**A_HEAD, **A_LABELS}))
 # %%
 B_ARMS = [a.name for a in EXP.arms if a.name.startswith("b_")]
 B_COLS = ["miou", "flops", "density_mean", "density_std", "ponder_ratio"]
+B_HEAD = ["mIoU", "FLOPs", "density", "density std", "ponder ratio"]
+tables = []
 for key in ("b100", "b90", "b70", "b50"):
     arms = [a for a in B_ARMS if f"{key}.miou" in RES.record(a, 0)["metrics"]]
-    print(f"\nTask B at {key} (rho = {int(key[1:]) / 100:g}): mIoU, FLOPs (fraction of "
-          "the dense net), density, its spread over layers, ponder ratio")
-    head = {f"{key}.{c}": c.replace("density_", "dens. ") for c in B_COLS}
-    print(RES.table([f"{key}.{c}" for c in B_COLS], arms, labels=head))
+    tables.append(f"**Task B, stage {key}** (ρ = {int(key[1:]) / 100:g})\n\n"
+                  + md_table([f"{key}.{c}" for c in B_COLS], arms, B_HEAD))
+display(Markdown("\n\n".join(tables)))
 
 # %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(5.2, 3.2))
@@ -723,7 +754,7 @@ ax.errorbar([x for x, _ in pts], [m.mean for _, m in pts], [m.std for _, m in pt
             fmt="kx:", capsize=2, label="truncated (5, 6, 7 blocks)")
 ax.set(xlabel="FLOPs (fraction of the dense 8-block net)", ylabel="held-out mIoU",
        title="Task B, medium: accuracy against realised FLOPs")
-ax.legend(fontsize=7)
+ax.legend(fontsize=8)
 pb.widgets.show(fig, glue="ch5_fig_flops_curve")
 
 # %% [markdown]
@@ -800,8 +831,8 @@ for outcome in OUTCOMES:
 # %% [markdown]
 # ## 17. Explore a trained PAG network
 #
-# The explorer reloads the weights of this notebook's PAG network at the end of each budget stage
-# ($\rho$ = 1, 0.9, 0.7, 0.5) and shows, for one held-out scene, the mask of one gated block (the
+# The explorer ({numref}`fig-ch5-gates`) reloads the weights of this notebook's PAG network at the
+# end of each budget stage ($\rho$ = 1, 0.9, 0.7, 0.5) and shows, for one held-out scene, the mask of one gated block (the
 # evaluation gate: argmax), the relaxed Gumbel sample of the same block at temperature $\tau$ (what
 # the backward pass differentiates through; the hard sample does not depend on $\tau$), the ponder
 # map (how many of the eight blocks computed each pixel) and the prediction.
@@ -833,7 +864,7 @@ def show_gates(rho=RHOS[-1], tau=1.0, block=3, scene=0):
     images = [image[0].permute(1, 2, 0), mask, relaxed, G.ponder_map(viewer)[0], pred]
     titles = ["image", f"block {block} mask", f"relaxed, tau={tau:g}", "ponder map",
               "prediction"]
-    fig, ax = plt.subplots(1, 5, figsize=(8.5, 1.9))
+    fig, ax = plt.subplots(1, 5, figsize=(pb.viz.PAGE_WIDTH, 1.75))
     for a, im, t, vmax in zip(ax, images, titles, PANELS.values()):
         cmap = "viridis" if t == "prediction" else "magma"
         a.imshow(im, cmap=cmap, vmin=0, vmax=vmax)
