@@ -318,15 +318,25 @@ def _wrap_ddp(model: nn.Module, device: torch.device, sync_batchnorm: bool | Non
         if device.type != "cuda":
             raise ValueError(f"`sync_batchnorm`: PyTorch's SyncBatchNorm runs on CUDA only, this run is on {device}; "
                              "pass sync_batchnorm=False (each process then normalises its own share of the batch)")
-        nn.SyncBatchNorm.convert_sync_batchnorm(model)  # in place; the new layers share the old ones' tensors
+        _to_sync_batchnorm(model)
     elif norms:
         norms = []
-        warnings.warn(f"fit: {type(model).__name__} has BatchNorm layers and several processes train it on {device} "
-                      "without SyncBatchNorm (CUDA only): each process normalises with the statistics of its own share "
-                      "of the batch, so the run differs from a one-process run by more than rounding",
-                      RuntimeWarning, stacklevel=3)
+        if _dist_rank() == 0:  # once, not once per process
+            warnings.warn(f"fit: {type(model).__name__} has BatchNorm layers and several processes train it on "
+                          f"{device} without SyncBatchNorm (CUDA only): each process normalises with the statistics "
+                          "of its own share of the batch, so the run differs from a one-process run by more than "
+                          "rounding", RuntimeWarning, stacklevel=3)
     ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
     return _ddp_class()(model, device_ids=ids, find_unused_parameters=find_unused_parameters), norms
+
+
+def _to_sync_batchnorm(model: nn.Module) -> None:
+    """Replace the BatchNorm layers inside ``model`` by SyncBatchNorm, in place.
+
+    The new layers share the old ones' parameters and running statistics (the same tensors), so
+    the optimiser trains both and :func:`_unwrap_batchnorm` can put the old layers back.
+    """
+    nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
 
 def _unwrap_batchnorm(model: nn.Module, norms) -> None:
