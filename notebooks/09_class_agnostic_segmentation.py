@@ -73,7 +73,7 @@ from pixelbook.losses import SymmetricCrossEntropy, symmetric_cross_entropy
 from pixelbook.metrics import matched_iou
 from pixelbook.ops import canonical_regions, region_stats
 from pixelbook.data.saliency import make_texture_mosaics
-from pixelbook.experiments.cas import border_readout, polarity
+from pixelbook.experiments.cas import READOUT_FAILURES, READOUT_OK, border_readout
 from pixelbook.training import TrainConfig, iterate_batches, train_or_load
 
 # %matplotlib inline
@@ -709,8 +709,8 @@ for arm in ARMS:
 print(f"{len(RUNS)} runs in {time.time() - T0:.0f} s since the start")
 
 # %% tags=["nbval-check-output"]
-# The swap invariance, checked where it is used: CAS and CACE trained on the HFD labels end
-# with the weights of their LFD runs, bit for bit; cross-entropy's two runs differ.
+# The swap invariance, checked where it is used: CAS and CACE trained on the HFD labels
+# end with the weights of their LFD runs, bit for bit; cross-entropy's two runs differ.
 IDENTICAL, ce_same = {}, None
 if SYNTHETIC:  # at full scale the check would cost two more trainings of fcn_resnet101
     for arm in ("fcn_cas_lfd", "fcn_cace_lfd"):
@@ -1024,9 +1024,29 @@ def polarity_table():
 
 
 display(Markdown(polarity_table()))
-pol = RES.values("fcn_cas_lfd", "diag.polarity")
-glue("ch9_med_fcn_polarity_min", min(pol.values()), display=False)
-glue("ch9_med_fcn_polarity_split", sum(v < 0.9 for v in pol.values()), display=False)
+
+# %% [markdown]
+# The read-out problem, counted. A read-out *fails* on a seed when fewer than
+# {glue:text}`ch9_readout_ok:.0%` of that seed's test images are read with the object's polarity
+# (`READOUT_OK`, fixed with the claims before the run: an image read inverted scores a per-image
+# F near 0, so a tenth of them inverted costs about the LFD claims' margin by itself). The counts
+# below were recorded from the results in `READOUT_FAILURES`, beside the claims; the cell
+# recounts them from the results and asserts the record.
+
+# %%
+FAILS = {}
+for arm in ("fcn_ce_hfd", "fcn_cace_lfd", "fcn_cas_lfd",
+            "resnet_ce_hfd", "resnet_cace_lfd", "resnet_cas_lfd"):
+    for readout, metric in (("val", "diag.polarity"), ("border", "diag.border_polarity")):
+        shares = RES.values(arm, metric)
+        FAILS[arm, readout] = sum(v < READOUT_OK for v in shares.values())
+        glue(f"ch9_fails_{arm}_{readout}", FAILS[arm, readout], display=False)
+        glue(f"ch9_polmin_{arm}_{readout}", min(shares.values()), display=False)
+        print(f"{arm:16s} {readout:6s} read-out: fails on {FAILS[arm, readout]} of "
+              f"{len(shares)} seeds (object's polarity on {min(shares.values()):.1%} "
+              f"to {max(shares.values()):.1%} of the test images)")
+glue("ch9_readout_ok", READOUT_OK, display=False)
+assert FAILS == READOUT_FAILURES, (FAILS, READOUT_FAILURES)
 
 # %% [markdown]
 # PROSE_POLARITY
@@ -1053,6 +1073,62 @@ for arm in ("imb_ce", "fcn_ce_hfd"):
 
 # %% [markdown]
 # PROSE_IMBALANCE
+
+# %% [markdown]
+# ## 17. The paper's numbers (full scale, quoted)
+#
+# The paper trains FCN-ResNet101 and DeepLab-v3 at 256 × 256 and tests on seven datasets. Its
+# tables, copied from the source (F-β at the adaptive threshold, MAE):
+#
+# **Paper, Table 1 — low-fidelity training on MSRA-B (labels wrong with probability 0.5), full
+# scale:**
+#
+# | model | MSRA-B F/MAE | DUTS-TE F/MAE | ECSSD F/MAE | PASCAL-S F/MAE | HKU-IS F/MAE | THUR15K F/MAE | DUT-OMRON F/MAE |
+# |---|---|---|---|---|---|---|---|
+# | PFAN | 0.580 / 0.502 | 0.532 / 0.512 | 0.588 / 0.510 | 0.611 / 0.493 | 0.565 / 0.518 | 0.541 / 0.513 | 0.537 / 0.511 |
+# | BAS-Net | 0.585 / 0.619 | 0.444 / 0.682 | 0.572 / 0.619 | 0.655 / 0.623 | 0.527 / 0.637 | 0.431 / 0.660 | 0.442 / 0.686 |
+# | PoolNet | 0.603 / 0.502 | 0.566 / 0.501 | 0.597 / 0.503 | 0.648 / 0.480 | 0.582 / 0.503 | 0.517 / 0.505 | 0.526 / 0.498 |
+# | ResNet-CE | 0.691 / 0.140 | 0.427 / 0.191 | 0.625 / 0.178 | 0.592 / 0.206 | 0.633 / 0.160 | 0.670 / 0.150 | 0.666 / 0.147 |
+# | ResNet-CACE | 0.872 / 0.076 | 0.808 / 0.103 | 0.803 / 0.114 | 0.754 / 0.150 | 0.822 / 0.094 | 0.834 / 0.108 | 0.816 / 0.095 |
+# | ResNet-CAS | 0.920 / 0.038 | 0.836 / 0.077 | 0.837 / 0.085 | 0.773 / 0.126 | 0.856 / 0.067 | 0.865 / 0.080 | 0.846 / 0.069 |
+# | DeepLab-CAS | 0.937 / 0.038 | 0.868 / 0.064 | 0.875 / 0.068 | 0.810 / 0.110 | 0.896 / 0.050 | 0.893 / 0.070 | 0.871 / 0.058 |
+#
+# **Paper, Table 2 — high-fidelity (correct) labels, the authors' own models, full scale:**
+#
+# | model | MSRA-B | DUTS-TE | ECSSD | PASCAL-S | HKU-IS | THUR15K | DUT-OMRON |
+# |---|---|---|---|---|---|---|---|
+# | ResNet-CAS | 0.985 / 0.010 | 0.871 / 0.071 | 0.888 / 0.071 | 0.840 / 0.112 | 0.939 / 0.050 | 0.931 / 0.073 | 0.876 / 0.066 |
+# | ResNet-CE | 0.958 / 0.030 | 0.919 / 0.055 | 0.905 / 0.068 | 0.876 / 0.091 | 0.928 / 0.044 | 0.935 / 0.057 | 0.920 / 0.059 |
+# | DeepLab-CAS | 0.931 / 0.040 | 0.850 / 0.070 | 0.864 / 0.072 | 0.800 / 0.111 | 0.882 / 0.054 | 0.888 / 0.069 | 0.865 / 0.060 |
+# | DeepLab-CE | 0.928 / 0.039 | 0.847 / 0.070 | 0.867 / 0.069 | 0.805 / 0.110 | 0.880 / 0.052 | 0.881 / 0.070 | 0.856 / 0.061 |
+#
+# **Paper, Table 3 — ResNet trained on MSRA-B with a growing fraction of swapped images:** CAS
+# F-β 0.903, 0.921, 0.904, 0.906, 0.920 at 2, 5, 10, 30, 50 %; CE 0.903, 0.901, 0.858, 0.647,
+# 0.691.
+#
+# PROSE_PAPER
+#
+# ## 18. Full scale
+#
+# With `SCALE = "full"` (a GPU), the same experiment trains its eight arms once, with
+# torchvision's randomly initialised `fcn_resnet101` in place of the ResNet-FCN and the small FCN
+# as it is, at 256 × 256 on MSRA-B's training split, as the paper's Table 1 ("low-fidelity
+# training on MSRA-B"; its "6:4" split is the official train + val : test); it reads the channel
+# out on MSRA-B's 500 validation images and evaluates on the seven test sets with the same code
+# (`pb.data.saliency.SaliencyDataset`, fetched and unpacked through the dataset registry; no
+# checksum is published for these archives, and HKU-IS ships as a RAR file that must be unpacked
+# by hand — the loader says how).
+# The paper's DeepLab-v3 models are not trained. The cell below prints one table per test set.
+
+# %%
+if not SYNTHETIC:
+    for i, name in enumerate(DATA["test"]):
+        prefix = f"{name}:" if i else ""
+        lines = ["| arm | " + " | ".join(COLUMNS.values()) + " |", "|---" * 6 + "|"]
+        for arm, run in RUNS.items():
+            cells = [f"{run.metrics[prefix + k]:.3f}" for k in COLUMNS]
+            lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+        display(Markdown(f"**{name}**\n\n" + "\n".join(lines)))
 
 # %% [markdown]
 # ## Extensions: beyond the paper's claims
@@ -1211,62 +1287,6 @@ pb.widgets.explorer(
 # The view of {numref}`fig-ch9-region-means` for each model trained in this notebook: choose the
 # loss, α (CAS) and the swap probability p (cross-entropy).
 # ```
-
-# %% [markdown]
-# ## 17. The paper's numbers (full scale, quoted)
-#
-# The paper trains FCN-ResNet101 and DeepLab-v3 at 256 × 256 and tests on seven datasets. Its
-# tables, copied from the source (F-β at the adaptive threshold, MAE):
-#
-# **Paper, Table 1 — low-fidelity training on MSRA-B (labels wrong with probability 0.5), full
-# scale:**
-#
-# | model | MSRA-B F/MAE | DUTS-TE F/MAE | ECSSD F/MAE | PASCAL-S F/MAE | HKU-IS F/MAE | THUR15K F/MAE | DUT-OMRON F/MAE |
-# |---|---|---|---|---|---|---|---|
-# | PFAN | 0.580 / 0.502 | 0.532 / 0.512 | 0.588 / 0.510 | 0.611 / 0.493 | 0.565 / 0.518 | 0.541 / 0.513 | 0.537 / 0.511 |
-# | BAS-Net | 0.585 / 0.619 | 0.444 / 0.682 | 0.572 / 0.619 | 0.655 / 0.623 | 0.527 / 0.637 | 0.431 / 0.660 | 0.442 / 0.686 |
-# | PoolNet | 0.603 / 0.502 | 0.566 / 0.501 | 0.597 / 0.503 | 0.648 / 0.480 | 0.582 / 0.503 | 0.517 / 0.505 | 0.526 / 0.498 |
-# | ResNet-CE | 0.691 / 0.140 | 0.427 / 0.191 | 0.625 / 0.178 | 0.592 / 0.206 | 0.633 / 0.160 | 0.670 / 0.150 | 0.666 / 0.147 |
-# | ResNet-CACE | 0.872 / 0.076 | 0.808 / 0.103 | 0.803 / 0.114 | 0.754 / 0.150 | 0.822 / 0.094 | 0.834 / 0.108 | 0.816 / 0.095 |
-# | ResNet-CAS | 0.920 / 0.038 | 0.836 / 0.077 | 0.837 / 0.085 | 0.773 / 0.126 | 0.856 / 0.067 | 0.865 / 0.080 | 0.846 / 0.069 |
-# | DeepLab-CAS | 0.937 / 0.038 | 0.868 / 0.064 | 0.875 / 0.068 | 0.810 / 0.110 | 0.896 / 0.050 | 0.893 / 0.070 | 0.871 / 0.058 |
-#
-# **Paper, Table 2 — high-fidelity (correct) labels, the authors' own models, full scale:**
-#
-# | model | MSRA-B | DUTS-TE | ECSSD | PASCAL-S | HKU-IS | THUR15K | DUT-OMRON |
-# |---|---|---|---|---|---|---|---|
-# | ResNet-CAS | 0.985 / 0.010 | 0.871 / 0.071 | 0.888 / 0.071 | 0.840 / 0.112 | 0.939 / 0.050 | 0.931 / 0.073 | 0.876 / 0.066 |
-# | ResNet-CE | 0.958 / 0.030 | 0.919 / 0.055 | 0.905 / 0.068 | 0.876 / 0.091 | 0.928 / 0.044 | 0.935 / 0.057 | 0.920 / 0.059 |
-# | DeepLab-CAS | 0.931 / 0.040 | 0.850 / 0.070 | 0.864 / 0.072 | 0.800 / 0.111 | 0.882 / 0.054 | 0.888 / 0.069 | 0.865 / 0.060 |
-# | DeepLab-CE | 0.928 / 0.039 | 0.847 / 0.070 | 0.867 / 0.069 | 0.805 / 0.110 | 0.880 / 0.052 | 0.881 / 0.070 | 0.856 / 0.061 |
-#
-# **Paper, Table 3 — ResNet trained on MSRA-B with a growing fraction of swapped images:** CAS
-# F-β 0.903, 0.921, 0.904, 0.906, 0.920 at 2, 5, 10, 30, 50 %; CE 0.903, 0.901, 0.858, 0.647,
-# 0.691.
-#
-# PROSE_PAPER
-#
-# ## 18. Full scale
-#
-# With `SCALE = "full"` (a GPU), the same experiment trains its eight arms once, with
-# torchvision's randomly initialised `fcn_resnet101` in place of the ResNet-FCN and the small FCN
-# as it is, at 256 × 256 on MSRA-B's training split, as the paper's Table 1 ("low-fidelity
-# training on MSRA-B"; its "6:4" split is the official train + val : test); it reads the channel
-# out on MSRA-B's 500 validation images and evaluates on the seven test sets with the same code
-# (`pb.data.saliency.SaliencyDataset`, fetched and unpacked through the dataset registry; no
-# checksum is published for these archives, and HKU-IS ships as a RAR file that must be unpacked
-# by hand — the loader says how).
-# The paper's DeepLab-v3 models are not trained. The cell below prints one table per test set.
-
-# %%
-if not SYNTHETIC:
-    for i, name in enumerate(DATA["test"]):
-        prefix = f"{name}:" if i else ""
-        lines = ["| arm | " + " | ".join(COLUMNS.values()) + " |", "|---" * 6 + "|"]
-        for arm, run in RUNS.items():
-            cells = [f"{run.metrics[prefix + k]:.3f}" for k in COLUMNS]
-            lines.append(f"| {arm} | " + " | ".join(cells) + " |")
-        display(Markdown(f"**{name}**\n\n" + "\n".join(lines)))
 
 # %% [markdown]
 # ## Exercises
