@@ -32,8 +32,10 @@
 # images. The paper's claims — CAS trains the same with wrong and right labels, beats
 # cross-entropy by a wide margin when the labels are wrong, matches it when they are right, and is
 # robust to class imbalance — are written as claims with margins before a five-seed experiment
-# and decided on its results, whatever they say. One problem the paper leaves open decides the
-# outcome on one network: which output channel holds the object.
+# and decided on its results, whatever they say: {glue:text}`ch9_claims_hold` of
+# {glue:text}`ch9_claims_n` hold. One problem the paper
+# leaves open — which output channel holds the object — matters on the smaller network, and a
+# label-free read-out that decides it per image solves it in our scenes.
 #
 # **Source:** A. Sharma, N. Khan, M. Mubashar, G. Sundaramoorthi, P. Torr, *Class-Agnostic
 # Segmentation Loss and Its Application to Salient Object Detection and Segmentation*
@@ -768,10 +770,12 @@ for arm, run in RUNS.items():
 # %% [markdown]
 # Cross-entropy on swapped labels ends at a training loss of
 # {glue:text}`ch9_small_fcn_ce_lfd_train_loss:.3f` on the small FCN (ln 2 = 0.693): the
-# uninformative optimum of §1. The ResNet-FCN's goes lower
-# ({glue:text}`ch9_small_resnet_ce_lfd_train_loss:.3f`): with a receptive field that covers the
-# whole image it can memorise which training images were swapped, which transfers to nothing
-# (test MAE {glue:text}`ch9_small_resnet_ce_lfd_val_mae:.2f`). {numref}`fig-ch9-predictions`
+# uninformative optimum of §1. The ResNet-FCN's ends at
+# {glue:text}`ch9_small_resnet_ce_lfd_train_loss:.3f`: a value below ln 2 is possible only by
+# memorising which training images were swapped (its receptive field covers the whole image),
+# which transfers to nothing (test MAE {glue:text}`ch9_small_resnet_ce_lfd_val_mae:.2f`; at the
+# `medium` scale of §16 it reaches {glue:text}`ch9_med_resnet_ce_lfd_val_mae:.2f` ±
+# {glue:text}`ch9_med_resnet_ce_lfd_val_mae_sd:.2f`). {numref}`fig-ch9-predictions`
 # shows the maps of the small FCN, {numref}`fig-ch9-region-means` where each model puts the two
 # region means of every test image.
 
@@ -897,11 +901,18 @@ pb.widgets.show(four, glue="ch9_fig_region_means")
 # come from the paper's own tables: half of the smallest gap it reports for each comparison
 # (FCN-ResNet101, seven test sets), so that our synthetic scenes may show a smaller effect than
 # the paper's while the claim still asks for more than noise; a claim must hold on at least 4 of
-# the 5 seeds. The imbalance claims give the direction only, on every seed. The experiment trains
-# every arm to convergence on four times the data of the live run, five times, each with its own
-# scenes, swaps, initial weights and batch order; `make results` ran it once and committed one
-# file per arm and seed. This notebook does not train those models: it loads their results, at
-# any scale.
+# the 5 seeds. The imbalance claims give the direction only, on every seed. Each seed draws its
+# own scenes, swaps, initial weights and batch order, shared by the arms of that seed, on four
+# times the data of the live run; `python -m pixelbook.run` ran it once, from a clean checkout,
+# and committed one file per arm and seed. This notebook does not train those models: it loads
+# their results, at any scale.
+#
+# The budget was fixed before the run on a seed that is not one of the five (seed 100), from its
+# training curves only: the small FCN gets {glue:text}`ch9_med_epochs_fcn` epochs and the
+# ResNet-FCN {glue:text}`ch9_med_epochs_resnet`, the same for every arm of a network. The small
+# FCN needs that many for the imbalance probe, where CAS leaves its starting point late (below);
+# the ResNet-FCN's cross-entropy on correct labels still gained until about epoch 30. The whole
+# run took {glue:text}`ch9_med_minutes:.0f` minutes of one core.
 
 # %%
 RES = pb.results.load_results(EXP.chapter, "medium")
@@ -953,34 +964,48 @@ for arm in RES.arms:
 #
 # Did they converge? Each history records, after every epoch, max F on the first 128 validation
 # scenes (border read-out) and the training loss. {numref}`fig-ch9-convergence` shows the
-# curves; over the last five epochs max F moves by at most {glue:text}`ch9_conv_fcn:.3f` (small
-# FCN) and {glue:text}`ch9_conv_resnet:.3f` (ResNet-FCN), over all arms and seeds.
+# curves. Over the last five epochs held-out max F moves by at most
+# {glue:text}`ch9_conv_fcn:.3f` (small FCN) and {glue:text}`ch9_conv_resnet:.3f` (ResNet-FCN),
+# over all arms and seeds except cross-entropy on swapped labels, whose near-constant maps
+# (§1) give a max F that wanders by up to {glue:text}`ch9_conv_ce_lfd:.3f` from epoch to epoch
+# with nothing left to learn. The small-object runs settle too (at most
+# {glue:text}`ch9_conv_imb:.3f`), CAS's on whatever level it has reached when the learning rate
+# runs out.
 
 # %% tags=["hide-input"]
-fig, axes = plt.subplots(1, 2, figsize=(6.2, 2.5), sharey=True)
-for ax, net in zip(axes, ("fcn", "resnet")):
-    change = 0.0
-    for i, arm in enumerate(a for a in ARMS if a.startswith(net)):
+PANELS = {"fcn": ("small FCN", [a for a in ARMS if a.startswith("fcn")]),
+          "resnet": ("ResNet-FCN", [a for a in ARMS if a.startswith("resnet")]),
+          "imb": ("small objects (small FCN)", ["imb_ce", "imb_cas"])}
+fig, axes = plt.subplots(1, 3, figsize=(6.3, 2.5), sharey=True)
+conv = {"ce_lfd": 0.0}
+for ax, (net, (title, arms)) in zip(axes, PANELS.items()):
+    conv[net] = 0.0
+    for i, arm in enumerate(arms):
         for seed in MED_SEEDS:
             h = RES.history(arm, seed)
             ax.plot(h["epoch"], h["val_max_f"], color=f"C{i}", lw=0.8, alpha=0.7,
                     label=LABELS[arm] if seed == MED_SEEDS[0] else None)
-            change = max(change, max(h["val_max_f"][-6:]) - min(h["val_max_f"][-6:]))
-    glue(f"ch9_conv_{net}", change, display=False)
-    ax.set(xlabel="epoch", title={"fcn": "small FCN", "resnet": "ResNet-FCN"}[net])
+            change = max(h["val_max_f"][-6:]) - min(h["val_max_f"][-6:])
+            key = "ce_lfd" if arm.endswith("ce_lfd") else net
+            conv[key] = max(conv[key], change)
+    ax.set(xlabel="epoch", title=title)
     ax.grid(alpha=0.3)
+    ax.legend(fontsize=6, loc="lower right")
+for key, value in conv.items():
+    glue(f"ch9_conv_{key}", value, display=False)
 axes[0].set_ylabel("held-out max F (border)")
-axes[1].legend(fontsize=8, loc="lower right")
 fig.tight_layout()
 pb.widgets.show(fig, glue="ch9_fig_convergence")
 
 # %% [markdown]
 # ```{glue:figure} ch9_fig_convergence
 # :name: fig-ch9-convergence
-# :alt: Held-out max F against the epoch for the four losses on the two networks, five seeds each
+# :alt: Held-out max F against the epoch for every arm of the medium run, five seeds each
 #
 # Held-out max F (first 128 validation scenes, border read-out) after every epoch of the `medium`
-# runs, one line per seed; left the small FCN, right the ResNet-FCN.
+# runs, one line per seed: the small FCN (left), the ResNet-FCN (middle) and the small-object
+# probe (right). The small FCN's CACE curves lie under its CE-on-correct-labels curves (see
+# below).
 # ```
 #
 # The claims, exactly as they were written before the run (`EXP.claims`), evaluated on these
@@ -996,11 +1021,80 @@ for outcome in OUTCOMES:
     glue(key, outcome.words, display=False)
     glue(f"{key}_wins", outcome.wins, display=False)
     glue(f"{key}_margin", float(outcome.claim.margin), display=False)
+glue("ch9_claims_hold", sum(o.holds for o in OUTCOMES), display=False)
+glue("ch9_claims_n", len(OUTCOMES), display=False)
 for outcome in OUTCOMES:
     outcome.check()
 
 # %% [markdown]
-# PROSE_CLAIMS
+# {glue:text}`ch9_claims_hold` of the {glue:text}`ch9_claims_n` claims hold; the cell asserts
+# each verdict as recorded in the claim (`expected=False` for those that do not, set after the
+# run — the one field that may change).
+#
+# - **Swapped labels ruin cross-entropy**: on the ResNet-FCN max F falls from
+#   {glue:text}`ch9_med_resnet_ce_hfd_val_max_f:.3f` ± {glue:text}`ch9_med_resnet_ce_hfd_val_max_f_sd:.3f`
+#   to {glue:text}`ch9_med_resnet_ce_lfd_val_max_f:.3f` ±
+#   {glue:text}`ch9_med_resnet_ce_lfd_val_max_f_sd:.3f` ({glue:text}`ch9_claim_lfd_hurts_ce`).
+# - **Under swapped labels CAS beats cross-entropy** on the ResNet-FCN, max F
+#   {glue:text}`ch9_med_resnet_cas_lfd_val_max_f:.3f` against
+#   {glue:text}`ch9_med_resnet_ce_lfd_val_max_f:.3f` ({glue:text}`ch9_claim_lfd_cas_beats_ce`)
+#   and MAE {glue:text}`ch9_med_resnet_cas_lfd_val_mae:.3f` against
+#   {glue:text}`ch9_med_resnet_ce_lfd_val_mae:.3f` ({glue:text}`ch9_claim_lfd_cas_beats_ce_mae`).
+#   On the small FCN it holds with the paper's read-out only just
+#   ({glue:text}`ch9_claim_lfd_cas_beats_ce_fcn`; max F
+#   {glue:text}`ch9_med_fcn_cas_lfd_val_max_f:.3f` ±
+#   {glue:text}`ch9_med_fcn_cas_lfd_val_max_f_sd:.3f`, a spread that comes from the read-out, see
+#   below) and comfortably with the border read-out
+#   ({glue:text}`ch9_claim_lfd_cas_beats_ce_fcn_border`; max F
+#   {glue:text}`ch9_med_fcn_cas_lfd_border_max_f:.3f` ±
+#   {glue:text}`ch9_med_fcn_cas_lfd_border_max_f_sd:.3f`).
+# - **The symmetrised CE beats cross-entropy under swapped labels**
+#   ({glue:text}`ch9_claim_lfd_cace_beats_ce`; max F
+#   {glue:text}`ch9_med_resnet_cace_lfd_val_max_f:.3f`), as the paper's Table 1 shows and its
+#   text denies.
+# - **CAS beats the symmetrised CE does not hold**: {glue:text}`ch9_claim_lfd_cas_beats_cace`.
+#   The symmetrised CE is *ahead* on {glue:text}`ch9_ahead_of_cas_resnet_cace_lfd` of the 5
+#   seeds, by about as much as cross-entropy on correct labels is (next cell). The paper's Table 1 has CAS ahead by 0.019 to 0.048; we find the
+#   opposite sign.
+# - **On correct labels CAS stays within 0.048 of cross-entropy**
+#   ({glue:text}`ch9_claim_hfd_cas_matches_ce`) — but it is behind on
+#   {glue:text}`ch9_ahead_of_cas_resnet_ce_hfd` of the 5 seeds
+#   ({glue:text}`ch9_med_resnet_cas_lfd_val_max_f:.3f` against
+#   {glue:text}`ch9_med_resnet_ce_hfd_val_max_f:.3f`): "performs equally well" within the
+#   paper's own tolerance, not better.
+#
+# Why the symmetrised CE does so well here: with two regions, the minimum over the two labellings
+# picks, in every image, the labelling that agrees with the network's current convention; once
+# the network has one, the loss *is* cross-entropy on the corrected labels. The next cell
+# measures it.
+
+# %%
+same_run, gap = 0, 0.0
+for seed in MED_SEEDS:
+    a = RES.history("fcn_cace_lfd", seed)["train_loss"]
+    b = RES.history("fcn_ce_hfd", seed)["train_loss"]
+    same_run += max(abs(x - y) for x, y in zip(a, b)) < 1e-6
+    va = RES.values("resnet_cace_lfd", "val.max_f")[seed]
+    gap = max(gap, abs(va - RES.values("resnet_ce_hfd", "val.max_f")[seed]))
+print(f"small FCN: CACE on swapped labels retraces CE on correct labels (every "
+      f"epoch's loss within 1e-6) on {same_run} of {len(MED_SEEDS)} seeds; ResNet-FCN: "
+      f"CACE's max F is within {gap:.4f} of CE on correct labels on every seed")
+glue("ch9_cace_same_runs", same_run, display=False)
+glue("ch9_cace_resnet_gap", gap, display=False)
+cas_r = RES.values("resnet_cas_lfd", "val.max_f")
+for other in ("resnet_cace_lfd", "resnet_ce_hfd"):
+    ahead = sum(RES.values(other, "val.max_f")[s] > cas_r[s] for s in MED_SEEDS)
+    glue(f"ch9_ahead_of_cas_{other}", ahead, display=False)
+    print(f"{other} ahead of resnet_cas_lfd (max F) on {ahead} of "
+          f"{len(MED_SEEDS)} seeds")
+
+# %% [markdown]
+# On {glue:text}`ch9_cace_same_runs` of the five seeds the small FCN's symmetrised-CE run
+# retraces cross-entropy on the *correct* labels epoch by epoch (their curves coincide in
+# {numref}`fig-ch9-convergence`); on the ResNet-FCN the two end within
+# {glue:text}`ch9_cace_resnet_gap:.3f` of each other in max F. In the binary swap setting the
+# symmetrised CE undoes the swap; CAS, which replaces the per-pixel likelihood by region
+# statistics, pays a small price for doing the same job another way.
 #
 # Per seed, the read-out diagnostics of the CAS runs (polarity: the share of test images whose
 # object lands on the paper's channel; max F with the paper's read-out, the border read-out, and
@@ -1037,7 +1131,8 @@ display(Markdown(polarity_table()))
 FAILS = {}
 for arm in ("fcn_ce_hfd", "fcn_cace_lfd", "fcn_cas_lfd",
             "resnet_ce_hfd", "resnet_cace_lfd", "resnet_cas_lfd"):
-    for readout, metric in (("val", "diag.polarity"), ("border", "diag.border_polarity")):
+    for readout, metric in (("val", "diag.polarity"),
+                            ("border", "diag.border_polarity")):
         shares = RES.values(arm, metric)
         FAILS[arm, readout] = sum(v < READOUT_OK for v in shares.values())
         glue(f"ch9_fails_{arm}_{readout}", FAILS[arm, readout], display=False)
@@ -1049,7 +1144,23 @@ glue("ch9_readout_ok", READOUT_OK, display=False)
 assert FAILS == READOUT_FAILURES, (FAILS, READOUT_FAILURES)
 
 # %% [markdown]
-# PROSE_POLARITY
+# The paper's read-out fails on {glue:text}`ch9_fails_fcn_cas_lfd_val` of the five seeds of the
+# small FCN trained with CAS: there the network put the object on one channel in some test
+# images and on the other in the rest (as few as
+# {glue:text}`ch9_polmin_fcn_cas_lfd_val:.0%` of the images on the chosen channel), exactly the
+# per-image freedom of §10, and one channel for all images cannot read it out. It fails on no
+# seed of the ResNet-FCN ({glue:text}`ch9_fails_resnet_cas_lfd_val`), of the symmetrised CE or of
+# cross-entropy on correct labels. The border read-out, fixed before the run, fails on no seed
+# of any arm (the record the cell above asserts; the small FCN's CAS runs read
+# at least {glue:text}`ch9_polmin_fcn_cas_lfd_border:.0%` of their test images with the
+# object's polarity) and lifts the small FCN's CAS to max F
+# {glue:text}`ch9_med_fcn_cas_lfd_border_max_f:.3f`, level with the own-polarity bound
+# ({glue:text}`ch9_med_fcn_cas_lfd_diag_oracle_max_f:.3f`). In these scenes the read-out problem
+# is solved by a label-free per-image rule. Two limits: the rule rests on objects that stay off
+# the border, which real photographs break often enough (exercise 4); and why the small FCN
+# splits its polarity while the ResNet-FCN never does is not settled here (one guess, not
+# tested: the small FCN's 31-pixel receptive field sees barely one 32-pixel image, so nothing
+# forces one convention across the whole of it).
 #
 # ### Small objects
 #
@@ -1071,8 +1182,43 @@ for arm in ("imb_ce", "fcn_ce_hfd"):
     key = {"imb_ce": "ch9_imb_fg", "fcn_ce_hfd": "ch9_med_fg"}[arm]
     glue(key, fraction, display=False)
 
+
+def first_epoch_above(arm, seed, level=0.5):
+    """The first epoch whose held-out max F exceeds `level` ("–" if none)."""
+    h = RES.history(arm, seed)
+    return next((e for e, f in zip(h["epoch"], h["val_max_f"]) if f > level), "–")
+
+
+for arm in ("imb_ce", "imb_cas"):
+    epochs = [first_epoch_above(arm, seed) for seed in MED_SEEDS]
+    print(f"{arm}: first epoch with held-out max F > 0.5, per seed: {epochs}")
+    glue(f"ch9_{arm}_escape", ", ".join(map(str, epochs)), display=False)
+
 # %% [markdown]
-# PROSE_IMBALANCE
+# The paper argues that CAS "is immune to class imbalance" because every region counts the same,
+# however small. We registered three readings of that. One holds: at its own operating point
+# cross-entropy is the more precise ({glue:text}`ch9_claim_imb_ce_precision`; precision
+# {glue:text}`ch9_med_imb_ce_border_precision:.2f` against
+# {glue:text}`ch9_med_imb_cas_border_precision:.2f`). Two do not: CAS finds more of the object
+# on only some seeds ({glue:text}`ch9_claim_imb_cas_recall`; recall
+# {glue:text}`ch9_med_imb_cas_border_recall:.2f` ±
+# {glue:text}`ch9_med_imb_cas_border_recall_sd:.2f` against
+# {glue:text}`ch9_med_imb_ce_border_recall:.2f` ±
+# {glue:text}`ch9_med_imb_ce_border_recall_sd:.2f`), and its saliency maps are not better
+# ({glue:text}`ch9_claim_imb_cas_max_f`; max F
+# {glue:text}`ch9_med_imb_cas_border_max_f:.2f` ±
+# {glue:text}`ch9_med_imb_cas_border_max_f_sd:.2f` against
+# {glue:text}`ch9_med_imb_ce_border_max_f:.2f` ±
+# {glue:text}`ch9_med_imb_ce_border_max_f_sd:.2f`). The histories say why
+# ({numref}`fig-ch9-convergence`, right): the first epoch at which held-out max F passes 0.5
+# is, seed by seed, {glue:text}`ch9_imb_ce_escape` for cross-entropy and
+# {glue:text}`ch9_imb_cas_escape` for CAS (– : not within the
+# {glue:text}`ch9_med_epochs_fcn` epochs). CAS starts at a saddle — at initialisation the two region
+# means nearly coincide, and the discriminator's gradient is proportional to their difference
+# (§7), so it starts slowly; with small objects it leaves late or, within this budget, not at
+# all (why small objects delay it is not settled here). Equal weights per region do not make the
+# small region easy to *find*.
+# That is our synthetic probe with one small network; the paper measures no imbalance directly.
 
 # %% [markdown]
 # ## 17. The paper's numbers (full scale, quoted)
@@ -1106,7 +1252,16 @@ for arm in ("imb_ce", "fcn_ce_hfd"):
 # F-β 0.903, 0.921, 0.904, 0.906, 0.920 at 2, 5, 10, 30, 50 %; CE 0.903, 0.901, 0.858, 0.647,
 # 0.691.
 #
-# PROSE_PAPER
+# Against these, our `medium` scale is a different experiment: 32 × 32 synthetic scenes, networks
+# of {glue:text}`ch9_params_fcn:,` and {glue:text}`ch9_params_resnet:,` parameters, max F instead
+# of F at the adaptive threshold (whose value for a near-constant map is 0 by construction,
+# `pixelbook/experiments/cas.py` says why). What transfers is the pattern. As in Table 1 vs
+# Table 2, swapping half of the labels ruins cross-entropy and leaves CAS and the symmetrised CE
+# working; as in Table 2, on correct labels CAS is close to cross-entropy and, here, a little
+# behind it. What does not transfer is Table 1's ranking of CAS above the symmetrised CE: on our
+# ResNet-FCN the symmetrised CE is ahead on {glue:text}`ch9_ahead_of_cas_resnet_cace_lfd` of 5
+# seeds, level with cross-entropy on correct labels. Table 3's flat CAS row is exact here: CAS's training does not depend on the swaps at
+# all (§14).
 #
 # ## 18. Full scale
 #
@@ -1322,7 +1477,27 @@ pb.widgets.explorer(
 #
 # ## Summary
 #
-# PROSE_SUMMARY
+# - Cross-entropy ties each label value to a channel; with half of the images' labels swapped
+#   its best output is the uninformative ½ everywhere (§1), and at `medium` scale it collapses
+#   ({glue:text}`ch9_claim_lfd_hurts_ce`).
+# - The CAS loss (Eq. 1) is the region energy of Chan–Vese with image and partition swapped: a
+#   uniformer that alone collapses and a discriminator that pushes region means to distinct
+#   vertices of the simplex. Its correct bounds are $-2(1-\alpha)N(N-1)$ and
+#   $\alpha N(1-1/M)$, not the paper's; it is invariant to relabelling, bit for bit, so it
+#   trains identically on right and wrong labels.
+# - Under swapped labels CAS beats cross-entropy by a wide margin on the ResNet-FCN. On the small
+#   FCN the paper's one-channel read-out fails on {glue:text}`ch9_fails_fcn_cas_lfd_val` of 5
+#   seeds and the claim holds only narrowly with it
+#   ({glue:text}`ch9_claim_lfd_cas_beats_ce_fcn`); the label-free border read-out fails on none
+#   in these scenes, and with it the claim holds comfortably.
+# - The symmetrised cross-entropy, written as a table over labellings, costs one pass at any
+#   number of regions, and in the binary swap setting it *is* cross-entropy on the corrected
+#   labels: it beats CAS on {glue:text}`ch9_ahead_of_cas_resnet_cace_lfd` of 5 seeds here,
+#   against the paper's Table 1.
+# - On correct labels CAS stays within the paper's tolerance of cross-entropy, a little behind.
+#   On small objects it is not "immune to imbalance" in our probe: it leaves its initial saddle
+#   late, and its maps beat cross-entropy's on
+#   {glue:text}`ch9_claim_imb_cas_max_f_wins` of 5 seeds.
 #
 # ## References
 #
