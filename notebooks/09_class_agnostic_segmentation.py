@@ -1052,10 +1052,10 @@ for outcome in OUTCOMES:
 #   ({glue:text}`ch9_claim_lfd_cace_beats_ce`; max F
 #   {glue:text}`ch9_med_resnet_cace_lfd_val_max_f:.3f`), as the paper's Table 1 shows and its
 #   text denies.
-# - **CAS beats the symmetrised CE does not hold**: {glue:text}`ch9_claim_lfd_cas_beats_cace`.
+# - **CAS does not beat the symmetrised CE**: "CAS beats CACE" {glue:text}`ch9_claim_lfd_cas_beats_cace`.
 #   The symmetrised CE is *ahead* on {glue:text}`ch9_ahead_of_cas_resnet_cace_lfd` of the 5
-#   seeds, by about as much as cross-entropy on correct labels is (next cell). The paper's Table 1 has CAS ahead by 0.019 to 0.048; we find the
-#   opposite sign.
+#   seeds, by about as much as cross-entropy on correct labels is (next cell). The paper's
+#   Table 1 has CAS ahead by 0.019 to 0.048; we find the opposite sign.
 # - **On correct labels CAS stays within 0.048 of cross-entropy**
 #   ({glue:text}`ch9_claim_hfd_cas_matches_ce`) — but it is behind on
 #   {glue:text}`ch9_ahead_of_cas_resnet_ce_hfd` of the 5 seeds
