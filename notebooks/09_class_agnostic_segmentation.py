@@ -770,9 +770,10 @@ for arm, run in RUNS.items():
 # %% [markdown]
 # Cross-entropy on swapped labels ends at a training loss of
 # {glue:text}`ch9_small_fcn_ce_lfd_train_loss:.3f` on the small FCN (ln 2 = 0.693): the
-# uninformative optimum of §1. The ResNet-FCN's ends at
-# {glue:text}`ch9_small_resnet_ce_lfd_train_loss:.3f`: a value below ln 2 is possible only by
-# memorising which training images were swapped (its receptive field covers the whole image),
+# uninformative optimum of §1 (a little below ln 2 when the drawn swaps are not exactly half of
+# the images: here {glue:text}`ch9_swapped_fraction:.1%`). The ResNet-FCN's ends at
+# {glue:text}`ch9_small_resnet_ce_lfd_train_loss:.3f`: far below that is possible only by
+# fitting which training images were swapped (its receptive field covers the whole image),
 # which transfers to nothing (test MAE {glue:text}`ch9_small_resnet_ce_lfd_val_mae:.2f`; at the
 # `medium` scale of §16 it reaches {glue:text}`ch9_med_resnet_ce_lfd_val_mae:.2f` ±
 # {glue:text}`ch9_med_resnet_ce_lfd_val_mae_sd:.2f`). {numref}`fig-ch9-predictions`
