@@ -1332,6 +1332,19 @@ def full_data():
     return train, val, 11, 0.025, 300
 
 
+def full_losses():
+    def ce(out, y):
+        return F.cross_entropy(out, y, ignore_index=255)
+
+    def ce_aff(out, y):
+        aff = pb.losses.affinity_loss(out, y, margin=AFF_MARGIN)
+        return ce(out, y) + AFF_WEIGHT * aff
+
+    rmi_full = RMI.RMILoss(radius=3, pool="avg", pool_size=4, xi=XI,
+                           ce_weight=CE_WEIGHT, activation=ACTIVATION)
+    return {"CE": ce, "BCE+RMI": rmi_full, "CE+AFF": ce_aff}
+
+# %% tags=["hide-input"]
 def run_full_scale():
     from torch.utils.data import DataLoader
     from torchvision.models import ResNet50_Weights
@@ -1342,18 +1355,8 @@ def run_full_scale():
                         num_workers=4)
     cfg_kw = dict(epochs=FULL_EPOCHS, lr=lr, batch_size=16, optimizer="sgd",
                   weight_decay=1e-4, schedule="poly", warmup_steps=warmup)
-    rmi_full = RMI.RMILoss(radius=3, pool="avg", pool_size=4, xi=XI,
-                           ce_weight=CE_WEIGHT, activation=ACTIVATION)
-
-    def ce(out, y):
-        return F.cross_entropy(out, y, ignore_index=255)
-
-    def ce_aff(out, y):
-        aff = pb.losses.affinity_loss(out, y, margin=AFF_MARGIN)
-        return ce(out, y) + AFF_WEIGHT * aff
-
     scores = {}
-    for name, crit in {"CE": ce, "BCE+RMI": rmi_full, "CE+AFF": ce_aff}.items():
+    for name, crit in full_losses().items():
         pb.runtime.seed_all(SEED)
         net = deeplabv3_resnet50(weights=None, num_classes=classes,
                                  weights_backbone=ResNet50_Weights.IMAGENET1K_V1)
