@@ -79,7 +79,8 @@ class LevelSetExperiment(Experiment):
         # flow is better than the discrete refiner, the second if it is at least not worse.
         Claim("continuity_helps", "Contour Evolution beats the discrete residual refiner with the same "
               "networks and NFE", metric="seg.iou", arm_a="contour_evolution", arm_b="residual_refiner",
-              margin=_M, k=4, n=5, paper="not compared in the paper"),
+              margin=_M, k=4, n=5, paper="not compared in the paper",
+              expected=False),  # set after the medium run: it did not hold (0 of 5 seeds; Chapter 2, §13)
         Claim("continuity_not_worse", "Contour Evolution is not worse than the discrete residual refiner "
               "by the margin or more", metric="seg.iou", arm_a="contour_evolution", arm_b="residual_refiner",
               margin=-_M, k=4, n=5, paper="not compared in the paper"),
@@ -89,7 +90,8 @@ class LevelSetExperiment(Experiment):
               "Euler steps, Contour Evolution is not worse by the margin or more", metric="iou.dopri5",
               metric_b="iou.euler4", arm_a="contour_evolution", arm_b="contour_evolution", margin=-_M, k=4, n=5,
               paper="§5: tolerances give 'similar losses but largely different number of NODE function "
-                    "evaluations' (no table)"),
+                    "evaluations' (no table)",
+              expected=False),  # set after the medium run: 3 of 5 seeds (Chapter 2, §13)
         # If the 4 training steps approximate a flow, halving them can only add discretisation error.
         Claim("coarser_is_worse", "Contour Evolution scores better with its 4 training Euler steps than "
               "with 2 coarser ones", metric="iou.euler4", metric_b="iou.euler2",
@@ -98,7 +100,8 @@ class LevelSetExperiment(Experiment):
         Claim("ce_vs_large_unet", "Contour Evolution (with its initial contour) is not worse than a UNet "
               "with several times its parameters", metric="seg.iou", arm_a="contour_evolution",
               arm_b="unet_large", margin=-_M, k=4, n=5,
-              paper="KiTS19: 0.8866 (NodeUNet 5M) vs 0.8494 (UNet 15M), Table 1"),
+              paper="KiTS19: 0.8866 (NodeUNet 5M) vs 0.8494 (UNet 15M), Table 1",
+              expected=False),  # set after the medium run: 3 of 5 seeds (Chapter 2, §13)
     )
     replay_arm = "contour_evolution"
 
