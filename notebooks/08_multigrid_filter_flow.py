@@ -121,7 +121,7 @@ assert expected_flow(T)[0, :, 5, 5].tolist() == [2.0, -1.0]
 target = out  # a frame that this filter flow explains exactly
 rec = mg.photometric_loss(target, source, T)
 assert abs(float(rec) - 1e-3) < 1e-9  # phi(0) = epsilon
-# the reverse direction: the filters at offset (-2, +1) rebuild the source inside the frame
+# the reverse direction: filters at offset (-2, +1) rebuild the source inside the frame
 back = apply_filter_flow(target, one_hot_filters(-2, 1, KERNEL_SIZE, (24, 32)))
 assert torch.equal(back[..., :-2, 2:-2], source[..., :-2, 2:-2])
 print("one-hot filter = translation; flow (2, -1); oracle loss:", round(float(rec), 6))
@@ -551,7 +551,7 @@ for key in ("rec.ratio", "flow.epe_sprites", "vos.J_mean"):
 pair = clips.frames[:, 0], clips.frames[:, 1]
 with torch.no_grad():
     out = model(*pair)
-    pb.runtime.seed_all(SEED)  # the initial weights of this seed, as the `untrained` arm
+    pb.runtime.seed_all(SEED)  # this seed's initial weights, as the `untrained` arm
     untrained = EXP.model(EXP.run_config("untrained", SEED, SCALE), DATA)
     out0 = untrained.eval()(*pair)
 copy_err = (pair[1] - pair[0]).abs().mean(1)[CLIP]
@@ -853,6 +853,18 @@ glue("ch8_claims_failed", ", ".join(failed) if failed else "none", display=False
 #    {glue:text}`ch8_claim_flow_terms_make_flow`.
 # 6. Zero-shot on the motorcycle pair the horizontal flow has less than half the error of
 #    zero flow (`stereo.ratio`): {glue:text}`ch8_claim_stereo_disparity`.
+#
+# **What did not hold.** The stereo claim fails on every seed: the sprite-trained model's
+# horizontal error on the photograph is {glue:text}`ch8_med_mgpff_stereo_ratio` times that of
+# zero flow, where we required less than 0.5. It does improve on zero flow, on the untrained
+# network ({glue:text}`ch8_med_untrained_stereo_ratio`) and on one level
+# ({glue:text}`ch8_med_single_level_stereo_ratio`), but not by the margin we fixed before the
+# run; the margin stays as it was. We did not investigate why (textureless regions and
+# occlusions of the photograph, which the sprites do not have, are candidates), and the
+# thesis makes no stereo claim. The long-range errors agree with the reach argument of Sec. 3:
+# five frames apart (up to 20 px) one level's error is
+# {glue:text}`ch8_med_single_level_longrange_m5` against {glue:text}`ch8_med_mgpff_longrange_m5`
+# for three levels.
 
 # %% [markdown]
 # ## 13. The thesis' numbers
