@@ -36,6 +36,7 @@ REGISTRY: dict[str, str] = {
     "08_multigrid_filter_flow": "mgpff",
     "07_predictive_filter_flow": "pff",
     "05_attentional_gating": "gating",
+    "06_mean_shift_grouping": "meanshift",
 }
 
 __doc__ += "\n".join(f"``{stem}`` -> :mod:`pixelbook.experiments.{mod}`" for stem, mod in REGISTRY.items()) + "\n"
