@@ -840,30 +840,37 @@ for cid, outcome in OUTCOMES.items():
 # - **Size weighting.** On the unequal set, instance weights give the small instances (< 40 px) a
 #   mean best IoU of {glue:text}`ch6_mean_unequal_instance_group_iou_small:.3f` against
 #   {glue:text}`ch6_mean_unequal_uniform_group_iou_small:.3f` with uniform weights. The claim — more
-#   than 0.05 better on every seed — {glue:text}`ch6_verdict_size_weighting_small_instances`
+#   than 0.05 better on every seed — holds
 #   (better by more than the margin on {glue:text}`ch6_wins_size_weighting_small_instances` of {glue:text}`ch6_n_size_weighting_small_instances`
 #   seeds). ARI: {glue:text}`ch6_mean_unequal_instance_group_ari:.3f` vs
 #   {glue:text}`ch6_mean_unequal_uniform_group_ari:.3f`; the claim that the weighting costs less than
-#   0.02 ARI {glue:text}`ch6_verdict_size_weighting_ari`
-#   ({glue:text}`ch6_wins_size_weighting_ari` of {glue:text}`ch6_n_size_weighting_ari` seeds). SIZE_SENTENCE
+#   0.02 ARI does not hold
+#   ({glue:text}`ch6_wins_size_weighting_ari` of {glue:text}`ch6_n_size_weighting_ari` seeds): instance weights cost ARI on every seed.
+#   Uniform weights never separate the tiny shapes (they are merged into the background, and the
+#   read-out finds too few groups), but ARI, which counts pixel pairs, hardly sees
+#   them; instance weights find them at the price of the large shapes' pixel pairs.
 # - **GBMS in training.** With the read-out chosen on validation images for each model, the `gbms`
 #   arm reaches ARI {glue:text}`ch6_mean_gbms_group_ari:.3f` and AP@0.5 {glue:text}`ch6_mean_gbms_group_ap50:.3f`,
 #   the `plain` arm {glue:text}`ch6_mean_plain_group_ari:.3f` and {glue:text}`ch6_mean_plain_group_ap50:.3f`.
-#   The claim on ARI {glue:text}`ch6_verdict_gbms_training_ari` (`gbms` ahead on
+#   The claim on ARI does not hold (`gbms` ahead on
 #   {glue:text}`ch6_wins_gbms_training_ari` of {glue:text}`ch6_n_gbms_training_ari` seeds), the claim on AP
-#   {glue:text}`ch6_verdict_gbms_training_ap` ({glue:text}`ch6_wins_gbms_training_ap` of {glue:text}`ch6_n_gbms_training_ap` seeds).
-#   GBMS_SENTENCE
+#   does not hold either ({glue:text}`ch6_wins_gbms_training_ap` of {glue:text}`ch6_n_gbms_training_ap` seeds).
+#   At this training length the thesis' method is *behind* on every seed. The training curves show
+#   why this is not the final word: the `gbms` models' validation ARI was still rising at the last
+#   epoch, and {glue:text}`ch6_med_steps` steps is much less than the plan sized for convergence. What we can say is that unrolling
+#   GBMS does not speed up learning here.
 # - **Counting without being told.** The GBMS read-out of the `gbms` models finds exactly the true
 #   number of groups on a share {glue:text}`ch6_mean_gbms_group_count_exact:.3f` of the test images.
 #   Spherical k-means *given* that number reaches ARI {glue:text}`ch6_mean_gbms_kmeans_ari:.3f` on the
 #   same embeddings, and thresholding them without GBMS {glue:text}`ch6_mean_gbms_direct_ari:.3f`.
-#   COUNT_SENTENCE
+#   Not knowing the count costs nothing here: the GBMS read-out is ahead of k-means given the count,
+#   and far ahead of thresholding without GBMS.
 # - **Gradient focus.** Through one GBMS loop the boundary/interior ratio of the gradient norm is
 #   multiplied by {glue:text}`ch6_mean_gbms_grad_focus_gain:.2f` (from
 #   {glue:text}`ch6_mean_gbms_grad_boundary_ratio_noloop:.2f` to
 #   {glue:text}`ch6_mean_gbms_grad_boundary_ratio_loop:.2f`); the claim (a gain above 1.1 on every seed)
-#   {glue:text}`ch6_verdict_gradient_focus_on_boundaries`
-#   ({glue:text}`ch6_wins_gradient_focus_on_boundaries` of {glue:text}`ch6_n_gradient_focus_on_boundaries` seeds). GRAD_SENTENCE
+#   does not hold: the ratio rises on every seed, but by more than 1.1 on only
+#   ({glue:text}`ch6_wins_gradient_focus_on_boundaries` of {glue:text}`ch6_n_gradient_focus_on_boundaries` seeds. The direction of Fig. 5.5 is there; the size we asked for is not on one seed.
 #
 # For reference, the thesis' numbers — full scale, ResNet backbones pretrained on ImageNet, PASCAL
 # VOC 2012 — are **not comparable** with ours:
@@ -980,14 +987,17 @@ pb.widgets.explorer(show_grouping,
 # corrected vs autograd, `gradcheck` through three iterations; the 1-D toy of App. C.
 #
 # **Medium results** (table above, mean ± sample std over three seeds):
-# the size-weighting claim on small instances {glue:text}`ch6_verdict_size_weighting_small_instances`
+# the size-weighting claim on small instances holds
 # ({glue:text}`ch6_wins_size_weighting_small_instances` of {glue:text}`ch6_n_size_weighting_small_instances` seeds beat the margin; 3 of 3 needed), the
-# claim that it costs little ARI {glue:text}`ch6_verdict_size_weighting_ari`
+# claim that it costs little ARI does not hold
 # ({glue:text}`ch6_wins_size_weighting_ari` of {glue:text}`ch6_n_size_weighting_ari`), GBMS in training raising ARI
-# {glue:text}`ch6_verdict_gbms_training_ari` ({glue:text}`ch6_wins_gbms_training_ari` of {glue:text}`ch6_n_gbms_training_ari`) and AP
-# {glue:text}`ch6_verdict_gbms_training_ap` ({glue:text}`ch6_wins_gbms_training_ap` of {glue:text}`ch6_n_gbms_training_ap`), the gradient
-# focus {glue:text}`ch6_verdict_gradient_focus_on_boundaries`
-# ({glue:text}`ch6_wins_gradient_focus_on_boundaries` of {glue:text}`ch6_n_gradient_focus_on_boundaries`). CLOSING_SENTENCE
+# does not hold ({glue:text}`ch6_wins_gbms_training_ari` of {glue:text}`ch6_n_gbms_training_ari`) and AP
+# does not hold ({glue:text}`ch6_wins_gbms_training_ap` of {glue:text}`ch6_n_gbms_training_ap`), the gradient
+# focus does not hold
+# ({glue:text}`ch6_wins_gradient_focus_on_boundaries` of {glue:text}`ch6_n_gradient_focus_on_boundaries`). The models are not converged ({glue:text}`ch6_med_steps` steps,
+# validation ARI still rising), so the failures of the GBMS-training claims are a statement about this
+# training length, not a refutation of the thesis; the size-weighting result is structural and
+# large.
 #
 # **Run times.** The `medium` experiment took {glue:text}`ch6_med_core_min:.0f` core-minutes in all
 # (twelve runs, one CPU core each, training and evaluation); one `gbms` run trains in
