@@ -433,7 +433,7 @@ print("X K D^-1 (thesis) = softmax attention with q = k = v = x, scale = delta; 
 # The memory, measured from PyTorch's own allocation counter (the profiler's memory events) for one
 # forward and backward step at $N = 64^2$ pixels:
 
-# %%
+# %% tags=["remove-stderr"]
 def peak_bytes(impl, n, dim=8):
     """Peak of torch's CPU allocation counter (the profiler's "Total Allocated")."""
     import json
