@@ -26,6 +26,9 @@
 # log-depth and a cosine + arc-cosine loss on normals. We derive each loss, check it numerically,
 # train the network on synthetic 3-D scenes whose four labels are exact and mutually consistent,
 # and measure every task against the trivial predictor it must beat and against a single-task model.
+# Finally we test the thesis' two contributions — the L1 term of the depth loss and the arc-cosine
+# term of the normal loss — as ablations at `medium` scale, with five seeds per arm and claims
+# written down before the experiment ran.
 #
 # **Source:** S. Kong, *Pixel-Level Prediction: Models and Applications*, PhD thesis, UC Irvine,
 # 2019, Chapter 2 (Eqs. 2.1–2.4, Tables 2.1–2.6).
@@ -42,6 +45,7 @@ if "google.colab" in sys.modules:
                     "pixelbook[colab] @ git+https://github.com/pixelbook-org/pixelbook@main"], check=True)
 
 # %% tags=["hide-cell"]
+import dataclasses
 import math
 import os
 import time
@@ -54,19 +58,18 @@ from myst_nb import glue
 
 import pixelbook as pb
 from pixelbook.data.synthetic import make_scene_splits, normals_from_depth
-from pixelbook.losses import (balanced_bce_loss, log_depth_loss, multitask_terms, normal_loss,
-                              segmentation_loss)
+from pixelbook.losses import balanced_bce_loss, log_depth_loss, multitask_loss, normal_loss, segmentation_loss
 from pixelbook.models import PixelNet, count_parameters
-from pixelbook.multitask import (TASK_METRICS, load_boundary_data, load_task_data, predict_dataset, task_metrics,
+from pixelbook.multitask import (TASK_METRICS, load_boundary_data, predict_dataset, task_metrics,
                                  trivial_predictions)
-from pixelbook.training import TrainConfig, train_or_load
+from pixelbook.training import train_or_load
 
 # %matplotlib inline
 # %config InlineBackend.figure_format = "png"
 pb.viz.use_style()  # the book's plot style: 110 dpi, legible fonts
 
 # %% tags=["parameters"]
-SCALE = os.environ.get("PIXELBOOK_SCALE", "auto")  # smoke | small | full | auto
+SCALE = os.environ.get("PIXELBOOK_SCALE", "auto")  # smoke | small | medium | full | auto
 SEED = 0
 DEVICE = "auto"
 GAMMA = 2.0  # weight of the L1 term of the depth loss [thesis, Eq. 2.3]
@@ -82,17 +85,18 @@ SCALE = pb.runtime.resolve_scale(SCALE)
 DEVICE = pb.runtime.resolve_device(DEVICE)
 pb.runtime.seed_all(SEED)
 T0 = time.time()
-# ours: `small` must finish in < 150 s on a 2-core CPU; `full` is the configuration for a GPU
-if DATASET == "auto":
-    DATASET = "nyuv2" if SCALE == "full" else "synthetic"
-IMAGE_SIZE = pb.runtime.scaled(SCALE, smoke=32, small=64, full=(240, 320))
-N_TRAIN = pb.runtime.scaled(SCALE, smoke=16, small=480, full=None)  # None: the whole split
-N_VAL = pb.runtime.scaled(SCALE, smoke=8, small=64, full=None)
-EPOCHS = pb.runtime.scaled(SCALE, smoke=1, small=16, full=40)
-ENCODER = pb.runtime.scaled(SCALE, smoke="tiny", small="tiny", full="resnet50")
+# The chapter's experiment is defined once, in pixelbook.experiments.multitask: its arms, the
+# configuration of every scale (`small` here; `medium` for the evidence in section 8, run by
+# `make results`) and its claims. The parameters above change the runs of this notebook only.
+EXP = pb.experiments.get("01_pixel_level_prediction")
+DATA_OVERRIDES = {} if DATASET == "auto" else {"data": {"dataset": DATASET, "root": DATA_ROOT}}
+LOSS_OVERRIDES = {"loss": {"weights": LOSS_WEIGHTS, "gamma": GAMMA, "lambda": LAMBDA}}  # multi-task arm only
+CONFIG = EXP.run_config("multitask", SEED, SCALE, {**DATA_OVERRIDES, **LOSS_OVERRIDES})
+DATASET, ENCODER, EPOCHS = CONFIG.data["dataset"], CONFIG.model["encoder"], CONFIG.train.epochs
 if BOUNDARY_DATASET == "auto":
     BOUNDARY_DATASET = "bsds500" if SCALE == "full" else "none"
 print(f"scale={SCALE}, device={DEVICE}, data={DATASET}, encoder={ENCODER}, {EPOCHS} epochs")
+print(f"arms of the experiment: {', '.join(a.name for a in EXP.arms)}")
 
 # %% [markdown]
 # ## 1. Four tasks, one output per pixel
@@ -122,10 +126,10 @@ print(f"scale={SCALE}, device={DEVICE}, data={DATASET}, encoder={ENCODER}, {EPOC
 # to noisy Kinect depth).
 
 # %%
-train, CLASSES = load_task_data(DATASET, "train", N_TRAIN, size=IMAGE_SIZE, seed=SEED, root=DATA_ROOT,
-                                download=SCALE == "full")
-val, _ = load_task_data(DATASET, "val", N_VAL, size=IMAGE_SIZE, seed=SEED, root=DATA_ROOT, download=SCALE == "full")
+DATA = EXP.load_data(CONFIG)  # the runs below reuse it
+train, val, CLASSES = DATA["train"], DATA["val"], DATA["classes"]
 N_TRAIN, N_VAL, NUM_CLASSES = len(train["image"]), len(val["image"]), len(CLASSES)
+IMAGE_SIZE = tuple(train["image"].shape[-2:])
 print(f"{N_TRAIN} training and {N_VAL} held-out images of {tuple(train['image'].shape[-2:])}, {NUM_CLASSES} classes")
 
 show = range(min(4, N_VAL))
@@ -353,39 +357,41 @@ assert pb.metrics.mean_iou(lab.masked_fill(lab == 255, 0), lab, NUM_CLASSES, ign
 # ## 5. Training
 #
 # The multi-task loss is the sum of the four (each averaged over valid pixels), with equal weights
-# (`LOSS_WEIGHTS`; the thesis trains one model per task, so it gives no weights). We train with
-# AdamW and a cosine learning-rate schedule. `train_or_load` keys a checkpoint cache by the whole
-# configuration, so rerunning the notebook loads the trained model instead of training again, and
-# an interrupted run resumes where it stopped. We keep a snapshot of the weights after every epoch
-# for the widget at the end.
+# (`LOSS_WEIGHTS`; the thesis trains one model per task, so it gives no weights):
 
 # %%
-def make_loss(weights):
-    def loss_fn(model, batch):  # the weighted total for the optimiser, the unweighted terms for the history
-        terms = multitask_terms(model(batch["image"]), batch)
-        total = sum(float(weights.get(task, 1.0)) * term for task, term in terms.items())
-        return total, {task: float(term.detach()) for task, term in terms.items()}
-    return loss_fn
+def loss_fn(model, batch):  # what the experiment's `multitask` arm trains on
+    return multitask_loss(model(batch["image"]), batch, LOSS_WEIGHTS, gamma=GAMMA, lam=LAMBDA)
 
 
-cfg = TrainConfig(epochs=EPOCHS, lr=3e-3, batch_size=16, optimizer="adamw", weight_decay=1e-4, seed=SEED,
-                  snapshot_every=1, params={"model": f"PixelNet-{ENCODER}", "data": DATASET, "size": IMAGE_SIZE, "n_train": N_TRAIN,
-                                            "weights": LOSS_WEIGHTS, "gamma": GAMMA, "lambda": LAMBDA})
-pb.runtime.seed_all(SEED)
-multi = PixelNet(NUM_CLASSES, encoder=ENCODER, weights_backbone="DEFAULT" if SCALE == "full" else None)
-history = train_or_load("ch1-multitask", multi, make_loss(LOSS_WEIGHTS), train, cfg, device=DEVICE)
-pb.viz.plot_history(history, keys=["train_loss", "seg", "boundary", "depth", "normals"])
+print(CONFIG.train)
+print("model:", CONFIG.model, "\nloss:", CONFIG.loss)
+
+# %% [markdown]
+# We train with AdamW and a cosine learning-rate schedule, through the chapter's experiment
+# (`EXP.run`): the same code that trains the `medium` runs of section 8, with this notebook's
+# scale and seed. Its checkpoint cache is keyed by the whole configuration, so rerunning the
+# notebook loads the trained model instead of training again, and an interrupted run resumes where
+# it stopped. At `small` scale the run keeps a snapshot of the weights after every epoch for the
+# widget at the end, and its history records the held-out metrics of every epoch.
+
+# %%
+run_multi = EXP.run("multitask", SEED, SCALE, DEVICE, **DATA_OVERRIDES, **LOSS_OVERRIDES)
+multi, history = run_multi.model, run_multi.history
+batch = {k: v[:4] for k, v in train.items()}
+with torch.no_grad():  # in eval mode: the check must not touch the batch-norm statistics
+    torch.testing.assert_close(loss_fn(multi, batch)[0], EXP.loss(run_multi.config)(multi, batch)[0])  # the same loss
+pb.viz.plot_history(history, keys=["train_loss", "seg", "boundary", "depth", "normals", "val_seg.miou"])
 
 # %% [markdown]
 # A single-task baseline: the same encoder with only the segmentation head, trained with the same
-# budget (epochs, batch size, learning rate) on cross-entropy alone. It tells us whether sharing
-# the encoder with three other tasks helps or hurts segmentation at this scale.
+# budget (epochs, batch size, learning rate) on cross-entropy alone (the experiment's `seg_only`
+# arm). It tells us whether sharing the encoder with three other tasks helps or hurts segmentation
+# at this scale.
 
 # %%
-single_cfg = TrainConfig(**{**cfg.__dict__, "snapshot_every": 0, "params": {**cfg.params, "tasks": ["seg"]}})
-pb.runtime.seed_all(SEED)
-single = PixelNet(NUM_CLASSES, tasks=("seg",), encoder=ENCODER, weights_backbone="DEFAULT" if SCALE == "full" else None)
-single_history = train_or_load("ch1-seg-only", single, make_loss({"seg": 1.0}), train, single_cfg, device=DEVICE)
+run_single = EXP.run("seg_only", SEED, SCALE, DEVICE, **DATA_OVERRIDES)
+single = run_single.model
 
 # %% [markdown]
 # ## 6. Results
@@ -393,7 +399,7 @@ single_history = train_or_load("ch1-seg-only", single, make_loss({"seg": 1.0}), 
 # Every task on the {glue:text}`ch1_n_val` held-out scenes, next to the trivial predictors that
 # ignore the image: the majority class, a constant boundary probability, the mean training depth
 # (and, stronger, the per-pixel mean depth map, which knows the average layout of floor and wall)
-# and the mean training normal.
+# and the mean training normal. (These are the experiment's `trivial` and `mean_depth_map` arms.)
 
 # %%
 pred_multi = predict_dataset(multi, val, device=DEVICE)
@@ -439,18 +445,21 @@ print("multi-task per-class IoU:", per_class)
 # The claim of this chapter is that *one* network learns all four tasks. We require it to beat
 # every trivial predictor by a clear margin, fixed before training as a fraction of the gap to a
 # perfect score: it must close at least half the gap in mIoU, ODS and $\delta<1.25$, and halve the
-# mean normal angle error.
+# mean normal angle error. For depth the baseline is the mean depth map, not the constant mean
+# depth, which any depth network beats (it gets only {glue:text}`ch1_d1_trivial:.3f` of the pixels
+# within 25 %).
 
 # %%
 if SCALE != "smoke":
     def closes_half_the_gap(ours, base):
         return ours >= base + 0.5 * (1 - base)
 
+    D_MAP = rows["mean depth map"]["depth"]["d1"]
     assert closes_half_the_gap(M["seg"]["miou"], T["seg"]["miou"]), (M["seg"]["miou"], T["seg"]["miou"])
     assert closes_half_the_gap(M["boundary"]["ods"], T["boundary"]["ods"]), (M["boundary"]["ods"], T["boundary"]["ods"])
-    assert closes_half_the_gap(M["depth"]["d1"], T["depth"]["d1"]), (M["depth"]["d1"], T["depth"]["d1"])
+    assert closes_half_the_gap(M["depth"]["d1"], D_MAP), (M["depth"]["d1"], D_MAP)
     assert M["normals"]["mean"] <= 0.5 * T["normals"]["mean"], (M["normals"]["mean"], T["normals"]["mean"])
-    print("the multi-task network beats every trivial predictor by the required margin")
+    print("the multi-task network beats every trivial predictor (for depth: the mean depth map) by the required margin")
 
 # %% [markdown]
 # At small scale the network reaches mIoU {glue:text}`ch1_miou:.3f` (majority class:
@@ -498,11 +507,14 @@ if BOUNDARY_DATASET == "bsds500":
     b_train = [load_boundary_data(s, bsds_size, bsds_n, root=BSDS_ROOT, download=SCALE == "full") for s in ("train", "val")]
     b_train = {k: torch.cat([b[k] for b in b_train]) for k in b_train[0]}
     b_test = load_boundary_data("test", bsds_size, bsds_n, root=BSDS_ROOT, download=SCALE == "full")
-    b_cfg = TrainConfig(**{**cfg.__dict__, "snapshot_every": 0, "batch_size": 8,
-                           "params": {**cfg.params, "data": "bsds500", "tasks": ["boundary"], "size": bsds_size}})
+    cfg = run_multi.config.train
+    b_cfg = dataclasses.replace(cfg, snapshot_every=0, batch_size=8,
+                                params={"model": f"PixelNet-{ENCODER}", "data": "bsds500", "tasks": ["boundary"],
+                                        "size": bsds_size})
     pb.runtime.seed_all(SEED)
     bnet = PixelNet(2, tasks=("boundary",), encoder=ENCODER, weights_backbone="DEFAULT" if SCALE == "full" else None)
-    train_or_load("ch1-bsds500", bnet, make_loss({"boundary": 1.0}), b_train, b_cfg, device=DEVICE)
+    train_or_load("ch1-bsds500", bnet, lambda m, b: multitask_loss(m(b["image"]), b, {"boundary": 1.0}), b_train, b_cfg,
+                  device=DEVICE)
     b_pred = predict_dataset(bnet, b_test, batch_size=8, device=DEVICE)["boundary"]
     tol = 0.0075 * math.hypot(*bsds_size)  # BSDS: maxDist = 0.75 % of the image diagonal
     bsds = pb.metrics.boundary_f(b_pred, b_test["boundary_mean"] > 0, tolerance=tol)  # union of annotators
@@ -550,7 +562,10 @@ GT_VIEWS = {
 viewer = PixelNet(NUM_CLASSES, encoder=ENCODER)
 
 
-def show_epoch(epoch=EPOCHS, task="seg", scene=0):
+SNAPSHOTS = sorted(history.snapshots)  # every epoch (every 5th at full scale)
+
+
+def show_epoch(epoch=SNAPSHOTS[-1], task="seg", scene=0):
     viewer.load_state_dict(history.snapshots[epoch])
     p = viewer.predict(val["image"][scene:scene + 1])
     fig, ax = plt.subplots(1, 3, figsize=(6, 2.3))
@@ -563,9 +578,10 @@ def show_epoch(epoch=EPOCHS, task="seg", scene=0):
     return fig
 
 
-epochs_shown = sorted({1, max(1, EPOCHS // 4), max(1, EPOCHS // 2), max(1, 3 * EPOCHS // 4), EPOCHS})
+epochs_shown = sorted({SNAPSHOTS[i] for i in (0, len(SNAPSHOTS) // 4, len(SNAPSHOTS) // 2,
+                                                3 * len(SNAPSHOTS) // 4, -1)})
 pb.widgets.explorer(show_epoch, {"epoch": epochs_shown, "task": list(TASK_VIEWS), "scene": [0, 1]},
-                    live={"epoch": (1, EPOCHS, 1), "scene": (0, N_VAL - 1, 1)},
+                    live={"epoch": SNAPSHOTS, "scene": (0, N_VAL - 1, 1)},
                     glue="ch1_fig_learning", alt="Predictions of the multi-task network")
 
 # %% [markdown]
@@ -576,15 +592,264 @@ pb.widgets.explorer(show_epoch, {"epoch": epochs_shown, "task": list(TASK_VIEWS)
 # prediction after a given epoch of training.
 # ```
 #
+# ## 8. The thesis' two losses, and one network against four
+#
+# The thesis' own contributions in this chapter are two loss terms: the L1 term of the depth loss
+# (Eq. 2.3, weight $\gamma$) and the arc-cosine term of the normal loss (Eq. 2.4, weight
+# $\lambda$). Its Tables 2.5 and 2.6 test them by training single-task models with and without the
+# term. We do the same: four single-task networks, depth with $\gamma = 2$ and $\gamma = 0$ (L2
+# alone), normals with $\lambda = 4$ and $\lambda = 0$ (cosine alone) — the experiment's arms
+# `depth_l1l2`, `depth_l2`, `normals_cos_acos` and `normals_cos`. The same single-task depth and
+# normal networks also answer the question of section 5 for the other tasks: does the shared
+# encoder help or hurt?
+#
+# ### A live look at `small` scale
+#
+# At `small` scale the four ablation networks train for a few epochs each, one seed: enough to see
+# what each loss does to the errors, not to decide anything.
+
+# %%
+ABLATION = {"depth, L2 + L1 (γ = 2)": "depth_l1l2", "depth, L2 only (γ = 0)": "depth_l2",
+            "normals, cos + arc-cos (λ = 4)": "normals_cos_acos", "normals, cos only (λ = 0)": "normals_cos"}
+runs_abl = {label: EXP.run(arm, SEED, SCALE, DEVICE, **DATA_OVERRIDES) for label, arm in ABLATION.items()}
+pred_abl = {label: predict_dataset(r.model, val, device=DEVICE) for label, r in runs_abl.items()}
+for label, r in runs_abl.items():
+    task = "depth" if label.startswith("depth") else "normals"
+    keys = ("d1", "d3", "abs_rel") if task == "depth" else ("mean", "median", "a11")
+    print(f"{label:<32} {r.config.train.epochs} epochs: " + ", ".join(f"{k} {r.metrics[f'{task}.{k}']:.3f}" for k in keys))
+
+# %% [markdown]
+# The error maps show where each loss leaves its errors: for depth the log-ratio
+# $|\log D - \log \hat D|$ (white: more than $\log 1.25$, outside $\delta<1.25$), for normals the
+# angle (white: 30° or more). In {numref}`fig-ch1-loss-ablation` the controls switch between the
+# four trained networks and the held-out scenes (predictions are computed once, so the switch is
+# instant).
+
+# %%
+LOG_125 = math.log(1.25)
+
+
+def show_loss_ablation(model="depth, L2 + L1 (γ = 2)", scene=0):
+    pred = pred_abl[model]
+    if model.startswith("depth"):
+        p, t = pred["depth"][scene, 0], val["depth"][scene, 0]
+        err, vmax, unit = (p.log() - t.log()).abs(), 2 * LOG_125, "|log ratio|"
+        shown = pb.viz.colorize_depth(p, vmin=float(t.min()), vmax=float(t.max()))
+        score = f"δ<1.25: {(err < LOG_125).float().mean():.3f}"
+    else:
+        p, t = pred["normals"][scene], val["normals"][scene]
+        err = torch.rad2deg(torch.acos((p * t).sum(0).clamp(-1, 1)))
+        vmax, unit, shown = 30.0, "angle (deg)", pb.viz.colorize_normals(p)
+        score = f"mean angle {err.mean():.1f}°"
+    fig, ax = plt.subplots(1, 3, figsize=(6.6, 2.3))
+    ax[0].imshow(val["image"][scene].permute(1, 2, 0).numpy())
+    ax[1].imshow(shown)
+    im = ax[2].imshow(err.numpy(), cmap="gray_r", vmin=0, vmax=vmax)
+    fig.colorbar(im, ax=ax[2], fraction=0.046)
+    for a, title in zip(ax, ["image", model, f"{unit}; {score}"]):
+        a.set_title(title, fontsize=8)
+        a.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+pb.widgets.explorer(show_loss_ablation, {"model": list(ABLATION), "scene": [0, 1, 2]},
+                    live={"scene": (0, N_VAL - 1, 1)}, glue="ch1_fig_loss_ablation",
+                    alt="Errors of the four loss-ablation networks")
+
+# %% [markdown]
+# ```{glue:figure} ch1_fig_loss_ablation
+# :name: fig-ch1-loss-ablation
+#
+# The loss ablations at `small` scale, one seed: a held-out scene, the prediction of one
+# single-task network and its error map (depth: |log ratio|, white beyond log 1.25; normals: the
+# angle, white at 30° or more).
+# ```
+
+# %% [markdown]
+# ### The evidence: `medium` scale, five seeds
+#
+# One seed of a short run cannot separate effects of a few thousandths. The chapter's `medium`
+# experiment trains every arm to convergence with more data, five times with different scenes,
+# initial weights and batch order (`pixelbook/experiments/multitask.py`; `make results` runs it
+# and commits one JSON file per arm and seed under `results/01_pixel_level_prediction/`, with the
+# whole training history, the configuration and the commit it ran from). Its claims were written
+# in that module, with their margins, before it ran. This notebook does not train those models: it
+# loads their results, at any scale.
+
+# %%
+RES = pb.results.load_results(EXP.chapter, "medium")
+MED = RES.record("multitask", EXP.seeds_for("medium")[0])["config"]
+MED_SEEDS = EXP.seeds_for("medium")
+MED_STEPS = MED["train"]["epochs"] * MED["data"]["n_train"] // MED["train"]["batch_size"]
+MED_MINUTES = sum(r["provenance"]["train_time_s"] + r["provenance"]["eval_time_s"] for r in RES.records) / 60
+print(f"{len(RES)} runs: {len(EXP.arms)} arms x {len(MED_SEEDS)} seeds; {MED['data']['n_train']} training and "
+      f"{MED['data']['n_val']} held-out scenes of {MED['data']['size']} px per seed, {MED['train']['epochs']} epochs "
+      f"({MED_STEPS} steps of {MED['train']['batch_size']}); {MED_MINUTES:.0f} min of training and evaluation in all")
+for key, value in {"med_seeds": len(MED_SEEDS), "med_n_train": MED["data"]["n_train"], "med_n_val": MED["data"]["n_val"],
+                   "med_epochs": MED["train"]["epochs"], "med_steps": MED_STEPS, "med_minutes": MED_MINUTES}.items():
+    glue(f"ch1_{key}", value, display=False)
+
+LABELS = {"trivial": "trivial", "mean_depth_map": "mean depth map", "seg_only": "seg only",
+          "depth_l2": "depth, γ=0 (L2)", "depth_l1l2": "depth, γ=2 (L2+L1)", "normals_cos": "normals, λ=0 (cos)",
+          "normals_cos_acos": "normals, λ=4 (cos+acos)", "multitask": "multi-task (γ=2, λ=4)"}
+for title, arms, metrics in [
+        ("Depth (cf. thesis Table 2.5)", ["mean_depth_map", "depth_l2", "depth_l1l2", "multitask"],
+         ["depth.d1", "depth.d2", "depth.d3", "depth.abs_rel", "depth.rmse"]),
+        ("Normals, angle error in deg and share within 11.25/22.5/30 deg (cf. Table 2.6)",
+         ["trivial", "normals_cos", "normals_cos_acos", "multitask"],
+         ["normals.mean", "normals.median", "normals.a11", "normals.a22", "normals.a30"]),
+        ("Segmentation and boundaries", ["trivial", "seg_only", "multitask"],
+         ["seg.miou", "seg.pixel_acc", "boundary.ods", "boundary.ap"])]:
+    print(title)
+    print(RES.table(metrics, arms, labels=LABELS), end="\n\n")
+
+# %%
+GLUED = {"depth.d1", "depth.abs_rel", "normals.mean", "normals.a11", "seg.miou", "boundary.ods"}
+for arm in RES.arms:
+    for metric in GLUED:
+        try:
+            summary = RES.summary(arm, metric)
+        except KeyError:  # the arm has no head for this task
+            continue
+        key = f"ch1_med_{arm}_{metric.replace('.', '_')}"
+        glue(key, summary.mean, display=False)
+        glue(f"{key}_sd", summary.std, display=False)
+
+# %% [markdown]
+# Did they converge? {numref}`fig-ch1-convergence` shows the held-out curves. Each history records the held-out metrics of every epoch (on the first 64
+# held-out scenes of its seed). Over the last two of the {glue:text}`ch1_med_epochs` epochs they move
+# by at most {glue:text}`ch1_conv2_miou:.3f` in mIoU, {glue:text}`ch1_conv2_d1:.4f` in $\delta<1.25$ and
+# {glue:text}`ch1_conv2_angle:.2f`° in mean angle, over all arms and seeds: the curves have flattened as
+# the cosine schedule takes the learning rate to zero. Over the last five epochs they still moved
+# by up to {glue:text}`ch1_conv5_miou:.3f`, {glue:text}`ch1_conv5_d1:.4f` and {glue:text}`ch1_conv5_angle:.2f`°:
+# a longer schedule would still improve every arm a little — by as much as the δ<1.25 difference
+# between the two depth losses, which is the one comparison below that this could change.
+
+# %%
+for metric, arms, name in [("val_seg.miou", ["multitask", "seg_only"], "miou"),
+                           ("val_depth.d1", ["multitask", "depth_l1l2", "depth_l2"], "d1"),
+                           ("val_normals.mean", ["multitask", "normals_cos_acos", "normals_cos"], "angle")]:
+    for last in (2, 5):  # the largest change over the last `last` epochs, over arms and seeds
+        change = max(abs(RES.history(a, s)[metric][-1] - RES.history(a, s)[metric][-1 - last]) for a in arms for s in MED_SEEDS)
+        print(f"{metric}: largest change over the last {last} epochs {change:.4f}")
+        glue(f"ch1_conv{last}_{name}", change, display=False)
+fig, axes = plt.subplots(1, 3, figsize=(pb.viz.PAGE_WIDTH, 2.4))
+for ax, (metric, arms) in zip(axes, [("val_seg.miou", ["multitask", "seg_only"]),
+                                     ("val_depth.d1", ["multitask", "depth_l1l2", "depth_l2"]),
+                                     ("val_normals.mean", ["multitask", "normals_cos_acos", "normals_cos"])]):
+    for i, arm in enumerate(arms):
+        for seed in MED_SEEDS:
+            h = RES.history(arm, seed)
+            ax.plot(h["epoch"][:len(h[metric])], h[metric], color=f"C{i}", lw=1, alpha=0.7,
+                    label=LABELS[arm] if seed == MED_SEEDS[0] else None)
+    ax.set(xlabel="epoch", title=metric.replace("val_", "held-out "))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+fig.tight_layout()
+pb.widgets.show(fig, glue="ch1_fig_convergence")
+
+# %% [markdown]
+# ```{glue:figure} ch1_fig_convergence
+# :name: fig-ch1-convergence
+#
+# Held-out metrics of the `medium` runs during training, one line per seed: mIoU, the share of
+# pixels with δ < 1.25 and the mean normal angle (degrees, lower is better).
+# ```
+
+# %% [markdown]
+# The claims, exactly as they were written before the run (`EXP.claims`), evaluated on these
+# results. Each states "arm A beats arm B on a metric by more than a margin on at least $k$ of the
+# $n$ seeds"; the cell asserts the verdict recorded in the claim (`expected`), whatever the scale
+# of this notebook.
+
+# %%
+OUTCOMES = pb.results.evaluate_claims(EXP, RES)
+for outcome in OUTCOMES:
+    print(outcome, end="\n\n")
+    c, key = outcome.claim, f"ch1_claim_{outcome.claim.id}"
+    glue(key, outcome.words, display=False)
+    glue(f"{key}_positive", sum(d > 0 for d in outcome.diffs), display=False)  # seeds where A is better at all
+    glue(f"{key}_margin", float(c.margin), display=False)
+    glue(f"{key}_k", c.k, display=False)
+for outcome in OUTCOMES:
+    outcome.check()
+
+# %% [markdown]
+# For reference, the thesis' loss studies (**paper, NYUv2, full scale**, a ResNet-50 MultiPool
+# model; not comparable in value with our synthetic 64×64 scenes — quoted for the direction of the
+# effect):
+#
+# | Table 2.5, depth | L2 | L1 | L1 + L2 | L1 + L2 (PAG) |
+# |---|---|---|---|---|
+# | δ < 1.25 | 0.737 | 0.743 | 0.745 | 0.751 |
+# | δ < 1.25² | 0.939 | 0.942 | 0.944 | 0.944 |
+# | δ < 1.25³ | 0.986 | 0.987 | 0.988 | 0.988 |
+#
+# | Table 2.6, normals | cosine | arc-cosine | cosine + arc-cosine |
+# |---|---|---|---|
+# | mean angle (°) ↓ | 23.35 | 23.12 | 22.72 |
+# | within 11.25° | 0.316 | 0.328 | 0.338 |
+# | within 22.5° | 0.600 | 0.609 | 0.620 |
+# | within 30° | 0.724 | 0.730 | 0.738 |
+#
+# (The last column of Table 2.5 is headed "L1+L2 loss" like the third; its numbers are those of the
+# PAG model of Table 4.4 — see the errata page. Our arms test γ and λ; the L1-only and
+# arc-cosine-only columns are exercise 2 and 3.)
+#
+# **The arc-cosine term of the normal loss** does what the thesis says. With $\lambda = 4$ the
+# normal-only network puts {glue:text}`ch1_med_normals_cos_acos_normals_a11:.3f` ±
+# {glue:text}`ch1_med_normals_cos_acos_normals_a11_sd:.3f` of the pixels within 11.25° of the truth,
+# against {glue:text}`ch1_med_normals_cos_normals_a11:.3f` ± {glue:text}`ch1_med_normals_cos_normals_a11_sd:.3f`
+# with the cosine alone: the claim (more than {glue:text}`ch1_claim_normal_acos_term_a11_margin:.3f`, half
+# the thesis' gain) {glue:text}`ch1_claim_normal_acos_term_a11`. The mean angle error drops from
+# {glue:text}`ch1_med_normals_cos_normals_mean:.2f`° to {glue:text}`ch1_med_normals_cos_acos_normals_mean:.2f`°
+# ({glue:text}`ch1_claim_normal_acos_term_mean`). The constant slope of the angle term keeps pushing
+# small errors down where the cosine's slope $\sin\theta$ has almost vanished (section 3).
+#
+# **The L1 term of the depth loss** points the thesis' way but does not clear the bar we set. With
+# $\gamma = 2$ the depth-only network gets {glue:text}`ch1_med_depth_l1l2_depth_d1:.4f` ±
+# {glue:text}`ch1_med_depth_l1l2_depth_d1_sd:.4f` of the pixels within 25 % of the truth, with the L2
+# term alone {glue:text}`ch1_med_depth_l2_depth_d1:.4f` ± {glue:text}`ch1_med_depth_l2_depth_d1_sd:.4f`;
+# it is ahead on {glue:text}`ch1_claim_depth_l1_term_positive` of the five seeds, but the claim
+# written before the run — ahead by more than {glue:text}`ch1_claim_depth_l1_term_margin:.3f` (half the
+# gain of Table 2.5) on at least {glue:text}`ch1_claim_depth_l1_term_k` seeds —
+# {glue:text}`ch1_claim_depth_l1_term`. We report it as not reproduced at this scale, and keep the
+# margin: on our scenes the effect, if real, is smaller than half the thesis' (which reports one
+# number per loss, without a spread over runs).
+#
+# **Against the mean depth map**, the baseline that knows the average layout of the room, the
+# multi-task network's depth is far ahead: {glue:text}`ch1_med_multitask_depth_d1:.3f` against
+# {glue:text}`ch1_med_mean_depth_map_depth_d1:.3f` ({glue:text}`ch1_claim_depth_beats_mean_map`).
+#
+# **One network or four?** Section 6 found, with one seed at `small` scale, that sharing the encoder
+# costs segmentation a little (mIoU {glue:text}`ch1_miou:.3f` against {glue:text}`ch1_miou_single:.3f`);
+# five seeds at `medium` scale confirm it and show the other side. The
+# multi-task network's mIoU is {glue:text}`ch1_med_multitask_seg_miou:.3f` against
+# {glue:text}`ch1_med_seg_only_seg_miou:.3f` for segmentation alone (the claim that sharing helps
+# {glue:text}`ch1_claim_multitask_helps_seg`), but its depth is better than the depth-only
+# network's ({glue:text}`ch1_med_multitask_depth_d1:.4f` against
+# {glue:text}`ch1_med_depth_l1l2_depth_d1:.4f`; {glue:text}`ch1_claim_multitask_helps_depth`) and so are
+# its normals ({glue:text}`ch1_med_multitask_normals_mean:.2f`° against
+# {glue:text}`ch1_med_normals_cos_acos_normals_mean:.2f`°; {glue:text}`ch1_claim_multitask_helps_normals`),
+# with the same number of training steps and one set of weights instead of three. Depth and normals
+# describe the same geometry, and the boundaries and classes mark where it changes; segmentation,
+# which needs the encoder's capacity for telling the classes apart, pays for the sharing.
+# That reading is ours — the experiment shows the trade-off, not its cause.
+
+# %% [markdown]
 # ## Exercises
 #
 # 1. Set `LOSS_WEIGHTS = {"seg": 1, "boundary": 1, "depth": 0, "normals": 0}`. Does segmentation
 #    get better or worse without the geometric tasks? (The cache keys on the weights, so this
 #    trains a new model.)
-# 2. Replace the depth loss by its L2 term alone (`gamma=0`) and compare $\delta<1.25$ with
-#    $\delta<1.25^3$: the thesis (Table 2.5) finds the L1 term helps most at the tightest threshold.
-# 3. Train the normal head with `lam=0` (cosine only) and compare the share of pixels within
-#    11.25° (the thesis' Table 2.6).
+# 2. Set `GAMMA = 0` (the multi-task network with the L2 depth loss alone) and compare
+#    $\delta<1.25$ with $\delta<1.25^3$: the thesis (Table 2.5) finds the L1 term helps most at the
+#    tightest threshold. Does the same hold in the `medium` table of section 8?
+# 3. The thesis' Tables 2.5 and 2.6 also train with the L1 term alone and the arc-cosine term alone.
+#    Add those two arms to a copy of the experiment (subclass
+#    `pb.experiments.multitask.MultitaskExperiment`, add two `Arm`s and a loss that keeps one term)
+#    and run them with `EXP.run(...)`. How would you word, and fix in advance, a claim about them?
 # 4. Remove the dilation (set `dilation=1` in stages 4 and 5, as in the receptive-field check) and
 #    retrain. Which task suffers most?
 #
@@ -598,7 +863,12 @@ pb.widgets.explorer(show_epoch, {"epoch": epochs_shown, "task": list(TASK_VIEWS)
 #   boundary rate to 1/2); the L1 term on log-depth and the arc-cosine term on normals keep the
 #   gradient from vanishing as errors shrink (checked against autograd).
 # - On synthetic scenes the multi-task network beats every trivial predictor by the margins set
-#   above.
+#   above — for depth, the per-pixel mean depth map, not only the constant depth.
+# - At `medium` scale (five seeds, claims written before the run, see also
+#   [Results at a glance](../book/results.md)): the arc-cosine term of Eq. 2.4 improves normals
+#   ({glue:text}`ch1_claim_normal_acos_term_a11`); the L1 term of Eq. 2.3 moves $\delta<1.25$ the
+#   thesis' way but by less than the margin we fixed ({glue:text}`ch1_claim_depth_l1_term`); sharing
+#   one encoder helps depth and normals and costs segmentation.
 #
 # ## References
 #
