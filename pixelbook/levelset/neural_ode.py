@@ -301,8 +301,8 @@ class ContourEvolution(_NeuralODEModel):
         \gamma = (\hat\phi, h),\quad \frac{d\gamma}{dt} = f_\theta(\gamma, t),\ t\in[0, 1],\quad
         \gamma^{(0)} = (\hat\phi^{(0)}, h^{(0)}),\quad \tilde\phi = \hat\phi^{(1)} + \psi(\gamma^{(1)}).
 
-    Here :math:`h^{(0)} = \lambda(I)` is a learned two-layer conv embedding of the image (the paper
-    does not say how :math:`h^{(0)}` is made), :math:`f_\theta` is an :class:`ODEFunc` and
+    Here :math:`h^{(0)} = g_\theta(I)` (the paper's :math:`\lambda(I)`) is a learned two-layer
+    conv embedding of the image (the paper does not say how :math:`h^{(0)}` is made), :math:`f_\theta` is an :class:`ODEFunc` and
     :math:`\psi` (the paper's "Postnet") a two-layer conv head. The state carries
     :math:`\hat\phi/s` (``scale`` :math:`s` in pixels) so that all channels have unit magnitude;
     the output is back in pixels. The last layers of :math:`f_\theta` and :math:`\psi` are zero
@@ -336,7 +336,7 @@ class ContourEvolution(_NeuralODEModel):
         super().__init__()
         self.image_channels = check_int(image_channels, "image_channels", low=1)
         self.scale = check_float(scale, "scale", low=0.0, low_open=True)
-        self.embed = _conv_block(image_channels, embed_channels, hidden, groups)   # lambda
+        self.embed = _conv_block(image_channels, embed_channels, hidden, groups)   # g_theta (the paper's lambda)
         self.func = ODEFunc(1 + embed_channels, hidden, layers, time_channel, groups, dilation)
         self.postnet = _zero_last(_conv_block(1 + embed_channels, 1, hidden, groups))   # psi
         self._init_solver(method, rtol, atol, step_size, adjoint, max_num_steps, t1)
@@ -377,7 +377,7 @@ class ContourEvolution(_NeuralODEModel):
 
 class ImageEvolution(_NeuralODEModel):
     r"""Image Evolution with a Neural ODE [NODE-LS, Eq. 4]:
-    :math:`\frac{dh}{dt} = f_\theta(h,t)`, :math:`h^{(0)} = \lambda(I)`, :math:`\tilde\phi = \psi(h^{(1)})`.
+    :math:`\frac{dh}{dt} = f_\theta(h,t)`, :math:`h^{(0)} = g_\theta(I)`, :math:`\tilde\phi = \psi(h^{(1)})`.
 
     A continuous-depth ResNet with a distance-map head: :math:`\lambda` is a two-layer conv
     embedding, :math:`f_\theta` an :class:`ODEFunc` (last layer zero), :math:`\psi` a two-layer
@@ -399,7 +399,7 @@ class ImageEvolution(_NeuralODEModel):
         super().__init__()
         self.image_channels = check_int(image_channels, "image_channels", low=1)
         self.scale = check_float(scale, "scale", low=0.0, low_open=True)
-        self.embed = _conv_block(image_channels, channels, hidden, groups)   # lambda
+        self.embed = _conv_block(image_channels, channels, hidden, groups)   # g_theta (the paper's lambda)
         self.func = ODEFunc(channels, hidden, layers, time_channel, groups, dilation)
         self.postnet = _zero_last(_conv_block(channels, 1, hidden, groups))   # psi
         self._init_solver(method, rtol, atol, step_size, adjoint, max_num_steps, t1)
@@ -461,7 +461,7 @@ class ResidualRefiner(nn.Module):
         self.image_channels = check_int(image_channels, "image_channels", low=1)
         self.scale = check_float(scale, "scale", low=0.0, low_open=True)
         self.blocks = check_int(blocks, "blocks", low=1)
-        self.embed = _conv_block(image_channels, embed_channels, hidden, groups)   # lambda
+        self.embed = _conv_block(image_channels, embed_channels, hidden, groups)   # g_theta (the paper's lambda)
         self.funcs = nn.ModuleList(ODEFunc(1 + embed_channels, hidden, layers, time_channel, groups, dilation)
                                    for _ in range(self.blocks))
         self.postnet = _zero_last(_conv_block(1 + embed_channels, 1, hidden, groups))   # psi
