@@ -782,27 +782,35 @@ for outcome in OUTCOMES:
 
 # %% tags=["hide-input"]
 THESIS = {  # table -> column/row -> values, as printed in the thesis
-    "t23_baseline": (71.1, 93.2, 98.5),  # Table 2.3 (= Table 4.4) baseline, δ < 1.25, 1.25², 1.25³ (%)
+    # Table 2.3 (= Table 4.4) baseline, delta < 1.25, 1.25², 1.25³ (%)
+    "t23_baseline": (71.1, 93.2, 98.5),
     "t24_baseline_angle": 22.3,  # Table 2.4 baseline, mean angle (deg)
     "t25_l2": (0.737, 0.939, 0.986), "t25_l1": (0.743, 0.942, 0.987),  # Table 2.5
     "t25_l1l2": (0.745, 0.944, 0.988), "t25_last": (0.751, 0.944, 0.988),
     "t26_cos_acos_angle": 22.7170,  # Table 2.6, cosine and inverse cosine
-    "t44_mp5_wavg_d1": 74.5, "t44_mp5_pag_d1": 75.1,  # Table 4.4, MP@Res5 (w-Avg.) / (PAG)
-    "tb1_base": (0.711, 0.932, 0.985), "tb1_mp5": (0.737, 0.939, 0.986),  # Table B.1 (L2 loss only)
+    # Table 4.4, MP@Res5 (w-Avg.) and (PAG), delta < 1.25 (%)
+    "t44_mp5_wavg_d1": 74.5, "t44_mp5_pag_d1": 75.1,
+    # Table B.1 (L2 loss only): base model and MP@Res5
+    "tb1_base": (0.711, 0.932, 0.985), "tb1_mp5": (0.737, 0.939, 0.986),
     "tb2_base_angle": 22.7170,  # Table B.2, base model
     "gamma": 2, "lambda": 4,  # Eqs. 2.3 and 2.4
 }
 T = THESIS
-assert round(T["t25_last"][0] * 100, 1) == T["t44_mp5_pag_d1"]  # last column of 2.5 = PAG
-assert round(T["t25_l1l2"][0] * 100, 1) == T["t44_mp5_wavg_d1"]  # L1+L2 column = w-Avg.
-assert all(round(b * 100, 1) == a for a, b in zip(T["t23_baseline"], T["tb1_base"]))  # = L2 only
+# the last column of 2.5 is the PAG model, its L1+L2 column the w-Avg. model
+assert round(T["t25_last"][0] * 100, 1) == T["t44_mp5_pag_d1"]
+assert round(T["t25_l1l2"][0] * 100, 1) == T["t44_mp5_wavg_d1"]
+# the baseline of Table 2.3 is the L2-only base model of Table B.1
+assert all(round(b * 100, 1) == a for a, b in zip(T["t23_baseline"], T["tb1_base"]))
 assert T["t25_l2"] == T["tb1_mp5"] and T["t26_cos_acos_angle"] == T["tb2_base_angle"]
-assert T["t24_baseline_angle"] != T["t26_cos_acos_angle"]  # the two normal "baselines" differ
+assert T["t24_baseline_angle"] != T["t26_cos_acos_angle"]  # two normal "baselines"
 for key, value in THESIS.items():
-    for i, v in enumerate(value if isinstance(value, tuple) else (value,)):
-        glue(f"ch1_thesis_{key}" + (f"_{i}" if isinstance(value, tuple) else ""), v, display=False)
-print("Table 2.5's last column is Table 4.4's PAG model, its L1+L2 column the w-Avg. model;")
-print("Table 2.3's baseline is Table B.1's L2-only base model; Table 2.6's cos + arc-cos is B.2's")
+    values = value if isinstance(value, tuple) else (value,)
+    for i, v in enumerate(values):
+        suffix = f"_{i}" if isinstance(value, tuple) else ""
+        glue(f"ch1_thesis_{key}{suffix}", v, display=False)
+print("Table 2.5's last column is Table 4.4's PAG model, its L1+L2 column the w-Avg.")
+print("model; Table 2.3's baseline is Table B.1's L2-only base model; Table 2.6's")
+print("cosine + arc-cosine model is Table B.2's base model")
 
 # %% [markdown]
 # For reference, the thesis' loss studies (**paper, NYUv2, full scale**, a ResNet-50 MultiPool
