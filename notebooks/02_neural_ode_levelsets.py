@@ -1245,6 +1245,36 @@ for outcome in OUTCOMES:
     outcome.check()
 
 # %% [markdown]
+# **Refinement.** Over {glue:text}`ch2_med_seeds:.0f` seeds, Contour Evolution scores
+# {glue:text}`ch2_med_contour_evolution_seg_iou:.3f` ±
+# {glue:text}`ch2_med_contour_evolution_seg_iou_sd:.3f` pooled IoU against
+# {glue:text}`ch2_med_initial_seg_iou:.3f` ± {glue:text}`ch2_med_initial_seg_iou_sd:.3f` for its
+# initial contour: the claim that it refines the contour by more than
+# {glue:text}`ch2_claim_margin:.2f` {glue:text}`ch2_claim_ce_refines_initial`. Hand-set Chan–Vese
+# from the same contour (iterations chosen on the training images: {glue:text}`ch2_med_cv_steps`)
+# scores {glue:text}`ch2_med_chan_vese_seg_iou:.3f` ± {glue:text}`ch2_med_chan_vese_seg_iou_sd:.3f`;
+# that Contour Evolution beats it by the margin {glue:text}`ch2_claim_ce_beats_chan_vese`. The
+# larger UNet, with {glue:text}`ch2_med_unet_large_params:.0f` parameters against Contour
+# Evolution's {glue:text}`ch2_med_contour_evolution_params:.0f` (plus the initial UNet's
+# {glue:text}`ch2_med_initial_params:.0f`), scores {glue:text}`ch2_med_unet_large_seg_iou:.3f` ±
+# {glue:text}`ch2_med_unet_large_seg_iou_sd:.3f`: that Contour Evolution is not worse by the
+# margin or more {glue:text}`ch2_claim_ce_vs_large_unet`.
+#
+# **Does continuity matter?** The discrete residual refiner, with the same networks and the same
+# four function evaluations, scores {glue:text}`ch2_med_residual_refiner_seg_iou:.3f` ±
+# {glue:text}`ch2_med_residual_refiner_seg_iou_sd:.3f`. That the flow beats it by the margin
+# {glue:text}`ch2_claim_continuity_helps`; that the flow is at least not worse by the margin
+# {glue:text}`ch2_claim_continuity_not_worse`.
+#
+# **Does the flow carry the result?** Solved by the paper's dopri5 instead of its four training
+# steps, the same networks score {glue:text}`ch2_med_iou_dopri5:.3f` (at
+# {glue:text}`ch2_med_nfe_dopri5:.0f` function evaluations) against
+# {glue:text}`ch2_med_iou_euler4:.3f`: that the accurate solve is not worse by the margin
+# {glue:text}`ch2_claim_flow_carries_result`. With two Euler steps instead of four they score
+# {glue:text}`ch2_med_iou_euler2:.3f`; that the training discretisation beats the coarser one
+# {glue:text}`ch2_claim_coarser_is_worse`.
+
+# %% [markdown]
 # ## 14. The paper's numbers (full scale)
 #
 # Quoted from {cite:t}`valle2019node`, **not reproduced here** (they need the datasets and GPUs:
