@@ -1461,13 +1461,22 @@ pb.widgets.explorer(
 #   restores $|\nabla\phi|=1$ but moves the contour slightly, and the learned flows do without it.
 # * `pb.levelset.chan_vese` equals scikit-image's Chan–Vese to round-off; as a refiner it helps for a
 #   few iterations and then leaks into look-alike distractors.
-# * A Neural ODE with image channels (Contour Evolution) starts as the identity and learns a flow
-#   that improves a weak initial contour by {glue:text}`ch2_ce_gain:.3f` pooled IoU with
-#   {glue:text}`ch2_ce_params:.0f` parameters; a UNet with {glue:text}`ch2_param_ratio:.1f`× as many
-#   parameters reaches {glue:text}`ch2_big_iou:.3f` on the basic variant; on the hard variant the
-#   NODE ends {glue:text}`ch2_hard_ce_vs_big` it.
+# * A Neural ODE with image channels (Contour Evolution) starts as the identity; in this
+#   notebook's `small` run it improves a weak initial contour by {glue:text}`ch2_ce_gain:.3f`
+#   pooled IoU with {glue:text}`ch2_ce_params:.0f` parameters; a UNet with
+#   {glue:text}`ch2_param_ratio:.1f`× as many parameters reaches {glue:text}`ch2_big_iou:.3f` on
+#   the basic variant; on the hard variant the NODE ends {glue:text}`ch2_hard_ce_vs_big` it.
 # * The adjoint gradient equals back-propagation through the solver up to the solver's tolerance;
-#   tighter tolerances cost function evaluations without changing the segmentation.
+#   tighter tolerances cost function evaluations.
+# * At `medium` scale (five seeds, claims fixed before the run; see also
+#   [Results at a glance](../book/results.md)): Contour Evolution refines its initial contour
+#   ({glue:text}`ch2_claim_ce_refines_initial`) and against hand-set Chan–Vese
+#   ({glue:text}`ch2_claim_ce_beats_chan_vese`); against a discrete residual refiner with the same
+#   networks and function evaluations, "continuity helps"
+#   ({glue:text}`ch2_claim_continuity_helps`) and "continuity is not worse"
+#   ({glue:text}`ch2_claim_continuity_not_worse`); solved accurately instead of with its training
+#   steps ({glue:text}`ch2_claim_flow_carries_result`) and more coarsely
+#   ({glue:text}`ch2_claim_coarser_is_worse`).
 #
 # ## References
 #
