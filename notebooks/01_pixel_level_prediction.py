@@ -654,7 +654,7 @@ def show_loss_ablation(model="depth, L2 + L1 (γ = 2)", scene=0):
     return fig
 
 
-pb.widgets.explorer(show_loss_ablation, {"model": list(ABLATION), "scene": [0, 1, 2]},
+pb.widgets.explorer(show_loss_ablation, {"model": list(ABLATION), "scene": list(range(min(3, N_VAL)))},
                     live={"scene": (0, N_VAL - 1, 1)}, glue="ch1_fig_loss_ablation",
                     alt="Errors of the four loss-ablation networks")
 
