@@ -47,7 +47,7 @@ DF = 2
 
 
 def dither_xi(pool_size: int) -> float:
-    r""":math:`\xi = \Delta^2/12` for labels average-pooled over ``pool_size``² pixels.
+    r""":math:`\xi = \Delta^2/12` for labels average-pooled over ``pool_size`` × ``pool_size`` pixels.
 
     Pooled 0/1 labels lie on the lattice of spacing :math:`\Delta = 1/\mathcal{DF}^2`; a uniform
     dither of width :math:`\Delta` has variance :math:`\Delta^2/12`, the smallest :math:`\xi` for
