@@ -306,9 +306,10 @@ class _Control:
         return all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
                    for v in self.values)
 
-    def reason(self, values: Mapping[str, Any]) -> str | None:
-        """Why this control does nothing at ``values`` (None when it acts)."""
-        if len(self.values) < 2 and self.live is None:
+    def reason(self, values: Mapping[str, Any], book: bool = False) -> str | None:
+        """Why this control does nothing at ``values`` (None when it acts). In the book a control
+        with one value does nothing even when it has a finer ``live`` range for Jupyter."""
+        if len(self.values) < 2 and (self.live is None or book):
             return f"{self.description}: one value at this scale"
         if self.active is None:
             return None
@@ -458,7 +459,7 @@ class Explorer:
     def _reasons(self, values: Mapping[str, Any]) -> dict[int, str]:
         out = {}
         for i, c in enumerate(self._controls):
-            why = c.reason(values)
+            why = c.reason(values, book=self.mode == "book")
             if why is not None:
                 out[i] = why
         return out

@@ -80,6 +80,12 @@ class TestBookExplorer:
         x = explorer(lambda epoch=1: rgb(0.2), {"epoch": [1]}, mode="book", display=False)
         assert x.table[(0,)][1] == {0: "epoch: one value at this scale"}
 
+    def test_single_value_control_with_a_live_range_is_inactive_in_the_book(self):
+        # Chapter 5's gate explorer: one block in the book, a 0-7 slider in Jupyter
+        x = explorer(lambda block=3, tau=1.0: rgb(0.2, block, tau), {"block": [3], "tau": [1.0, 0.3]},
+                     live={"block": (0, 7)}, mode="book", display=False)
+        assert x.table[(0, 0)][1] == {0: "block: one value at this scale"}
+
     def test_html_is_self_contained_and_starts_on_the_initial_frame(self):
         x = explorer(lambda level=0.5: rgb(level), {"level": [0.1, 0.5, 0.9, 1.0]}, mode="book", display=False,
                      alt="grey levels")
