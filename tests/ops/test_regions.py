@@ -2,23 +2,15 @@
 
 import pytest
 import torch
+
+import fakes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pixelbook.ops import canonical_regions, centroid, region_stats
 
 
-def _probs(B=2, M=3, H=5, W=6, seed=0, dtype=torch.float64, temperature=1.0):
-    g = torch.Generator().manual_seed(seed)
-    return (torch.randn(B, M, H, W, generator=g, dtype=dtype) / temperature).softmax(1)
-
-
-def _partition(B=2, H=5, W=6, N=3, seed=0):
-    """Random labels in [0, N) with every region present in every image."""
-    g = torch.Generator().manual_seed(seed)
-    y = torch.randint(0, N, (B, H, W), generator=g)
-    y.view(B, -1)[:, :N] = torch.arange(N)  # force presence
-    return y
+_probs, _partition = fakes.random_probs, fakes.random_partition
 
 
 class TestCanonicalRegions:
