@@ -459,11 +459,16 @@ def _repo_root() -> Path:
 
 
 def results_root(root: str | os.PathLike | None = None) -> Path:
-    """The results folder: ``root``, else ``PIXELBOOK_RESULTS``, else ``results/`` of this checkout.
+    """The results folder: ``root``, else ``PIXELBOOK_RESULTS``, else ``results/`` of this checkout,
+    else the copy installed with the package (``pixelbook/_results``, read-only).
+
+    A clone (or an editable install) reads and writes ``results/``; a pip install (Colab) carries the
+    committed results of the commit it was built from, so a notebook run there prints the same
+    numbers as the book.
 
     Raises:
-        FileNotFoundError: when pixelbook is installed without its repository (e.g. from pip on
-            Colab) and neither ``root`` nor ``PIXELBOOK_RESULTS`` says where the results are.
+        FileNotFoundError: when neither a checkout nor an installed copy is found and neither
+            ``root`` nor ``PIXELBOOK_RESULTS`` says where the results are.
     """
     if root is not None:
         return Path(root)
@@ -472,9 +477,12 @@ def results_root(root: str | os.PathLike | None = None) -> Path:
     repo = _repo_root()
     if (repo / "pyproject.toml").exists():
         return repo / "results"
-    raise FileNotFoundError("no results folder: pixelbook is not running from its repository. Clone it "
-                            "(git clone https://github.com/pixelbook-org/pixelbook) and set PIXELBOOK_RESULTS "
-                            "to its results/ folder")
+    installed = Path(__file__).resolve().parent / "_results"
+    if installed.is_dir():
+        return installed
+    raise FileNotFoundError("no results folder: pixelbook is installed without its results and not running "
+                            "from its repository. Clone it (git clone https://github.com/pixelbook-org/pixelbook) "
+                            "and set PIXELBOOK_RESULTS to its results/ folder")
 
 
 def result_path(chapter: str, scale: str, arm: str, seed: int, root=None) -> Path:
