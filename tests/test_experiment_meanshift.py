@@ -48,3 +48,25 @@ def test_within_arm_claim():
     strict = WithinArmClaim("x", "y", arm="gbms", metric="grad.focus_gain", threshold=1.1, k=3)
     with pytest.raises(AssertionError, match="expected to hold"):
         strict.evaluate(res).check()
+
+
+def test_claims_hash_covers_the_within_arm_claims():
+    import dataclasses
+
+    from pixelbook.experiments.meanshift import MeanShiftExperiment
+    from pixelbook.results import claims_hash
+
+    h = EXPERIMENT.claims_hash()
+    assert h != claims_hash(EXPERIMENT.claims)  # the within-arm claims are part of it
+    (c,) = WITHIN_ARM_CLAIMS
+    for change in ({"threshold": 1.2}, {"k": 2}, {"metric": "grad.boundary_ratio_loop"}, {"arm": "plain"}):
+        other = type("Other", (MeanShiftExperiment,), {"within_arm_claims": (dataclasses.replace(c, **change),)})()
+        assert other.claims_hash() != h, change
+    for change in ({"expected": not c.expected}, {"statement": "s"}, {"paper": "p"}):  # not what decides the outcome
+        same = type("Same", (MeanShiftExperiment,), {"within_arm_claims": (dataclasses.replace(c, **change),)})()
+        assert same.claims_hash() == h, change
+    # without within-arm claims the hash is that of `claims` alone (what other chapters recorded)
+    none = type("NoWithin", (MeanShiftExperiment,), {"within_arm_claims": ()})()
+    assert none.claims_hash() == claims_hash(EXPERIMENT.claims)
+    with pytest.raises(ValueError, match="within-arm claim 'gradient_focus_on_boundaries' names arm"):
+        type("Bad", (MeanShiftExperiment,), {"within_arm_claims": (dataclasses.replace(c, arm="nope"),)})()

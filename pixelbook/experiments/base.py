@@ -179,6 +179,9 @@ class Experiment:
     arms: tuple[Arm, ...] = ()
     seeds: Mapping[str, tuple[int, ...]] = {}
     claims: tuple[Claim, ...] = ()
+    #: Claims about one arm against a threshold (e.g. :class:`pixelbook.experiments.meanshift.WithinArmClaim`):
+    #: objects with ``id``, ``arm``, ``n`` and ``hashed()``; the claims hash covers them too.
+    within_arm_claims: tuple = ()
     replay_arm: str | None = None
     replay_steps: int | None = None
 
@@ -232,9 +235,16 @@ class Experiment:
             check_choice(scale, "seeds", SCALES)
             if not seeds or len(set(seeds)) != len(seeds) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
                 raise ValueError(f"{name}: `seeds[{scale!r}]` must be distinct ints, got {seeds!r}")
-        ids = [c.id for c in self.claims]
+        ids = [c.id for c in self.claims] + [c.id for c in self.within_arm_claims]
         if len(set(ids)) != len(ids):
             raise ValueError(f"{name}: claim ids must be unique, got {ids}")
+        for c in self.within_arm_claims:
+            if c.arm not in arm_names:
+                raise ValueError(f"{name}: within-arm claim {c.id!r} names arm {c.arm!r}, which is not one of {arm_names}")
+            have = len(self.seeds.get("medium", ()))
+            if c.n != have:
+                raise ValueError(f"{name}: within-arm claim {c.id!r} is evaluated on n={c.n} seeds, but the experiment "
+                                 f"runs {have} at scale 'medium'")
         for c in self.claims:
             for arm in (c.arm_a, c.arm_b):
                 if arm not in arm_names:
@@ -259,7 +269,17 @@ class Experiment:
         return tuple(self.seeds[scale])
 
     def claims_hash(self) -> str:
-        return claims_hash(self.claims)
+        """The hash of what decides the claims, recorded in every results file.
+
+        :func:`pixelbook.results.claims_hash` of :attr:`claims` when there are no
+        :attr:`within_arm_claims` (so the hashes already recorded by such chapters stay what they
+        were); otherwise a hash of that and of every within-arm claim's ``hashed()`` fields.
+        """
+        h = claims_hash(self.claims)
+        if not self.within_arm_claims:
+            return h
+        within = sorted((c.hashed() for c in self.within_arm_claims), key=lambda d: d["id"])
+        return stable_hash({"claims": h, "within_arm_claims": within})
 
     def make_config(self, arm: Arm, seed: int, scale: str, *, train: TrainConfig | None, data=None, model=None,
                     loss=None, eval=None) -> RunConfig:  # noqa: A002 - `eval` mirrors RunConfig.eval

@@ -65,6 +65,13 @@ class WithinArmClaim:
     expected: bool = True
     paper: str = ""
 
+    #: The fields that decide the outcome; the experiment's claims hash covers exactly these.
+    HASHED = ("id", "arm", "metric", "threshold", "k", "n")
+
+    def hashed(self) -> dict:
+        """The fields that decide the outcome (:attr:`HASHED`), as a dict."""
+        return {name: getattr(self, name) for name in self.HASHED}
+
     def evaluate(self, results) -> "WithinArmOutcome":
         values = results.values(self.arm, self.metric)
         seeds = tuple(sorted(values))
@@ -143,6 +150,8 @@ class MeanShiftExperiment(Experiment):
               expected=False,  # recorded after the medium run: fails on 3 of 3 seeds (see the chapter)
               paper="AP^r 64.5 vs 62.1 for inst-DML (PASCAL VOC val, full scale, Table 5.2; another method)"),
     )
+    # covered by the claims hash with `claims` (Experiment.claims_hash)
+    within_arm_claims = WITHIN_ARM_CLAIMS
     replay_arm = "gbms"
 
     # -- configuration --------------------------------------------------------------------------
@@ -155,13 +164,17 @@ class MeanShiftExperiment(Experiment):
             "n_val": scaled(scale, smoke=8, small=24, medium=40),
             "n_test": scaled(scale, smoke=8, small=24, medium=120),
         }
-        # ours: 500 steps of 16 images at medium (4 epochs of 2000 images, cosine schedule). The plan
-        # had 2000 steps (where the pilot's loss flattened); cut before any medium run so that the 12
-        # runs fit the chapter's <= 25 min on ONE core (jobs now get one core each): measured on one
-        # core, a step takes 0.28 s with GBMS in training and 0.10 s without, and evaluating one
-        # model on 200 val + 300 test images 130 s, hence also 40 val / 120 test images at medium.
+        # ours: 1000 steps of 16 images at medium (8 epochs of 2000 images, cosine schedule). The plan
+        # had 2000 steps (where the pilot's loss flattened); the first medium run (commit c4dedee) had
+        # 500 (4 epochs), sized from a one-core timing of 0.28 s/step with GBMS in training and 0.10
+        # s/step without, and did not converge: the val ARI was still rising at the last epoch on every
+        # run (gbms 0.818 -> 0.840 seed 1, unequal_instance 0.750 -> 0.775 seed 0). That run measured
+        # 0.11-0.19 s/step (gbms) and 0.05-0.07 s/step (the T = 0 arms) on one thread: 498 s of
+        # training and 257 s of evaluation for the 12 runs (13.2 core-min), so 1000 steps cost about
+        # 2 x 8.3 + 4.3 + 0.6 = 21.5 core-min (24 at the slowest measured rates), within 25.
+        # 40 val / 120 test images at medium (evaluating one model on 200 val + 300 test images took 130 s).
         # small is the live demo within the notebook's 120 s (240 steps, 24 val / 24 test images).
-        train = TrainConfig(epochs=scaled(scale, smoke=1, small=8, medium=4), lr=1e-3, batch_size=16,
+        train = TrainConfig(epochs=scaled(scale, smoke=1, small=8, medium=8), lr=1e-3, batch_size=16,
                             optimizer="adam", schedule="cosine", seed=seed)
         model = {"name": "EmbeddingNet", "dim": 8, "width": 32, "dilations": [1, 1, 2, 4, 8, 1], "coords": True}
         loss = {"alpha": 0.5, "weighting": p["weighting"], "num_samples": 256, "delta": 6.0,
