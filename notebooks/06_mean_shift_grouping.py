@@ -641,7 +641,7 @@ pb.widgets.show(fig, glue="ch6_fig_data")
 #
 # ## Training the embedding network
 #
-# The network ({class}`~pixelbook.meanshift.EmbeddingNet`) has six 3×3 convolutions with dilations
+# The network ({class}`~pixelbook.models.EmbeddingNet`) has six 3×3 convolutions with dilations
 # 1, 1, 2, 4, 8, 1 (a receptive field of 35 px: the whole image) and two extra input channels holding
 # the pixel coordinates. Without them a convolutional network is translation-equivariant and gives
 # two identical, separated shapes identical embeddings. Its 8-D output is normalised per pixel. Two

@@ -3,7 +3,7 @@
 Data: :func:`pixelbook.data.instances.make_instance_scenes`, 32 × 32 images of 2–5 overlapping
 shapes whose colours repeat (colour alone cannot separate instances); ``"mixed"`` sizes, and an
 ``"unequal"`` set with one large shape below tiny ones. Each seed draws its own train / val / test
-images. Model: :class:`pixelbook.meanshift.EmbeddingNet` (the same network, D = 8, in every arm).
+images. Model: :class:`pixelbook.models.EmbeddingNet` (the same network, D = 8, in every arm).
 
 Arms:
 
@@ -197,7 +197,7 @@ class MeanShiftExperiment(Experiment):
         return out
 
     def model(self, config, data):
-        from ..meanshift import EmbeddingNet
+        from ..models import EmbeddingNet
 
         m = config.model
         return EmbeddingNet(dim=m["dim"], width=m["width"], dilations=tuple(m["dilations"]), coords=m["coords"])

@@ -13,6 +13,7 @@ module                                     contents
 :mod:`~pixelbook.models.unet`              :class:`UNet` (Ch. 2)
 :mod:`~pixelbook.models.deeplab`           :class:`MiniDeepLab` (Ch. 4)
 :mod:`~pixelbook.models.fcn`               :func:`small_fcn`, :func:`resnet_fcn`, :func:`paper_model` (Ch. 9)
+:mod:`~pixelbook.models.embedding`         :class:`EmbeddingNet` (Ch. 6, unit pixel embeddings, CoordConv)
 =========================================  ==========================================================
 
 The Neural-ODE models of Chapter 2 (:class:`pixelbook.levelset.ContourEvolution`,
@@ -23,11 +24,12 @@ from __future__ import annotations
 
 from .blocks import BasicBlock, conv_bn_relu, conv_gn_relu, count_parameters
 from .deeplab import MiniDeepLab
+from .embedding import EmbeddingNet
 from .fcn import paper_model, resnet_fcn, small_fcn
 from .pixelnet import TASKS, PixelNet, TinyDilatedResNet
 from .unet import UNet
 
 __all__ = [
     "BasicBlock", "conv_bn_relu", "conv_gn_relu", "count_parameters", "PixelNet", "TinyDilatedResNet", "TASKS",
-    "UNet", "MiniDeepLab", "small_fcn", "resnet_fcn", "paper_model",
+    "UNet", "MiniDeepLab", "small_fcn", "resnet_fcn", "paper_model", "EmbeddingNet",
 ]
