@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 
 from pixelbook import meanshift as ms
-from pixelbook.models import EmbeddingNet
 
 torch.set_default_dtype(torch.float32)
 
@@ -539,24 +538,3 @@ class TestGradientMap:
         assert ms.gradient_map(emb, inst, 0).shape == (2, 4, 4)
         with pytest.raises(ValueError, match="num_samples"):
             ms.gradient_map(emb, inst, num_samples=4)
-
-
-class TestEmbeddingNet:
-    def test_shape_norm_and_coordinates(self):
-        torch.manual_seed(0)
-        net = EmbeddingNet(dim=4, width=8).eval()
-        img = torch.zeros(1, 3, 16, 16)
-        img[:, :, 2:5, 2:5] = 1
-        img[:, :, 10:13, 10:13] = 1  # two identical squares
-        e = net(img)
-        assert e.shape == (1, 4, 16, 16)
-        torch.testing.assert_close(e.norm(dim=1), torch.ones(1, 16, 16))
-        assert not torch.allclose(e[..., 3, 3], e[..., 11, 11], atol=1e-4)  # coordinates tell them apart
-        e0 = EmbeddingNet(dim=4, width=8, coords=False).eval()(img)
-        assert e0.shape == (1, 4, 16, 16)
-
-    def test_bad_input(self):
-        with pytest.raises(ValueError, match="`image`: expected shape"):
-            EmbeddingNet()(torch.rand(1, 1, 8, 8))
-        with pytest.raises(ValueError, match="`dilations`"):
-            EmbeddingNet(dilations=())
