@@ -540,3 +540,242 @@ class TestMakeStarShapes:
             make_star_shapes(2, size=8)
 
 
+
+
+# --------------------------------------------------------------------------------------------------
+# The neural-ODE models' documented contract, case by case (written against the mutation run's
+# survivors; references are written inline from [NODE-LS, Eqs. 3-4] and torch's functional API).
+
+from pixelbook.levelset import neural_ode as node  # noqa: E402
+
+
+def _odefunc_reference(f, t, x):
+    """ODEFunc written out: [conv(cat(x, t)) -> GroupNorm -> softplus] * (layers - 1) -> conv(cat(x, t))."""
+    for i, conv in enumerate(f.convs):
+        if f.time_channel:
+            x = torch.cat([x, torch.full_like(x[:, :1], float(t))], 1)
+        x = torch.nn.functional.conv2d(x, conv.weight, conv.bias, padding=conv.dilation[0], dilation=conv.dilation[0])
+        if i < len(f.convs) - 1:
+            gn = f.norms[i]
+            x = torch.nn.functional.softplus(torch.nn.functional.group_norm(x, gn.num_groups, gn.weight, gn.bias, gn.eps))
+    return x
+
+
+class TestSolverErrors:
+    @pytest.mark.parametrize("message,expected", [
+        ("underflow in dt 0.0", "ODE solve failed: the adaptive step size of 'dopri5' underflowed \\(underflow in dt 0.0\\)"),
+        ("max_num_steps exceeded (10>=10)", "ODE solve failed: 'dopri5' needed more than max_num_steps=10 steps; raise"),
+        ("non-finite values in state `y`", "ODE solve failed: the state became NaN/Inf; loosen the tolerance"),
+    ])
+    def test_torchdiffeq_assertions_become_advice(self, message, expected):
+        err = node._solver_error(AssertionError(message), "", method="dopri5", atol=1e-4, rtol=0.0, max_num_steps=10)
+        assert isinstance(err, ODESolveError)
+        assert re_search(expected, str(err)) and "atol=0.0001, rtol=0" in str(err)
+
+    def test_other_assertions_pass_through_and_the_phase_is_named(self):
+        exc = AssertionError("something else")
+        assert node._solver_error(exc, "", method="rk4", atol=0.0, rtol=0.0, max_num_steps=1) is exc
+        err = node._solver_error(AssertionError("underflow in dt 0.0"), " in the backward (adjoint) pass",
+                                 method="dopri5", atol=1e-3, rtol=0.0, max_num_steps=5)
+        assert str(err).startswith("ODE solve failed in the backward (adjoint) pass: the adaptive step size")
+
+    def test_too_many_steps_in_the_forward_pass_names_max_num_steps(self):
+        with pytest.raises(ODESolveError, match="'dopri5' needed more than max_num_steps=3 steps"):
+            solve_ode(_Decay(), torch.ones(2, dtype=torch.float64), [0.0, 10.0], atol=1e-12, max_num_steps=3)
+
+    def test_user_dynamics_returning_nan_name_the_time(self):
+        with pytest.raises(ODESolveError, match="the dynamics returned NaN/Inf at t=0;"):
+            solve_ode(_Decay(value=float("nan")), torch.ones(2), [0.0, 1.0], method="euler", step_size=0.5)
+
+
+def re_search(pattern, text):
+    import re
+    return re.search(pattern, text) is not None
+
+
+class TestSolveOdeContract:
+    def test_more_option_errors(self):
+        y0 = torch.ones(2)
+        for times in ([0.0], [0.0, 0.0], [0.0, 1.0, 1.0]):
+            with pytest.raises(ValueError, match="`times`: expected at least 2 strictly increasing times"):
+                solve_ode(_Decay(), y0, times)
+        with pytest.raises(ValueError, match="`atol`: rtol and atol cannot both be 0"):
+            solve_ode(_Decay(), y0, [0.0, 1.0], atol=0.0)
+        with pytest.raises(ValueError, match=r"`rtol`: expected a finite number in \[0, inf\)"):
+            solve_ode(_Decay(), y0, [0.0, 1.0], rtol=-1e-3)
+        with pytest.raises(ValueError, match=r"`atol`: expected a finite number in \[0, inf\)"):
+            solve_ode(_Decay(), y0, [0.0, 1.0], atol=-1e-3)
+        with pytest.raises(ValueError, match=r"`step_size`: expected a finite number in \(0, inf\)"):
+            solve_ode(_Decay(), y0, [0.0, 1.0], method="euler", step_size=0.0)
+        with pytest.raises(ValueError, match=r"`max_num_steps`: expected an integer in \[1, inf\]"):
+            solve_ode(_Decay(), y0, [0.0, 1.0], max_num_steps=0)
+
+    def test_defaults_are_dopri5_with_the_papers_tolerance(self):
+        # rtol = 0, atol = 1e-3 [NODE-LS]: dopri5 meets e^{-1} to about atol, not to 1e-9
+        y = solve_ode(_Decay(), torch.ones(1, dtype=torch.float64), [0.0, 1.0])
+        err = abs(float(y[-1, 0].detach()) - math.exp(-1))
+        assert 1e-9 < err < 1e-3
+        tight = solve_ode(_Decay(), torch.ones(1, dtype=torch.float64), [0.0, 1.0], atol=1e-10)
+        assert abs(float(tight[-1, 0].detach()) - math.exp(-1)) < 1e-8
+
+    def test_rtol_alone_is_an_error_control(self):
+        y = solve_ode(_Decay(), torch.ones(1, dtype=torch.float64), [0.0, 1.0], rtol=1e-10, atol=0.0)
+        assert abs(float(y[-1, 0].detach()) - math.exp(-1)) < 1e-8
+
+    def test_every_requested_time_is_returned(self):
+        y = solve_ode(_Decay(), torch.ones(1, dtype=torch.float64), torch.tensor([0.0, 0.5, 2.0]), atol=1e-10)
+        torch.testing.assert_close(y[:, 0], torch.tensor([1.0, math.exp(-0.5), math.exp(-2)], dtype=torch.float64),
+                                   rtol=0, atol=1e-8)
+
+    def test_an_odefunc_is_free_to_call_after_a_solve(self):
+        # the evaluation cap set for an adaptive solve is lifted when it ends
+        f = ODEFunc(2, hidden=4, groups=2)
+        solve_ode(f, torch.zeros(1, 2, 4, 4), [0.0, 1.0], max_num_steps=20)
+        assert f.nfe_limit is None  # the documented cap: None means no limit
+
+    def test_adaptive_solves_needing_many_evaluations_are_not_cut_short(self):
+        # the evaluation cap is a guard for `python -O` only: a solve within max_num_steps never hits it
+        f = _randomise(ODEFunc(2, hidden=4, groups=2).double(), std=1.0)
+        y = solve_ode(f, torch.randn(1, 2, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0)),
+                      [0.0, 1.0], atol=1e-8, max_num_steps=400)
+        assert f.nfe > 100 and bool(torch.isfinite(y).all())
+
+    def test_adjoint_without_gradients_equals_the_plain_solve(self):
+        f = _Decay()
+        y0 = torch.ones(3, dtype=torch.float64)
+        with torch.no_grad():
+            a = solve_ode(f, y0, [0.0, 1.0], atol=1e-9, adjoint=True)
+        b = solve_ode(f, y0, [0.0, 1.0], atol=1e-9, adjoint=False)
+        torch.testing.assert_close(a, b.detach(), rtol=0, atol=1e-12)
+
+
+class TestODEFuncContract:
+    @pytest.mark.parametrize("time_channel,layers,dilation", [(True, 3, 1), (False, 2, 1), (True, 4, 2)])
+    def test_equals_the_written_out_network(self, time_channel, layers, dilation):
+        f = _randomise(ODEFunc(3, hidden=6, layers=layers, time_channel=time_channel, groups=4, dilation=dilation), 0.5)
+        x = torch.randn(2, 3, 7, 5, generator=torch.Generator().manual_seed(1))
+        for t in (0.0, 0.7):
+            torch.testing.assert_close(f(torch.tensor(t), x), _odefunc_reference(f, t, x), rtol=1e-5, atol=1e-6)
+        assert [c.dilation[0] for c in f.convs] == [1] + [dilation] * (layers - 2) + [1]  # middle ones only
+        assert f.nfe == 2
+
+    def test_time_enters_only_with_the_time_channel(self):
+        x = torch.randn(1, 2, 5, 5, generator=torch.Generator().manual_seed(2))
+        with_t = _randomise(ODEFunc(2, hidden=4, groups=2), 0.5)
+        without = _randomise(ODEFunc(2, hidden=4, groups=2, time_channel=False), 0.5)
+        assert not torch.allclose(with_t(torch.tensor(0.0), x), with_t(torch.tensor(1.0), x))
+        assert torch.equal(without(torch.tensor(0.0), x), without(torch.tensor(1.0), x))
+        assert with_t.convs[0].in_channels == 3 and without.convs[0].in_channels == 2
+
+    def test_groups_divide_the_hidden_width(self):
+        f = ODEFunc(2, hidden=12, groups=8)
+        assert [n.num_groups for n in f.norms] == [4, 4] and len(f.convs) == 3
+
+    def test_evaluation_cap(self):
+        f = ODEFunc(2, hidden=4, groups=2)
+        f.nfe_limit = 2
+        x = torch.zeros(1, 2, 4, 4)
+        f(torch.tensor(0.0), x), f(torch.tensor(0.0), x)
+        with pytest.raises(ODESolveError, match=r"more than 2 function evaluations \(NFE\) at t=0.25"):
+            f(torch.tensor(0.25), x)
+
+    def test_bad_sizes_name_the_argument(self):
+        for kw, name in [({"channels": 0}, "channels"), ({"channels": 2, "hidden": 0}, "hidden"),
+                         ({"channels": 2, "groups": 0}, "groups"), ({"channels": 2, "dilation": 0}, "dilation")]:
+            with pytest.raises(ValueError, match=rf"`{name}`: expected an integer in \[1, inf\]"):
+                ODEFunc(**kw)
+
+
+class TestSolverConfiguration:
+    def test_defaults_are_the_papers(self):
+        expected = {"method": "dopri5", "rtol": 0.0, "atol": 1e-3, "step_size": None, "adjoint": True,
+                    "max_num_steps": 1000, "t1": 1.0}
+        assert ContourEvolution().solver_options() == expected
+        assert ImageEvolution().solver_options() == expected
+        net = ContourEvolution()
+        assert net.scale == 3.0 and net.image_channels == 1 and net.func.convs[0].in_channels == 1 + 8 + 1
+
+    def test_configure_solver_sets_and_validates(self):
+        net = ContourEvolution(method="rk4", step_size=0.25, adjoint=False)
+        assert net.configure_solver(rtol=1e-4, atol=1e-5, max_num_steps=50, t1=2.0, adjoint=True) is net
+        assert net.solver_options() == {"method": "rk4", "rtol": 1e-4, "atol": 1e-5, "step_size": 0.25,
+                                        "adjoint": True, "max_num_steps": 50, "t1": 2.0}
+        net.configure_solver(method="dopri5")  # an adaptive method drops the step size
+        assert net.step_size is None
+        with pytest.raises(ValueError, match="`step_size`: required for the fixed-step method 'euler'"):
+            net.configure_solver(method="euler")
+        assert net.method == "dopri5"  # a rejected change leaves the settings as they were
+        with pytest.raises(ValueError, match="`step_size`: only for fixed-step methods; 'dopri5' is adaptive"):
+            net.configure_solver(step_size=0.5)
+        for kw, name in [({"rtol": -1.0}, "rtol"), ({"atol": -1.0}, "atol"), ({"step_size": 0.0}, "step_size"),
+                         ({"max_num_steps": 0}, "max_num_steps"), ({"t1": 0.0}, "t1"), ({"method": "rk45"}, "method")]:
+            with pytest.raises(ValueError, match=f"`{name}`"):
+                ContourEvolution().configure_solver(**kw)
+
+    def test_t1_is_the_end_time(self):
+        net = ImageEvolution(1, 2, 4, groups=2, method="euler", step_size=0.5, adjoint=False, t1=2.0)
+        net(torch.rand(1, 1, 6, 6))
+        assert net.nfe_forward == 4  # 2.0 / 0.5 steps
+
+    def test_model_sizes_are_checked(self):
+        for cls in (ContourEvolution, ImageEvolution, ResidualRefiner):
+            with pytest.raises(ValueError, match=r"`image_channels`: expected an integer in \[1, inf\]"):
+                cls(image_channels=0)
+            with pytest.raises(ValueError, match=r"`scale`: expected a finite number in \(0, inf\)"):
+                cls(scale=0.0)
+
+
+class TestModelsWrittenOut:
+    def test_contour_evolution_one_euler_step(self):
+        # Eq. 3 with one Euler step: gamma1 = gamma0 + f(0, gamma0), phi = s (phi_hat(1) + psi(gamma1))
+        net = _randomise(ContourEvolution(1, 2, 4, groups=2, scale=2.5, method="euler", step_size=1.0, adjoint=False),
+                         std=0.3)
+        image, phi0 = torch.rand(2, 1, 6, 6), 3 * torch.randn(2, 1, 6, 6)
+        with torch.no_grad():
+            g0 = torch.cat([phi0 / 2.5, net.embed(image)], 1)
+            g1 = g0 + _odefunc_reference(net.func, 0.0, g0)
+            expected = 2.5 * (g1[:, :1] + net.postnet(g1))
+            out = net(image, phi0)
+        torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+
+    def test_image_evolution_one_euler_step_and_scale(self):
+        net = _randomise(ImageEvolution(1, 2, 4, groups=2, scale=4.0, method="euler", step_size=1.0, adjoint=False),
+                         std=0.3)
+        image = torch.rand(2, 1, 6, 6)
+        with torch.no_grad():
+            h0 = net.embed(image)
+            expected = 4.0 * net.postnet(h0 + _odefunc_reference(net.func, 0.0, h0))
+            torch.testing.assert_close(net(image), expected, rtol=1e-5, atol=1e-6)
+
+    def test_trajectories_with_a_late_start_are_the_tail_of_the_full_ones(self):
+        ce = _randomise(ContourEvolution(1, 2, 4, groups=2, method="rk4", step_size=0.25, adjoint=False), std=0.1)
+        ie = _randomise(ImageEvolution(1, 2, 4, groups=2, method="rk4", step_size=0.25, adjoint=False), std=0.1)
+        image, phi0 = torch.rand(1, 1, 8, 8), torch.randn(1, 1, 8, 8)
+        with torch.no_grad():
+            for readout in (False, True):
+                full = ce.trajectory(image, phi0, [0.0, 0.5, 1.0], readout=readout)
+                torch.testing.assert_close(ce.trajectory(image, phi0, [0.5, 1.0], readout=readout), full[1:])
+            full = ie.trajectory(image, [0.0, 0.5, 1.0])
+            torch.testing.assert_close(ie.trajectory(image, [0.5, 1.0]), full[1:])
+            torch.testing.assert_close(full[-1], ie(image))
+            # readout=False is the distance channel alone; readout=True adds s * psi
+            plain = ce.trajectory(image, phi0, [0.0, 1.0])
+            read = ce.trajectory(image, phi0, [0.0, 1.0], readout=True)
+            g0 = torch.cat([phi0 / ce.scale, ce.embed(image)], 1)
+            torch.testing.assert_close(read[0], phi0 + ce.scale * ce.postnet(g0))
+            assert not torch.allclose(plain[-1], read[-1])
+
+    def test_residual_refiner_is_k_euler_steps_with_their_own_weights(self):
+        net = _randomise(ResidualRefiner(1, 2, 4, groups=2, blocks=2, scale=2.0), std=0.3)
+        image, phi0 = torch.rand(1, 1, 6, 6), torch.randn(1, 1, 6, 6)
+        with torch.no_grad():
+            g0 = torch.cat([phi0 / 2.0, net.embed(image)], 1)
+            g1 = g0 + 0.5 * _odefunc_reference(net.funcs[0], 0.0, g0)
+            g2 = g1 + 0.5 * _odefunc_reference(net.funcs[1], 0.5, g1)
+            expected = 2.0 * (g2[:, :1] + net.postnet(g2))
+            torch.testing.assert_close(net(image, phi0), expected, rtol=1e-5, atol=1e-5)
+        assert net.nfe_forward == 2
+        with pytest.raises(ValueError, match=r"`phi0`: expected H=6 \(as in `image`\), got 5"):
+            net(image, phi0[:, :, :5])
+        with pytest.raises(ValueError, match="`image`: expected finite values"):
+            net(torch.full_like(image, float("nan")), phi0)
