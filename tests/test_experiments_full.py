@@ -1,0 +1,133 @@
+"""The ``full`` configurations of Chapters 3, 4 and 6, end to end on fake datasets (CPU, seconds).
+
+Each test builds a fake copy of the paper's dataset in the real layout (tests/fakes.py), shrinks
+only the sizes (crop, epochs, batch, images) through the experiment's ``run_config`` overrides, and
+runs the command ``python -m pixelbook.run <chapter> --scale full --arm ...`` in-process: the real
+data loaders, the real network (DeepLabV3-ResNet50, randomly initialised: no download), the loss,
+``fit``, the evaluation and the results file. The configurations themselves are checked against
+the papers' numbers, and a missing dataset must fail with a message that says where to get it.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from pixelbook import experiments
+from pixelbook import run as run_cli
+
+
+def shrink(monkeypatch, exp, overrides):
+    """Make ``exp.run_config(arm, seed, "full")`` apply ``overrides`` (for the command line too)."""
+    original = exp.run_config
+
+    def run_config(arm, seed, scale, extra=None):
+        merged = {k: {**overrides.get(k, {}), **(extra or {}).get(k, {})} for k in {*overrides, *(extra or {})}}
+        return original(arm, seed, scale, merged if scale == "full" else extra)
+
+    monkeypatch.setattr(exp, "run_config", run_config)
+
+
+def run_full(tmp_path, chapter, arm, capsys):
+    """``python -m pixelbook.run <chapter> --scale full --arm <arm> --device cpu``; the results record."""
+    root = tmp_path / "results"
+    code = run_cli.main([chapter, "--scale", "full", "--arm", arm, "--device", "cpu", "--results", str(root)])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    files = list(root.rglob(f"full-{arm}-seed0.json"))
+    assert len(files) == 1
+    return json.loads(files[0].read_text())
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("PIXELBOOK_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("PIXELBOOK_PROGRESS", "0")
+    torch.set_num_threads(1)
+    return tmp_path
+
+
+# ---------------------------------------------------------------------------------------------- Chapter 4
+
+
+def test_rmi_full_config_is_the_papers_recipe():
+    exp = experiments.get(4)
+    assert exp.seeds_for("full") == (0,)
+    cfg = exp.run_config("rmi_df4", 0, "full")
+    t, d, m, loss = cfg.train, cfg.data, cfg.model, cfg.loss
+    # [RMI, Sec. 5.1] and the official code (note 002 §3.2): 46 x floor(10582 / 16) = 30,406 iterations
+    assert (t.epochs * (10582 // t.batch_size), t.lr, t.batch_size, t.warmup_steps) == (30406, 0.007, 16, 1500)
+    assert (t.optimizer, t.schedule, t.weight_decay) == ("sgd", "poly", 1e-4)
+    assert (d["dataset"], d["train_split"], d["test_split"], d["crop"]) == ("voc", "train_aug", "val", 513)
+    assert d["scales"] == [0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0] and d["batch_size"] == t.batch_size
+    assert m == {"name": "deeplabv3_resnet50", "output_stride": 16, "weights_backbone": "IMAGENET1K_V1"}
+    assert (loss["pool_size"], loss["radius"], loss["ce_weight"], loss["ignore_index"]) == (4, 3, 0.5, 255)
+    camvid = exp.run_config("rmi", 0, "full", exp.full_overrides("camvid"))
+    assert (camvid.train.epochs * (468 // 16), camvid.train.lr, camvid.train.warmup_steps) == (5800, 0.025, 300)
+    assert (camvid.data["crop"], camvid.data["train_split"], camvid.data["test_split"]) == (479, "trainval", "test")
+    assert camvid.hash != exp.run_config("rmi", 0, "full").hash
+    # the medium configurations are untouched by the full ones (their committed results stay valid)
+    assert "ignore_index" not in exp.run_config("ce", 0, "medium").loss
+
+
+@pytest.mark.parametrize("arm", ["ce", "rmi"])
+def test_rmi_full_runs_end_to_end_on_a_fake_voc(cache, monkeypatch, capsys, arm):
+    from fakes import make_voc_sbd_folder
+
+    make_voc_sbd_folder(cache / "voc")
+    exp = experiments.get(4)
+    shrink(monkeypatch, exp, {"data": {"root": str(cache / "voc"), "download": False, "crop": 32, "batch_size": 2,
+                                       "workers": 0},
+                              "train": {"epochs": 1, "batch_size": 2, "warmup_steps": 1, "eval_every": 1, "lr": 1e-3},
+                              "eval": {"monitor_n": 1},
+                              "model": {"weights_backbone": None}})
+    record = run_full(cache, "4", arm, capsys)
+    # train_aug = VOC train (2 images) + SBD train/val minus VOC val (2 more): 2 steps of 2 crops
+    assert len(record["history"]) == 1 and len(record["history"][0]["step_loss"]) == 2
+    assert "val_miou" in record["history"][0]
+    m = record["metrics"]
+    assert {"seg.miou", "seg.pixel_acc", "seg.iou.background", "seg.iou.tvmonitor"} <= set(m)
+    assert 0.0 <= m["seg.miou"] <= 1.0 and 0.0 <= m["seg.pixel_acc"] <= 1.0
+    assert record["config"]["model"]["name"] == "deeplabv3_resnet50" and record["scale"] == "full"
+
+
+def test_rmi_full_on_a_fake_camvid(cache, monkeypatch):
+    from fakes import make_camvid_folder
+
+    make_camvid_folder(cache / "camvid")
+    exp = experiments.get(4)
+    small = {"data": {"root": str(cache / "camvid"), "download": False, "crop": 32, "batch_size": 2, "workers": 0},
+             "train": {"epochs": 1, "batch_size": 2, "warmup_steps": 1, "lr": 1e-3}, "model": {"weights_backbone": None},
+             "eval": {"monitor_n": 1}}
+    over = exp.full_overrides("camvid")
+    over = {k: {**over.get(k, {}), **small.get(k, {})} for k in {*over, *small}}
+    run = exp.run("bce", 0, "full", device="cpu", cache=False, **over)
+    assert len(run.history.records[0]["step_loss"]) == 2  # train + val = 5 images, batch 2, drop_last
+    assert {"seg.iou.unlabelled", "seg.iou.sky"} <= set(run.metrics)  # 12 classes: the official code's
+
+
+def test_rmi_full_without_data_says_where_to_get_it(cache):
+    exp = experiments.get(4)
+    with pytest.raises(FileNotFoundError, match=r"VOCtrainval_11-May-2012\.tar.*benchmark\.tgz"):
+        exp.run("ce", 0, "full", device="cpu", cache=False,
+                data={"root": str(cache / "nothing"), "download": False}, model={"weights_backbone": None})
+
+
+def test_deeplabv3_resnet50_builds_offline_at_both_output_strides():
+    from torch import nn
+
+    from pixelbook.models import deeplabv3_resnet50
+
+    net = deeplabv3_resnet50(5, output_stride=16)
+    assert net(torch.rand(2, 3, 33, 33)).shape == (2, 5, 33, 33)
+    assert net.net.backbone.layer3[0].conv2.stride == (2, 2) and net.net.backbone.layer4[0].conv2.stride == (1, 1)
+    frozen = deeplabv3_resnet50(4, output_stride=8, frozen_batchnorm=True).train()
+    assert frozen.net.backbone.layer3[0].conv2.stride == (1, 1)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in frozen.modules())
+    frozen(torch.rand(1, 3, 32, 32)).sum().backward()  # batch 1 trains: no batch statistics anywhere
+    with pytest.raises(ValueError, match="output_stride"):
+        deeplabv3_resnet50(3, output_stride=32)
+    with pytest.raises(ValueError, match="output stride 8"):
+        deeplabv3_resnet50(3, output_stride=16, weights="COCO_WITH_VOC_LABELS_V1")
