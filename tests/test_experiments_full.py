@@ -131,3 +131,63 @@ def test_deeplabv3_resnet50_builds_offline_at_both_output_strides():
         deeplabv3_resnet50(3, output_stride=32)
     with pytest.raises(ValueError, match="output stride 8"):
         deeplabv3_resnet50(3, output_stride=16, weights="COCO_WITH_VOC_LABELS_V1")
+
+
+# ---------------------------------------------------------------------------------------------- Chapter 3
+
+
+def test_std_full_config_is_the_papers_isic_protocol():
+    exp = experiments.get(3)
+    assert [a.name for a in exp.arms_for("full")] == ["softmax", "std"]  # the twins are read-outs of these two
+    assert [a.name for a in exp.arms_for("medium")] == [a.name for a in exp.arms]
+    cfg = exp.run_config("std", 0, "full")
+    t, d, m = cfg.train, cfg.data, cfg.model
+    # [STD, Sec. 4.3]: batch 16, 50K iterations, lr 1e-4, crop 513; ISIC: lambda 0.75, epsilon 0.1; 7x7, sigma 5
+    assert (t.epochs * (1758 // t.batch_size), t.batch_size, t.lr) == (50031, 16, 1e-4)
+    assert (d["dataset"], d["size"], d["val_fraction"], d["num_classes"]) == ("isic2018", 513, 0.2, 2)
+    assert m["std"] == {"iterations": 10, "lam": 0.75, "epsilon": 0.1, "kernel_size": 7, "sigma": 5.0}
+    assert (m["name"], m["weights"], cfg.eval["star_iterations"]) == ("deeplabv3_resnet50", "COCO_WITH_VOC_LABELS_V1", 50)
+    assert "std" not in exp.run_config("softmax", 0, "full").model
+
+
+def test_std_full_cli_refuses_the_twin_arms(cache, capsys):
+    with pytest.raises(SystemExit) as exc:
+        run_cli.main(["3", "--scale", "full", "--arm", "ss_std", "--results", str(cache / "r")])
+    assert exc.value.code == 2 and "the std arm's results record that read-out" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("arm", ["softmax", "std"])
+def test_std_full_runs_end_to_end_on_a_fake_isic(cache, monkeypatch, capsys, arm):
+    from fakes import make_isic_folder
+
+    make_isic_folder(cache / "isic", n=8)  # 6 star-shaped lesions: 5 train, 1 held out
+    exp = experiments.get(3)
+    shrink(monkeypatch, exp, {"data": {"root": str(cache / "isic"), "download": False, "size": 32, "batch_size": 2,
+                                       "workers": 0},
+                              "train": {"epochs": 1, "batch_size": 2, "eval_every": 1, "lr": 1e-3},
+                              "model": {"weights": None}, "eval": {"monitor_n": 1}})
+    record = run_full(cache, "3", arm, capsys)
+    assert len(record["history"][0]["step_loss"]) == 2 and "val_miou" in record["history"][0]
+    m = record["metrics"]
+    assert {"isic.miou", "isic.argmax.miou", "isic.std.miou", "isic.length_ratio", "isic.star_violations"} <= set(m)
+    twin = {"softmax": {"isic.std_lam0.5.miou", "isic.std_lam1.25.miou"}, "std": {"isic.ss_std.miou",
+                                                                                 "isic.ss_std_est.miou"}}[arm]
+    assert twin <= set(m)
+    assert m["isic.miou"] == m["isic.argmax.miou" if arm == "softmax" else "isic.std.miou"]
+    assert all(0.0 <= v <= 1.0 for k, v in m.items() if k.endswith(".miou"))
+
+
+def test_std_full_without_data_says_where_to_get_it(cache):
+    with pytest.raises(FileNotFoundError, match=r"ISIC2018_Task1-2_Training_Input\.zip"):
+        experiments.get(3).run("softmax", 0, "full", device="cpu", cache=False, data={"download": False},
+                               model={"weights": None})
+
+
+@pytest.mark.parametrize("skip", [{"full": {"c": "no such arm"}}, {"full": {"a": "x", "b": "y"}}, {"large": {"a": "x"}}])
+def test_skip_arms_must_name_some_arms_of_a_scale(skip):
+    from pixelbook.experiments import Arm, Experiment
+
+    attrs = {"chapter": "99_toy", "arms": (Arm("a"), Arm("b")), "seeds": {"full": (0,)}}
+    assert [a.name for a in type("Toy", (Experiment,), {**attrs, "skip_arms": {"full": {"b": "x"}}})().arms_for("full")] == ["a"]
+    with pytest.raises(ValueError, match="skip_arms"):
+        type("Toy", (Experiment,), {**attrs, "skip_arms": skip})()

@@ -23,6 +23,10 @@ steps for every arm of a seed):
 Each seed draws its own scenes (train and test), its own initial weights and batch order; the
 arms of one seed share them, so the claims compare arms seed by seed (paired). The claims below
 were committed before any ``medium`` result existed.
+
+At ``full`` scale every arm trains the paper's PASCAL VOC 2012 recipe (:data:`FULL`,
+:data:`FULL_MODEL`; cost: :data:`FULL_COST`) with DeepLabV3-ResNet50; the CamVid recipe runs through
+:meth:`RMIExperiment.full_overrides`.
 """
 
 from __future__ import annotations
