@@ -191,3 +191,63 @@ def test_skip_arms_must_name_some_arms_of_a_scale(skip):
     assert [a.name for a in type("Toy", (Experiment,), {**attrs, "skip_arms": {"full": {"b": "x"}}})().arms_for("full")] == ["a"]
     with pytest.raises(ValueError, match="skip_arms"):
         type("Toy", (Experiment,), {**attrs, "skip_arms": skip})()
+
+
+# ---------------------------------------------------------------------------------------------- Chapter 6
+
+
+def test_meanshift_full_config_is_the_thesis_voc_setting():
+    exp = experiments.get(6)
+    assert [a.name for a in exp.arms_for("full")] == ["gbms", "plain", "unequal_uniform"]
+    cfg = exp.run_config("gbms", 0, "full")
+    t, d, m, loss = cfg.train, cfg.data, cfg.model, cfg.loss
+    # [Kong thesis, §5.5.1]: VOC 2012 + SBD (train_aug) -> VOC val; batch 1, poly from 2.5e-4; D = 64, alpha = 0.5
+    assert (d["dataset"], d["train_split"], d["test_split"], d["scales"], d["rotate"]) == (
+        "voc_instances", "train_aug", "val", [0.5, 1.5], 10.0)
+    assert (t.batch_size, t.lr, t.schedule, t.optimizer) == (1, 2.5e-4, "poly", "sgd")
+    assert (m["dim"], m["output_stride"], m["frozen_batchnorm"]) == (64, 8, True)
+    assert (loss["alpha"], loss["delta"], loss["num_iters"], loss["loss_at"]) == (0.5, 6.0, 3, "all")
+    assert exp.run_config("unequal_uniform", 0, "full").loss["weighting"] == "uniform"
+
+
+def test_instance_transform_keeps_image_and_masks_aligned():
+    from pixelbook.data.instances import InstanceTransform
+
+    inst = torch.zeros(12, 16, dtype=torch.long)
+    inst[:, 8:] = 1
+    image = torch.zeros(3, 12, 16)
+    image[:, :, 8:] = 1.0  # the instance is the bright half
+    t = InstanceTransform(crop=20, scales=(1.0, 1.0), rotate=0.0, generator=torch.Generator().manual_seed(1))
+    for _ in range(5):
+        out = t({"image": image, "instances": inst, "labels": inst * 7})
+        bright = out["image"][0] > 0.5
+        assert torch.equal(bright, out["instances"] == 1)  # same pixels after flip, pad and crop
+        assert torch.equal(out["valid"], out["instances"] != 255) and bool((out["instances"] == 255).any())
+        assert torch.equal(out["labels"][out["valid"]], 7 * out["instances"][out["valid"]])
+    ev = InstanceTransform(train=False, size=8)({"image": image, "instances": inst, "labels": inst})
+    assert ev["image"].shape == (3, 8, 8) and ev["instances"].shape == (8, 8)
+    with pytest.raises(ValueError, match="size"):
+        InstanceTransform(train=False)
+
+
+@pytest.mark.parametrize("arm", ["gbms"])
+def test_meanshift_full_runs_end_to_end_on_a_fake_voc(cache, monkeypatch, capsys, arm):
+    from fakes import make_voc_sbd_instances_folder
+
+    make_voc_sbd_instances_folder(cache / "voc")  # train_aug: 4 images (1 held out for the read-out); val: 1
+    exp = experiments.get(6)
+    shrink(monkeypatch, exp, {"data": {"root": str(cache / "voc"), "download": False, "crop": 32, "eval_size": 32,
+                                       "n_readout": 1, "workers": 0},
+                              "train": {"epochs": 1}, "model": {"weights_backbone": None},
+                              "loss": {"num_samples": 16}, "eval": {"monitor_n": 1, "grad_images": 1}})
+    record = run_full(cache, "6", arm, capsys)
+    assert len(record["history"][0]["step_loss"]) == 3 and "val_ari" in record["history"][0]
+    m = record["metrics"]
+    assert {"group.ari", "group.ap50", "proposals.ar", "kmeans.ari", "grad.focus_gain"} <= set(m)
+    assert -1.0 <= m["group.ari"] <= 1.0
+
+
+def test_meanshift_full_without_data_says_where_to_get_it(cache):
+    with pytest.raises(FileNotFoundError, match=r"VOCtrainval_11-May-2012\.tar.*VOCInstances"):
+        experiments.get(6).run("plain", 0, "full", device="cpu", cache=False,
+                               data={"root": str(cache / "none"), "download": False}, model={"weights_backbone": None})

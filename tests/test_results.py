@@ -77,7 +77,7 @@ def test_results_are_complete(stem):
     exp = experiments.get(stem)
     scales = {NAME_RE.match(p.name).group(1) for p in FILES if p.parent.name == stem and NAME_RE.match(p.name)}
     for scale in scales:
-        want = {f"{scale}-{a.name}-seed{s}.json" for a in exp.arms for s in exp.seeds_for(scale)}
+        want = {f"{scale}-{a.name}-seed{s}.json" for a in exp.arms_for(scale) for s in exp.seeds_for(scale)}
         have = {p.name for p in (RESULTS / stem).glob(f"{scale}-*.json")}
         assert want - have == set(), f"{stem}: missing {sorted(want - have)}; run {_rerun(stem, scale)}"
 
