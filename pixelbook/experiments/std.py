@@ -41,7 +41,8 @@ from ..runtime import scaled
 from ..training import TrainConfig
 from .base import Arm, Experiment
 
-__all__ = ["SoftThresholdExperiment", "EXPERIMENT", "small_fcn", "WithHead", "raw_logits"]
+__all__ = ["SoftThresholdExperiment", "EXPERIMENT", "small_fcn", "WithHead", "raw_logits", "FULL_DATA",
+           "FULL_MODEL", "FULL_STD", "FULL_TRAIN", "FULL_COST"]
 
 _TRAINED_WITH = {"softmax": "softmax", "std_post": "softmax", "std": "std", "ss_std": "std"}
 

@@ -133,7 +133,8 @@ def deeplabv3_resnet50(num_classes: int, *, output_stride: int = 8, weights: str
     if weights is not None:
         check_choice(weights, "weights", DEEPLAB_WEIGHTS)
         if output_stride != 8:
-            raise ValueError(f"`output_stride`: the {weights} weights were trained at output stride 8, got {output_stride}")
+            raise ValueError(f"`output_stride`: the {weights} weights were trained at output stride 8, "
+                             f"got {output_stride}")
         if weights_backbone is not None:
             raise ValueError(f"`weights_backbone`: give it or `weights` (which includes the trunk), not both; "
                              f"got {weights_backbone!r} and {weights!r}")
