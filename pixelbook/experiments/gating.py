@@ -61,7 +61,7 @@ from ..training import TrainConfig
 from .base import Arm, Experiment
 
 __all__ = ["GatingExperiment", "EXPERIMENT", "TASK_A_DILATIONS", "STAGE_METRICS", "FULL_ARMS", "FULL_CROP",
-           "FULL_TRUNCATION"]
+           "FULL_TRUNCATION", "FULL_COST"]
 
 #: Task A's branch dilations, one per quantised-depth bin from far to near (ours: the texture period
 #: spans 3.2 to 19 px over the 6× depth range; dilations 1..8 put the 3×3 taps one cell apart).
@@ -88,6 +88,19 @@ FULL_CROP = {"nyuv2": [440, 600], "cityscapes": [800, 800]}
 #: the input with 2048 channels: truncating ResNet-50 at output stride 8 is that coarse.
 FULL_TRUNCATION = {"b_trunc5": 14, "b_trunc6": 15}
 _FULL_POOL = {"a_dil1": "none", "a_attention": "learned", "a_pag": "pag"}  # Table 4.3's three rows
+#: What the full run costs: an ESTIMATE (the thesis gives no training time: "MatConvNet on a single
+#: Titan X"). FLOPs of one training iteration (forward + backward, one 440 × 600 crop) counted with
+#: ``torch.utils.flop_counter`` on :class:`~pixelbook.gating.PAGResNet50` at 88 × 120 and scaled by 25:
+#: 0.89 TFLOP (baseline), 1.19 (MultiPool, every branch computed in training; PAG blocks compute
+#: densely in training too), 0.75 / 1.08 (truncated to 14 / 15 blocks). Iterations: 31,800 (Table
+#: 4.3's arms, 40 epochs of 795 images) or 55,650 (Table 4.2's, 40 + 3 × 10 epochs). At an assumed
+#: effective 10 TFLOP/s: 0.8 h (a_dil1), 1.0 h (a_attention, a_pag), 1.8 h (b_pag, b_pag_total,
+#: b_skip), 1.2 h (b_trunc5), 1.7 h (b_trunc6): ~11 GPU-hours for the eight arms; four evaluations on
+#: the 654 test images (0.35 TFLOP each at 480 × 640) add minutes. Download: NYUv2 labeled 2.97 GB
+#: (+ splits, class map) and torchvision's ImageNet ResNet-50 weights (98 MB). Cityscapes (by hand,
+#: ~15 GB) costs ~10 times more per arm: 2,975 images (3.7 x) at 800 × 800 crops (2.4 x the FLOPs).
+FULL_COST = {"gpu_hours_per_model": 1.8, "gpu_hours_total": 11.0, "models": 8, "download_gb": 3.1,
+             "tflop_per_iteration": 1.19, "assumed_tflops": 10.0}
 
 
 def _a(name, description, pool, dilations=TASK_A_DILATIONS, tied=False):
