@@ -210,18 +210,20 @@ def _tiny_full(cfg, root):
 @pytest.mark.slow
 def test_full_scale_under_torchrun_matches_one_process(tmp_path):
     """``torchrun --nproc-per-node=2`` runs the full configuration (batch 1: the second process trains on a
-    stand-in sample with weight 0) and records the same step losses and metrics as one process."""
+    stand-in sample with weight 0) and records the same step losses and metrics as one process; also the
+    curriculum, whose dense stage forces the PAG gates on (their parameters must still join each step)."""
     from test_distributed import _env, _finish, _torchrun
 
     from pixelbook import run
 
     fakes.make_nyu_folder(tmp_path)
     env = _env(tmp_path / "cache", GATING_FULL_ROOT=str(tmp_path))
-    args = ["gating_full_tiny:EXPERIMENT", "--scale", "full", "--arm", "a_pag", "--device", "cpu"]
+    args = ["gating_full_tiny:EXPERIMENT", "--scale", "full", "--arm", "a_pag", "b_pag", "--device", "cpu"]
     rc, out = _finish(_torchrun(2, ["-m", "pixelbook.run", *args, "--results", str(tmp_path / "two")], env))
     assert rc == 0, out[-3000:]
-    two = json.loads((tmp_path / "two" / "05_attentional_gating" / "full-a_pag-seed0.json").read_text())
-    assert two["provenance"]["world_size"] == 2
+    for arm in ("a_pag", "b_pag"):
+        two = json.loads((tmp_path / "two" / "05_attentional_gating" / f"full-{arm}-seed0.json").read_text())
+        assert two["provenance"]["world_size"] == 2
     import os
 
     saved = {k: os.environ.get(k) for k in ("GATING_FULL_ROOT", "PIXELBOOK_CACHE", "PIXELBOOK_PROGRESS")}
@@ -234,11 +236,13 @@ def test_full_scale_under_torchrun_matches_one_process(tmp_path):
         torch.set_num_threads(threads)
         for k, v in saved.items():
             os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
-    one = json.loads((tmp_path / "one" / "05_attentional_gating" / "full-a_pag-seed0.json").read_text())
-    a = [v for r in one["history"] for v in r["step_loss"]]
-    b = [v for r in two["history"] for v in r["step_loss"]]
-    assert len(a) == len(b) == 2
-    torch.testing.assert_close(torch.tensor(b), torch.tensor(a), rtol=1e-4, atol=1e-6)
-    assert two["metrics"].keys() == one["metrics"].keys()
-    for k in one["metrics"]:
-        assert two["metrics"][k] == pytest.approx(one["metrics"][k], rel=1e-3, abs=1e-3), k
+    for arm, steps in (("a_pag", 2), ("b_pag", 8)):
+        one, two = (json.loads((tmp_path / n / "05_attentional_gating" / f"full-{arm}-seed0.json").read_text())
+                    for n in ("one", "two"))
+        a = [v for r in one["history"] for v in r["step_loss"]]
+        b = [v for r in two["history"] for v in r["step_loss"]]
+        assert len(a) == len(b) == steps
+        torch.testing.assert_close(torch.tensor(b), torch.tensor(a), rtol=1e-4, atol=1e-6)
+        assert two["metrics"].keys() == one["metrics"].keys()
+        for k in one["metrics"]:
+            assert two["metrics"][k] == pytest.approx(one["metrics"][k], rel=1e-3, abs=1e-3), (arm, k)

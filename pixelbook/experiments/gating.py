@@ -411,7 +411,12 @@ class GatingExperiment(Experiment):
             out = model(images.to(device))
             ce = F.cross_entropy(out["seg"], labels.to(device), ignore_index=L["ignore_index"])
             if rho is None:
-                return ce, {"seg_ce": ce.item()}
+                # the gates are forced on in a dense stage, so their parameters would get no gradient, which
+                # DistributedDataParallel refuses; a zero-weighted term makes them take part (gradient 0; with
+                # SGD's weight decay they shrink by ~1e-7 per step, in one process as in several)
+                gates = [q for block in pag_blocks(net) for q in block.gate.parameters()]
+                zero = sum(q.sum() for q in gates) * 0.0 if gates else 0.0
+                return ce + zero, {"seg_ce": ce.item()}
             kl = budget_kl_loss(gate_densities(net, L["statistic"]), rho, L["mode"], L["over"])
             return ce + L["kl_weight"] * kl, {"seg_ce": ce.item(), "kl": kl.item()}
 
