@@ -31,8 +31,8 @@ in a buffer, so they survive a resumed run:
 
 **Full scale** (``--scale full``): the thesis' own set-up of Ch. 4 [KONG, §4.4, Tables 4.2–4.3] —
 torchvision's ResNet-50 with ImageNet weights at output stride 8 (:class:`pixelbook.gating.PAGResNet50`)
-on NYUv2 (795 training / 654 test images, 40 classes; Cityscapes through the Python API, see
-:data:`FULL_CROP`), batch 1, frozen BatchNorm moments, SGD with the "poly" schedule from 2e-4, random
+on NYUv2 (795 training / 654 test images, 40 classes; Cityscapes, 19 classes, through the Python API:
+``EXPERIMENT.run(arm, 0, "full", data={"dataset": "cityscapes"})``, see :data:`FULL_CROP`), batch 1, frozen BatchNorm moments, SGD with the "poly" schedule from 2e-4, random
 flips and crops 20 px inside the image border. The arms with a counterpart in the thesis run there
 (:data:`FULL_ARMS`): ``a_dil1`` = "baseline" (no MultiPool), ``a_attention`` = "MP@Res5 (w-Avg.)",
 ``a_pag`` = "MP@Res5 (PAG)" (Table 4.3); ``b_pag`` (PAG in every other bottleneck, ρ = 0.9 → 0.7 →
@@ -75,8 +75,8 @@ _B_DILATIONS = (1, 1, 2, 2, 4, 4, 1, 1)
 FULL_ARMS = ("a_dil1", "a_attention", "a_pag", "b_pag", "b_pag_total", "b_skip", "b_trunc5", "b_trunc6")
 #: Training crops ``(H, W)`` per data set at ``full`` scale. NYUv2 (480 × 640): "random crops with
 #: 20-pixel margin and of size divisible by 8" [KONG, §4.4], read as 20 px off every side:
-#: 440 × 600, both divisible by 8. Cityscapes: "random 800 × 800 training crops" [KONG, §3.5, §2.5
-#: of note 003] (Ch. 4 does not restate it).
+#: 440 × 600, both divisible by 8. Cityscapes: "random" 800 × 800 crops, as in [KONG, Ch. 2 and 3]
+#: (Ch. 4 does not restate it).
 FULL_CROP = {"nyuv2": [440, 600], "cityscapes": [800, 800]}
 #: Bottlenecks kept (of ResNet-50's 16) by the truncated arms at ``full`` scale, chosen before any run
 #: as the truncation whose FLOPs (the MultiPool at the top, each pixel on one 3×3 branch; counted by
