@@ -732,3 +732,80 @@ class TestLayersContract:
                                         center=c, star_class=1, tau=0.2)
         torch.testing.assert_close(head(o, c), ref)
         assert not torch.allclose(S.StarSTD(iterations=3, epsilon=0.5, kernel_size=3)(o, c), ref)
+
+
+class TestKernelsContract:
+    def test_defaults_are_7_by_7_sigma_1_float32(self):
+        k = S.gaussian_kernel()
+        assert k.shape == (7, 7) and k.dtype == torch.float32
+        torch.testing.assert_close(k, S.gaussian_kernel(7, 1.0, dtype=f64).float())
+        assert (S.DEFAULT_KERNEL_SIZE, S.DEFAULT_SIGMA, S.PAPER_KERNEL_SIZE, S.PAPER_SIGMA) == (7, 1.0, 7, 5.0)
+
+    def test_dtype_follows_a_tensor_sigma(self):
+        assert S.gaussian_kernel(3, torch.tensor(1.0, dtype=f64)).dtype == f64
+        assert S.gaussian_kernel(3, torch.tensor(1)).dtype == torch.float32  # an integer sigma: float32
+        assert S.gaussian_kernel(3, torch.tensor(1.0, dtype=f64), dtype=torch.float32).dtype == torch.float32
+        assert S.gaussian_kernel(3, 1.0, dtype=f64).dtype == f64
+
+    def test_per_class_psd_kernels(self):
+        k = S.gaussian_kernel(5, torch.tensor([1.0, 3.0], dtype=f64), psd=True)
+        assert k.shape == (2, 5, 5)
+        torch.testing.assert_close(k[1], S.gaussian_kernel(5, 3.0, psd=True, dtype=f64))
+
+    def test_size_one_is_the_identity_kernel(self):
+        assert torch.equal(S.gaussian_kernel(1, 2.0), torch.ones(1, 1))
+        assert torch.equal(S.gaussian_kernel(1, 2.0, psd=True), torch.ones(1, 1))
+
+    def test_bad_sigma_and_size(self):
+        with pytest.raises(ValueError, match=r"`sigma`: expected a number, a 0-dim or a \(C,\) tensor, got shape \(2, 2\)"):
+            S.gaussian_kernel(3, torch.ones(2, 2))
+        with pytest.raises(ValueError, match="`sigma`: expected finite values"):
+            S.gaussian_kernel(3, torch.tensor(float("nan")))
+        with pytest.raises(ValueError, match="`sigma`: expected values > 0, got min 0"):
+            S.gaussian_kernel(3, torch.tensor(0.0))
+        with pytest.raises(ValueError, match=r"`size`: expected an integer in \[1, inf\]"):
+            S.gaussian_kernel(0, 1.0)
+
+    def test_bad_kernels_name_the_argument(self):
+        u = torch.full((1, 2, 6, 6), 0.5)
+        with pytest.raises(TypeError, match=r"`kernel`: expected a torch.Tensor of shape \(K, K\) or \(C, K, K\), got list"):
+            S.length_surrogate(u, [[1.0]])
+        with pytest.raises(ValueError, match=r"`kernel`: expected shape \(K, K\) or \(C, K, K\), got \(3,\)"):
+            S.length_surrogate(u, torch.ones(3))
+        with pytest.raises(ValueError, match=r"`kernel`: expected shape \(K, K\) or \(C, K, K\), got \(1, 1, 3, 3\)"):
+            S.length_surrogate(u, torch.ones(1, 1, 3, 3))
+        with pytest.raises(ValueError, match="`kernel`: expected K=3 \\(as in `kernel`\\), got 5"):
+            S.length_surrogate(u, torch.ones(3, 5))  # not square
+        with pytest.raises(TypeError, match="`kernel`: expected a floating-point tensor"):
+            S.length_surrogate(u, torch.ones(3, 3, dtype=torch.long))
+        with pytest.raises(ValueError, match="`kernel`: expected finite values"):
+            S.length_surrogate(u, torch.full((3, 3), float("inf")))
+        with pytest.raises(ValueError, match="`kernel`: expected C=1 or C=2 \\(as in `logits`\\), got 3"):
+            S.length_surrogate(u, S.gaussian_kernel(3, torch.ones(3)))
+        # one kernel for all classes, given as (1, K, K), is accepted
+        torch.testing.assert_close(S.length_surrogate(u, S.gaussian_kernel(3, 1.0)[None]),
+                                   S.length_surrogate(u, S.gaussian_kernel(3, 1.0)))
+
+    def test_symmetry_is_checked_relative_to_the_kernel_scale(self):
+        u = torch.full((1, 2, 6, 6), 0.5, dtype=f64)
+        k = S.gaussian_kernel(3, 1.0, dtype=f64) * 1e-12  # tiny but symmetric: accepted
+        S.length_surrogate(u, k)
+        bad = k.clone()
+        bad[0, 1] *= 1.01  # 1 % asymmetry of a tiny kernel is still asymmetry
+        with pytest.raises(ValueError, match="point-symmetric"):
+            S.length_surrogate(u, bad)
+        ok = S.gaussian_kernel(3, 1.0, dtype=f64)
+        ok[0, 1] += 1e-9  # below the 1e-6 relative tolerance (rounding of a symmetric kernel)
+        S.length_surrogate(u, ok)
+
+    def test_spectrum_size_and_psd_tolerance(self):
+        k = S.gaussian_kernel(S.PAPER_KERNEL_SIZE, S.PAPER_SIGMA, dtype=f64)
+        assert S.kernel_spectrum(k).shape == (128, 128) and S.kernel_spectrum(k, 16).shape == (16, 16)
+        assert float(S.kernel_spectrum(k)[0, 0]) == pytest.approx(1.0, abs=1e-12)  # omega = 0: the sum
+        # the paper kernel's spectrum dips to -0.197: PSD within a tolerance of 0.2, not of 0.19
+        assert S.is_psd(k, tol=0.2) and not S.is_psd(k, tol=0.19)
+        with pytest.raises(ValueError, match=r"`n`: expected an integer in \[1, inf\]"):
+            S.kernel_spectrum(k, 0)
+        # PSD in exact arithmetic, rounding to about -2e-8 in float32: the default tolerance (64 eps) accepts it
+        k32 = S.gaussian_kernel(7, 5.0, psd=True)
+        assert S.is_psd(k32) and not S.is_psd(k32, tol=0.0)
