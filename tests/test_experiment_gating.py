@@ -134,7 +134,17 @@ class TestFullScale:
         cfg = EXPERIMENT.run_config("b_pag", 0, "full", {"data": {"root": str(tmp_path), "download": False}})
         with pytest.raises(FileNotFoundError, match="Chapter 5 at full scale trains on nyuv2.*missing"):
             EXPERIMENT.data(cfg)
-        monkeypatch.setenv("PIXELBOOK_CACHE", str(tmp_path / "cache"))  # no Cityscapes archive in the cache
+        monkeypatch.setenv("PIXELBOOK_CACHE", str(tmp_path / "cache"))  # empty: the default config downloads NYUv2
+        import urllib.error
+
+        from pixelbook.data import registry
+
+        def offline(request, timeout):
+            raise urllib.error.URLError("no network in this test")
+
+        monkeypatch.setattr(registry, "_urlopen", offline)
+        with pytest.raises(FileNotFoundError, match="cannot reach .*Get NYU Depth v2's labeled set"):
+            EXPERIMENT.data(EXPERIMENT.run_config("b_pag", 0, "full"))
         cfg = EXPERIMENT.run_config("b_pag", 0, "full", {"data": {"dataset": "cityscapes"}})
         with pytest.raises(FileNotFoundError, match="cityscapes, which is not in the dataset registry's cache.*"
                                                     "leftImg8bit_trainvaltest.zip"):

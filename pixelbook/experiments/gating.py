@@ -577,8 +577,20 @@ def _evaluate_b(net, val, config, rho):
 # ----------------------------------------------------------------------------------------------
 
 
+_HOW = {
+    "nyuv2": "NYU Depth v2's labeled set (nyu_depth_v2_labeled.mat, 2.8 GB) with splits.mat and classMapping40.mat: "
+             "run with data 'download': True (the default: the registry downloads them), or put the three files in "
+             "a folder and pass it as data 'root' (see pixelbook.data.nyuv2)",
+    "cityscapes": "Cityscapes' leftImg8bit_trainvaltest.zip, gtFine_trainvaltest.zip and disparity_trainvaltest.zip "
+                  "from https://www.cityscapes-dataset.com (login): put them in the registry's cache folders or unpack "
+                  "them into one folder and pass it as data 'root' (see pixelbook.data.cityscapes)",
+}
+
+
 def _data_full(d):
     """The training and test sets of a full-scale run (not loaded: indices and the datasets)."""
+    from ..data.registry import ChecksumError, DatasetError
+
     name = d["dataset"]
     check_choice(name, "data['dataset']", tuple(FULL_CROP))
     try:
@@ -593,9 +605,12 @@ def _data_full(d):
 
             sets = {split: CityscapesSegDepth(d["root"], split) for split in ("train", "val")}
             classes, key = CITYSCAPES_CLASSES, "labels"
-    except FileNotFoundError as exc:
+    except ChecksumError:
+        raise  # a corrupt file is not a missing one: its own message says what to do
+    except (OSError, DatasetError) as exc:  # missing, or the download failed
         where = "data['root']" if d["root"] is not None else "the dataset registry's cache"
-        raise FileNotFoundError(f"Chapter 5 at full scale trains on {name}, which is not in {where}: {exc}") from exc
+        raise FileNotFoundError(f"Chapter 5 at full scale trains on {name}, which is not in {where}: {exc}. "
+                                f"Get {_HOW[name]}") from exc
     n = {split: len(ds) if d[f"n_{split}"] is None else min(d[f"n_{split}"], len(ds)) for split, ds in sets.items()}
     return {"train": {"index": torch.arange(n["train"])}, "val": {"index": torch.arange(n["val"])},
             "sets": sets, "classes": tuple(classes), "label_key": key}
