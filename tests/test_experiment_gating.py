@@ -86,6 +86,18 @@ class TestFullScale:
         assert trunc.train.epochs == pag.train.epochs and trunc.model["blocks"] == 14 and pag.model["blocks"] == 16
         assert EXPERIMENT.run_config("a_dil1", 0, "full").model["pool"] == "none"
 
+    def test_imagenet_weights_are_fetched_with_the_data(self, tmp_path, monkeypatch):
+        """Under torchrun ``data`` runs on rank 0 first: the weights' download belongs there, not in ``model``."""
+        from torchvision.models import WeightsEnum, get_weight
+
+        assert get_weight("ResNet50_Weights.IMAGENET1K_V1").url.endswith(".pth")
+        fetched = []
+        monkeypatch.setattr(WeightsEnum, "get_state_dict", lambda self, *a, **k: fetched.append(self.name))
+        fakes.make_nyu_folder(tmp_path)
+        cfg = EXPERIMENT.run_config("a_pag", 0, "full", {"data": {"root": str(tmp_path), "download": False}})
+        EXPERIMENT.data(cfg)
+        assert fetched == ["IMAGENET1K_V1"]
+
     @pytest.mark.parametrize("arm", ["a_dil8", "a_true_depth", "b_dense", "b_trunc7"])
     def test_arms_without_a_full_counterpart_are_refused(self, arm):
         with pytest.raises(ValueError, match=f"{arm!r} has no 'full' configuration"):

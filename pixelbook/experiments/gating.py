@@ -297,6 +297,10 @@ class GatingExperiment(Experiment):
     def data(self, config):
         d = config.data
         if d["task"] == "full":
+            if config.model.get("weights"):  # fetched here, where rank 0 goes first (one download per machine)
+                from torchvision.models import get_weight
+
+                get_weight(f"ResNet50_Weights.{config.model['weights']}").get_state_dict(progress=True)
             return _data_full(d)
         if d["task"] == "A":
             from ..data.perspective import make_perspective_scenes
