@@ -99,8 +99,10 @@ _FULL_POOL = {"a_dil1": "none", "a_attention": "learned", "a_pag": "pag"}  # Tab
 #: the 654 test images (0.35 TFLOP each at 480 × 640) add minutes. Download: NYUv2 labeled 2.97 GB
 #: (+ splits, class map) and torchvision's ImageNet ResNet-50 weights (98 MB). Cityscapes (by hand,
 #: ~15 GB) costs ~10 times more per arm: 2,975 images (3.7 x) at 800 × 800 crops (2.4 x the FLOPs).
+#: Memory, also an estimate: the tensors autograd saves for one 440 × 600 crop (measured at 88 × 120,
+#: times 25) come to ~6 GB, plus 0.2 GB of weights and as much again for gradients and momentum.
 FULL_COST = {"gpu_hours_per_model": 1.8, "gpu_hours_total": 11.0, "models": 8, "download_gb": 3.1,
-             "tflop_per_iteration": 1.19, "assumed_tflops": 10.0}
+             "tflop_per_iteration": 1.19, "assumed_tflops": 10.0, "activation_gb": 6.0}
 
 
 def _a(name, description, pool, dilations=TASK_A_DILATIONS, tied=False):
