@@ -227,8 +227,8 @@ class PAGResNet50(nn.Module):
         # BatchNorm layers with ImageNet moments (frozen by name; see the class docstring)
         self._frozen = {f"stem.{n}" for n, m in self.stem.named_modules() if isinstance(m, nn.BatchNorm2d)}
         self._frozen |= {f"{q}.{n}" for q, b in flat for n, m in b.named_modules() if isinstance(m, nn.BatchNorm2d)}
-        self.pool = None
         self.pool_block = blocks - 2 if pool != "none" else None
+        self._pool_at = None  # (stage, index) of the MultiPool's host block; `pool` reads it from there
         if pool != "none":
             qual, host = flat[self.pool_block]
             conv, bn = host.conv2, host.bn2
@@ -245,7 +245,7 @@ class PAGResNet50(nn.Module):
             host.conv2, host.bn2 = mp, nn.Identity()  # the branches end in BN + ReLU; relu(relu(x)) = relu(x)
             self._frozen.discard(f"{qual}.bn2")
             self._frozen |= {f"{qual}.conv2.branches.norms.{i}" for i in range(len(mp.branches.norms))}
-            self.pool = mp
+            self._pool_at = (qual.split(".")[1], int(qual.split(".")[2]))
         if gates != "none":
             for i, (qual, block) in enumerate(flat):
                 if i == self.pool_block:
@@ -258,6 +258,14 @@ class PAGResNet50(nn.Module):
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.train()
+
+    @property
+    def pool(self) -> nn.Module | None:
+        """The MultiPool module (``None`` with ``pool="none"``); it lives in its host block as ``conv2``."""
+        if self._pool_at is None:
+            return None
+        stage, index = self._pool_at
+        return self.stages[stage][index].conv2
 
     def train(self, mode: bool = True):
         super().train(mode)
