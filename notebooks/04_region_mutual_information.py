@@ -38,15 +38,15 @@
 # vectors (the book's pixel count $P$ does not appear in this chapter).
 
 # %% tags=["hide-cell"]
-# Setup, written by `tools/nbtools.py sync` from _config.yml: on Colab, install pixelbook from
-# the repository; elsewhere pixelbook is already installed (see "How to run").
+# Setup, written by `tools/nbtools.py sync` from _config.yml: on Colab, install
+# pixelbook from the repository; elsewhere it is already installed (see "How to run").
 import sys
 
 if "google.colab" in sys.modules:
     import subprocess
 
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "pixelbook[colab] @ git+https://github.com/pixelbook-org/pixelbook@main"], check=True)
+    package = "pixelbook[colab] @ git+https://github.com/pixelbook-org/pixelbook@main"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", package], check=True)
 
 # %% tags=["hide-cell"]
 import math

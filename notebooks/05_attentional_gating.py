@@ -35,15 +35,15 @@
 # 2019, chapters 3 and 4 (Eqs. 4.1–4.6, Tables 3.2, 4.2–4.3, A.1). Equation numbers are the thesis'.
 
 # %% tags=["hide-cell"]
-# Setup, written by `tools/nbtools.py sync` from _config.yml: on Colab, install pixelbook from
-# the repository; elsewhere pixelbook is already installed (see "How to run").
+# Setup, written by `tools/nbtools.py sync` from _config.yml: on Colab, install
+# pixelbook from the repository; elsewhere it is already installed (see "How to run").
 import sys
 
 if "google.colab" in sys.modules:
     import subprocess
 
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "pixelbook[colab] @ git+https://github.com/pixelbook-org/pixelbook@main"], check=True)
+    package = "pixelbook[colab] @ git+https://github.com/pixelbook-org/pixelbook@main"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", package], check=True)
 
 # %% tags=["hide-cell"]
 import math

@@ -422,11 +422,27 @@ class Results:
         return Summary(mean, std, len(vals), tuple(vals))
 
     def table(self, metrics: Sequence[str], arms: Sequence[str] | None = None, fmt: str = ".3f",
-              labels: Mapping[str, str] | None = None) -> str:
-        """A plain-text table: one row per arm, "mean ± sd" per metric (blank where an arm lacks it)."""
+              labels: Mapping[str, str] | None = None, markdown: bool = False) -> str:
+        """A table: one row per arm, "mean ± sd" per metric (blank where an arm lacks it), and a
+        last line naming the seeds and the scale. Plain text, or with ``markdown=True`` a Markdown
+        table to show with ``display(Markdown(...))`` (the book renders it as a table)."""
         arms = list(arms) if arms is not None else self.arms
         labels = dict(labels or {})
         head = [labels.get(m, m) for m in metrics]
+        if markdown:
+            lines = ["| | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
+            for arm in arms:
+                cells = []
+                for m in metrics:
+                    try:
+                        cells.append(format(self.summary(arm, m), fmt))
+                    except KeyError:
+                        cells.append("")
+                lines.append(f"| {labels.get(arm, arm)} | " + " | ".join(cells) + " |")
+            n = {len(self.seeds(a)) for a in arms}
+            lines += ["", f"Mean ± sample standard deviation over {'/'.join(str(x) for x in sorted(n))} "
+                          f"seeds, `{self.scale}` scale."]
+            return "\n".join(lines)
         width = max([len(h) for h in head] + [len(format(Summary(0.0, 0.0, 2), fmt)) + 1])
         name_w = max(len(labels.get(a, a)) for a in arms) + 2
         lines = [" " * name_w + "".join(f"{h:>{width + 2}}" for h in head)]

@@ -108,15 +108,19 @@ def _plan(args, parser) -> list[tuple]:
         if args.scale not in exp.seeds:
             parser.error(f"--scale: {stem} has no {args.scale!r} configuration; it runs at {', '.join(sorted(exp.seeds))}")
         arm_names = [a.name for a in exp.arms]
+        run_names = [a.name for a in exp.arms_for(args.scale)]
         for arm in args.arm or []:
             if arm not in arm_names:
                 parser.error(f"--arm: {arm!r} is not an arm of {stem}; arms: {', '.join(arm_names)}")
+            if arm not in run_names:
+                parser.error(f"--arm: {stem} does not run {arm!r} at scale {args.scale}: "
+                             f"{exp.skip_arms[args.scale][arm]}")
         seeds = exp.seeds_for(args.scale)
         for s in seeds_wanted or []:
             if s not in seeds:
                 parser.error(f"--seed: {s} is not one of the {args.scale} seeds of {stem}: {list(seeds)}")
         for seed in seeds_wanted or seeds:  # seeds outside: the arms of one seed share its data (built once)
-            for arm in args.arm or arm_names:
+            for arm in args.arm or run_names:
                 plan.append((exp, arm, seed))
     return plan
 

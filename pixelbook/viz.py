@@ -34,7 +34,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from ._checks import check_choice, check_dtype, check_finite, check_labels, check_range, check_shape
+from ._checks import check_choice, check_dtype, check_finite, check_int, check_labels, check_range, check_shape
 
 __all__ = [
     "DPI", "PAGE_WIDTH", "STYLE", "use_style", "style", "label_legend", "tensor_to_image", "label_colors", "colorize_labels", "overlay_mask", "draw_contours",
@@ -818,7 +818,7 @@ def show_grid(images, titles: Sequence[str] | None = None, ncols: int | None = N
 
 @_styled
 def plot_history(history, keys=None, size: tuple[float, float] = (3.2, 2.4), logy: bool = False,
-                 suptitle: str | None = None, dpi: int = DPI):
+                 suptitle: str | None = None, dpi: int = DPI, ncols: int | None = None):
     """Plot training curves from a ``pixelbook.training.History`` (or a dict of lists).
 
     Args:
@@ -830,6 +830,9 @@ def plot_history(history, keys=None, size: tuple[float, float] = (3.2, 2.4), log
         size: ``(width, height)`` of each panel in inches.
         logy: logarithmic y axis (e.g. for losses).
         suptitle: title of the whole figure.
+        dpi: figure resolution.
+        ncols: panels per row; default all in one row. Many panels fit the book's column
+            (``PAGE_WIDTH``) only in rows: ``ncols * size[0] <= PAGE_WIDTH``.
 
     Returns:
         ``matplotlib.figure.Figure`` with one axes per panel.
@@ -865,8 +868,14 @@ def plot_history(history, keys=None, size: tuple[float, float] = (3.2, 2.4), log
     for panel in panels:
         for k in panel:
             check_choice(k, "keys", available)
-    fig = _new_figure((size[0] * len(panels), size[1] + (0.3 if suptitle else 0.0)), dpi)
-    axes = fig.subplots(1, len(panels), squeeze=False).ravel()
+    if ncols is None:
+        ncols = len(panels)
+    ncols = min(check_int(ncols, "ncols", low=1), len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    fig = _new_figure((size[0] * ncols, size[1] * nrows + (0.3 if suptitle else 0.0)), dpi)
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax in axes[len(panels):]:
+        fig.delaxes(ax)
     for ax, panel in zip(axes, panels):
         for k in panel:
             xs, ys = series(k)

@@ -487,6 +487,56 @@ def make_div2k_archive(tmp: Path, folder: str = "DIV2K_train_HR", ids=("0001", "
     return arc, arrays
 
 
+# ---------------------------------------------------------------------------------------------- restoration test sets
+
+#: Images per set in the fakes: Urban100's 100 are real-sized counts (the loader checks the count).
+SR_SET_COUNTS = {"Set5": 5, "Set14": 14, "B100": 3, "Urban100": 100}
+
+
+def _png_bytes(array: np.ndarray, fmt: str = "PNG") -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def make_sr_benchmark_archive(path: Path, counts=None, size=(26, 30)) -> Path:
+    """``benchmark.tar`` with the EDSR authors' layout: ``benchmark/<Set>/HR/<name>.png`` (random RGB of
+    ``size``, odd sizes in Set14 to exercise the mod-crop) and ``LR_bicubic/X4/<name>x4.png``
+    distractors, as the real archive has them."""
+    rng = np.random.default_rng(3)
+    files = {}
+    for folder, n in (counts or SR_SET_COUNTS).items():
+        for i in range(n):
+            h, w = (size[0] + (i % 3), size[1] + 1) if folder == "Set14" else size
+            hr = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+            files[f"benchmark/{folder}/HR/img_{i:03d}.png"] = _png_bytes(hr)
+            files[f"benchmark/{folder}/LR_bicubic/X4/img_{i:03d}x4.png"] = _png_bytes(hr[::4, ::4].copy())
+    return make_tar(Path(path), files, mode="w")
+
+
+def make_live_archive(path: Path, n: int = 29, size=(24, 28), encrypted: bool = False) -> Path:
+    """``databaserelease2.zip`` with LIVE release 2's layout: ``databaserelease2/refimgs/*.bmp`` (the
+    29 reference images: LIVE1) and a distorted-image folder beside it. ``encrypted`` marks every
+    member as encrypted (the flag only: what the loader checks before unpacking)."""
+    rng = np.random.default_rng(4)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as zf:
+        for i in range(n):
+            zf.writestr(f"databaserelease2/refimgs/ref{i:02d}.bmp",
+                        _png_bytes(rng.integers(0, 256, (*size, 3), dtype=np.uint8), "BMP"))
+        zf.writestr("databaserelease2/jpeg/img1.bmp", _png_bytes(np.zeros((*size, 3), np.uint8), "BMP"))
+    if encrypted:  # set bit 0 of the general-purpose flags in every local and central header
+        data = bytearray(path.read_bytes())
+        for signature, offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+            start = data.find(signature)
+            while start >= 0:
+                data[start + offset] |= 0x1
+                start = data.find(signature, start + 4)
+        path.write_bytes(bytes(data))
+    return path
+
+
 def random_probs(B=2, M=3, H=5, W=6, seed=0, dtype=torch.float64, temperature=1.0):
     """Softmax probabilities ``(B, M, H, W)`` of seeded Gaussian scores (losses and ops tests)."""
     g = torch.Generator().manual_seed(seed)

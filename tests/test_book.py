@@ -98,6 +98,8 @@ class TestTableOfContents:
 
 
 GLUE_REF_RE = re.compile(r"\{glue(?::\w+)?\}`([^`:]+\.ipynb)::([A-Za-z_][\w]*)(?::[^`]*)?`")
+# a cross-document reference without a format spec: ``{glue:text}`../notebooks/X.ipynb::key` ``
+BARE_GLUE_REF_RE = re.compile(r"\{glue(?::\w+)?\}`([^`:]+\.ipynb::[A-Za-z_]\w*)`")
 
 
 def glue_keys(notebook: Path) -> set[str]:
@@ -120,6 +122,18 @@ class TestCrossDocumentGlue:
                 if not nb.exists() or key not in glue_keys(nb):
                     missing.append(f"{page.name}: {rel}::{key}")
         assert missing == []
+
+    def test_every_pasted_number_carries_a_format_spec(self):
+        # Without one, myst-nb splits 'path::key' at its last colon and the book build fails; this names
+        # the page and the key in a second (the spec also fixes how many digits the page quotes).
+        bare = [f"{page.name}: {ref}" for page in sorted((ROOT / "book").glob("*.md"))
+                for ref in BARE_GLUE_REF_RE.findall(page.read_text(encoding="utf-8"))]
+        assert bare == []
+
+    def test_a_bare_reference_is_recognised(self):
+        text = ("{glue:text}`../notebooks/01_x.ipynb::k` and {glue:text}`../notebooks/01_x.ipynb::k:.3f` "
+                "and {glue:text}`local_key`")
+        assert BARE_GLUE_REF_RE.findall(text) == ["../notebooks/01_x.ipynb::k"]
 
     def test_the_errata_page_pastes_measured_numbers(self):
         assert len(GLUE_REF_RE.findall((ROOT / "book" / "errata.md").read_text(encoding="utf-8"))) >= 5

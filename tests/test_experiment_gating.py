@@ -1,10 +1,15 @@
 """Chapter 5's experiment definition: declarations, configs at every scale, one smoke run per task."""
 
+import dataclasses
+import json
 import math
 
 import pytest
 import torch
 
+import fakes
+
+from pixelbook import gating as pb_gating
 from pixelbook.experiments import gating as exp_mod
 from pixelbook.experiments.gating import EXPERIMENT, STAGE_METRICS
 
@@ -12,10 +17,11 @@ from pixelbook.experiments.gating import EXPERIMENT, STAGE_METRICS
 def test_declarations_are_valid_and_configs_build_at_every_scale():
     EXPERIMENT.validate()
     assert len(EXPERIMENT.seeds_for("medium")) >= 3 and EXPERIMENT.claims
-    for arm in EXPERIMENT.arms:
-        for scale in EXPERIMENT.seeds:
+    for scale in EXPERIMENT.seeds:
+        for arm in EXPERIMENT.arms_for(scale):
             cfg = EXPERIMENT.run_config(arm.name, EXPERIMENT.seeds_for(scale)[0], scale)
             assert cfg.train is not None
+    assert [a.name for a in EXPERIMENT.arms_for("full")] == list(exp_mod.FULL_ARMS)
 
 
 def test_task_a_arms_with_four_kernels_have_equal_conv_parameters():
@@ -57,3 +63,208 @@ def test_smoke_run_reports_every_metric(arm):
         assert all(f"b50.{m}" in run.metrics for m in STAGE_METRICS)
         assert int(run.model.step) == run.config.train.epochs * math.ceil(16 / 16)
         assert not bool(torch.isnan(run.model.stage_metrics[:, 0]).any())
+
+
+
+# ---------------------------------------------------------------------------------------------- full scale
+
+
+class TestFullScale:
+    """``--scale full``: the thesis' Ch. 4 set-up (ResNet-50 + PAG on NYUv2), run end to end on fake files."""
+
+    def test_configs_are_the_thesis_setup(self):
+        for name in exp_mod.FULL_ARMS:
+            cfg = EXPERIMENT.run_config(name, 0, "full")
+            t, d, m = cfg.train, cfg.data, cfg.model
+            assert (t.batch_size, t.lr, t.optimizer, t.schedule, t.weight_decay) == (1, 2e-4, "sgd", "poly", 5e-4)
+            assert d["dataset"] == "nyuv2" and d["crop"]["nyuv2"] == [440, 600] and d["flip"]
+            assert all(v % 8 == 0 for crop in d["crop"].values() for v in crop)  # "divisible by 8"
+            assert m["weights"] == "IMAGENET1K_V1" and m["freeze_bn"] and m["pool_dilations"] == [0, 1, 2, 4, 6, 8, 10]
+            assert t.epochs == sum(st[2] for st in cfg.loss["stages"])
+        pag, trunc = EXPERIMENT.run_config("b_pag", 0, "full"), EXPERIMENT.run_config("b_trunc5", 0, "full")
+        assert [st[:2] for st in pag.loss["stages"]] == [["b100", None], ["b90", 0.9], ["b70", 0.7], ["b50", 0.5]]
+        assert trunc.train.epochs == pag.train.epochs and trunc.model["blocks"] == 14 and pag.model["blocks"] == 16
+        assert EXPERIMENT.run_config("a_dil1", 0, "full").model["pool"] == "none"
+
+    def test_imagenet_weights_are_fetched_with_the_data(self, tmp_path, monkeypatch):
+        """Under torchrun ``data`` runs on rank 0 first: the weights' download belongs there, not in ``model``."""
+        from torchvision.models import WeightsEnum, get_weight
+
+        assert get_weight("ResNet50_Weights.IMAGENET1K_V1").url.endswith(".pth")
+        fetched = []
+        monkeypatch.setattr(WeightsEnum, "get_state_dict", lambda self, *a, **k: fetched.append(self.name))
+        fakes.make_nyu_folder(tmp_path)
+        cfg = EXPERIMENT.run_config("a_pag", 0, "full", {"data": {"root": str(tmp_path), "download": False}})
+        EXPERIMENT.data(cfg)
+        assert fetched == ["IMAGENET1K_V1"]
+
+    @pytest.mark.parametrize("arm", ["a_dil8", "a_true_depth", "b_dense", "b_trunc7"])
+    def test_arms_without_a_full_counterpart_are_refused(self, arm):
+        with pytest.raises(ValueError, match=f"{arm!r} has no 'full' configuration"):
+            EXPERIMENT.run_config(arm, 0, "full")
+
+    def test_cli_refuses_an_arm_without_full_configuration(self, capsys):
+        from pixelbook import run
+
+        with pytest.raises(SystemExit) as exc:
+            run.main(["05_attentional_gating", "--scale", "full", "--arm", "a_dil8", "--list"])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and "--arm: 05_attentional_gating does not run 'a_dil8' at scale full" in err
+
+    def test_truncations_are_the_nearest_to_the_thesis_consumption(self):
+        from pixelbook.gating import PAGResNet50, count_flops
+
+        x = torch.rand(1, 3, 88, 120)  # 440 x 600 / 5: every feature map scales by exactly 1/25
+        ref = count_flops(PAGResNet50(40, gates="none", pool="none"), x).total
+        frac = {}
+        for b in (13, 14, 15, 16):
+            net = PAGResNet50(40, gates="none", pool="pag", blocks=b)
+            net.pool.force = 1  # every pixel on one 3x3 branch (the realised cost depends on the trained gate)
+            frac[b] = count_flops(net, x).total / ref
+        assert frac[16] == pytest.approx(1.0, abs=0.01)  # + the MultiPool's gate head
+        nearest = {rho: min(frac, key=lambda b: abs(frac[b] - share)) for rho, share in
+                   ((0.5, 0.6769), (0.7, 0.8620), (0.9, 0.9336))}  # [KONG, Table 4.2] consumption
+        assert nearest[0.5] == exp_mod.FULL_TRUNCATION["b_trunc5"] == 14
+        assert nearest[0.7] == exp_mod.FULL_TRUNCATION["b_trunc6"] == 15
+        assert nearest[0.9] == nearest[0.7]  # hence no b_trunc7 at full scale
+
+    def test_crops_depend_on_seed_step_and_image_only(self, tmp_path):
+        fakes.make_nyu_folder(tmp_path)
+        cfg = _tiny_full(EXPERIMENT.run_config("a_pag", 0, "full"), tmp_path)
+        data = EXPERIMENT.data(cfg)
+        assert len(data["train"]["index"]) == 2 and len(data["val"]["index"]) == 1 and len(data["classes"]) == 40
+        one = exp_mod._crops(data, torch.tensor([0, 1]), [16, 16], True, 0, 5)
+        alone = exp_mod._crops(data, torch.tensor([1]), [16, 16], True, 0, 5)  # another process's share
+        assert one[0].shape == (2, 3, 16, 16) and one[1].shape == (2, 16, 16) and one[1].dtype == torch.int64
+        assert torch.equal(one[0][1:], alone[0]) and torch.equal(one[1][1:], alone[1])
+        later = [exp_mod._crops(data, torch.tensor([0]), [16, 16], True, 0, t)[0] for t in range(6)]
+        assert any(not torch.equal(later[0], x) for x in later[1:])  # offsets/flips change with the step
+        with pytest.raises(ValueError, match=r"`data\['crop'\]`: a 17x16 crop does not fit"):
+            exp_mod._crops(data, torch.tensor([0]), [17, 16], True, 0, 0)
+
+    def test_missing_data_is_a_clear_error(self, tmp_path, monkeypatch):
+        cfg = EXPERIMENT.run_config("b_pag", 0, "full", {"data": {"root": str(tmp_path), "download": False}})
+        with pytest.raises(FileNotFoundError, match="Chapter 5 at full scale trains on nyuv2.*missing"):
+            EXPERIMENT.data(cfg)
+        monkeypatch.setenv("PIXELBOOK_CACHE", str(tmp_path / "cache"))  # empty: the default config downloads NYUv2
+        import urllib.error
+
+        from pixelbook.data import registry
+
+        def offline(request, timeout):
+            raise urllib.error.URLError("no network in this test")
+
+        monkeypatch.setattr(registry, "_urlopen", offline)
+        with pytest.raises(FileNotFoundError, match="cannot reach .*Get NYU Depth v2's labeled set"):
+            EXPERIMENT.data(EXPERIMENT.run_config("b_pag", 0, "full"))
+        cfg = EXPERIMENT.run_config("b_pag", 0, "full", {"data": {"dataset": "cityscapes"}})
+        with pytest.raises(FileNotFoundError, match="cityscapes, which is not in the dataset registry's cache.*"
+                                                    "leftImg8bit_trainvaltest.zip"):
+            EXPERIMENT.data(cfg)
+
+    def test_cityscapes_through_the_same_definition(self, tmp_path):
+        from test_data_cityscapes import _write_split
+
+        _write_split(tmp_path, "train")
+        _write_split(tmp_path, "val")
+        cfg = EXPERIMENT.run_config("a_pag", 0, "full", {"data": {"dataset": "cityscapes", "root": str(tmp_path)}})
+        data = EXPERIMENT.data(cfg)
+        assert len(data["classes"]) == 19 and data["label_key"] == "labels"
+        images, labels = exp_mod._crops(data, data["train"]["index"], [8, 8], True, 0, 0)
+        assert images.shape == (2, 3, 8, 8) and set(labels.unique().tolist()) <= {0, 13, 255}
+
+    def test_end_to_end_from_the_command_line(self, tmp_path, monkeypatch):
+        """data -> ResNet-50 + MultiPool -> loss -> fit -> evaluation -> results file, on the fake NYUv2 files."""
+        from pixelbook import run
+
+        fakes.make_nyu_folder(tmp_path)
+        original = type(EXPERIMENT).config
+        monkeypatch.setattr(EXPERIMENT, "config", lambda arm, seed, scale: _tiny_full(
+            original(EXPERIMENT, arm, seed, scale), tmp_path))
+        monkeypatch.setenv("PIXELBOOK_PROGRESS", "0")
+        root = tmp_path / "results"
+        assert run.main(["05_attentional_gating", "--scale", "full", "--arm", "a_pag", "--results", str(root)]) == 0
+        record = json.loads((root / "05_attentional_gating" / "full-a_pag-seed0.json").read_text())
+        assert record["scale"] == "full" and record["config"]["model"]["pool"] == "pag"
+        assert len(record["history"]) == 1 and len(record["history"][0]["step_loss"]) == 2  # 2 images, batch 1
+        assert record["provenance"]["world_size"] == 1 and not record["provenance"]["resumed"]
+        m = record["metrics"]
+        assert 0 <= m["a.miou"] <= 1 and 0 <= m["a.acc"] <= 1 and m["a.gflops"] > 0 and 0 < m["a.flops"] < 1.1
+        assert "a.density_mean" not in m  # no PAG blocks in this arm
+
+    def test_the_curriculum_evaluates_every_stage(self, tmp_path):
+        fakes.make_nyu_folder(tmp_path)
+        overrides = _tiny_overrides(EXPERIMENT.run_config("b_pag", 0, "full"), tmp_path)
+        run = EXPERIMENT.run("b_pag", 0, "full", "cpu", cache=False, progress=False, **overrides)
+        assert int(run.model.step) == 8 and len(run.history) == 4  # two steps of batch 1 per stage
+        m = run.metrics
+        for key in ("b100", "b90", "b70", "b50"):
+            assert 0 <= m[f"{key}.miou"] <= 1 and m[f"{key}.gflops"] > 0
+        for key, rho in (("b90", 0.9), ("b70", 0.7), ("b50", 0.5)):
+            assert 0 <= m[f"{key}.density_mean"] <= 1 and f"{key}.ponder_ratio" in m
+            assert m[f"{key}.density_maxdev"] >= abs(m[f"{key}.density_mean"] - rho) - 1e-9
+        assert "b100.density_mean" not in m  # the dense stage forces every gate on
+        blocks = pb_gating.pag_blocks(run.model.net)
+        assert len(blocks) == 15 and all(b.gumbel.tau == pytest.approx(0.1) for b in blocks)  # annealed in b50
+        assert run.model.net.pool.gumbel.tau == pytest.approx(0.1)  # the MultiPool: over the whole run
+        frozen = [m for n, m in run.model.net.named_modules() if n in run.model.net._frozen]
+        assert frozen and not any(m.training for m in frozen)  # ImageNet moments stay (thesis: batch 1)
+
+
+def _tiny_overrides(cfg, root):
+    """Changes that shrink a full-scale run to seconds on a CPU: the fake files, 16 x 16 crops, one epoch
+    per stage, no ImageNet download, three MultiPool branches; the network is still a ResNet-50."""
+    stages = [[key, rho, 1] for key, rho, _ in cfg.loss["stages"]]
+    return {"data": {"root": str(root), "download": False, "crop": {"nyuv2": [16, 16], "cityscapes": [8, 8]},
+                     "n_train": 2, "n_val": 1},
+            "model": {"weights": None, "head_width": 8, "pool_dilations": [0, 1, 2]},
+            "loss": {"stages": stages}, "train": {"epochs": len(stages)}, "eval": {"flops_images": 1}}
+
+
+def _tiny_full(cfg, root):
+    """``cfg`` with :func:`_tiny_overrides` applied (for the command line, which takes no overrides)."""
+    o = _tiny_overrides(cfg, root)
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **o.pop("train")),
+                               **{k: {**getattr(cfg, k), **v} for k, v in o.items()})
+
+
+@pytest.mark.ddp
+@pytest.mark.slow
+def test_full_scale_under_torchrun_matches_one_process(tmp_path):
+    """``torchrun --nproc-per-node=2`` runs the full configuration (batch 1: the second process trains on a
+    stand-in sample with weight 0) and records the same step losses and metrics as one process; also the
+    curriculum, whose dense stage forces the PAG gates on (their parameters must still join each step)."""
+    from test_distributed import _env, _finish, _torchrun
+
+    from pixelbook import run
+
+    fakes.make_nyu_folder(tmp_path)
+    env = _env(tmp_path / "cache", GATING_FULL_ROOT=str(tmp_path))
+    args = ["gating_full_tiny:EXPERIMENT", "--scale", "full", "--arm", "a_pag", "b_pag", "--device", "cpu"]
+    rc, out = _finish(_torchrun(2, ["-m", "pixelbook.run", *args, "--results", str(tmp_path / "two")], env))
+    assert rc == 0, out[-3000:]
+    for arm in ("a_pag", "b_pag"):
+        two = json.loads((tmp_path / "two" / "05_attentional_gating" / f"full-{arm}-seed0.json").read_text())
+        assert two["provenance"]["world_size"] == 2
+    import os
+
+    saved = {k: os.environ.get(k) for k in ("GATING_FULL_ROOT", "PIXELBOOK_CACHE", "PIXELBOOK_PROGRESS")}
+    os.environ.update(GATING_FULL_ROOT=str(tmp_path), PIXELBOOK_CACHE=str(tmp_path / "cache1"), PIXELBOOK_PROGRESS="0")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each torchrun process (OMP_NUM_THREADS=1): the same reductions
+    try:
+        assert run.main([*args, "--results", str(tmp_path / "one")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+        for k, v in saved.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    for arm, steps in (("a_pag", 2), ("b_pag", 8)):
+        one, two = (json.loads((tmp_path / n / "05_attentional_gating" / f"full-{arm}-seed0.json").read_text())
+                    for n in ("one", "two"))
+        a = [v for r in one["history"] for v in r["step_loss"]]
+        b = [v for r in two["history"] for v in r["step_loss"]]
+        assert len(a) == len(b) == steps
+        torch.testing.assert_close(torch.tensor(b), torch.tensor(a), rtol=1e-4, atol=1e-6)
+        assert two["metrics"].keys() == one["metrics"].keys()
+        for k in one["metrics"]:
+            assert two["metrics"][k] == pytest.approx(one["metrics"][k], rel=1e-3, abs=1e-3), (arm, k)

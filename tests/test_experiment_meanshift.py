@@ -17,7 +17,7 @@ def test_declarations_are_valid_and_configs_build_at_every_scale():
     for arm in EXPERIMENT.arms:
         for scale in EXPERIMENT.seeds:
             cfg = EXPERIMENT.run_config(arm.name, EXPERIMENT.seeds_for(scale)[0], scale)
-            assert cfg.train is not None and cfg.model["dim"] == 8
+            assert cfg.train is not None and cfg.model["dim"] == (64 if scale == "full" else 8)  # full: the thesis' D
 
 
 def test_arms_share_the_network_and_the_budget():

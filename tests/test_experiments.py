@@ -248,6 +248,16 @@ class TestResultsTable:
         assert lines[1].startswith("arm A") and "2.000 ± 1.000" in lines[1] and "0.000 ± 0.000" in lines[2]
         assert "3 seeds" in lines[-1]
 
+    def test_markdown_table_has_a_header_a_row_per_arm_and_blank_missing_cells(self):
+        res = _records({"a": [1.0, 2.0, 3.0], "b": [0.0, 0.0, 0.0]})
+        for r in res.records[3:]:  # arm b has a second metric, arm a has not
+            r["metrics"]["only_b"] = 1.0
+        lines = res.table(["m", "only_b"], labels={"a": "arm A", "m": "M"}, markdown=True).splitlines()
+        assert lines[:2] == ["| | M | only_b |", "|---|---|---|"]
+        assert lines[2] == "| arm A | 2.000 ± 1.000 |  |"
+        assert lines[3] == "| b | 0.000 ± 0.000 | 1.000 ± 0.000 |"
+        assert lines[-1].startswith("Mean ± sample standard deviation over 3 seeds")
+
     def test_duplicate_runs_are_refused(self):
         with pytest.raises(ValueError, match="two records for arm 'a', seed 0"):
             Results("x", "medium", [{"arm": "a", "seed": 0, "metrics": {}}] * 2)

@@ -236,10 +236,57 @@ class TestExperiment:
         arc, _ = make_bsds_archive(tmp_path)
         (dataset_dir("bsds500") / "BSR_bsds500.tgz").write_bytes(arc.read_bytes())
         from pixelbook.experiments.pff import EXPERIMENT as exp
-        cfg = exp.run_config("pff_deblur", 0, "full", {"data": {"patch": 8, "n_train": 6, "n_test": 3,
-                                                                 "bsds_archive": "bsds500"}})
+        full = exp.run_config("pff_deblur", 0, "full")
+        assert full.data["degradation"] == {"size": 31, "min_length": 1.0, "max_length": 30.0, "cells": 3}
+        assert full.model["kernel_size"] == 17 and full.data["test_protocol"] == "crops"  # [KONG, §6.4.2]
+        cfg = exp.run_config("pff_deblur", 0, "full", {"data": {
+            "patch": 8, "n_train": 6, "n_test": 3, "bsds_archive": "bsds500",
+            "degradation": {"size": 5, "min_length": 1.0, "max_length": 4.0, "cells": 3}}})  # fits 8 x 8 crops
         assert cfg.data["source"] == "div2k" and cfg.data["bsds_splits"] == ["train", "test"]
         data = exp.data(cfg)
         x, y = data["train"]["input"], data["train"]["target"]
         assert x.shape == y.shape == (6, 1, 8, 8) and y.dtype == torch.float32 and 0 <= float(y.min()) <= float(y.max()) <= 1
         assert data["test_clean"].shape == (3, 1, 8, 8)
+
+
+    @pytest.mark.parametrize("task, arms", [("jpeg", ("input_jpeg", "pff_jpeg")), ("sr", ("input_sr", "cnn_sr"))])
+    def test_full_scale_evaluates_on_the_thesis_test_sets(self, task, arms, tmp_path, monkeypatch):
+        """Train on fake DIV2K (+ BSDS500), test on fake LIVE1 / Set5, Set14, Urban100 archives: whole
+        images, Y channel, 8-bit outputs, SR scored without a border of `scale` pixels."""
+        from fakes import make_bsds_archive, make_div2k_archive, make_live_archive, make_sr_benchmark_archive
+
+        from pixelbook.data.registry import dataset_dir
+        from pixelbook.experiments.pff import EXPERIMENT as exp
+
+        monkeypatch.setenv("PIXELBOOK_CACHE", str(tmp_path / "cache"))
+        arc, _ = make_div2k_archive(tmp_path / "div2k", "DIV2K_train_HR")
+        (dataset_dir("div2k_train_hr") / "DIV2K_train_HR.zip").write_bytes(arc.read_bytes())
+        arc, _ = make_bsds_archive(tmp_path)
+        (dataset_dir("bsds500") / "BSR_bsds500.tgz").write_bytes(arc.read_bytes())
+        make_live_archive(dataset_dir("live_release2") / "databaserelease2.zip")
+        make_sr_benchmark_archive(dataset_dir("sr_benchmark") / "benchmark.tar")
+        cfg = exp.run_config(f"pff_{task}", 0, "full")
+        assert cfg.data["test_images"] == {"jpeg": ["live1"], "sr": ["set5", "set14", "urban100"]}[task]
+        assert cfg.data["test_protocol"] == "whole" and cfg.eval["border"] == (4 if task == "sr" else 0)
+        small = {"data": {"patch": 8, "n_train": 8, "bsds_archive": "bsds500"}}
+        runs = {}
+        for arm in arms:
+            train = {} if arm.startswith("input") else {"train": {"epochs": 1, "batch_size": 4}}
+            runs[arm] = exp.run(arm, 0, "full", "cpu", cache=False, progress=False, **small, **train).metrics
+        suffixes = ["q10", "q20", "q40"] if task == "jpeg" else ["set5", "set14", "urban100"]
+        for m in runs.values():
+            assert all(10 < m[f"{task}.psnr_{s}"] < 60 and -1 <= m[f"{task}.ssim_{s}"] <= 1 for s in suffixes)
+        if task == "jpeg":
+            base = runs["input_jpeg"]
+            assert base["jpeg.psnr_q10"] < base["jpeg.psnr_q20"] < base["jpeg.psnr_q40"]  # less compression
+            assert 0 < runs["pff_jpeg"]["jpeg.pca_top10_q10"] <= 1 + 1e-9
+            assert base["jpeg.psnr"] == pytest.approx(sum(base[f"jpeg.psnr_{s}"] for s in suffixes) / 3)
+        else:  # the bicubic input, scored by hand on Set5 with the same conventions
+            from pixelbook.data.hr_images import RestorationTestSet, load_pool, mod_crop
+            from pixelbook.data.degradations import bicubic_degrade
+            from pixelbook.metrics import psnr_per_image
+
+            ys = [mod_crop(y.float()[None] / 255, 4) for y in load_pool(RestorationTestSet("set5"), gray=True)]
+            ref = [psnr_per_image((bicubic_degrade(y, 4)[0] * 255).round()[..., 4:-4, 4:-4] / 255, y[..., 4:-4, 4:-4])
+                   for y in ys]
+            assert runs["input_sr"]["sr.psnr_set5"] == pytest.approx(float(torch.cat(ref).mean()), abs=1e-9)

@@ -805,3 +805,54 @@ def test_ungated_block_is_the_plain_bottleneck():
     plain.load_state_dict(tv.state_dict(), strict=True)
     x = torch.randn(2, 16, 6, 6, generator=_gen(40))
     assert torch.equal(plain(x), tv(x)) and plain.flop_convs() == []
+
+
+class TestPAGResNet50:
+    """The full-scale network: gates and MultiPool inserted into torchvision's ResNet-50 change nothing until
+    they choose (gates forced on, the MultiPool forced to the branch of the convolution it replaced)."""
+
+    def test_forced_gates_and_multipool_reproduce_the_plain_network(self):
+        torch.manual_seed(0)
+        plain = G.PAGResNet50(5, gates="none", pool="none", head_width=8)
+        _bn_random(plain, 1)
+        net = G.PAGResNet50(5, gates="pixel", pool="pag", head_width=8)
+        # copy the plain network's weights into the gated one (the gates and the MultiPool head stay new)
+        state = plain.state_dict()
+        host = net.stages["layer4"][1].conv2
+        assert host is net.pool and not any(k.startswith("pool.") for k in net.state_dict())  # registered once
+        missing = net.load_state_dict({k: v for k, v in state.items() if "layer4.1.conv2" not in k
+                                       and "layer4.1.bn2" not in k}, strict=False).missing_keys
+        assert all(".gate." in k or "layer4.1.conv2" in k for k in missing)
+        with torch.no_grad():  # every branch from the replaced 3x3 kernel and its BatchNorm, as the constructor does
+            for c in host.branches.convs:
+                c.weight.copy_(plain.stages["layer4"][1].conv2.weight)
+            for norm in host.branches.norms:
+                norm.load_state_dict(plain.stages["layer4"][1].bn2.state_dict())
+        assert plain.stages["layer4"][1].conv2.dilation == (4, 4)  # output stride 8: Res5 at dilation 4
+        host.force = list(host.dilations).index(4)
+        for block in G.pag_blocks(net):
+            block.force = 1.0
+        x = torch.rand(1, 3, 40, 48, generator=_gen(2))
+        plain.eval(), net.eval()
+        torch.testing.assert_close(net(x)["seg"], plain(x)["seg"], rtol=1e-4, atol=1e-5)
+        assert len(G.pag_blocks(net)) == 15  # every bottleneck but the MultiPool's host
+
+    def test_truncation_head_and_frozen_statistics(self):
+        net = G.PAGResNet50(3, gates="image", pool="learned", blocks=7, head_width=8).train()
+        assert [len(s) for s in net.stages.values()] == [3, 4] and net.head[0].in_channels == 512
+        assert isinstance(net.stages["layer2"][2].conv2, DepthAwareGatedPool)  # the second-to-last kept block
+        frozen = [m for n, m in net.named_modules() if n in net._frozen]
+        assert frozen and all(isinstance(m, nn.BatchNorm2d) and not m.training for m in frozen)
+        assert net.head[1].training  # the new head's BatchNorm trains
+        before = net.stem[1].running_mean.clone()
+        net(torch.rand(1, 3, 32, 32))
+        assert torch.equal(net.stem[1].running_mean, before)  # ImageNet moments stay
+
+    @pytest.mark.parametrize("kwargs, match", [
+        (dict(blocks=1), "`blocks`"), (dict(blocks=17), "`blocks`"), (dict(pool="average"), "`pool`"),
+        (dict(gates="layer"), "`gates`"), (dict(freeze_bn=1), "`freeze_bn`"), (dict(num_classes=1), "`num_classes`"),
+    ])
+    def test_bad_arguments(self, kwargs, match):
+        kw = dict(num_classes=3, **kwargs) if "num_classes" not in kwargs else kwargs
+        with pytest.raises((ValueError, TypeError), match=match):
+            G.PAGResNet50(**kw)

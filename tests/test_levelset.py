@@ -540,3 +540,520 @@ class TestMakeStarShapes:
             make_star_shapes(2, size=8)
 
 
+
+
+# --------------------------------------------------------------------------------------------------
+# The neural-ODE models' documented contract, case by case (written against the mutation run's
+# survivors; references are written inline from [NODE-LS, Eqs. 3-4] and torch's functional API).
+
+from pixelbook.levelset import neural_ode as node  # noqa: E402
+
+
+def _odefunc_reference(f, t, x):
+    """ODEFunc written out: [conv(cat(x, t)) -> GroupNorm -> softplus] * (layers - 1) -> conv(cat(x, t))."""
+    for i, conv in enumerate(f.convs):
+        if f.time_channel:
+            x = torch.cat([x, torch.full_like(x[:, :1], float(t))], 1)
+        x = torch.nn.functional.conv2d(x, conv.weight, conv.bias, padding=conv.dilation[0], dilation=conv.dilation[0])
+        if i < len(f.convs) - 1:
+            gn = f.norms[i]
+            x = torch.nn.functional.softplus(torch.nn.functional.group_norm(x, gn.num_groups, gn.weight, gn.bias, gn.eps))
+    return x
+
+
+class TestSolverErrors:
+    @pytest.mark.parametrize("message,expected", [
+        ("underflow in dt 0.0", "ODE solve failed: the adaptive step size of 'dopri5' underflowed \\(underflow in dt 0.0\\)"),
+        ("max_num_steps exceeded (10>=10)", "ODE solve failed: 'dopri5' needed more than max_num_steps=10 steps; raise"),
+        ("non-finite values in state `y`", "ODE solve failed: the state became NaN/Inf; loosen the tolerance"),
+    ])
+    def test_torchdiffeq_assertions_become_advice(self, message, expected):
+        err = node._solver_error(AssertionError(message), "", method="dopri5", atol=1e-4, rtol=0.0, max_num_steps=10)
+        assert isinstance(err, ODESolveError)
+        assert re_search(expected, str(err)) and "atol=0.0001, rtol=0" in str(err)
+
+    def test_other_assertions_pass_through_and_the_phase_is_named(self):
+        exc = AssertionError("something else")
+        assert node._solver_error(exc, "", method="rk4", atol=0.0, rtol=0.0, max_num_steps=1) is exc
+        err = node._solver_error(AssertionError("underflow in dt 0.0"), " in the backward (adjoint) pass",
+                                 method="dopri5", atol=1e-3, rtol=0.0, max_num_steps=5)
+        assert str(err).startswith("ODE solve failed in the backward (adjoint) pass: the adaptive step size")
+
+    def test_too_many_steps_in_the_forward_pass_names_max_num_steps(self):
+        with pytest.raises(ODESolveError, match="'dopri5' needed more than max_num_steps=3 steps"):
+            solve_ode(_Decay(), torch.ones(2, dtype=torch.float64), [0.0, 10.0], atol=1e-12, max_num_steps=3)
+
+    def test_user_dynamics_returning_nan_name_the_time(self):
+        with pytest.raises(ODESolveError, match="the dynamics returned NaN/Inf at t=0;"):
+            solve_ode(_Decay(value=float("nan")), torch.ones(2), [0.0, 1.0], method="euler", step_size=0.5)
+
+
+def re_search(pattern, text):
+    import re
+    return re.search(pattern, text) is not None
+
+
+class TestSolveOdeContract:
+    def test_more_option_errors(self):
+        y0 = torch.ones(2)
+        for times in ([0.0], [0.0, 0.0], [0.0, 1.0, 1.0]):
+            with pytest.raises(ValueError, match="`times`: expected at least 2 strictly increasing times"):
+                solve_ode(_Decay(), y0, times)
+        with pytest.raises(ValueError, match="`atol`: rtol and atol cannot both be 0"):
+            solve_ode(_Decay(), y0, [0.0, 1.0], atol=0.0)
+        with pytest.raises(ValueError, match=r"`rtol`: expected a finite number in \[0, inf\)"):
+            solve_ode(_Decay(), y0, [0.0, 1.0], rtol=-1e-3)
+        with pytest.raises(ValueError, match=r"`atol`: expected a finite number in \[0, inf\)"):
+            solve_ode(_Decay(), y0, [0.0, 1.0], atol=-1e-3)
+        with pytest.raises(ValueError, match=r"`step_size`: expected a finite number in \(0, inf\)"):
+            solve_ode(_Decay(), y0, [0.0, 1.0], method="euler", step_size=0.0)
+        with pytest.raises(ValueError, match=r"`max_num_steps`: expected an integer in \[1, inf\]"):
+            solve_ode(_Decay(), y0, [0.0, 1.0], max_num_steps=0)
+
+    def test_defaults_are_dopri5_with_the_papers_tolerance(self):
+        # rtol = 0, atol = 1e-3 [NODE-LS]: dopri5 meets e^{-1} to about atol, not to 1e-9
+        y = solve_ode(_Decay(), torch.ones(1, dtype=torch.float64), [0.0, 1.0])
+        err = abs(float(y[-1, 0].detach()) - math.exp(-1))
+        assert 1e-9 < err < 1e-3
+        tight = solve_ode(_Decay(), torch.ones(1, dtype=torch.float64), [0.0, 1.0], atol=1e-10)
+        assert abs(float(tight[-1, 0].detach()) - math.exp(-1)) < 1e-8
+
+    def test_rtol_alone_is_an_error_control(self):
+        y = solve_ode(_Decay(), torch.ones(1, dtype=torch.float64), [0.0, 1.0], rtol=1e-10, atol=0.0)
+        assert abs(float(y[-1, 0].detach()) - math.exp(-1)) < 1e-8
+
+    def test_every_requested_time_is_returned(self):
+        y = solve_ode(_Decay(), torch.ones(1, dtype=torch.float64), torch.tensor([0.0, 0.5, 2.0]), atol=1e-10)
+        torch.testing.assert_close(y[:, 0], torch.tensor([1.0, math.exp(-0.5), math.exp(-2)], dtype=torch.float64),
+                                   rtol=0, atol=1e-8)
+
+    def test_an_odefunc_is_free_to_call_after_a_solve(self):
+        # the evaluation cap set for an adaptive solve is lifted when it ends
+        f = ODEFunc(2, hidden=4, groups=2)
+        solve_ode(f, torch.zeros(1, 2, 4, 4), [0.0, 1.0], max_num_steps=20)
+        assert f.nfe_limit is None  # the documented cap: None means no limit
+
+    def test_adaptive_solves_needing_many_evaluations_are_not_cut_short(self):
+        # the evaluation cap is a guard for `python -O` only: a solve within max_num_steps never hits it
+        f = _randomise(ODEFunc(2, hidden=4, groups=2).double(), std=1.0)
+        y = solve_ode(f, torch.randn(1, 2, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0)),
+                      [0.0, 1.0], atol=1e-8, max_num_steps=400)
+        assert f.nfe > 100 and bool(torch.isfinite(y).all())
+
+    def test_adjoint_without_gradients_equals_the_plain_solve(self):
+        f = _Decay()
+        y0 = torch.ones(3, dtype=torch.float64)
+        with torch.no_grad():
+            a = solve_ode(f, y0, [0.0, 1.0], atol=1e-9, adjoint=True)
+        b = solve_ode(f, y0, [0.0, 1.0], atol=1e-9, adjoint=False)
+        torch.testing.assert_close(a, b.detach(), rtol=0, atol=1e-12)
+
+
+class TestODEFuncContract:
+    @pytest.mark.parametrize("time_channel,layers,dilation", [(True, 3, 1), (False, 2, 1), (True, 4, 2)])
+    def test_equals_the_written_out_network(self, time_channel, layers, dilation):
+        f = _randomise(ODEFunc(3, hidden=6, layers=layers, time_channel=time_channel, groups=4, dilation=dilation), 0.5)
+        x = torch.randn(2, 3, 7, 5, generator=torch.Generator().manual_seed(1))
+        for t in (0.0, 0.7):
+            torch.testing.assert_close(f(torch.tensor(t), x), _odefunc_reference(f, t, x), rtol=1e-5, atol=1e-6)
+        assert [c.dilation[0] for c in f.convs] == [1] + [dilation] * (layers - 2) + [1]  # middle ones only
+        assert f.nfe == 2
+
+    def test_time_enters_only_with_the_time_channel(self):
+        x = torch.randn(1, 2, 5, 5, generator=torch.Generator().manual_seed(2))
+        with_t = _randomise(ODEFunc(2, hidden=4, groups=2), 0.5)
+        without = _randomise(ODEFunc(2, hidden=4, groups=2, time_channel=False), 0.5)
+        assert not torch.allclose(with_t(torch.tensor(0.0), x), with_t(torch.tensor(1.0), x))
+        assert torch.equal(without(torch.tensor(0.0), x), without(torch.tensor(1.0), x))
+        assert with_t.convs[0].in_channels == 3 and without.convs[0].in_channels == 2
+
+    def test_groups_divide_the_hidden_width(self):
+        f = ODEFunc(2, hidden=12, groups=8)
+        assert [n.num_groups for n in f.norms] == [4, 4] and len(f.convs) == 3
+
+    def test_evaluation_cap(self):
+        f = ODEFunc(2, hidden=4, groups=2)
+        f.nfe_limit = 2
+        x = torch.zeros(1, 2, 4, 4)
+        f(torch.tensor(0.0), x), f(torch.tensor(0.0), x)
+        with pytest.raises(ODESolveError, match=r"more than 2 function evaluations \(NFE\) at t=0.25"):
+            f(torch.tensor(0.25), x)
+
+    def test_bad_sizes_name_the_argument(self):
+        for kw, name in [({"channels": 0}, "channels"), ({"channels": 2, "hidden": 0}, "hidden"),
+                         ({"channels": 2, "groups": 0}, "groups"), ({"channels": 2, "dilation": 0}, "dilation")]:
+            with pytest.raises(ValueError, match=rf"`{name}`: expected an integer in \[1, inf\]"):
+                ODEFunc(**kw)
+
+
+class TestSolverConfiguration:
+    def test_defaults_are_the_papers(self):
+        expected = {"method": "dopri5", "rtol": 0.0, "atol": 1e-3, "step_size": None, "adjoint": True,
+                    "max_num_steps": 1000, "t1": 1.0}
+        assert ContourEvolution().solver_options() == expected
+        assert ImageEvolution().solver_options() == expected
+        net = ContourEvolution()
+        assert net.scale == 3.0 and net.image_channels == 1 and net.func.convs[0].in_channels == 1 + 8 + 1
+
+    def test_configure_solver_sets_and_validates(self):
+        net = ContourEvolution(method="rk4", step_size=0.25, adjoint=False)
+        assert net.configure_solver(rtol=1e-4, atol=1e-5, max_num_steps=50, t1=2.0, adjoint=True) is net
+        assert net.solver_options() == {"method": "rk4", "rtol": 1e-4, "atol": 1e-5, "step_size": 0.25,
+                                        "adjoint": True, "max_num_steps": 50, "t1": 2.0}
+        net.configure_solver(method="dopri5")  # an adaptive method drops the step size
+        assert net.step_size is None
+        with pytest.raises(ValueError, match="`step_size`: required for the fixed-step method 'euler'"):
+            net.configure_solver(method="euler")
+        assert net.method == "dopri5"  # a rejected change leaves the settings as they were
+        with pytest.raises(ValueError, match="`step_size`: only for fixed-step methods; 'dopri5' is adaptive"):
+            net.configure_solver(step_size=0.5)
+        for kw, name in [({"rtol": -1.0}, "rtol"), ({"atol": -1.0}, "atol"), ({"step_size": 0.0}, "step_size"),
+                         ({"max_num_steps": 0}, "max_num_steps"), ({"t1": 0.0}, "t1"), ({"method": "rk45"}, "method")]:
+            with pytest.raises(ValueError, match=f"`{name}`"):
+                ContourEvolution().configure_solver(**kw)
+
+    def test_t1_is_the_end_time(self):
+        net = ImageEvolution(1, 2, 4, groups=2, method="euler", step_size=0.5, adjoint=False, t1=2.0)
+        net(torch.rand(1, 1, 6, 6))
+        assert net.nfe_forward == 4  # 2.0 / 0.5 steps
+
+    def test_model_sizes_are_checked(self):
+        for cls in (ContourEvolution, ImageEvolution, ResidualRefiner):
+            with pytest.raises(ValueError, match=r"`image_channels`: expected an integer in \[1, inf\]"):
+                cls(image_channels=0)
+            with pytest.raises(ValueError, match=r"`scale`: expected a finite number in \(0, inf\)"):
+                cls(scale=0.0)
+
+
+class TestModelsWrittenOut:
+    def test_contour_evolution_one_euler_step(self):
+        # Eq. 3 with one Euler step: gamma1 = gamma0 + f(0, gamma0), phi = s (phi_hat(1) + psi(gamma1))
+        net = _randomise(ContourEvolution(1, 2, 4, groups=2, scale=2.5, method="euler", step_size=1.0, adjoint=False),
+                         std=0.3)
+        image, phi0 = torch.rand(2, 1, 6, 6), 3 * torch.randn(2, 1, 6, 6)
+        with torch.no_grad():
+            g0 = torch.cat([phi0 / 2.5, net.embed(image)], 1)
+            g1 = g0 + _odefunc_reference(net.func, 0.0, g0)
+            expected = 2.5 * (g1[:, :1] + net.postnet(g1))
+            out = net(image, phi0)
+        torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+
+    def test_image_evolution_one_euler_step_and_scale(self):
+        net = _randomise(ImageEvolution(1, 2, 4, groups=2, scale=4.0, method="euler", step_size=1.0, adjoint=False),
+                         std=0.3)
+        image = torch.rand(2, 1, 6, 6)
+        with torch.no_grad():
+            h0 = net.embed(image)
+            expected = 4.0 * net.postnet(h0 + _odefunc_reference(net.func, 0.0, h0))
+            torch.testing.assert_close(net(image), expected, rtol=1e-5, atol=1e-6)
+
+    def test_trajectories_with_a_late_start_are_the_tail_of_the_full_ones(self):
+        ce = _randomise(ContourEvolution(1, 2, 4, groups=2, method="rk4", step_size=0.25, adjoint=False), std=0.1)
+        ie = _randomise(ImageEvolution(1, 2, 4, groups=2, method="rk4", step_size=0.25, adjoint=False), std=0.1)
+        image, phi0 = torch.rand(1, 1, 8, 8), torch.randn(1, 1, 8, 8)
+        with torch.no_grad():
+            for readout in (False, True):
+                full = ce.trajectory(image, phi0, [0.0, 0.5, 1.0], readout=readout)
+                torch.testing.assert_close(ce.trajectory(image, phi0, [0.5, 1.0], readout=readout), full[1:])
+            full = ie.trajectory(image, [0.0, 0.5, 1.0])
+            torch.testing.assert_close(ie.trajectory(image, [0.5, 1.0]), full[1:])
+            torch.testing.assert_close(full[-1], ie(image))
+            # readout=False is the distance channel alone; readout=True adds s * psi
+            plain = ce.trajectory(image, phi0, [0.0, 1.0])
+            read = ce.trajectory(image, phi0, [0.0, 1.0], readout=True)
+            g0 = torch.cat([phi0 / ce.scale, ce.embed(image)], 1)
+            torch.testing.assert_close(read[0], phi0 + ce.scale * ce.postnet(g0))
+            assert not torch.allclose(plain[-1], read[-1])
+
+    def test_residual_refiner_is_k_euler_steps_with_their_own_weights(self):
+        net = _randomise(ResidualRefiner(1, 2, 4, groups=2, blocks=2, scale=2.0), std=0.3)
+        image, phi0 = torch.rand(1, 1, 6, 6), torch.randn(1, 1, 6, 6)
+        with torch.no_grad():
+            g0 = torch.cat([phi0 / 2.0, net.embed(image)], 1)
+            g1 = g0 + 0.5 * _odefunc_reference(net.funcs[0], 0.0, g0)
+            g2 = g1 + 0.5 * _odefunc_reference(net.funcs[1], 0.5, g1)
+            expected = 2.0 * (g2[:, :1] + net.postnet(g2))
+            torch.testing.assert_close(net(image, phi0), expected, rtol=1e-5, atol=1e-5)
+        assert net.nfe_forward == 2
+        with pytest.raises(ValueError, match=r"`phi0`: expected H=6 \(as in `image`\), got 5"):
+            net(image, phi0[:, :, :5])
+        with pytest.raises(ValueError, match="`image`: expected finite values"):
+            net(torch.full_like(image, float("nan")), phi0)
+
+
+# --------------------------------------------------------------------------------------------------
+# Explicit flows, Chan-Vese and the narrow band: closed forms case by case (mutation-run survivors).
+
+def _plane(a, b, size=12, dtype=torch.float64):
+    """phi = a * col + b * row: |grad phi| = sqrt(a^2 + b^2) exactly, curvature 0."""
+    yy, xx = torch.meshgrid(torch.arange(size, dtype=dtype), torch.arange(size, dtype=dtype), indexing="ij")
+    return (a * xx + b * yy - a * size / 2 - b * size / 2)[None, None]
+
+
+class TestExplicitFlowsContract:
+    def test_rhs_on_a_plane_is_speed_times_slope(self):
+        phi = _plane(3.0, 4.0)  # |grad| = 5
+        inner = (..., slice(1, -1), slice(1, -1))
+        for F in (0.7, -1.3):
+            torch.testing.assert_close(level_set_rhs(phi, F)[inner], torch.full((10, 10), 5 * F, dtype=torch.float64)[None, None])
+            # a plane has no curvature: the curvature weight adds nothing inside
+            torch.testing.assert_close(level_set_rhs(phi, F, 2.0)[inner], level_set_rhs(phi, F)[inner])
+        with pytest.raises(ValueError, match=r"`curvature_weight`: expected a finite number in \[0, inf\)"):
+            level_set_rhs(phi, 1.0, -0.5)
+
+    def test_curvature_term_of_a_disc_is_minus_one_over_r(self):
+        phi = disc_phi(48, 14.0, center=23.5)  # phi = r0 - r: kappa |grad phi| = -1/r
+        yy, xx = torch.meshgrid(torch.arange(48.0, dtype=torch.float64), torch.arange(48.0, dtype=torch.float64), indexing="ij")
+        r = ((xx - 23.5) ** 2 + (yy - 23.5) ** 2).sqrt()
+        ring = (r > 8) & (r < 18)
+        rhs = level_set_rhs(phi, 0.0, 1.0)[0, 0]
+        assert float((rhs - (-1 / r))[ring].abs().max()) < 2e-3
+
+    def test_cfl_dt_formula(self):
+        assert cfl_dt(1.0, 1.0) == pytest.approx(1 / (math.sqrt(2) + 4), rel=1e-15)
+        assert cfl_dt(-2.0) == pytest.approx(1 / (2 * math.sqrt(2)), rel=1e-15)  # |F|
+        assert cfl_dt(0.0, 0.5) == pytest.approx(0.5, rel=1e-15)
+        assert cfl_dt(1.0, 0.0, cfl=0.5) == pytest.approx(0.5 / math.sqrt(2), rel=1e-15)
+        assert cfl_dt(0.0, 0.0) == math.inf
+        with pytest.raises(ValueError, match="`curvature_weight`"):
+            cfl_dt(1.0, -1.0)
+
+    def test_steps_split_each_interval_evenly_and_speed_sees_the_step_times(self):
+        seen = []
+
+        def speed(phi, t):
+            seen.append(t)
+            return 0.5
+
+        phi0 = disc_phi(16, 4.0, center=7.5)
+        out = evolve(phi0, [0.0, 1.0, 1.5], dt=0.3, speed=speed)  # ceil(1 / 0.3) = 4 steps of 0.25, then 2
+        assert seen == pytest.approx([0.0, 0.25, 0.5, 0.75, 1.0, 1.25])
+        seen.clear()
+        evolve(phi0, [0.0, 1.0], dt=0.25, speed=speed)  # exactly 4 steps, not 5 from rounding
+        assert len(seen) == 4
+        # one step is phi + h * rhs
+        one = evolve(phi0, [0.0, 0.5], dt=0.5, speed=0.5)
+        torch.testing.assert_close(one[-1], phi0 + 0.5 * level_set_rhs(phi0, 0.5), rtol=0, atol=1e-15)
+        assert out.shape == (3, 1, 1, 16, 16)
+
+    def test_single_time_returns_the_start(self):
+        phi0 = disc_phi(8, 3.0)
+        out = evolve(phi0, [0.0], dt=0.1, speed=1.0)
+        assert out.shape == (1, 1, 1, 8, 8) and torch.equal(out[0], phi0)
+
+    def test_more_bad_arguments(self):
+        phi0 = disc_phi(8, 3.0)
+        with pytest.raises(ValueError, match="`times`: expected a non-empty strictly increasing sequence, got \\[\\]"):
+            evolve(phi0, [], dt=0.1)
+        with pytest.raises(ValueError, match=r"`dt`: expected a finite number in \(0, inf\)"):
+            evolve(phi0, [0.0, 1.0], dt=0.0)
+        with pytest.raises(ValueError, match="`reinit_every`: expected >= 0, got -1"):
+            evolve(phi0, [0.0, 1.0], dt=0.1, reinit_every=-1)
+        with pytest.raises(ValueError, match="`speed`: expected finite values"):
+            evolve(phi0, [0.0, 1.0], dt=0.1, speed=torch.full_like(phi0, float("nan")))
+        with pytest.raises(ValueError, match=r"b = 1\b.*use dt <= 0\.1847"):
+            evolve(phi0, [0.0, 1.0], dt=0.2, speed=1.0, curvature_weight=1.0)
+        # a step exactly at the CFL limit is allowed
+        evolve(phi0, [0.0, 1 / math.sqrt(2)], dt=1 / math.sqrt(2), speed=1.0)
+
+    def test_reinit_every_k_steps(self):
+        phi0 = 2.0 * disc_phi(24, 6.0, center=11.5)
+        out = evolve(phi0, [0.0, 1.0], dt=0.25, speed=0.5, reinit_every=2)[-1]
+        phi = phi0
+        for k in range(1, 5):
+            phi = phi + 0.25 * level_set_rhs(phi, 0.5)
+            if k % 2 == 0:
+                phi = reinitialize(phi)
+        torch.testing.assert_close(out, phi, rtol=0, atol=1e-12)
+
+    def test_reinitialize_one_step_on_a_plane(self):
+        # |grad phi| = 3 everywhere: one step is phi + dt S (1 - 3) with S = phi / sqrt(phi^2 + eps^2)
+        phi = _plane(3.0, 0.0)
+        inner = (..., slice(1, -1), slice(1, -1))
+        for dt, eps in ((0.5, 1.0), (0.25, 2.0)):
+            S = phi / torch.sqrt(phi * phi + eps * eps)
+            out = reinitialize(phi, steps=1, dt=dt, epsilon=eps)
+            torch.testing.assert_close(out[inner], (phi - 2 * dt * S)[inner], rtol=0, atol=1e-12)
+        assert torch.equal(reinitialize(phi, steps=0), phi)
+        reinitialize(phi, steps=1, dt=1 / math.sqrt(2))  # the CFL limit itself is allowed
+        with pytest.raises(ValueError, match=r"`steps`: expected an integer in \[0, inf\]"):
+            reinitialize(phi, steps=-1)
+        with pytest.raises(ValueError, match=r"`epsilon`: expected a finite number in \(0, inf\)"):
+            reinitialize(phi, epsilon=0.0)
+
+    def test_edge_indicator_of_ramps(self):
+        # G_sigma * (a x) = a x away from the border (symmetric kernel): g = 1 / (1 + sum_c |grad I_c|^2)
+        yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+        inner = (0, 0, slice(6, -6), slice(6, -6))
+        g = edge_indicator((0.5 * xx)[None, None])
+        torch.testing.assert_close(g[inner], torch.full((20, 20), 0.8), rtol=1e-5, atol=1e-5)
+        g2 = edge_indicator(torch.stack([0.5 * xx, 0.5 * yy])[None], sigma=2.0)
+        assert g2.shape == (1, 1, 32, 32)
+        inner2 = (0, 0, slice(8, -8), slice(8, -8))
+        torch.testing.assert_close(g2[inner2], torch.full((16, 16), 1 / 1.5), rtol=1e-5, atol=1e-5)
+        with pytest.raises(ValueError, match=r"`sigma`: expected a finite number in \(0, inf\)"):
+            edge_indicator(torch.zeros(1, 1, 8, 8), sigma=0.0)
+
+    def test_linear_forcing_defaults_and_bad_sizes(self):
+        lf = LinearForcing()
+        assert (lf.steps, lf.scale, lf.epsilon) == (20, 3.0, 1.0)
+        assert lf.weights.tolist() == pytest.approx([0.0, 0.01, 0.0, 0.0, 0.0])
+        for kw, name, low in [({"steps": 0}, "steps", r"\[1, inf\]"), ({"scale": 0.0}, "scale", r"\(0, inf\)"),
+                              ({"epsilon": 0.0}, "epsilon", r"\(0, inf\)")]:
+            with pytest.raises(ValueError, match=rf"`{name}`: expected .* in {low}"):
+                LinearForcing(**kw)
+
+    def _lf(self, weights, steps=10):
+        lf = LinearForcing(steps=steps).double()
+        with torch.no_grad():
+            lf.weights.copy_(torch.tensor(weights, dtype=torch.float64))
+        return lf
+
+    def test_linear_forcing_features_are_the_documented_speeds(self):
+        img = torch.rand(1, 1, 20, 20, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+        phi0 = disc_phi(20, 5.0, center=9.5)
+        dt, vmax = 1 / 10, 0.5 / (math.sqrt(2) / 10)
+        soft = lambda f: vmax * torch.tanh(f / vmax)  # noqa: E731
+        # w3: the prior tanh(phi0 / s); w4: the intensity I - 1/2 (channel mean)
+        F = soft(0.8 * narrow_band(phi0, 3.0) + 1.5 * (img - 0.5))
+        expected = evolve(phi0, [0.0, 1.0], dt=dt, speed=F)[-1]
+        torch.testing.assert_close(self._lf([0.0, 0.0, 0.0, 0.8, 1.5])(img.expand(1, 3, 20, 20), phi0), expected)
+
+        # w2: the Chan-Vese speed (I - c2)^2 - (I - c1)^2 with the smoothed means of the current phi
+        def cv(phi, t):
+            c1, c2 = region_means(img, phi, 1.0)
+            return soft(2.0 * ((img - c2) ** 2 - (img - c1) ** 2))
+        expected = evolve(phi0, [0.0, 1.0], dt=dt, speed=cv)[-1]
+        torch.testing.assert_close(self._lf([0.0, 0.0, 2.0, 0.0, 0.0])(img, phi0), expected)
+
+    def test_linear_forcing_clamps_the_curvature_weight(self):
+        img, phi0 = torch.rand(1, 1, 16, 16, dtype=torch.float64), disc_phi(16, 5.0, center=7.5)
+        bmax = 0.125 * 10
+        expected = evolve(phi0, [0.0, 1.0], dt=0.1, curvature_weight=bmax)[-1]
+        torch.testing.assert_close(self._lf([0.0, 100.0, 0.0, 0.0, 0.0])(img, phi0), expected)
+        assert torch.equal(self._lf([0.0, -1.0, 0.0, 0.0, 0.0])(img, phi0), phi0)  # b < 0 clamps to 0
+
+    def test_linear_forcing_path(self):
+        lf = self._lf([0.5, 0.1, 0.0, 0.0, 0.0], steps=4)
+        img, phi0 = torch.rand(2, 1, 12, 12, dtype=torch.float64), disc_phi(12, 3.0).expand(2, 1, 12, 12)
+        path = lf(img, phi0, return_path=True)
+        assert path.shape == (5, 2, 1, 12, 12) and torch.equal(path[0], phi0)
+        assert torch.equal(path[-1], lf(img, phi0))
+        with pytest.raises(ValueError, match=r"`phi0`: expected W=12 \(as in `image`\), got 11"):
+            lf(img, phi0[..., :11])
+        with pytest.raises(ValueError, match="`image`: expected finite values"):
+            lf(torch.full_like(img, float("nan")), phi0)
+
+
+class TestChanVeseContract:
+    def test_region_means_smoothed_and_per_channel(self):
+        img = torch.rand(2, 3, 5, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+        phi = torch.randn(2, 1, 5, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+        H = 0.5 * (1 + (2 / math.pi) * torch.atan(phi / 0.7))
+        c1, c2 = region_means(img, phi, 0.7)
+        assert c1.shape == (2, 3, 1, 1)
+        torch.testing.assert_close(c1, (img * H).sum((2, 3), keepdim=True) / H.sum((2, 3), keepdim=True))
+        torch.testing.assert_close(c2, (img * (1 - H)).sum((2, 3), keepdim=True) / (1 - H).sum((2, 3), keepdim=True))
+        c1, c2 = region_means(img, torch.ones(2, 1, 5, 4, dtype=torch.float64))  # no outside
+        torch.testing.assert_close(c1, img.mean((2, 3), keepdim=True))
+        assert float(c2.abs().max()) == 0.0
+
+    def test_one_step_without_length_is_the_explicit_data_and_area_flow(self):
+        # mu = 0: phi1 = phi + dt delta_eps(phi) (-nu - l1 (I - c1)^2 + l2 (I - c2)^2), channel mean, sharp means
+        g = torch.Generator().manual_seed(7)
+        img = torch.rand(1, 2, 6, 6, dtype=torch.float64, generator=g)
+        phi = torch.randn(1, 1, 6, 6, dtype=torch.float64, generator=g)
+        inside = (phi > 0).to(torch.float64)
+        c1 = (img * inside).sum((2, 3), keepdim=True) / inside.sum()
+        c2 = (img * (1 - inside)).sum((2, 3), keepdim=True) / (1 - inside).sum()
+        eps, dt, nu, l1, l2 = 2.0, 0.3, 0.4, 1.5, 0.5
+        delta = eps / (math.pi * (eps ** 2 + phi ** 2))
+        region = (-l1 * (img - c1) ** 2 + l2 * (img - c2) ** 2).mean(1, keepdim=True)
+        expected = phi + dt * delta * (-nu + region)
+        out = chan_vese(img, phi, mu=0.0, nu=nu, lambda1=l1, lambda2=l2, dt=dt, steps=1, epsilon=eps)
+        torch.testing.assert_close(out, expected, rtol=0, atol=1e-14)
+
+    def test_steps_and_path(self):
+        img, phi0 = torch.rand(1, 1, 8, 8, dtype=torch.float64), disc_phi(8, 3.0)
+        assert torch.equal(chan_vese(img, phi0, steps=0), phi0)
+        path = chan_vese(img, phi0, steps=3, return_path=True)
+        assert path.shape == (4, 1, 1, 8, 8) and torch.equal(path[0], phi0)
+        assert torch.equal(path[-1], chan_vese(img, phi0, steps=3))
+
+    def test_bad_weights_name_themselves(self):
+        img, phi0 = torch.rand(1, 1, 8, 8), disc_phi(8, 3.0).float()
+        for kw, name in [({"mu": -0.1}, "mu"), ({"nu": float("nan")}, "nu"), ({"lambda1": -1.0}, "lambda1"),
+                         ({"lambda2": -1.0}, "lambda2"), ({"dt": 0.0}, "dt"), ({"steps": -1}, "steps"),
+                         ({"epsilon": 0.0}, "epsilon")]:
+            with pytest.raises(ValueError, match=f"`{name}`"):
+                chan_vese(img, phi0, **kw)
+            if name not in ("dt", "steps"):
+                with pytest.raises(ValueError, match=f"`{name}`"):
+                    chan_vese_energy(img, phi0, **kw)
+        with pytest.raises(TypeError, match="`image`: expected a floating-point tensor"):
+            chan_vese(torch.ones(1, 1, 8, 8, dtype=torch.long), phi0)
+
+    def test_energy_of_a_constant_level_set(self):
+        # grad phi = 0 (no length); H = H_eps(2) everywhere, so c1 = c2 = mean(I):
+        # E = nu H HW + sum_x mean_c (l1 H + l2 (1 - H)) (I - m)^2
+        img = torch.rand(1, 2, 5, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(8))
+        phi = torch.full((1, 1, 5, 6), 2.0, dtype=torch.float64)
+        H = 0.5 * (1 + (2 / math.pi) * math.atan(2.0 / 1.5))
+        m = img.mean((2, 3), keepdim=True)
+        data = ((1.2 * H + 0.7 * (1 - H)) * (img - m) ** 2).mean(1).sum()
+        expected = 0.3 * H * 30 + data
+        out = chan_vese_energy(img, phi, mu=0.0, nu=0.3, lambda1=1.2, lambda2=0.7, epsilon=1.5)
+        assert out.shape == (1,) and float(out[0]) == pytest.approx(float(expected), rel=1e-12)
+        # the length term is mu * sum delta_eps(phi) |grad phi|
+        disc = disc_phi(12, 4.0)
+        img1 = torch.rand(1, 1, 12, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(10))
+        length = (1.5 / (math.pi * (1.5 ** 2 + disc ** 2)) * grad_norm(disc)).sum()
+        diff = chan_vese_energy(img1, disc, mu=0.4, epsilon=1.5) - chan_vese_energy(img1, disc, mu=0.0, epsilon=1.5)
+        assert float(diff[0]) == pytest.approx(0.4 * float(length), rel=1e-12)
+
+
+class TestNarrowBandContract:
+    def test_loss_over_valid_pixels_and_no_valid_pixel(self):
+        pred = torch.zeros(1, 1, 2, 2, requires_grad=True)
+        target = torch.tensor([[[[3.0, 3.0], [0.0, -3.0]]]])
+        valid = torch.tensor([[[True, False], [True, True]]])
+        assert float(narrow_band_loss(pred, target, valid=valid).detach()) == pytest.approx(2 * math.tanh(1) ** 2 / 3)
+        assert float(narrow_band_loss(pred, target, scale=1.5).detach()) == pytest.approx(3 * math.tanh(2) ** 2 / 4)
+        loss = narrow_band_loss(pred, target, valid=torch.zeros(1, 2, 2, dtype=torch.bool))
+        g, = torch.autograd.grad(loss, pred)
+        assert float(loss) == 0.0 and float(g.abs().max()) == 0.0
+
+    def test_bad_inputs_name_the_argument(self):
+        x = torch.zeros(1, 1, 2, 2)
+        with pytest.raises(TypeError, match="`pred`: expected a floating-point tensor"):
+            narrow_band_loss(x.long(), x)
+        with pytest.raises(TypeError, match="`target`: expected a floating-point tensor"):
+            narrow_band_loss(x, x.long())
+        with pytest.raises(ValueError, match="`pred`: expected finite values"):
+            narrow_band_loss(torch.full_like(x, float("nan")), x)
+        with pytest.raises(ValueError, match="`target`: expected finite values"):
+            narrow_band_loss(x, torch.full_like(x, float("inf")))
+        with pytest.raises(ValueError, match=r"`scale`: expected a finite number in \(0, inf\)"):
+            narrow_band(x, 0.0)
+
+    def test_module_form(self):
+        from pixelbook.levelset import NarrowBandLoss
+        pred, target = torch.randn(2, 1, 4, 4), torch.randn(2, 1, 4, 4)
+        valid = torch.rand(2, 4, 4, generator=torch.Generator().manual_seed(9)) > 0.5
+        m = NarrowBandLoss(scale=2.0)
+        assert torch.equal(m(pred, target, valid), narrow_band_loss(pred, target, scale=2.0, valid=valid))
+        assert repr(NarrowBandLoss()) == "NarrowBandLoss(scale=3.0)"
+        with pytest.raises(ValueError, match="`scale`"):
+            NarrowBandLoss(scale=-1.0)
+
+    def test_scores_use_scale_and_beta2(self):
+        labels = torch.ones(1, 4, 4, dtype=torch.bool)
+        phi = torch.full((1, 1, 4, 4), 3.0)
+        s = segmentation_scores(phi, labels, scale=1.5)
+        assert s["mae"] == pytest.approx(1 - 0.5 * (1 + math.tanh(2)), abs=1e-7)
+        assert segmentation_scores(phi, labels)["mae"] == pytest.approx(1 - 0.5 * (1 + math.tanh(1)), abs=1e-7)
+        half = phi.clone()
+        half[..., 2:] = -3.0  # P = 1, R = 1/2
+        assert segmentation_scores(half, labels, beta2=1.0)["fbeta"] == pytest.approx(2 / 3)
+        with pytest.raises(ValueError, match="`phi`: expected finite values"):
+            segmentation_scores(torch.full((1, 1, 4, 4), float("nan")), labels)

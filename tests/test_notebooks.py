@@ -414,6 +414,10 @@ class TestReaderChecks:
                                        nb.cells[-1].metadata.update(tags=[nbtools.NBVAL_TAG])))
         assert not any("[markers]" in p for p in _lint(project))
 
+    def test_a_new_chapter_has_no_style_notes(self, project):
+        # the template's cells and the setup cell `sync` writes fit the book's 88-character column
+        assert nbtools.style_notes(None, project) == []
+
     def test_style_notes_report_long_lines_long_cells_and_wide_figures(self, project):
         import base64
         import io

@@ -40,8 +40,8 @@ def test_registered_experiment_is_well_declared(name):
     assert re.fullmatch(r"\d\d_[a-z0-9_]+", name), f"{name}: expected a notebook stem such as 01_pixel_level_prediction"
     assert len(exp.seeds_for("medium")) >= 3, f"{name}: `medium` needs at least 3 seeds per arm"
     assert exp.claims, f"{name}: an experiment states its claims before it runs"
-    for arm in exp.arms:  # every config can be built and hashed at every declared scale
-        for scale in exp.seeds:
+    for scale in exp.seeds:  # every config can be built and hashed at every declared scale
+        for arm in exp.arms_for(scale):
             exp.run_config(arm.name, exp.seeds_for(scale)[0], scale)
 
 
@@ -55,7 +55,8 @@ def test_results_file_is_up_to_date(path):
     scale, arm, seed = m.group(1), m.group(2), int(m.group(3))
     assert (record["chapter"], record["scale"], record["arm"], record["seed"]) == (stem, scale, arm, seed)
     exp = experiments.get(stem)
-    assert arm in [a.name for a in exp.arms], f"{path}: {arm!r} is no longer an arm of {stem}; delete the file"
+    assert arm in [a.name for a in exp.arms_for(scale)], (
+        f"{path}: {arm!r} is no longer an arm of {stem} at {scale}; delete the file")
     assert seed in exp.seeds_for(scale), f"{path}: seed {seed} is not a {scale} seed of {stem}; delete the file"
     config = exp.run_config(arm, seed, scale)
     assert record["config_hash"] == config.hash, (
@@ -77,7 +78,7 @@ def test_results_are_complete(stem):
     exp = experiments.get(stem)
     scales = {NAME_RE.match(p.name).group(1) for p in FILES if p.parent.name == stem and NAME_RE.match(p.name)}
     for scale in scales:
-        want = {f"{scale}-{a.name}-seed{s}.json" for a in exp.arms for s in exp.seeds_for(scale)}
+        want = {f"{scale}-{a.name}-seed{s}.json" for a in exp.arms_for(scale) for s in exp.seeds_for(scale)}
         have = {p.name for p in (RESULTS / stem).glob(f"{scale}-*.json")}
         assert want - have == set(), f"{stem}: missing {sorted(want - have)}; run {_rerun(stem, scale)}"
 

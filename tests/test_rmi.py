@@ -61,10 +61,12 @@ class TestDownsample:
 
     @pytest.mark.parametrize("pool", ["avg", "max", "interp"])
     @pytest.mark.parametrize("size,stride,padding", [(1, 1, 0), (2, 2, 0), (3, 3, 1), (4, 4, 2), (4, 4, 0), (3, 2, 1)])
-    def test_pooled_one_hot_shortcut_equals_pooling_the_one_hot(self, pool, size, stride, padding):
+    @pytest.mark.parametrize("void", [True, False])
+    def test_pooled_one_hot_shortcut_equals_pooling_the_one_hot(self, pool, size, stride, padding, void):
         labels = torch.randint(0, 4, (2, 13, 11), generator=_gen(2))
-        labels[0, :3, :5] = 255
-        valid = labels != 255
+        if void:
+            labels[0, :3, :5] = 255
+        valid = labels != 255 if void else None
         full = rmi_mod._onehot(labels, 4, valid, f64)
         ref = downsample(full, pool, size, stride, padding, kind="labels")
         fast = rmi_mod._pooled_onehot(labels, 4, valid, pool, size, stride, padding, f64)
@@ -345,3 +347,249 @@ def test_moved_names_say_where_they_went():
         rmi_mod.affinity_loss
     with pytest.raises(AttributeError, match="has no attribute 'nothing'"):
         rmi_mod.nothing
+
+
+# --------------------------------------------------------------------------------------------------
+# The contract in the docstrings, case by case (written against the mutation run's survivors:
+# every value below comes from a closed form, the paper's equations or torch's own functions).
+
+def _bce_per_pixel(logits, labels, valid):
+    """Binary CE of sigmoid(logits) against the one-hot labels, summed over classes, 0 at void."""
+    y = F.one_hot(torch.where(valid, labels, 0), logits.shape[1]).permute(0, 3, 1, 2).to(logits.dtype)
+    return F.binary_cross_entropy_with_logits(logits, y, reduction="none").sum(1) * valid
+
+
+class TestDownsampleContract:
+    def test_bad_sizes_name_the_argument(self):
+        x = torch.rand(1, 1, 8, 8)
+        with pytest.raises(ValueError, match=r"`size`: expected an integer in \[1, inf\], got 0"):
+            downsample(x, "avg", 0)
+        with pytest.raises(ValueError, match=r"`stride`: expected an integer in \[1, inf\], got 0"):
+            downsample(x, "avg", 2, stride=0)
+        with pytest.raises(ValueError, match=r"`padding`: expected an integer in \[0, inf\], got -1"):
+            downsample(x, "avg", 2, padding=-1)
+        with pytest.raises(ValueError, match=r"`padding`: expected at most size // 2 = 2, got 3"):
+            downsample(x, "avg", 4, padding=3)
+        with pytest.raises(ValueError, match=r"`padding`: expected at most size // 2 = 1, got 2"):
+            downsample(x, "avg", 3, padding=2)
+        with pytest.raises(ValueError, match="`kind`: expected one of"):
+            downsample(x, "interp", 2, kind="mask")
+        with pytest.raises(TypeError, match="`x`: expected a floating-point tensor"):
+            downsample(torch.ones(1, 1, 8, 8, dtype=torch.long), "avg", 2)
+
+    def test_padding_of_half_the_size_is_allowed(self):
+        # (8 + 2*2 - 4) // 4 + 1 = 3 cells per side; the corner cell holds 2x2 pixels of 16
+        out = downsample(torch.ones(1, 1, 8, 8), "avg", 4, padding=2)
+        assert out.shape == (1, 1, 3, 3) and float(out[0, 0, 0, 0]) == 0.25
+
+    def test_size_one_with_a_larger_stride_subsamples(self):
+        x = torch.rand(1, 2, 7, 6, generator=_gen(60))
+        assert torch.equal(downsample(x, "avg", 1, stride=2), x[..., ::2, ::2])
+
+    def test_max_pool_is_the_cell_maximum(self):
+        x = torch.rand(2, 3, 8, 4, generator=_gen(61))
+        ref = x.reshape(2, 3, 4, 2, 2, 2).amax((3, 5))
+        assert torch.equal(downsample(x, "max", 2), ref)
+
+    def test_interp_of_a_map_smaller_than_the_stride_keeps_one_row(self):
+        x = torch.rand(1, 1, 3, 8, generator=_gen(62))
+        out = downsample(x, "interp", 4, kind="labels")  # nearest: source index floor(i * in / out)
+        assert out.shape == (1, 1, 1, 2)
+        assert torch.equal(out[0, 0, 0], x[0, 0, 0, [0, 4]])
+
+
+class TestRmiFromCovarianceContract:
+    @pytest.mark.parametrize("cov,got", [(torch.zeros(4), r"\(4,\)"), (torch.zeros(2, 4), r"\(2, 4\)"),
+                                         (torch.zeros(1, 3, 3), r"\(1, 3, 3\)"), ([[1.0, 0.0], [0.0, 1.0]], "list")])
+    def test_bad_shapes(self, cov, got):
+        with pytest.raises(ValueError, match=rf"`cov`: expected shape \(\.\.\., 2d, 2d\), got {got}"):
+            rmi_from_covariance(cov)
+
+    def test_bad_values(self):
+        with pytest.raises(TypeError, match="`cov`: expected a floating-point tensor"):
+            rmi_from_covariance(torch.eye(2, dtype=torch.long))
+        with pytest.raises(ValueError, match="`cov`: expected finite values"):
+            rmi_from_covariance(torch.tensor([[1.0, float("nan")], [0.0, 1.0]]))
+        for xi in (-1e-9, float("nan"), float("inf"), "1e-6", None):
+            with pytest.raises(ValueError, match=r"`xi`: expected a finite number >= 0, got"):
+                rmi_from_covariance(torch.eye(2), xi=xi)
+
+    def test_d_one_closed_form_with_xi_on_both_blocks(self):
+        # d = 1: Cholesky of [[a + xi, b], [b, c + xi]] has L_11 = sqrt(a + xi), L_22^2 = c + xi - b^2 / (a + xi),
+        # so l = 1/2 ln(c + xi - b^2 / (a + xi)): xi regularises Sigma_P and M alike (module docstring).
+        abc = [(1.0, 0.8, 1.0), (2.0, -0.5, 0.7), (0.3, 0.1, 4.0)]
+        cov = torch.tensor([[[a, b], [b, c]] for a, b, c in abc], dtype=torch.float32)
+        for xi in (0.0, 1e-6, 0.25, 3):
+            out = rmi_from_covariance(cov, xi=xi)
+            assert out.dtype == f64 and out.shape == (3,)
+            expected = [0.5 * math.log(c + xi - b * b / (a + xi)) for a, b, c in abc]
+            torch.testing.assert_close(out, torch.tensor(expected, dtype=f64), rtol=1e-7, atol=0)
+
+    def test_block_diagonal_joint_covariance_gives_the_mean_log_of_sigma_y(self):
+        # independent P and Y (Sigma_PY = 0): M = Sigma_Y, l = (1/2d) log det(Sigma_Y + xi I)
+        d, xi = 3, 0.1
+        Sy = _random_spd(d, seed=63)
+        J = torch.block_diag(_random_spd(d, seed=64), Sy)
+        expected = 0.5 * torch.logdet(Sy + xi * torch.eye(d, dtype=f64)) / d
+        assert float(rmi_from_covariance(J, xi=xi)) == pytest.approx(float(expected), abs=1e-12)
+
+
+class TestRmiLowerBoundContract:
+    def test_bad_input_names_the_argument(self):
+        p, y = torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8)
+        with pytest.raises(ValueError, match=r"`probs`: expected shape \(N, C, H, W\)"):
+            rmi_lower_bound(p[0], y)
+        bad = y.clone()
+        bad[0, 0, 1, 1] = float("inf")
+        with pytest.raises(ValueError, match="`target`: expected finite values"):
+            rmi_lower_bound(p, bad)
+        with pytest.raises(ValueError, match="`probs`: expected finite values"):
+            rmi_lower_bound(bad, y)
+        with pytest.raises(ValueError, match="`xi`: expected a finite number >= 0, got nan"):
+            rmi_lower_bound(p, y, xi=float("nan"))
+
+    def test_defaults_are_the_papers(self):
+        # R = 3, xi = 1e-6, normalised covariances [RMI, Sec. 4]
+        p = torch.rand(1, 2, 9, 10, dtype=f64, generator=_gen(65))
+        y = (torch.rand(1, 2, 9, 10, generator=_gen(66)) > 0.5).to(f64)
+        torch.testing.assert_close(rmi_lower_bound(p, y), _inline_rmi(p, y, 3, 1e-6, True), rtol=1e-10, atol=1e-12)
+
+
+class TestRmiLossContract:
+    def test_ce_weight_is_checked_and_its_bounds_are_allowed(self):
+        x, y = torch.randn(1, 2, 16, 16, generator=_gen(70)), torch.randint(0, 2, (1, 16, 16), generator=_gen(71))
+        for w in (-0.1, 1.5, "0.5", None):
+            with pytest.raises(ValueError, match=r"`ce_weight`: expected a number in \[0, 1\], got"):
+                rmi_loss(x, y, ce_weight=w)
+            with pytest.raises(ValueError, match=r"`ce_weight`: expected a number in \[0, 1\], got"):
+                RMILoss(ce_weight=w)
+        assert torch.isfinite(rmi_loss(x, y, ce_weight=0)) and torch.isfinite(rmi_loss(x, y, ce_weight=1))
+
+    def test_other_bad_options_name_the_argument(self):
+        x, y = torch.randn(1, 2, 16, 16), torch.zeros(1, 16, 16, dtype=torch.long)
+        with pytest.raises(ValueError, match=r"`radius`: expected an integer in \[1, inf\], got 0"):
+            rmi_loss(x, y, radius=0)
+        with pytest.raises(ValueError, match="`reduction`: expected one of"):
+            rmi_loss(x, y, reduction="max")
+        with pytest.raises(ValueError, match="`logits`: softmax needs at least 2 classes, got C=1"):
+            rmi_loss(x[:, :1], y, activation="softmax")
+        with pytest.raises(TypeError, match="`logits`: expected a floating-point tensor"):
+            rmi_loss(x.long(), y)
+        with pytest.raises(ValueError, match=r"`radius`: expected at most 2 \(the size of the maps after "
+                                             r"down-sampling \(8, 8\) by 4\), got 3"):
+            rmi_loss(torch.randn(1, 2, 8, 8), torch.zeros(1, 8, 8, dtype=torch.long))
+
+    def test_one_class_sigmoid_is_allowed(self):
+        x = torch.randn(1, 1, 16, 16, generator=_gen(72))
+        assert torch.isfinite(rmi_loss(x, torch.zeros(1, 16, 16, dtype=torch.long)))
+
+    def test_ce_alone_needs_no_rmi_window(self):
+        # ce_weight = 1 is "the CE alone": a map too small for the RMI window is no error
+        logits, labels = torch.randn(2, 3, 8, 8, generator=_gen(73)), torch.randint(0, 3, (2, 8, 8), generator=_gen(74))
+        expected = _bce_per_pixel(logits, labels, torch.ones_like(labels, dtype=torch.bool)).mean()
+        torch.testing.assert_close(rmi_loss(logits, labels, ce_weight=1.0), expected, rtol=1e-6, atol=1e-6)
+
+    def test_map_exactly_radius_wide_is_one_region(self):
+        # 12 x 12 pooled by 4 is 3 x 3: one region, every centred region vector is 0, so J = 0 and each
+        # class term is 1/2 ln xi (Eqs. 14-15 with M = 0); two classes sum to ln xi.
+        logits, labels = torch.randn(2, 2, 12, 12, generator=_gen(75)), torch.randint(0, 2, (2, 12, 12), generator=_gen(76))
+        for xi in (1e-6, 5e-4):
+            out = rmi_loss(logits, labels, ce_weight=0.0, xi=xi, reduction="none")
+            torch.testing.assert_close(out, torch.full((2,), math.log(xi)), rtol=1e-6, atol=0)
+
+    @pytest.mark.parametrize("activation", ["sigmoid", "softmax"])
+    def test_ce_reductions_with_void_pixels(self, activation):
+        logits = torch.randn(2, 3, 8, 8, generator=_gen(77), dtype=f64)
+        labels = torch.randint(0, 3, (2, 8, 8), generator=_gen(78))
+        labels[1, :5] = 255  # image 1: 24 valid pixels of 64
+        valid = labels != 255
+        if activation == "sigmoid":
+            per = _bce_per_pixel(logits, labels, valid)
+        else:
+            per = F.cross_entropy(logits, torch.where(valid, labels, 0), reduction="none") * valid
+        kw = dict(ce_weight=1.0, activation=activation)
+        torch.testing.assert_close(rmi_loss(logits, labels, reduction="none", **kw),
+                                   per.sum((1, 2)) / valid.sum((1, 2)), rtol=1e-12, atol=0)
+        torch.testing.assert_close(rmi_loss(logits, labels, reduction="sum", **kw), per.sum(), rtol=1e-12, atol=0)
+        torch.testing.assert_close(rmi_loss(logits, labels, reduction="mean", **kw), per.sum() / valid.sum(),
+                                   rtol=1e-12, atol=0)
+
+    def test_void_pixels_are_agreeing_zeros_in_the_rmi_term(self):
+        # the docstring's convention: a void pixel has an all-zero label and a zero probability
+        logits = torch.randn(2, 2, 12, 10, generator=_gen(79), dtype=f64)
+        labels = torch.randint(0, 2, (2, 12, 10), generator=_gen(80))
+        labels[0, 2:7, 3:6] = 255
+        valid = (labels != 255)[:, None].to(f64)
+        p = torch.sigmoid(logits) * valid
+        y = _onehot(torch.where(labels == 255, 0, labels), 2) * valid
+        p2, y2 = F.avg_pool2d(p, 2), F.avg_pool2d(y, 2)
+        expected = _inline_rmi(p2, y2, 2, 1e-4).sum(1)
+        out = rmi_loss(logits, labels, ce_weight=0.0, radius=2, pool_size=2, xi=1e-4, reduction="none")
+        torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(rmi_loss(logits, labels, ce_weight=0.0, radius=2, pool_size=2, xi=1e-4),
+                                   expected.mean(), rtol=1e-10, atol=1e-12)
+
+    def test_an_all_void_image_counts_zero_and_leaves_the_means(self):
+        logits = torch.randn(2, 2, 16, 16, generator=_gen(81), dtype=f64)
+        labels = torch.randint(0, 2, (2, 16, 16), generator=_gen(82))
+        labels[1] = 255
+        kw = dict(radius=2, pool_size=2)
+        alone = {r: rmi_loss(logits[:1], labels[:1], reduction=r, **kw) for r in ("none", "sum", "mean")}
+        none = rmi_loss(logits, labels, reduction="none", **kw)
+        assert float(none[1]) == 0.0 and float(none[0]) == pytest.approx(float(alone["none"][0]), abs=1e-12)
+        assert float(rmi_loss(logits, labels, reduction="sum", **kw)) == pytest.approx(float(alone["sum"]), abs=1e-12)
+        assert float(rmi_loss(logits, labels, reduction="mean", **kw)) == pytest.approx(float(alone["mean"]), abs=1e-12)
+
+    def test_all_void_batch_gives_exactly_zero_for_every_reduction(self):
+        logits, labels = torch.randn(2, 2, 8, 8, generator=_gen(83)), torch.full((2, 8, 8), 255)
+        for r in ("mean", "sum", "none"):
+            out = rmi_loss(logits, labels, radius=2, pool_size=2, reduction=r)
+            assert out.shape == ((2,) if r == "none" else ()) and bool((out == 0).all())
+
+    def test_ignore_index_is_the_void_label_and_none_means_no_void(self):
+        logits = torch.randn(1, 3, 12, 12, generator=_gen(84))
+        labels = torch.randint(0, 3, (1, 12, 12), generator=_gen(85))
+        ref = rmi_loss(logits, labels, radius=2, pool_size=2)
+        assert torch.equal(rmi_loss(logits, labels, radius=2, pool_size=2, ignore_index=None), ref)
+        void = labels.clone()
+        void[0, :4] = 255
+        other = void.clone()
+        other[0, :4] = 7
+        torch.testing.assert_close(rmi_loss(logits, other, radius=2, pool_size=2, ignore_index=7),
+                                   rmi_loss(logits, void, radius=2, pool_size=2), rtol=0, atol=0)
+        with pytest.raises(ValueError, match="`labels`: expected labels in"):
+            rmi_loss(logits, void, radius=2, pool_size=2, ignore_index=None)
+
+    def test_module_defaults_are_the_papers(self):
+        m = RMILoss()
+        assert (m.radius, m.pool, m.pool_size, m.pool_stride, m.pool_padding, m.xi, m.normalize, m.ce_weight,
+                m.activation, m.ignore_index, m.reduction) == (3, "avg", 4, None, 0, 1e-6, True, 0.5, "sigmoid",
+                                                              255, "mean")
+        assert ("radius=3, pool='avg', pool_size=4, xi=1e-06, normalize=True, ce_weight=0.5, "
+                "activation='sigmoid'") in repr(m)
+        logits, labels = torch.randn(2, 2, 16, 16, generator=_gen(86)), torch.randint(0, 2, (2, 16, 16), generator=_gen(87))
+        labels[0, :3] = 255
+        assert torch.equal(m(logits, labels), rmi_loss(logits, labels))
+
+    def test_module_passes_every_option(self):
+        logits, labels = torch.randn(2, 2, 18, 18, generator=_gen(88)), torch.randint(0, 2, (2, 18, 18), generator=_gen(89))
+        labels[1, :4] = 9
+        kw = dict(radius=2, pool="avg", pool_size=3, pool_stride=2, pool_padding=1, xi=1e-3, normalize=False,
+                  ce_weight=0.25, activation="softmax", ignore_index=9, reduction="none")
+        ref = rmi_loss(logits, labels, **kw)
+        assert torch.equal(RMILoss(**kw)(logits, labels), ref)
+        for name, other in [("pool_stride", 3), ("pool_padding", 0), ("normalize", True), ("xi", 1e-2)]:
+            assert not torch.equal(RMILoss(**{**kw, name: other})(logits, labels), ref), name
+
+    def test_module_rejects_bad_options(self):
+        for kw, name in [({"radius": 0}, "radius"), ({"activation": "tanh"}, "activation"),
+                         ({"reduction": "max"}, "reduction"), ({"xi": -1.0}, "xi"), ({"xi": float("inf")}, "xi")]:
+            with pytest.raises(ValueError, match=f"`{name}`"):
+                RMILoss(**kw)
+
+    def test_official_settings_and_overrides(self):
+        off = RMILoss.official()
+        assert (off.pool_stride, off.ce_weight, off.activation, off.ignore_index, off.reduction) == \
+            (None, 0.5, "sigmoid", 255, "mean")
+        mine = RMILoss.official(radius=2, xi=1e-3)
+        assert (mine.radius, mine.xi, mine.pool_size, mine.pool_padding, mine.normalize) == (2, 1e-3, 4, 2, False)

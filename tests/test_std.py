@@ -459,3 +459,353 @@ class TestStarSTDLayer:
             o, iterations=4, lam=0.8, epsilon=0.5, kernel=S.gaussian_kernel(3, 1.0, dtype=f64), center=c,
             star_class=0))
         assert torch.autograd.gradcheck(lambda o: head(o, c), (o,), fast_mode=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# The documented contract, case by case (written against the mutation run's survivors; each value
+# comes from the paper's update written inline, a closed form, or the docstring's stated default).
+
+def _step(o, u, k, lam, eps):
+    """One STD step written from [STD, Eq. 7] with a per-class kernel ``k`` ``(C, K, K)`` or one ``(K, K)``."""
+    if k.ndim == 2:
+        k = k[None].expand(o.shape[1], *k.shape)
+    p = lam * F.conv2d(1 - 2 * u, k[:, None], padding=k.shape[-1] // 2, groups=o.shape[1])
+    return o - p
+
+
+class TestDynamicsContract:
+    def test_per_class_kernels_follow_eq_7_class_by_class(self):
+        o = torch.randn(2, 3, 9, 8, generator=_gen(40), dtype=f64)
+        k = S.gaussian_kernel(5, torch.tensor([0.6, 1.0, 1.7], dtype=f64))
+        u0 = torch.softmax(o / 0.4, 1)
+        u1 = torch.softmax(_step(o, u0, k, 0.9, 0.4) / 0.4, 1)
+        u2 = torch.softmax(_step(o, u1, k, 0.9, 0.4) / 0.4, 1)
+        torch.testing.assert_close(S.soft_threshold_dynamics(o, iterations=2, lam=0.9, epsilon=0.4, kernel=k), u2,
+                                   rtol=0, atol=1e-12)
+
+    def test_default_kernel_is_gaussian_7_sigma_1(self):
+        o = torch.randn(1, 2, 10, 10, generator=_gen(41), dtype=f64)
+        k = S.gaussian_kernel(7, 1.0, dtype=f64)
+        torch.testing.assert_close(S.soft_threshold_dynamics(o, iterations=2, lam=1.3, epsilon=0.5),
+                                   S.soft_threshold_dynamics(o, iterations=2, lam=1.3, epsilon=0.5, kernel=k))
+        u = torch.softmax(o, 1)
+        torch.testing.assert_close(S.std_energy(u, o, lam=1.3, epsilon=0.5), S.std_energy(u, o, lam=1.3, epsilon=0.5, kernel=k))
+
+    def test_documented_defaults_are_the_papers(self):
+        # T = 10, lam = 1, eps = 0.1 [STD, Sec. 3.6, Tables 1-2]
+        assert (S.PAPER_ITERATIONS, S.PAPER_LAM, S.PAPER_EPSILON, S.PAPER_STAR_ITERATIONS) == (10, 1.0, 0.1, 50)
+        o = torch.randn(1, 2, 8, 8, generator=_gen(42), dtype=f64)
+        k = S.gaussian_kernel(7, 1.0, dtype=f64)
+        u = torch.softmax(o / 0.1, 1)
+        for _ in range(10):
+            u = torch.softmax(_step(o, u, k, 1.0, 0.1) / 0.1, 1)
+        torch.testing.assert_close(S.soft_threshold_dynamics(o), u, rtol=0, atol=1e-10)
+        v = torch.softmax(o, 1)
+        torch.testing.assert_close(S.std_energy(v, o), S.std_energy(v, o, lam=1.0, epsilon=0.1, kernel=k))
+
+    def test_energy_is_eq_7_term_by_term_with_0_log_0_as_0(self):
+        o = torch.randn(2, 3, 6, 5, generator=_gen(43), dtype=f64)
+        u = torch.softmax(3 * torch.randn(2, 3, 6, 5, generator=_gen(44), dtype=f64), 1)
+        u[0, :, 0, 0] = torch.tensor([1.0, 0.0, 0.0], dtype=f64)  # exact zeros: 0 ln 0 = 0
+        k = S.gaussian_kernel(3, 0.8, dtype=f64)
+        lam, eps = 0.7, 0.3
+        ulogu = torch.where(u > 0, u * u.clamp_min(1e-300).log(), torch.zeros_like(u))
+        length = (u * _conv(1 - u, k)).sum((1, 2, 3))
+        expected = -(o * u).sum((1, 2, 3)) + eps * ulogu.sum((1, 2, 3)) + lam * length
+        torch.testing.assert_close(S.std_energy(u, o, lam=lam, epsilon=eps, kernel=k), expected, rtol=1e-12, atol=1e-12)
+
+    def test_energy_bad_input(self):
+        u = torch.full((1, 2, 4, 4), 0.5)
+        with pytest.raises(ValueError, match=r"`lam`: expected a finite number in \[0, inf\)"):
+            S.std_energy(u, u, lam=-0.1)
+        with pytest.raises(ValueError, match=r"`epsilon`: expected a finite number in \(0, inf\)"):
+            S.std_energy(u, u, epsilon=0)
+        with pytest.raises(ValueError, match="`logits`: expected W=4"):
+            S.std_energy(u, u[..., :3])
+
+    def test_energies_are_those_of_the_iterates(self):
+        o = torch.randn(2, 2, 8, 8, generator=_gen(45), dtype=f64)
+        k = S.gaussian_kernel(5, 1.0, dtype=f64)
+        out, E = S.soft_threshold_dynamics(o, iterations=3, lam=0.8, epsilon=0.5, kernel=k, return_energies=True)
+        u, expected = torch.softmax(o / 0.5, 1), []
+        for _ in range(4):
+            expected.append(S.std_energy(u, o, lam=0.8, epsilon=0.5, kernel=k))
+            u = torch.softmax(_step(o, u, k, 0.8, 0.5) / 0.5, 1)
+        torch.testing.assert_close(E, torch.stack(expected), rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(out, S.soft_threshold_dynamics(o, iterations=3, lam=0.8, epsilon=0.5, kernel=k))
+
+    def test_logits_output_are_the_final_scores(self):
+        # "final scores whose softmax is u": z / eps with z = o - p (no constraint)
+        o = torch.randn(1, 3, 8, 8, generator=_gen(46), dtype=f64)
+        k = S.gaussian_kernel(3, 1.0, dtype=f64)
+        torch.testing.assert_close(S.soft_threshold_dynamics(o, iterations=0, epsilon=0.25, output="logits"), o / 0.25)
+        u0 = torch.softmax(o / 0.25, 1)
+        z = _step(o, u0, k, 0.6, 0.25)
+        torch.testing.assert_close(S.soft_threshold_dynamics(o, iterations=1, lam=0.6, epsilon=0.25, kernel=k,
+                                                             output="logits"), z / 0.25, rtol=0, atol=1e-10)
+        torch.testing.assert_close(S.soft_threshold_dynamics(o, iterations=1, lam=0.6, epsilon=0.25, kernel=k,
+                                                             output="log_probs"), torch.log_softmax(z / 0.25, 1))
+
+    def test_init_is_the_starting_point(self):
+        o = torch.randn(1, 2, 8, 8, generator=_gen(47), dtype=f64)
+        k = S.gaussian_kernel(3, 1.0, dtype=f64)
+        init = torch.zeros(1, 2, 8, 8, dtype=f64)
+        init[:, 0, :4], init[:, 1, 4:] = 1, 1  # a binary shape (the MBO limit's start)
+        assert torch.equal(S.soft_threshold_dynamics(o, iterations=0, init=init), init)
+        u1 = torch.softmax(_step(o, init, k, 1.1, 0.3) / 0.3, 1)
+        torch.testing.assert_close(S.soft_threshold_dynamics(o, iterations=1, lam=1.1, epsilon=0.3, kernel=k, init=init),
+                                   u1, rtol=0, atol=1e-12)
+        # float32 init with float64 logits: u comes back in the logits' dtype
+        assert S.soft_threshold_dynamics(o, iterations=0, init=init.float()).dtype == f64
+
+    def test_bad_init(self):
+        o = torch.randn(1, 2, 4, 4)
+        ok = torch.full((1, 2, 4, 4), 0.5)
+        with pytest.raises(ValueError, match="`init`: expected H=4"):
+            S.soft_threshold_dynamics(o, init=ok[:, :, :3])
+        with pytest.raises(ValueError, match="`init`: expected finite"):
+            S.soft_threshold_dynamics(o, init=torch.full_like(ok, float("nan")))
+        with pytest.raises(ValueError, match="`init`"):
+            S.soft_threshold_dynamics(o, init=torch.stack([ok[:, 0] + 0.7, ok[:, 1] - 0.7], 1))  # -0.2: outside [0, 1]
+        with pytest.raises(ValueError, match="`init`: expected points of the simplex"):
+            S.soft_threshold_dynamics(o, init=torch.full_like(ok, 0.4))
+        # within the documented tolerances (1e-5 above 1, 1e-4 off the simplex) it is accepted
+        S.soft_threshold_dynamics(o, iterations=0, init=torch.stack([ok[:, 0] + 0.5 + 5e-6, ok[:, 1] - 0.5], 1)
+                                  .clamp_min(0))
+
+    def test_other_bad_options(self):
+        o = torch.randn(1, 2, 4, 4)
+        with pytest.raises(TypeError, match="`logits`: expected a floating-point tensor"):
+            S.soft_threshold_dynamics(o.long())
+        with pytest.raises(ValueError, match=r"`sinkhorn_iterations`: expected an integer in \[1, inf\]"):
+            S.soft_threshold_dynamics(o, sinkhorn_iterations=0)
+        with pytest.raises(ValueError, match=r"`volume_tol`: expected a finite number in \(0, inf\)"):
+            S.soft_threshold_dynamics(o, volume_tol=0.0)
+        with pytest.raises(ValueError, match=r"`tau`: expected a finite number in \(0, inf\)"):
+            S.soft_threshold_dynamics(o, tau=-1.0)  # checked even without a centre
+        with pytest.raises(ValueError, match=r"`tau`: expected a finite number in \(0, inf\)"):
+            S.soft_threshold_dynamics(o, tau=0.0, center=torch.tensor([1.0, 1.0]))
+        with pytest.raises(TypeError, match="`star_class`: expected an integer"):
+            S.soft_threshold_dynamics(o, center=torch.tensor([1.0, 1.0]), star_class=1.0)
+        with pytest.raises(ValueError, match=r"`star_class`: expected a class index in \[0, 2\) \(as in `logits`\), got -1"):
+            S.soft_threshold_dynamics(o, center=torch.tensor([1.0, 1.0]), star_class=-1)
+
+    @pytest.mark.parametrize("star_class,tau", [(1, None), (0, 0.2)])
+    def test_one_star_step_is_alg_3(self, star_class, tau):
+        o = torch.randn(1, 2, 7, 6, generator=_gen(48), dtype=f64)
+        k = S.gaussian_kernel(3, 1.0, dtype=f64)
+        c = torch.tensor([[3.0, 2.5]], dtype=f64)
+        eps, lam = 0.5, 0.8
+        t = eps if tau is None else tau  # tau defaults to epsilon
+        s = S.star_directions(c, 7, 6, dtype=f64)
+        u0 = torch.softmax(o / eps, 1)
+        eta = (-t * (s * S.grad2d(u0[:, star_class:star_class + 1])).sum(1, keepdim=True)).clamp_min(0)
+        z = _step(o, u0, k, lam, eps)
+        z[:, star_class] -= S.div2d(eta * s)[:, 0]
+        out = S.soft_threshold_dynamics(o, iterations=1, lam=lam, epsilon=eps, kernel=k, center=c,
+                                        star_class=star_class, tau=tau, output="logits")
+        torch.testing.assert_close(out, z / eps, rtol=0, atol=1e-10)
+
+    def test_two_sinkhorn_steps_follow_eq_10(self):
+        o = torch.randn(1, 3, 6, 6, generator=_gen(49), dtype=f64)
+        k = S.gaussian_kernel(3, 1.0, dtype=f64)
+        V = torch.tensor([[20.0, 10.0, 6.0]], dtype=f64)
+        eps, lam = 0.5, 0.7
+        z = _step(o, torch.softmax(o / eps, 1), k, lam, eps)
+        q = torch.zeros(1, 3, 1, 1, dtype=f64)
+        for _ in range(2):
+            vol = torch.softmax((z + q) / eps, 1).sum((2, 3), keepdim=True)
+            q = q + eps * (V.log()[:, :, None, None] - vol.log())
+        u1 = torch.softmax((z + q) / eps, 1)
+        torch.testing.assert_close(S.soft_threshold_dynamics(o, iterations=1, lam=lam, epsilon=eps, kernel=k, volumes=V,
+                                                             sinkhorn_iterations=2), u1, rtol=0, atol=1e-10)
+
+    def test_adaptive_sinkhorn_stops_at_the_tolerance(self):
+        # sinkhorn_iterations=None stops as soon as every soft volume is within volume_tol: a loose
+        # tolerance leaves a visible miss, a tight one meets the volumes; no warning either way
+        o = 3 * torch.randn(1, 2, 16, 16, generator=_gen(50), dtype=f64)
+        V = torch.tensor([[236.0, 20.0]], dtype=f64)
+        kw = dict(iterations=1, lam=0.5, epsilon=0.5, volumes=V, sinkhorn_iterations=None)
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            loose = float((S.soft_threshold_dynamics(o, volume_tol=8.0, **kw).sum((2, 3)) - V).abs().max())
+            tight = float((S.soft_threshold_dynamics(o, volume_tol=1e-6, **kw).sum((2, 3)) - V).abs().max())
+            # a fixed number of steps that misses the volumes is no warning: only the adaptive cap warns
+            S.soft_threshold_dynamics(o, iterations=1, epsilon=0.5, volumes=V, sinkhorn_iterations=1)
+        assert tight <= 1e-6 < 0.5 < loose <= 8.0
+
+    def test_volume_errors_name_image_and_class(self):
+        o = torch.randn(2, 3, 4, 4)
+        V = torch.tensor([[6.0, 5.0, 5.0], [-1.0, 9.0, 8.0]])
+        with pytest.raises(ValueError, match=r"got -1 for class 0 of image 1"):
+            S.soft_threshold_dynamics(o, volumes=V)
+        with pytest.raises(ValueError, match=r"sum to H\*W = 16 pixels .*got 17 for image 1"):
+            S.soft_threshold_dynamics(o, volumes=torch.tensor([[6.0, 5.0, 5.0], [6.0, 6.0, 5.0]]))
+        with pytest.raises(TypeError, match="`volumes`: expected a floating-point tensor"):
+            S.soft_threshold_dynamics(o, volumes=torch.tensor([[6, 5, 5], [6, 5, 5]]))
+        with pytest.raises(ValueError, match="`volumes`: expected finite"):
+            S.soft_threshold_dynamics(o, volumes=torch.tensor([[6.0, 5.0, 5.0], [6.0, float("nan"), 5.0]]))
+        # shares of ignored pixels are not integers; their float32 rounding is accepted
+        S.soft_threshold_dynamics(o, iterations=1, volumes=torch.tensor([[16 / 3, 16 / 3, 16 / 3]] * 2))
+
+    def test_star_directions_batch_fractional_centre_and_dtype(self):
+        c = torch.tensor([[0.0, 0.0], [1.5, 2.0]])
+        s = S.star_directions(c, 3, 4)
+        assert s.shape == (2, 2, 3, 4) and s.dtype == torch.float32
+        torch.testing.assert_close(s[0, :, 2, 3], torch.tensor([-2.0, -3.0]) / math.sqrt(13))
+        torch.testing.assert_close(s[1, :, 0, 0], torch.tensor([1.5, 2.0]) / 2.5)
+        assert bool((s[0, :, 0, 0] == 0).all())
+        one = S.star_directions(torch.tensor([1.5, 2.0]), 3, 4, dtype=f64)
+        assert one.shape == (1, 2, 3, 4) and one.dtype == f64
+        with pytest.raises(ValueError, match=r"`height`: expected an integer in \[1, inf\]"):
+            S.star_directions(c, 0, 4)
+        with pytest.raises(ValueError, match=r"`width`: expected an integer in \[1, inf\]"):
+            S.star_directions(c, 3, 0)
+
+    def test_volumes_from_labels_edge_cases(self):
+        lab = torch.tensor([[[0, 1], [1, 1]], [[255, 255], [255, 255]]])
+        with pytest.raises(ValueError, match="`labels`: image 1 has no valid pixel"):
+            S.volumes_from_labels(lab, 2)
+        out = S.volumes_from_labels(lab[:1], 3, ignore_index=None)
+        assert out.dtype == torch.float32 and torch.equal(out, torch.tensor([[1.0, 3.0, 0.0]]))
+        with pytest.raises(ValueError, match=r"`num_classes`: expected an integer in \[1, inf\]"):
+            S.volumes_from_labels(lab[:1], 0)
+        with pytest.raises(ValueError, match="`labels`: expected labels in"):
+            S.volumes_from_labels(lab, 2, ignore_index=None)
+
+
+class TestLayersContract:
+    def test_bad_construction_names_the_argument(self):
+        for kw, name in [({"iterations": -1}, "iterations"), ({"lam": -1.0}, "lam"), ({"epsilon": 0.0}, "epsilon"),
+                         ({"sigma": 0.0}, "sigma"), ({"kernel_size": 0}, "kernel_size"), ({"output": "x"}, "output")]:
+            with pytest.raises(ValueError, match=f"`{name}`"):
+                S.STD(**kw)
+        with pytest.raises(ValueError, match=r"`sinkhorn_iterations`: expected an integer in \[1, inf\]"):
+            S.VolumeSTD(sinkhorn_iterations=0)
+        with pytest.raises(ValueError, match=r"`volume_tol`: expected a finite number in \(0, inf\)"):
+            S.VolumeSTD(volume_tol=0.0)
+        with pytest.raises(ValueError, match=r"`star_class`: expected an integer in \[0, inf\]"):
+            S.StarSTD(star_class=-1)
+        with pytest.raises(ValueError, match=r"`tau`: expected a finite number in \(0, inf\)"):
+            S.StarSTD(tau=0.0)
+
+    def test_learnable_values_start_at_the_given_ones(self):
+        head = S.STD(lam=0.5, epsilon=0.25, sigma=1.5, learnable=("lam", "epsilon", "sigma"))
+        torch.testing.assert_close(head.log_lam.detach(), torch.tensor(math.log(0.5)))
+        assert float(head.lam.detach()) == pytest.approx(0.5) and float(head.epsilon.detach()) == pytest.approx(0.25)
+        assert float(head.sigma.detach()) == pytest.approx(1.5)
+        torch.testing.assert_close(head.kernel(), S.gaussian_kernel(7, 1.5))
+        only = S.STD(lam=0.5, learnable=("epsilon",))
+        assert {n for n, _ in only.named_parameters()} == {"log_epsilon"} and float(only.lam) == 0.5
+
+    def test_psd_kernel_and_output_reach_the_dynamics(self):
+        o = torch.randn(1, 2, 9, 9, generator=_gen(51), dtype=f64)
+        head = S.STD(iterations=2, lam=1.0, epsilon=0.5, kernel_size=5, sigma=1.5, psd_kernel=True, output="log_probs")
+        k = S.gaussian_kernel(5, 1.5, psd=True, dtype=f64)
+        assert torch.equal(head.kernel(f64), k)
+        torch.testing.assert_close(head(o), S.soft_threshold_dynamics(o, iterations=2, lam=1.0, epsilon=0.5, kernel=k,
+                                                                      output="log_probs"))
+
+    def test_repr_shows_the_hyperparameters(self):
+        assert repr(S.STD()) == ("STD(iterations=10, lam=1, epsilon=0.1, kernel_size=7, sigma=1, psd_kernel=False, "
+                                 "learnable=(), output='probs')")
+        assert repr(S.VolumeSTD()).endswith(", sinkhorn_iterations=None, volume_tol=0.5)")
+        assert repr(S.StarSTD(tau=0.3)).endswith(", star_class=1, tau=0.3)")
+        assert "iterations=50," in repr(S.StarSTD())
+
+    def test_volume_layer_default_is_adaptive(self):
+        o = 3 * torch.randn(1, 2, 16, 16, generator=_gen(52), dtype=f64)
+        V = torch.tensor([[236.0, 20.0]], dtype=f64)
+        head = S.VolumeSTD(iterations=2, epsilon=0.5, volume_tol=0.01)
+        torch.testing.assert_close(head(o, V), S.soft_threshold_dynamics(
+            o, iterations=2, epsilon=0.5, kernel=S.gaussian_kernel(7, 1.0, dtype=f64), volumes=V,
+            sinkhorn_iterations=None, volume_tol=0.01))
+        assert float((head(o, V).sum((2, 3)) - V).abs().max()) <= 0.01
+
+    def test_star_layer_passes_tau_and_defaults_to_the_foreground(self):
+        o = torch.randn(1, 2, 6, 6, generator=_gen(53), dtype=f64)
+        c = torch.tensor([[2.0, 3.0]])
+        head = S.StarSTD(iterations=3, epsilon=0.5, kernel_size=3, tau=0.2)
+        assert head.star_class == 1
+        ref = S.soft_threshold_dynamics(o, iterations=3, epsilon=0.5, kernel=S.gaussian_kernel(3, 1.0, dtype=f64),
+                                        center=c, star_class=1, tau=0.2)
+        torch.testing.assert_close(head(o, c), ref)
+        assert not torch.allclose(S.StarSTD(iterations=3, epsilon=0.5, kernel_size=3)(o, c), ref)
+
+
+class TestKernelsContract:
+    def test_defaults_are_7_by_7_sigma_1_float32(self):
+        k = S.gaussian_kernel()
+        assert k.shape == (7, 7) and k.dtype == torch.float32
+        torch.testing.assert_close(k, S.gaussian_kernel(7, 1.0, dtype=f64).float())
+        assert (S.DEFAULT_KERNEL_SIZE, S.DEFAULT_SIGMA, S.PAPER_KERNEL_SIZE, S.PAPER_SIGMA) == (7, 1.0, 7, 5.0)
+
+    def test_dtype_follows_a_tensor_sigma(self):
+        assert S.gaussian_kernel(3, torch.tensor(1.0, dtype=f64)).dtype == f64
+        assert S.gaussian_kernel(3, torch.tensor(1)).dtype == torch.float32  # an integer sigma: float32
+        assert S.gaussian_kernel(3, torch.tensor(1.0, dtype=f64), dtype=torch.float32).dtype == torch.float32
+        assert S.gaussian_kernel(3, 1.0, dtype=f64).dtype == f64
+
+    def test_per_class_psd_kernels(self):
+        k = S.gaussian_kernel(5, torch.tensor([1.0, 3.0], dtype=f64), psd=True)
+        assert k.shape == (2, 5, 5)
+        torch.testing.assert_close(k[1], S.gaussian_kernel(5, 3.0, psd=True, dtype=f64))
+
+    def test_size_one_is_the_identity_kernel(self):
+        assert torch.equal(S.gaussian_kernel(1, 2.0), torch.ones(1, 1))
+        assert torch.equal(S.gaussian_kernel(1, 2.0, psd=True), torch.ones(1, 1))
+
+    def test_bad_sigma_and_size(self):
+        with pytest.raises(ValueError, match=r"`sigma`: expected a number, a 0-dim or a \(C,\) tensor, got shape \(2, 2\)"):
+            S.gaussian_kernel(3, torch.ones(2, 2))
+        with pytest.raises(ValueError, match="`sigma`: expected finite values"):
+            S.gaussian_kernel(3, torch.tensor(float("nan")))
+        with pytest.raises(ValueError, match="`sigma`: expected values > 0, got min 0"):
+            S.gaussian_kernel(3, torch.tensor(0.0))
+        with pytest.raises(ValueError, match=r"`size`: expected an integer in \[1, inf\]"):
+            S.gaussian_kernel(0, 1.0)
+
+    def test_bad_kernels_name_the_argument(self):
+        u = torch.full((1, 2, 6, 6), 0.5)
+        with pytest.raises(TypeError, match=r"`kernel`: expected a torch.Tensor of shape \(K, K\) or \(C, K, K\), got list"):
+            S.length_surrogate(u, [[1.0]])
+        with pytest.raises(ValueError, match=r"`kernel`: expected shape \(K, K\) or \(C, K, K\), got \(3,\)"):
+            S.length_surrogate(u, torch.ones(3))
+        with pytest.raises(ValueError, match=r"`kernel`: expected shape \(K, K\) or \(C, K, K\), got \(1, 1, 3, 3\)"):
+            S.length_surrogate(u, torch.ones(1, 1, 3, 3))
+        with pytest.raises(ValueError, match="`kernel`: expected K=3 \\(as in `kernel`\\), got 5"):
+            S.length_surrogate(u, torch.ones(3, 5))  # not square
+        with pytest.raises(TypeError, match="`kernel`: expected a floating-point tensor"):
+            S.length_surrogate(u, torch.ones(3, 3, dtype=torch.long))
+        with pytest.raises(ValueError, match="`kernel`: expected finite values"):
+            S.length_surrogate(u, torch.full((3, 3), float("inf")))
+        with pytest.raises(ValueError, match="`kernel`: expected C=1 or C=2 \\(as in `logits`\\), got 3"):
+            S.length_surrogate(u, S.gaussian_kernel(3, torch.ones(3)))
+        # one kernel for all classes, given as (1, K, K), is accepted
+        torch.testing.assert_close(S.length_surrogate(u, S.gaussian_kernel(3, 1.0)[None]),
+                                   S.length_surrogate(u, S.gaussian_kernel(3, 1.0)))
+
+    def test_symmetry_is_checked_relative_to_the_kernel_scale(self):
+        u = torch.full((1, 2, 6, 6), 0.5, dtype=f64)
+        k = S.gaussian_kernel(3, 1.0, dtype=f64) * 1e-12  # tiny but symmetric: accepted
+        S.length_surrogate(u, k)
+        bad = k.clone()
+        bad[0, 1] *= 1.01  # 1 % asymmetry of a tiny kernel is still asymmetry
+        with pytest.raises(ValueError, match="point-symmetric"):
+            S.length_surrogate(u, bad)
+        ok = S.gaussian_kernel(3, 1.0, dtype=f64)
+        ok[0, 1] += 1e-9  # below the 1e-6 relative tolerance (rounding of a symmetric kernel)
+        S.length_surrogate(u, ok)
+
+    def test_spectrum_size_and_psd_tolerance(self):
+        k = S.gaussian_kernel(S.PAPER_KERNEL_SIZE, S.PAPER_SIGMA, dtype=f64)
+        assert S.kernel_spectrum(k).shape == (128, 128) and S.kernel_spectrum(k, 16).shape == (16, 16)
+        assert float(S.kernel_spectrum(k)[0, 0]) == pytest.approx(1.0, abs=1e-12)  # omega = 0: the sum
+        # the paper kernel's spectrum dips to -0.197: PSD within a tolerance of 0.2, not of 0.19
+        assert S.is_psd(k, tol=0.2) and not S.is_psd(k, tol=0.19)
+        with pytest.raises(ValueError, match=r"`n`: expected an integer in \[1, inf\]"):
+            S.kernel_spectrum(k, 0)
+        # PSD in exact arithmetic, rounding to about -2e-8 in float32: the default tolerance (64 eps) accepts it
+        k32 = S.gaussian_kernel(7, 5.0, psd=True)
+        assert S.is_psd(k32) and not S.is_psd(k32, tol=0.0)

@@ -431,6 +431,17 @@ class TestPlotHistory:
         assert len(plot_history(h, [("train_loss", "val_loss")]).axes[0].lines) == 2
         assert [ax.get_title() for ax in plot_history(h).axes] == ["train_loss", "val_loss"]
 
+    def test_ncols_wraps_panels_into_rows_of_the_given_width(self):
+        h = {k: [1.0, 0.5, 0.25] for k in "abcde"}
+        fig = plot_history(h, list("abcde"), ncols=3, size=(2.0, 1.5))
+        assert [ax.get_title() for ax in fig.axes] == list("abcde")  # the empty sixth axes is gone
+        assert tuple(fig.get_size_inches()) == (6.0, 3.0)  # 3 panels wide, 2 rows
+        rows = sorted({round(ax.get_position().y0, 3) for ax in fig.axes})
+        assert len(rows) == 2
+        assert tuple(plot_history(h, ["a", "b"], ncols=5, size=(2.0, 1.5)).get_size_inches()) == (4.0, 1.5)
+        with pytest.raises(ValueError, match="`ncols`"):
+            plot_history(h, ["a"], ncols=0)
+
     def test_unknown_key(self):
         with pytest.raises(ValueError, match=r"`keys`: expected one of \('loss',\), got 'acc'"):
             plot_history({"loss": [1.0, 0.5]}, "acc")

@@ -8,6 +8,15 @@ is a behaviour no test pins down. The run happens in a temporary copy of the rep
 working tree is never touched; the score printed at the end is killed / (killed + survived)
 (mutants no test covers count as survived; timeouts count as killed).
 
+Equivalent mutants (no observable change, e.g. a different tolerance constant whose effect is below
+float rounding) are listed in ``tools/mutation_equivalent.toml``, each with the module, the
+function, the line before and after the change, and a one-line reason. They are matched by that
+content, not by mutmut's mutant number (which moves when the function changes); the score is
+printed both raw and excluding them. A listed mutant that the tests kill is reported as
+``NOT EQUIVALENT`` and a listing that matches no mutant as ``stale``: both mean the list needs fixing.
+
+``--report FILE`` writes every mutant (key, status, diff) as JSON; the survivors' diffs are printed.
+
 An editable install of pixelbook (``pip install -e .``) puts a finder on ``sys.meta_path`` that
 would import the original package instead of mutmut's copy: it is removed before mutmut starts.
 """
@@ -21,12 +30,83 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # mutmut 3 exit codes of a mutant's test run
 KILLED, SURVIVED, NO_TESTS, TIMEOUT = {1, 3}, {0}, {33}, {36, -24, 24}
+EQUIVALENT_FILE = ROOT / "tools" / "mutation_equivalent.toml"
+
+# run by mutmut's Python in the temporary copy after the run: every mutant's exit code and diff
+_DIFFS = """
+import json, sys
+from pathlib import Path
+from mutmut.mutation.diff_apply import get_diff_for_mutant
+out = {}
+for meta in sorted(Path("mutants").rglob("*.py.meta")):
+    src = meta.with_name(meta.name[:-len(".meta")])
+    for key, code in json.loads(meta.read_text()).get("exit_code_by_key", {}).items():
+        try:
+            diff = get_diff_for_mutant(key, path=src)
+        except Exception as e:  # a diff is a convenience; the exit code is what counts
+            diff = f"(no diff: {e!r})"
+        out[key] = {"code": code, "diff": diff}
+json.dump(out, sys.stdout)
+"""
+
+
+def function_of(key: str) -> str:
+    """``pixelbook.rmi.x_rmi_loss__mutmut_3`` -> ``rmi_loss``; ``...xǁRMILossǁforward__mutmut_1`` ->
+    ``RMILoss.forward``."""
+    name = key.rsplit("__mutmut_", 1)[0].rsplit(".", 1)[-1]
+    if name.startswith("x\u01c1"):
+        return ".".join(name[2:].split("\u01c1"))
+    return name[2:] if name.startswith("x_") else name
+
+
+def changed_lines(diff: str) -> tuple[str, str]:
+    """The removed and the added lines of a unified diff, each stripped, joined by newlines."""
+    lines = diff.splitlines()
+    old = [l[1:].strip() for l in lines if l.startswith("-") and not l.startswith("---")]
+    new = [l[1:].strip() for l in lines if l.startswith("+") and not l.startswith("+++")]
+    return "\n".join(old), "\n".join(new)
+
+
+def load_equivalent_all(path: Path = EQUIVALENT_FILE) -> list[dict]:
+    """Every listed equivalent mutant (module, function, old, new, reason)."""
+    if not path.exists():
+        return []
+    entries = tomllib.loads(path.read_text()).get("equivalent", [])
+    for e in entries:
+        missing = {"module", "function", "old", "new", "reason"} - set(e)
+        if missing:
+            raise ValueError(f"{path.name}: entry {e} lacks {sorted(missing)}")
+    return entries
+
+
+def load_equivalent(module: str, path: Path = EQUIVALENT_FILE) -> list[dict]:
+    """The listed equivalent mutants of ``module``."""
+    return [e for e in load_equivalent_all(path) if e["module"] == module]
+
+
+def classify(mutants: dict[str, dict], equivalent: list[dict]) -> tuple[set[str], list[str]]:
+    """The keys of the survivors matched by ``equivalent``, and the problems with the list
+    (an entry that matches a killed mutant or none at all)."""
+    matched, problems = set(), []
+    for e in equivalent:
+        want = (e["old"].strip(), e["new"].strip())
+        hits = [k for k, m in mutants.items()
+                if function_of(k) == e["function"] and changed_lines(m["diff"]) == want]
+        if not hits:
+            problems.append(f"stale: {e['function']}: {e['old']!r} -> {e['new']!r} matches no mutant")
+        for k in hits:
+            if mutants[k]["code"] in SURVIVED or mutants[k]["code"] in NO_TESTS:
+                matched.add(k)
+            else:
+                problems.append(f"NOT EQUIVALENT (killed, code {mutants[k]['code']}): {k}")
+    return matched, problems
 
 
 def _beside(module: Path, files: list[Path]) -> list[str]:
@@ -54,7 +134,11 @@ def main() -> int:
     ap.add_argument("module", help="the module to mutate, e.g. pixelbook/cas.py")
     ap.add_argument("tests", nargs="+", help="its test files")
     ap.add_argument("--max-children", type=int, default=2)
+    ap.add_argument("--keep", action="store_true", help="keep the temporary copy (its path is printed)")
+    ap.add_argument("--report", type=Path, help="write every mutant (key, exit code, diff) here as JSON")
     args = ap.parse_args()
+    if args.report:
+        args.report = args.report.resolve()
     work = Path(tempfile.mkdtemp(prefix="pixelbook-mutation-"))
     try:
         files = subprocess.run(["git", "ls-files"], cwd=ROOT, check=True, capture_output=True,
@@ -76,20 +160,38 @@ def main() -> int:
                   "cli()\n")
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         subprocess.run([sys.executable, "-c", runner], cwd=work, env=env)
-        codes = Counter()
-        for meta in (work / "mutants").rglob("*.meta"):
-            for code in json.loads(meta.read_text()).get("exit_code_by_key", {}).values():
-                codes[code] += 1
+        res = subprocess.run([sys.executable, "-c", _DIFFS], cwd=work, env=env, capture_output=True, text=True)
+        if res.returncode:
+            print(res.stderr, file=sys.stderr)
+            mutants = {k: {"code": c, "diff": "(no diff)"} for meta in (work / "mutants").rglob("*.meta")
+                       for k, c in json.loads(meta.read_text()).get("exit_code_by_key", {}).items()}
+        else:
+            mutants = json.loads(res.stdout)
+        codes = Counter(m["code"] for m in mutants.values())
         killed = sum(n for c, n in codes.items() if c in KILLED or c in TIMEOUT)
         survived = sum(n for c, n in codes.items() if c in SURVIVED or c in NO_TESTS)
         other = sum(codes.values()) - killed - survived
         total = killed + survived
+        equivalent, problems = classify(mutants, load_equivalent(args.module))
+        for key in sorted(k for k, m in mutants.items() if m["code"] in SURVIVED or m["code"] in NO_TESTS):
+            tag = "equivalent" if key in equivalent else ("no tests" if mutants[key]["code"] in NO_TESTS else "survived")
+            print(f"\n## {key} ({tag})\n{mutants[key]['diff']}")
+        for p in problems:
+            print(f"mutation_equivalent.toml: {p}")
+        if args.report:
+            args.report.write_text(json.dumps(mutants, indent=1, ensure_ascii=False))
         score = killed / total if total else float("nan")
-        print(f"{args.module}: {killed} killed, {survived} survived (incl. {codes.get(33, 0)} without tests), "
-              f"{other} other; score {100 * score:.1f} %")
+        rest = total - len(equivalent)
+        score_eq = killed / rest if rest else float("nan")
+        print(f"{args.module}: {total} mutants, {killed} killed, {survived} survived "
+              f"(incl. {codes.get(33, 0)} without tests, {len(equivalent)} listed equivalent), {other} other; "
+              f"score {100 * score:.1f} % raw, {100 * score_eq:.1f} % excluding equivalent")
         return 0
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -56,15 +56,15 @@ NBVAL_COMMENT_RE = re.compile(r"^\s*#\s*NBVAL_[A-Z_]+\s*$")
 NBVAL_TRAILING_RE = re.compile(r"(?<=\S)\s*#\s*NBVAL_[A-Z_]+\s*$")
 
 SETUP_TEMPLATE = """\
-# Setup, written by `tools/nbtools.py sync` from _config.yml: on Colab, install pixelbook from
-# the repository; elsewhere pixelbook is already installed (see "How to run").
+# Setup, written by `tools/nbtools.py sync` from _config.yml: on Colab, install
+# pixelbook from the repository; elsewhere it is already installed (see "How to run").
 import sys
 
 if "google.colab" in sys.modules:
     import subprocess
 
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "pixelbook[colab] @ git+{url}@{branch}"], check=True)"""
+    package = "pixelbook[colab] @ git+{url}@{branch}"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", package], check=True)"""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -768,7 +768,7 @@ import pixelbook as pb
 pb.viz.use_style()  # the book's plot style: 110 dpi, legible fonts
 
 # %% tags=["parameters"]
-SCALE = os.environ.get("PIXELBOOK_SCALE", "auto")  # smoke | small | medium | full | auto
+SCALE = os.environ.get("PIXELBOOK_SCALE", "auto")  # smoke|small|medium|full|auto
 SEED = 0
 DEVICE = "auto"
 

@@ -40,7 +40,7 @@ import torch
 from .._checks import check_choice, check_float, check_int
 from .files import read_label_map, read_rgb
 
-__all__ = ["SHAPES", "PALETTE", "make_instance_scenes", "VOC_INSTANCE_SPLITS", "VOCInstances"]
+__all__ = ["SHAPES", "PALETTE", "make_instance_scenes", "VOC_INSTANCE_SPLITS", "VOCInstances", "InstanceTransform"]
 
 #: Shape kinds; ``labels`` holds their index + 1.
 SHAPES = ("disk", "square", "triangle")
@@ -301,3 +301,80 @@ class VOCInstances(torch.utils.data.Dataset):
             raise ValueError(f"'{inst_path}': instances {tuple(instances.shape)} != image {tuple(image.shape[1:])}")
         out = {"image": image, "instances": instances, "labels": labels, "valid": instances != _VOID, "id": name}
         return self.transform(out) if self.transform is not None else out
+
+
+class InstanceTransform:
+    """The thesis' augmentation for instance embeddings [Kong thesis, §5.5.1], on VOCInstances samples.
+
+    Training: normalise the image (ImageNet mean and std), scale image and masks by a factor drawn
+    uniformly from ``scales`` (image bilinear with antialiasing, ``instances`` and ``labels``
+    nearest), rotate by an angle drawn uniformly from ``[-rotate, rotate]`` degrees, flip left-right
+    with probability 1/2, pad the bottom and right up to ``crop`` and take a random ``crop`` ×
+    ``crop`` crop; pixels brought in by the rotation or the padding are void (255) in the masks and 0
+    (the mean colour) in the image. ``valid`` is recomputed (``instances != 255``). The thesis also
+    jitters colours and crops "with a 20-pixel margin"; neither is reproduced (ours).
+    Evaluation (``train=False``): normalise and resize to ``size`` × ``size`` (the image bilinear with
+    antialiasing, the masks nearest; a square, so images of any shape stack), no augmentation.
+
+    Args:
+        crop: side of the training crop.
+        scales: ``(lo, hi)`` of the random scale factor (thesis: 0.5, 1.5).
+        rotate: largest rotation in degrees (thesis: 10).
+        train: augment (True) or resize for evaluation (False).
+        size: side of the evaluation images (``train=False`` only).
+        generator: optional ``torch.Generator`` for reproducible augmentation.
+
+    Example:
+        >>> t = InstanceTransform(crop=8, generator=torch.Generator().manual_seed(0))
+        >>> inst = torch.zeros(6, 10, dtype=torch.long); inst[:, 5:] = 1
+        >>> out = t({"image": torch.rand(3, 6, 10), "instances": inst, "labels": inst * 3})
+        >>> tuple(out["image"].shape), tuple(out["instances"].shape), out["valid"].dtype
+        ((3, 8, 8), (8, 8), torch.bool)
+    """
+
+    MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+    def __init__(self, crop: int = 320, scales=(0.5, 1.5), rotate: float = 10.0, train: bool = True,
+                 size: int | None = None, generator: torch.Generator | None = None):
+        self.crop = check_int(crop, "crop", low=1)
+        scales = tuple(float(v) for v in scales)
+        if len(scales) != 2 or not 0 < scales[0] <= scales[1]:
+            raise ValueError(f"`scales`: expected (lo, hi) with 0 < lo <= hi, got {scales}")
+        self.scales, self.rotate = scales, check_float(rotate, "rotate", low=0.0)
+        if not train and size is None:
+            raise ValueError("`size`: evaluation (train=False) resizes to size x size; give it")
+        self.train, self.size, self.generator = bool(train), size, generator
+
+    def _rand(self) -> float:
+        return float(torch.rand((), generator=self.generator))
+
+    def __call__(self, sample: dict) -> dict:
+        from torchvision import tv_tensors
+        from torchvision.transforms import InterpolationMode
+        from torchvision.transforms.v2 import functional as TF
+
+        image = TF.normalize(tv_tensors.Image(sample["image"]), self.MEAN, self.STD)
+        masks = tv_tensors.Mask(torch.stack([sample["instances"], sample["labels"]]))
+        if not self.train:
+            size = [self.size, self.size]
+            image, masks = TF.resize(image, size), TF.resize(masks, size)
+        else:
+            H, W = masks.shape[-2:]
+            s = self.scales[0] + (self.scales[1] - self.scales[0]) * self._rand()
+            size = [max(1, round(H * s)), max(1, round(W * s))]
+            image, masks = TF.resize(image, size), TF.resize(masks, size)
+            angle = (2 * self._rand() - 1) * self.rotate
+            image = TF.rotate(image, angle, InterpolationMode.BILINEAR, fill=0.0)
+            masks = TF.rotate(masks, angle, InterpolationMode.NEAREST, fill=_VOID)
+            if self._rand() < 0.5:
+                image, masks = TF.horizontal_flip(image), TF.horizontal_flip(masks)
+            k = self.crop
+            pad = [0, 0, max(0, k - size[1]), max(0, k - size[0])]  # left, top, right, bottom
+            image, masks = TF.pad(image, pad, fill=0.0), TF.pad(masks, pad, fill=_VOID)
+            H2, W2 = masks.shape[-2:]
+            r, c = int(self._rand() * (H2 - k + 1)), int(self._rand() * (W2 - k + 1))
+            image, masks = TF.crop(image, r, c, k, k), TF.crop(masks, r, c, k, k)
+        masks = masks.as_subclass(torch.Tensor)
+        instances, labels = masks[0].contiguous(), masks[1].contiguous()
+        return {**sample, "image": image.as_subclass(torch.Tensor).contiguous(), "instances": instances,
+                "labels": labels, "valid": instances != _VOID}

@@ -184,6 +184,9 @@ class Experiment:
     within_arm_claims: tuple = ()
     replay_arm: str | None = None
     replay_steps: int | None = None
+    #: Arms a scale does not run, with the reason: ``{"full": {"std_post": "the softmax arm records
+    #: its read-outs"}}`` (an arm that only reads out another arm's network, too costly to retrain).
+    skip_arms: Mapping[str, Mapping[str, str]] = {}
 
     def __init__(self):
         self._data_key: str | None = None
@@ -253,6 +256,12 @@ class Experiment:
             if c.n != have:
                 raise ValueError(f"{name}: claim {c.id!r} is evaluated on n={c.n} seeds, but the experiment runs "
                                  f"{have} at scale {c.scale!r} ({self.seeds.get(c.scale)})")
+        for scale, skipped in self.skip_arms.items():
+            check_choice(scale, "skip_arms", SCALES)
+            unknown = sorted(set(skipped) - set(arm_names))
+            if unknown or set(skipped) >= set(arm_names):
+                raise ValueError(f"{name}: `skip_arms[{scale!r}]` must name some (not all) of {arm_names}, "
+                                 f"got {sorted(skipped)}")
         if self.replay_arm is not None and self.replay_arm not in arm_names:
             raise ValueError(f"{name}: `replay_arm` {self.replay_arm!r} is not one of {arm_names}")
 
@@ -261,6 +270,12 @@ class Experiment:
             if a.name == name:
                 return a
         raise ValueError(f"`arm`: expected one of {[a.name for a in self.arms]} for {self.chapter}, got {name!r}")
+
+    def arms_for(self, scale: str) -> tuple[Arm, ...]:
+        """The arms run at ``scale``: all of them but those in ``skip_arms[scale]``."""
+        check_choice(scale, "scale", SCALES)
+        skipped = self.skip_arms.get(scale, {})
+        return tuple(a for a in self.arms if a.name not in skipped)
 
     def seeds_for(self, scale: str) -> tuple[int, ...]:
         check_choice(scale, "scale", SCALES)

@@ -29,6 +29,20 @@ in a buffer, so they survive a resumed run:
 - ``b_trunc5`` / ``b_trunc6`` / ``b_trunc7``: the first 5 / 6 / 7 blocks only, dense, the truncated
   nets whose analytic FLOPs match ρ = 0.5 / 0.7 / 0.9 (keys ``b50 b70 b90``).
 
+**Full scale** (``--scale full``): the thesis' own set-up of Ch. 4 [KONG, §4.4, Tables 4.2–4.3] —
+torchvision's ResNet-50 with ImageNet weights at output stride 8 (:class:`pixelbook.gating.PAGResNet50`)
+on NYUv2 (795 training / 654 test images, 40 classes; Cityscapes, 19 classes, through the Python API:
+``EXPERIMENT.run(arm, 0, "full", data={"dataset": "cityscapes"})``, see :data:`FULL_CROP`), batch 1, frozen BatchNorm moments, SGD with the "poly" schedule from 2e-4, random
+flips and crops 20 px inside the image border. The arms with a counterpart in the thesis run there
+(:data:`FULL_ARMS`): ``a_dil1`` = "baseline" (no MultiPool), ``a_attention`` = "MP@Res5 (w-Avg.)",
+``a_pag`` = "MP@Res5 (PAG)" (Table 4.3); ``b_pag`` (PAG in every other bottleneck, ρ = 0.9 → 0.7 →
+0.5 after a dense stage), ``b_pag_total``, ``b_skip`` (layer skipping) and the truncated nets
+``b_trunc5`` / ``b_trunc6`` (Table 4.2), all with the MultiPool at the top. The depth-gating arms
+(Ch. 3: ResNet-101 on Cityscapes with depth from disparity) and ``b_dense`` (the same network as
+``a_pag``) have no ``full`` configuration. Images are read from disk one at a time (never all in
+memory), so the training data is the list of image indices; the crop of image ``i`` at step ``t``
+is drawn from a generator seeded by (seed, t, i), the same in one process or several.
+
 The claims below were written before the ``medium`` results existed (git history: committed first).
 """
 
@@ -40,12 +54,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._checks import check_choice
 from ..results import Claim
 from ..runtime import scaled
 from ..training import TrainConfig
 from .base import Arm, Experiment
 
-__all__ = ["GatingExperiment", "EXPERIMENT", "TASK_A_DILATIONS", "STAGE_METRICS"]
+__all__ = ["GatingExperiment", "EXPERIMENT", "TASK_A_DILATIONS", "STAGE_METRICS", "FULL_ARMS", "FULL_CROP",
+           "FULL_TRUNCATION", "FULL_COST"]
 
 #: Task A's branch dilations, one per quantised-depth bin from far to near (ours: the texture period
 #: spans 3.2 to 19 px over the 6× depth range; dilations 1..8 put the 3×3 taps one cell apart).
@@ -53,6 +69,40 @@ TASK_A_DILATIONS = (1, 2, 4, 8)
 #: What a Task-B run records at the end of each stage (columns of the model's ``stage_metrics``).
 STAGE_METRICS = ("miou", "acc", "flops", "gflops", "density_mean", "density_maxdev", "density_std", "ponder_ratio")
 _B_DILATIONS = (1, 1, 2, 2, 4, 4, 1, 1)
+
+#: The arms that have a ``full`` configuration (the thesis' Ch. 4 set-up; see the module docstring and
+#: ``GatingExperiment.skip_arms`` for why the others have none).
+FULL_ARMS = ("a_dil1", "a_attention", "a_pag", "b_pag", "b_pag_total", "b_skip", "b_trunc5", "b_trunc6")
+#: Training crops ``(H, W)`` per data set at ``full`` scale. NYUv2 (480 × 640): "random crops with
+#: 20-pixel margin and of size divisible by 8" [KONG, §4.4], read as 20 px off every side:
+#: 440 × 600, both divisible by 8. Cityscapes: "random" 800 × 800 crops, as in [KONG, Ch. 2 and 3]
+#: (Ch. 4 does not restate it).
+FULL_CROP = {"nyuv2": [440, 600], "cityscapes": [800, 800]}
+#: Bottlenecks kept (of ResNet-50's 16) by the truncated arms at ``full`` scale, chosen before any run
+#: as the truncation whose FLOPs (the MultiPool at the top, each pixel on one 3×3 branch; counted by
+#: ``count_flops`` at 88 × 120, which scales exactly to 440 × 600) come nearest to the thesis'
+#: consumption at that ρ [KONG, Table 4.2]: ρ = 0.5 -> 67.69 %: 14 blocks (75.5 % of the plain
+#: ResNet-50; 13 blocks: 45.8 %); ρ = 0.7 -> 86.20 %: 15 blocks (88.0 %). ρ = 0.9 -> 93.36 % would also
+#: get 15 blocks (16: 100.3 %), the
+#: same network as ρ = 0.7, so ``b_trunc7`` has no full configuration. Res5's blocks run at 1/8 of
+#: the input with 2048 channels: truncating ResNet-50 at output stride 8 is that coarse.
+FULL_TRUNCATION = {"b_trunc5": 14, "b_trunc6": 15}
+_FULL_POOL = {"a_dil1": "none", "a_attention": "learned", "a_pag": "pag"}  # Table 4.3's three rows
+#: What the full run costs: an ESTIMATE (the thesis gives no training time: "MatConvNet on a single
+#: Titan X"). FLOPs of one training iteration (forward + backward, one 440 × 600 crop) counted with
+#: ``torch.utils.flop_counter`` on :class:`~pixelbook.gating.PAGResNet50` at 88 × 120 and scaled by 25:
+#: 0.89 TFLOP (baseline), 1.19 (MultiPool, every branch computed in training; PAG blocks compute
+#: densely in training too), 0.75 / 1.08 (truncated to 14 / 15 blocks). Iterations: 31,800 (Table
+#: 4.3's arms, 40 epochs of 795 images) or 55,650 (Table 4.2's, 40 + 3 × 10 epochs). At an assumed
+#: effective 10 TFLOP/s: 0.8 h (a_dil1), 1.0 h (a_attention, a_pag), 1.8 h (b_pag, b_pag_total,
+#: b_skip), 1.2 h (b_trunc5), 1.7 h (b_trunc6): ~11 GPU-hours for the eight arms; four evaluations on
+#: the 654 test images (0.35 TFLOP each at 480 × 640) add minutes. Download: NYUv2 labeled 2.97 GB
+#: (+ splits, class map) and torchvision's ImageNet ResNet-50 weights (98 MB). Cityscapes (by hand,
+#: ~15 GB) costs ~10 times more per arm: 2,975 images (3.7 x) at 800 × 800 crops (2.4 x the FLOPs).
+#: Memory, also an estimate: the tensors autograd saves for one 440 × 600 crop (measured at 88 × 120,
+#: times 25) come to ~6 GB, plus 0.2 GB of weights and as much again for gradients and momentum.
+FULL_COST = {"gpu_hours_per_model": 1.8, "gpu_hours_total": 11.0, "models": 8, "download_gb": 3.1,
+             "tflop_per_iteration": 1.19, "assumed_tflops": 10.0, "activation_gb": 6.0}
 
 
 def _a(name, description, pool, dilations=TASK_A_DILATIONS, tied=False):
@@ -88,6 +138,12 @@ class GatingExperiment(Experiment):
         _b("b_trunc7", "the first 7 blocks, dense (FLOPs of rho = 0.9)", "none", 7, (("b90", None, "all"),)),
     )
     seeds = {"smoke": (0,), "small": (0,), "medium": (0, 1, 2), "full": (0,)}
+    skip_arms = {"full": {
+        **{a: "thesis Ch. 3's depth-gating ablations (ResNet-101, Cityscapes) are not configured at full scale"
+           for a in ("a_dil8", "a_tied_avg", "a_untied_avg", "a_true_depth", "a_pred_depth")},
+        "b_dense": "the dense MP@Res5 (PAG) network is a_pag at full scale (and the first stage of b_pag)",
+        "b_trunc7": "the truncation nearest to rho = 0.9's FLOPs keeps 15 blocks, the network of b_trunc6",
+    }}
     # Written before any medium result existed, from the method and the thesis, not from runs (expected=False
     # was added after the medium run: it records the outcome; what decides a claim, the hashed fields, is
     # unchanged). n = 3 seeds:
@@ -158,7 +214,42 @@ class GatingExperiment(Experiment):
     # -- configuration --------------------------------------------------------------------------
 
     def config(self, arm, seed, scale):
+        if scale == "full":
+            return self._config_full(arm, seed, scale)
         return self._config_a(arm, seed, scale) if arm.params["task"] == "A" else self._config_b(arm, seed, scale)
+
+    def _config_full(self, arm, seed, scale):
+        if arm.name not in FULL_ARMS:
+            raise ValueError(f"`arm`: {arm.name!r} has no 'full' configuration: {self.skip_arms['full'][arm.name]}")
+        p = arm.params
+        data = {"task": "full", "dataset": "nyuv2", "crop": FULL_CROP, "flip": True,  # [KONG, §4.4]: flips, crops
+                "root": None,        # None: the dataset registry's cache (NYUv2 downloads on demand, 2.8 GB)
+                "download": True,    # Cityscapes cannot be downloaded by a script (login): pixelbook.data.cityscapes
+                "n_train": None, "n_val": None,  # None: every image of the split
+                "seed": seed}
+        # ours: epochs. The thesis gives no iteration count for Ch. 4 (the released fine-tuning script runs
+        # 150 epochs at a lower rate). 40 epochs of 795 images = 31,800 iterations of batch 1 for a dense
+        # model; each budget stage of the curriculum fine-tunes 10 more (7,950 iterations).
+        dense_ep, stage_ep = 40, 10
+        if p["task"] == "A":
+            stages = [["a", None, dense_ep]]
+            model = {"gates": "none", "pool": _FULL_POOL[arm.name]}
+        else:
+            total = dense_ep + 3 * stage_ep
+            stages = [[key, rho, total if kind == "all" else (dense_ep if kind == "dense" else stage_ep)]
+                      for key, rho, kind in p["stages"]]
+            model = {"gates": p["gates"], "pool": "pag"}  # MultiPool "at the top of both baselines" (Table 4.2)
+        model.update(blocks=FULL_TRUNCATION.get(arm.name, 16), pool_dilations=[0, 1, 2, 4, 6, 8, 10],  # §4.3.4
+                     head_width=512, weights="IMAGENET1K_V1", freeze_bn=True)  # §4.4: ImageNet ResNet-50, BN fixed
+        # [KONG, §4.4]: batch 1, "poly" from 0.0002 with power 0.9; SGD with momentum 0.9 and weight decay
+        # 5e-4 as the released code (note 003 §3.6). Ours: one poly schedule over all stages of a run.
+        train = TrainConfig(epochs=sum(st[2] for st in stages), lr=2e-4, batch_size=1, optimizer="sgd",
+                            weight_decay=5e-4, schedule="poly", seed=seed)
+        loss = {"stages": stages, "kl_weight": 0.1,  # ours, as at medium (mean-reduced CE)
+                "mode": p.get("mode", "per_layer"), "over": "batch" if p.get("gates") == "image" else "image",
+                "statistic": "mask", "tau": [1.0, 0.1], "ignore_index": 255}
+        evaluate = {"flops_images": 8}  # FLOPs per image: the mean over the first 8 test images
+        return self.make_config(arm, seed, scale, train=train, data=data, model=model, loss=loss, eval=evaluate)
 
     def _config_a(self, arm, seed, scale):
         p = arm.params
@@ -207,6 +298,12 @@ class GatingExperiment(Experiment):
 
     def data(self, config):
         d = config.data
+        if d["task"] == "full":
+            if config.model.get("weights"):  # fetched here, where rank 0 goes first (one download per machine)
+                from torchvision.models import get_weight
+
+                get_weight(f"ResNet50_Weights.{config.model['weights']}").get_state_dict(progress=True)
+            return _data_full(d)
         if d["task"] == "A":
             from ..data.perspective import make_perspective_scenes
             from ..gating import quantize_depth
@@ -230,9 +327,14 @@ class GatingExperiment(Experiment):
     # -- model ----------------------------------------------------------------------------------
 
     def model(self, config, data):
-        from ..gating import GatedPoolNet, PAGResNet
+        from ..gating import GatedPoolNet, PAGResNet, PAGResNet50
 
         m = config.model
+        if config.data["task"] == "full":
+            net = PAGResNet50(len(data["classes"]), gates=m["gates"], pool=m["pool"],
+                              pool_dilations=tuple(m["pool_dilations"]), blocks=m["blocks"],
+                              head_width=m["head_width"], weights=m["weights"], freeze_bn=m["freeze_bn"])
+            return _Stepped(net, len(config.loss["stages"]))
         if config.data["task"] == "A":
             net = GatedPoolNet(3, pool=m["pool"], dilations=tuple(m["dilations"]), tied=m["tied"], width=m["width"],
                                head_widths=tuple(m["head_widths"]))
@@ -245,6 +347,8 @@ class GatingExperiment(Experiment):
     def loss(self, config):
         from ..gating import budget_kl_loss, gate_densities, set_temperature, temperature_schedule
 
+        if config.data["task"] == "full":
+            return self._loss_full(config)
         train = config.train
         steps_per_epoch = math.ceil(config.data["n_train"] / train.batch_size)
         total_steps = train.epochs * steps_per_epoch
@@ -284,19 +388,63 @@ class GatingExperiment(Experiment):
 
         return loss_b
 
+    def _loss_full(self, config):
+        from ..gating import budget_kl_loss, gate_densities, pag_blocks, set_temperature, temperature_schedule
+
+        data = self.load_data(config)  # the datasets (built once, cached by the experiment)
+        L, d = config.loss, config.data
+        n_train = len(data["train"]["index"])
+        steps_per_epoch = math.ceil(n_train / config.train.batch_size)
+        bounds = _stage_bounds(L["stages"], steps_per_epoch)
+        total_steps = bounds[-1][1]
+        crop = d["crop"][d["dataset"]]
+
+        def loss_full(model, batch):
+            step = model.advance()
+            stage, t, length = _locate(bounds, step)
+            rho = L["stages"][stage][1]
+            net = model.net
+            _set_gating(net, rho is not None)
+            # the MultiPool's temperature falls over the whole run, the PAG gates' over each budget stage
+            if net.pool_kind == "pag":
+                set_temperature(net.pool, temperature_schedule(step, max(total_steps - 1, 1), L["tau"][0], L["tau"][1]))
+            if rho is not None:
+                tau = temperature_schedule(t, max(length - 1, 1), L["tau"][0], L["tau"][1])
+                for block in pag_blocks(net):
+                    set_temperature(block, tau)
+            device = next(net.parameters()).device
+            images, labels = _crops(data, batch["index"], crop, d["flip"], d["seed"], step)
+            out = model(images.to(device))
+            ce = F.cross_entropy(out["seg"], labels.to(device), ignore_index=L["ignore_index"])
+            if rho is None:
+                # the gates are forced on in a dense stage, so their parameters would get no gradient, which
+                # DistributedDataParallel refuses; a zero-weighted term makes them take part (gradient 0; with
+                # SGD's weight decay they shrink by ~1e-7 per step, in one process as in several)
+                gates = [q for block in pag_blocks(net) for q in block.gate.parameters()]
+                zero = sum(q.sum() for q in gates) * 0.0 if gates else 0.0
+                return ce + zero, {"seg_ce": ce.item()}
+            kl = budget_kl_loss(gate_densities(net, L["statistic"]), rho, L["mode"], L["over"])
+            return ce + L["kl_weight"] * kl, {"seg_ce": ce.item(), "kl": kl.item()}
+
+        return loss_full
+
     # -- evaluation -----------------------------------------------------------------------------
 
     def monitor(self, config, data):
         if config.data["task"] == "A":
             return None
-        steps_per_epoch = math.ceil(config.data["n_train"] / config.train.batch_size)
+        full = config.data["task"] == "full"
+        n_train = len(data["train"]["index"]) if full else config.data["n_train"]
+        steps_per_epoch = math.ceil(n_train / config.train.batch_size)
         bounds = _stage_bounds(config.loss["stages"], steps_per_epoch)
 
         def fn(model):
             step = int(model.step)
             for i, (start, end) in enumerate(bounds):
                 if step == end:  # the end of stage i: evaluate it on the held-out scenes and keep it
-                    metrics = _evaluate_b(model.net, data["val"], config, config.loss["stages"][i][1])
+                    rho = config.loss["stages"][i][1]
+                    metrics = (_evaluate_full(model.net, data, config, rho) if full else
+                               _evaluate_b(model.net, data["val"], config, rho))
                     model.stage_metrics[i] = torch.tensor([metrics[k] for k in STAGE_METRICS], dtype=torch.float64)
                     return {f"val_{config.loss['stages'][i][0]}.miou": metrics["miou"]}
             return {}
@@ -304,7 +452,7 @@ class GatingExperiment(Experiment):
         return fn
 
     def evaluate(self, config, model, data):
-        if config.data["task"] == "A":
+        if config.data["task"] == "A":  # full scale: every arm is staged, as Task B (one stage for Table 4.3's)
             return _evaluate_a(model.net, data, config)
         out = {}
         for i, (key, _, _) in enumerate(config.loss["stages"]):
@@ -427,6 +575,164 @@ def _evaluate_b(net, val, config, rho):
         ponder = ponder_map(net)
         hard = (labels > 0) | val["boundaries"].to(device)
         out["ponder_ratio"] = float(ponder[hard].mean() / ponder[~hard].mean().clamp_min(1e-6))
+    return {k: out.get(k, math.nan) for k in STAGE_METRICS}
+
+
+# ----------------------------------------------------------------------------------------------
+# Full scale: data sets read from disk one image at a time
+# ----------------------------------------------------------------------------------------------
+
+
+_HOW = {
+    "nyuv2": "NYU Depth v2's labeled set (nyu_depth_v2_labeled.mat, 2.8 GB) with splits.mat and classMapping40.mat: "
+             "run with data 'download': True (the default: the registry downloads them), or put the three files in "
+             "a folder and pass it as data 'root' (see pixelbook.data.nyuv2)",
+    "cityscapes": "Cityscapes' leftImg8bit_trainvaltest.zip, gtFine_trainvaltest.zip and disparity_trainvaltest.zip "
+                  "from https://www.cityscapes-dataset.com (login): put them in the registry's cache folders or unpack "
+                  "them into one folder and pass it as data 'root' (see pixelbook.data.cityscapes)",
+}
+
+
+def _data_full(d):
+    """The training and test sets of a full-scale run (not loaded: indices and the datasets)."""
+    from ..data.registry import ChecksumError, DatasetError
+
+    name = d["dataset"]
+    check_choice(name, "data['dataset']", tuple(FULL_CROP))
+    try:
+        if name == "nyuv2":
+            from ..data.nyuv2 import NYU40_CLASSES, NYUv2Labeled
+
+            sets = {split: NYUv2Labeled(d["root"], which, download=d["download"], verify=False, normals=None)
+                    for split, which in (("train", "train"), ("val", "test"))}
+            classes, key = NYU40_CLASSES, "labels40"
+        else:
+            from ..data.cityscapes import CITYSCAPES_CLASSES, CityscapesSegDepth
+
+            sets = {split: CityscapesSegDepth(d["root"], split) for split in ("train", "val")}
+            classes, key = CITYSCAPES_CLASSES, "labels"
+    except ChecksumError:
+        raise  # a corrupt file is not a missing one: its own message says what to do
+    except (OSError, DatasetError) as exc:  # missing, or the download failed
+        where = "data['root']" if d["root"] is not None else "the dataset registry's cache"
+        raise FileNotFoundError(f"Chapter 5 at full scale trains on {name}, which is not in {where}: {exc}. "
+                                f"Get {_HOW[name]}") from exc
+    n = {split: len(ds) if d[f"n_{split}"] is None else min(d[f"n_{split}"], len(ds)) for split, ds in sets.items()}
+    return {"train": {"index": torch.arange(n["train"])}, "val": {"index": torch.arange(n["val"])},
+            "sets": sets, "classes": tuple(classes), "label_key": key}
+
+
+def _crop_seed(seed: int, step: int, index: int) -> int:
+    return (seed * 1_000_003 + step) * 100_003 + index  # distinct for every (seed, step, image)
+
+
+def _crops(data, index, crop, flip: bool, seed: int, step: int):
+    """Training crops ``(N, 3, h, w)``, labels ``(N, h, w)`` of the images ``index`` at ``step``.
+
+    Image ``i``'s crop and flip come from a generator seeded by ``(seed, step, i)``: the same whatever
+    the number of processes the batch is split over, and the same after a resume.
+    """
+    images, labels = [], []
+    h, w = crop
+    for i in index.tolist():
+        s = data["sets"]["train"][i]
+        image, lab = s["image"], s[data["label_key"]]
+        H, W = lab.shape[-2:]
+        if h > H or w > W:
+            raise ValueError(f"`data['crop']`: a {h}x{w} crop does not fit training image {i} ({H}x{W})")
+        g = torch.Generator().manual_seed(_crop_seed(seed, step, i))
+        y, x = (int(torch.randint(0, n + 1, (1,), generator=g)) for n in (H - h, W - w))
+        image, lab = image[:, y:y + h, x:x + w], lab[y:y + h, x:x + w]
+        if flip and bool(torch.rand((), generator=g) < 0.5):
+            image, lab = image.flip(-1), lab.flip(-1)
+        images.append(image)
+        labels.append(lab)
+    return torch.stack(images), torch.stack(labels).long()
+
+
+class _Sums:
+    """A vector of sums reduced across processes (a torchmetrics ``Metric``, built on first use)."""
+
+    def __new__(cls, n: int):
+        from torchmetrics import Metric
+
+        class Sums(Metric):
+            full_state_update = False
+
+            def __init__(self):
+                super().__init__()
+                self.add_state("total", default=torch.zeros(n, dtype=torch.float64), dist_reduce_fx="sum")
+
+            def update(self, values):
+                self.total += values.to(self.total)
+
+            def compute(self):
+                return self.total.clone()
+
+        return Sums()
+
+
+_PLAIN_FLOPS: dict = {}  # (classes, head width, image shape) -> FLOPs of the plain ResNet-50
+
+
+def _evaluate_full(net, data, config, rho):
+    """One stage's metrics on the whole test set, as :func:`_evaluate_b` gives them at medium scale.
+
+    mIoU and pixel accuracy over the full-resolution test images (confusion matrices summed over the
+    processes: exact under torchrun); FLOPs per image from the realised eval masks on the first
+    ``eval["flops_images"]`` images, as a fraction of the plain ResNet-50 (no gates, no MultiPool, same
+    head); for gated networks the per-layer densities and the ponder ratio (mean number of computed
+    layers on the labels' boundary pixels over that elsewhere; the thesis: "more computation around
+    boundaries") over the whole test set.
+    """
+    from ..distributed import evaluate_metrics
+    from ..gating import PAGResNet50, count_flops, gate_densities, pag_blocks, ponder_map
+    from ..metrics import MeanIoU, PixelAccuracy
+    from ..multitask import label_boundaries
+
+    sets, key, K = data["sets"], data["label_key"], len(data["classes"])
+    device = next(net.parameters()).device
+    gated = net.gates != "none" and any(b.force is None for b in pag_blocks(net))
+    n_layers = len(pag_blocks(net)) if gated else 0
+    metrics = {"miou": MeanIoU(K), "acc": PixelAccuracy(K), "sums": _Sums(n_layers + 5)}
+
+    def update(model, batch, m):
+        for i in batch["index"].tolist():
+            s = sets["val"][i]
+            image, labels = s["image"][None].to(device), s[key][None].long().to(device)
+            pred = model(image)["seg"].argmax(1)
+            m["miou"].update(pred, labels)
+            m["acc"].update(pred, labels)
+            row = torch.zeros(n_layers + 5, dtype=torch.float64)
+            row[0] = 1
+            if gated:
+                row[5:] = gate_densities(model, "mask")[0].double().cpu()
+                ponder = ponder_map(model, size=labels.shape[-2:])
+                hard = label_boundaries(labels)
+                row[1], row[2] = float(ponder[hard].sum()), float(hard.sum())
+                row[3], row[4] = float(ponder[~hard].sum()), float((~hard).sum())
+            m["sums"].update(row)
+
+    with torch.no_grad():
+        got = evaluate_metrics(net, data["val"], metrics, update, batch_size=1, device=device)
+    out = {"miou": float(got["miou"]), "acc": float(got["acc"])}
+    sums = got["sums"].cpu()
+    if gated:
+        d = sums[5:] / sums[0]
+        out["density_mean"], out["density_std"] = float(d.mean()), float(d.std())
+        out["density_maxdev"] = float((d - rho).abs().max()) if rho is not None else math.nan
+        out["ponder_ratio"] = float((sums[1] / sums[2].clamp_min(1)) / (sums[3] / sums[4].clamp_min(1)).clamp_min(1e-6))
+    total = dense = 0
+    n = min(config.eval["flops_images"], len(sets["val"]))
+    for i in range(n):
+        image = sets["val"][i]["image"][None].to(device)
+        total += count_flops(net, image).total
+        key_ = (K, config.model["head_width"], tuple(image.shape))
+        if key_ not in _PLAIN_FLOPS:  # the plain ResNet-50's FLOPs depend on the shapes only
+            ref = PAGResNet50(K, gates="none", pool="none", head_width=config.model["head_width"]).to(device)
+            _PLAIN_FLOPS[key_] = count_flops(ref, image).total
+        dense += _PLAIN_FLOPS[key_]
+    out["flops"], out["gflops"] = total / dense, total / n / 1e9
     return {k: out.get(k, math.nan) for k in STAGE_METRICS}
 
 

@@ -27,6 +27,12 @@ written before the ``medium`` results existed (git history: committed first). A 
 on the val split (seed 0 of the data, not a medium run) showed that the read-out needs δ and T to be
 chosen (δ = 6 with T = 10 merges small instances), which is why the protocol selects them on val;
 the margins do not come from it.
+
+At ``full`` scale (:data:`FULL_DATA`, :data:`FULL_MODEL`, :data:`FULL_LOSS`, :data:`FULL_TRAIN`; cost:
+:data:`FULL_COST`) the arms train a 64-dimensional DeepLabV3-ResNet50 embedding on PASCAL VOC 2012 +
+SBD instances and are evaluated on VOC 2012 val, the thesis' proposal experiment [Kong thesis,
+§5.5.1]; ``unequal_instance`` is not run there (it would be ``plain``), ``unequal_uniform`` is the
+weighting ablation on VOC.
 """
 
 from __future__ import annotations
@@ -40,7 +46,8 @@ from ..runtime import scaled
 from ..training import TrainConfig
 from .base import Arm, Experiment
 
-__all__ = ["MeanShiftExperiment", "EXPERIMENT", "WithinArmClaim", "WITHIN_ARM_CLAIMS", "SIZE_BINS"]
+__all__ = ["MeanShiftExperiment", "EXPERIMENT", "WithinArmClaim", "WITHIN_ARM_CLAIMS", "SIZE_BINS", "FULL_DATA",
+           "FULL_MODEL", "FULL_LOSS", "FULL_TRAIN", "FULL_COST", "PooledEmbedding"]
 
 #: Instance area bins (pixels, at 32 × 32) for the per-size IoU: [0, 40), [40, 150), [150, ∞).
 #: ours: a 40-px instance is a disk of radius ~3.5 px — the tiny shapes of the unequal set.
@@ -127,7 +134,10 @@ class MeanShiftExperiment(Experiment):
         Arm("unequal_uniform", "unequal sizes; uniform pixel weights; no GBMS in training",
             {"sizes": "unequal", "weighting": "uniform", "num_iters": 0}),
     )
-    seeds = {"smoke": (0,), "small": (0,), "medium": (0, 1, 2)}  # no full-scale configuration yet
+    seeds = {"smoke": (0,), "small": (0,), "medium": (0, 1, 2), "full": (0,)}  # full: FULL_* below
+    skip_arms = {"full": {"unequal_instance": "on PASCAL VOC there is no 'unequal' set: with instance weights and "
+                                              "no GBMS in training it is the plain arm (unequal_uniform is the "
+                                              "weighting ablation there)"}}
     # Written before any medium result existed (see the module docstring).
     claims = (
         # ours: with uniform weights a 20-px instance's pairs weigh ~(20/1000)^2 of the background's
@@ -160,6 +170,8 @@ class MeanShiftExperiment(Experiment):
 
     def config(self, arm, seed, scale):
         p = arm.params
+        if scale == "full":
+            return self._full_config(arm, seed)
         data = {
             "sizes": p["sizes"], "size": 32, "seed": seed,
             "n_train": scaled(scale, smoke=32, small=480, medium=2000),
@@ -186,12 +198,22 @@ class MeanShiftExperiment(Experiment):
               "monitor_n": scaled(scale, smoke=4, small=16, medium=32)}
         return self.make_config(arm, seed, scale, train=train, data=data, model=model, loss=loss, eval=ev)
 
+    def _full_config(self, arm, seed):
+        p = arm.params
+        loss = {**FULL_LOSS, "weighting": p["weighting"], "num_iters": p["num_iters"]}
+        ev = {"deltas": [6.0, 12.0, 24.0], "iters": [3, 10], "threshold": 0.9, "min_size": 4,
+              "size_bins": [[name, lo, hi] for name, lo, hi in SIZE_BINS], "grad_images": 50, "monitor_n": 32}
+        return self.make_config(arm, seed, "full", train=TrainConfig(**FULL_TRAIN, seed=seed),
+                                data={**FULL_DATA, "seed": seed}, model=dict(FULL_MODEL), loss=loss, eval=ev)
+
     # -- data, model, loss, evaluation ----------------------------------------------------------
 
     def data(self, config):
         from ..data.instances import make_instance_scenes
 
         d = config.data
+        if d.get("dataset") == "voc_instances":
+            return _voc_data(d)
         out = {}
         for split, n in (("train", d["n_train"]), ("val", d["n_val"]), ("test", d["n_test"])):
             s = make_instance_scenes(n, d["size"], d["seed"], split, sizes=d["sizes"])
@@ -199,6 +221,8 @@ class MeanShiftExperiment(Experiment):
         return out
 
     def model(self, config, data):
+        if config.model["name"] == "deeplabv3_resnet50":
+            return _full_model(config.model)
         from ..models import EmbeddingNet
 
         m = config.model
@@ -209,8 +233,9 @@ class MeanShiftExperiment(Experiment):
 
         c = dict(config.loss)
 
-        def loss_fn(model, batch):
+        def loss_fn(model, batch):  # `valid`: VOC's void pixels at full scale (the synthetic scenes have none)
             return embedding_loss(model(batch["image"]), batch["instances"], c["alpha"], weighting=c["weighting"],
+                                  valid=batch.get("valid"),
                                   num_samples=c["num_samples"], delta=c["delta"], num_iters=c["num_iters"],
                                   eta=c["eta"], loss_at=c["loss_at"], gbms_on=c["gbms_on"])
 
@@ -224,6 +249,8 @@ class MeanShiftExperiment(Experiment):
         val = {k: v[:n] for k, v in data["val"].items()}
 
         def fn(model):
+            if config.scale == "full":
+                model = PooledEmbedding(model, config.data["stride"])
             emb = embed(model, val["image"])
             seg = segment(emb, 6.0, 3, config.eval["threshold"], config.eval["min_size"])
             return {"val_ari": adjusted_rand_index(seg, val["instances"])}
@@ -231,6 +258,8 @@ class MeanShiftExperiment(Experiment):
         return fn
 
     def evaluate(self, config, model, data):
+        if config.scale == "full":  # grouped on the stride-8 grid, as the thesis groups its stride-8 map
+            model = PooledEmbedding(model, config.data["stride"])
         return evaluate_grouping(model, data["val"], data["test"], config.eval, config.loss)
 
 
@@ -318,6 +347,116 @@ def evaluate_grouping(model, val, test, ev, loss_cfg) -> dict:
     out["grad.boundary_ratio_noloop"], out["grad.boundary_ratio_loop"] = ratios[0], ratios[1]
     out["grad.focus_gain"] = ratios[1] / ratios[0]
     return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Full scale: PASCAL VOC 2012 + SBD instances, the thesis' proposal experiment [Kong thesis, §5.5.1]
+# ----------------------------------------------------------------------------------------------
+
+#: Data [Kong thesis, §5.5.1]: trained on VOC 2012 train + SBD ("train_aug", 10,582 images), evaluated
+#: on VOC 2012 val (1,449 images). Ours: 200 training images held out (seeded) to choose the read-out's
+#: bandwidth and iterations, as the medium protocol chooses them on its val split (the thesis gives no
+#: rule); 320 x 320 training crops (the thesis: random crops "with a 20-pixel margin", size not given),
+#: scales U(0.5, 1.5), rotations U(-10, 10) degrees and flips as the thesis (no colour jitter);
+#: evaluation images resized to 256 x 256 and grouped on the stride-8 grid (32 x 32 embeddings,
+#: average-pooled and renormalised), against the instance masks resized (nearest) to that grid, VOC's
+#: void pixels counted as background (the grouping metrics have no ignore label).
+FULL_DATA = {"dataset": "voc_instances", "root": None, "download": True, "train_split": "train_aug",
+             "test_split": "val", "n_readout": 200, "split_seed": 0, "crop": 320, "scales": [0.5, 1.5],
+             "rotate": 10.0, "eval_size": 256, "stride": 8, "n_train": None, "n_test": None, "batch_size": 1,
+             "workers": 4}
+#: The network [Kong thesis, §5.5.1]: an ImageNet ResNet-50 with its last two stages dilated (output
+#: stride 8) under a DeepLab-v3 head with a 64-dimensional embedding (torchvision's DeepLabV3-ResNet50,
+#: :func:`pixelbook.models.deeplabv3_resnet50`), BatchNorm frozen ("global moments used in train and
+#: test"); the embeddings are L2-normalised per pixel.
+FULL_MODEL = {"name": "deeplabv3_resnet50", "dim": 64, "output_stride": 8, "weights_backbone": "IMAGENET1K_V1",
+              "frozen_batchnorm": True}
+#: The loss: alpha = 0.5 and D = 64 [Kong thesis, §5.3.2], delta = 6 from 1/delta = (1 - alpha)/3, the loss
+#: after every GBMS loop; 1,024 sampled pixels per image (ours: "set based on available GPU memory");
+#: T = 3 loops in the gbms arm (the thesis does not give T for PASCAL; the chapter's).
+FULL_LOSS = {"alpha": 0.5, "num_samples": 1024, "delta": 6.0, "eta": 1.0, "loss_at": "all", "gbms_on": "sampled"}
+#: Training [Kong thesis, §5.5.1]: batch 1, SGD (momentum 0.9, weight decay 5e-4: the official code's
+#: fine-tuning settings), "poly" learning rate from 2.5e-4. The thesis gives no number of iterations:
+#: 10 epochs (103,820 iterations) are ours.
+FULL_TRAIN = {"epochs": 10, "lr": 2.5e-4, "batch_size": 1, "optimizer": "sgd", "weight_decay": 5e-4,
+              "schedule": "poly", "eval_every": 1}
+#: What a full run costs: an ESTIMATE. FLOPs counted with ``torch.utils.flop_counter`` on this network:
+#: 383 GFLOP forward + backward per 320² crop (output stride 8, D = 64; GBMS on 1,024 sampled pixels adds
+#: < 1 %), x 103,820 iterations = 4.0e16 FLOP, ~1.1 h at an assumed effective 10 TFLOP/s; steps of one
+#: image keep a GPU far from that rate, so allow 2-3 GPU-hours per arm, three arms. The thesis gives
+#: no time (one Titan X, MatConvNet). Downloads: VOC 2012 ~2 GB + SBD ~1.4 GB; ResNet-50 weights 98 MB.
+FULL_COST = {"gpu_hours_per_arm": 2.5, "arms": 3, "download_gb": 3.4}
+
+
+class PooledEmbedding(torch.nn.Module):
+    """``model``'s unit embeddings average-pooled over ``stride`` x ``stride`` cells and renormalised."""
+
+    def __init__(self, model, stride: int):
+        super().__init__()
+        self.model, self.stride = model, stride
+
+    def forward(self, image):
+        e = torch.nn.functional.avg_pool2d(self.model(image), self.stride)
+        return torch.nn.functional.normalize(e, dim=1)
+
+
+class _UnitEmbedding(torch.nn.Module):
+    """A network's outputs L2-normalised per pixel."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, image):
+        return torch.nn.functional.normalize(self.net(image), dim=1)
+
+
+def _full_model(m):
+    from ..models import deeplabv3_resnet50
+
+    return _UnitEmbedding(deeplabv3_resnet50(m["dim"], output_stride=m["output_stride"],
+                                             weights_backbone=m["weights_backbone"],
+                                             frozen_batchnorm=m["frozen_batchnorm"]))
+
+
+def _voc_data(d):
+    """VOC 2012 + SBD instances: training crops (a seeded loader), the read-out split and VOC val as tensors."""
+    from torch.utils.data import Subset
+
+    from ..data.instances import InstanceTransform, VOCInstances
+    from ._full import VOC_INSTANCES_HOW, open_dataset, train_loader
+
+    aug = InstanceTransform(d["crop"], tuple(d["scales"]), d["rotate"])
+    plain = InstanceTransform(train=False, size=d["eval_size"])
+    train = open_dataset(lambda: VOCInstances(d["root"], d["train_split"], download=d["download"], transform=aug),
+                         VOC_INSTANCES_HOW)
+    test = open_dataset(lambda: VOCInstances(d["root"], d["test_split"], download=d["download"], transform=plain),
+                        VOC_INSTANCES_HOW)
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(d["split_seed"])).tolist()
+    n_readout = min(d["n_readout"], len(train) - d["batch_size"])
+    if n_readout < 1:
+        raise ValueError(f"`data`: {len(train)} training images cannot give a read-out split and a batch")
+    readout = Subset(VOCInstances(d["root"], d["train_split"], transform=plain), sorted(order[:n_readout]))
+    keep = sorted(order[n_readout:])
+    if d["n_train"] is not None:
+        keep = keep[:d["n_train"]]
+    n_test = len(test) if d["n_test"] is None else min(d["n_test"], len(test))
+    return {"train": train_loader(Subset(train, keep), d["batch_size"], d["seed"], d["workers"]),
+            "val": _stack(readout, d["stride"]), "test": _stack(Subset(test, range(n_test)), d["stride"])}
+
+
+def _stack(dataset, stride: int) -> dict:
+    """Images ``(N, 3, S, S)`` and instances on the stride grid ``(N, S/stride, S/stride)`` (nearest; void -> 0)."""
+    images, instances = [], []
+    for sample in dataset:
+        inst = sample["instances"]
+        inst = torch.where(inst == 255, torch.zeros_like(inst), inst)
+        S = inst.shape[-1]
+        grid = torch.nn.functional.interpolate(inst[None, None].float(), size=(S // stride, S // stride),
+                                               mode="nearest")[0, 0].long()
+        images.append(sample["image"])
+        instances.append(grid)
+    return {"image": torch.stack(images), "instances": torch.stack(instances)}
 
 
 EXPERIMENT = MeanShiftExperiment()

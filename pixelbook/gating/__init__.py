@@ -15,7 +15,8 @@ Chapter 5 of the book. The modules, from the thesis' first idea to its last:
   :class:`BudgetKLLoss`), :func:`gate_densities`, :func:`ponder_map` and :func:`count_flops`
   (exact FLOPs from the realised masks).
 * :mod:`~pixelbook.gating.nets` — the chapter's two small networks: :class:`GatedPoolNet` (one
-  pooling module on a shallow stem) and :class:`PAGResNet` (a stack of gated bottlenecks).
+  pooling module on a shallow stem) and :class:`PAGResNet` (a stack of gated bottlenecks); and the
+  ``full``-scale one, :class:`PAGResNet50` (torchvision's ResNet-50 with MultiPool and PAG).
 
 The sparse execution path (gather the active pixels, convolve, scatter back) is the kernel
 :func:`pixelbook.ops.gated_conv2d`.
@@ -30,7 +31,7 @@ from . import budget, gumbel, nets, pag, pooling
 from .budget import (BudgetKLLoss, FlopCount, bernoulli_kl, budget_kl_loss, count_flops, gate_densities,
                      pag_blocks, ponder_map)
 from .gumbel import GumbelGate, gumbel_noise, gumbel_softmax_st, set_temperature, temperature_schedule
-from .nets import GatedPoolNet, PAGResNet
+from .nets import GatedPoolNet, PAGResNet, PAGResNet50
 from .pag import PAGBottleneck, insert_pag
 from .pooling import DepthAwareGatedPool, PAGMultiPool, depth_bin_edges, quantize_depth
 
@@ -40,5 +41,5 @@ __all__ = [
     "depth_bin_edges", "quantize_depth", "DepthAwareGatedPool", "PAGMultiPool",
     "PAGBottleneck", "insert_pag",
     "bernoulli_kl", "budget_kl_loss", "BudgetKLLoss", "pag_blocks", "gate_densities", "ponder_map",
-    "FlopCount", "count_flops", "GatedPoolNet", "PAGResNet",
+    "FlopCount", "count_flops", "GatedPoolNet", "PAGResNet", "PAGResNet50",
 ]

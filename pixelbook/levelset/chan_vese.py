@@ -36,6 +36,12 @@ def region_means(image: torch.Tensor, phi: torch.Tensor, epsilon: float | None =
     return c1, c2
 
 
+def _check_weights(mu, nu, lambda1, lambda2):
+    """mu, lambda1, lambda2 >= 0 and a finite nu (negative: a balloon force that grows the region)."""
+    return (check_float(mu, "mu", low=0.0), check_float(nu, "nu"), check_float(lambda1, "lambda1", low=0.0),
+            check_float(lambda2, "lambda2", low=0.0))
+
+
 def chan_vese(image: torch.Tensor, phi: torch.Tensor, mu: float = 0.25, nu: float = 0.0, lambda1: float = 1.0,
               lambda2: float = 1.0, dt: float = 0.5 * math.pi, steps: int = 100, epsilon: float = 1.0,
               return_path: bool = False) -> torch.Tensor:
@@ -76,8 +82,8 @@ def chan_vese(image: torch.Tensor, phi: torch.Tensor, mu: float = 0.25, nu: floa
     check_finite(image, "image")
     check_shape(phi, "phi", "N 1 H W", d)
     _check_phi(phi)
-    mu = check_float(mu, "mu", low=0.0)
-    lambda1, lambda2 = check_float(lambda1, "lambda1", low=0.0), check_float(lambda2, "lambda2", low=0.0)
+    mu, nu, lambda1, lambda2 = _check_weights(mu, nu, lambda1, lambda2)
+    epsilon = check_float(epsilon, "epsilon", low=0.0, low_open=True)
     dt = check_float(dt, "dt", low=0.0, low_open=True)
     steps = check_int(steps, "steps", low=0)
     eta = 1e-16  # scikit-image's guard inside the square roots
@@ -111,6 +117,7 @@ def chan_vese_energy(image: torch.Tensor, phi: torch.Tensor, mu: float = 0.25, n
     """
     d = check_shape(image, "image", "N C H W")
     check_shape(phi, "phi", "N 1 H W", d)
+    mu, nu, lambda1, lambda2 = _check_weights(mu, nu, lambda1, lambda2)
     c1, c2 = region_means(image, phi, epsilon)
     H = heaviside(phi, epsilon)
     data = (lambda1 * (image - c1) ** 2 * H + lambda2 * (image - c2) ** 2 * (1 - H)).mean(1, keepdim=True)

@@ -149,6 +149,7 @@ def reinitialize(phi: torch.Tensor, steps: int = 20, dt: float = 0.5, epsilon: f
     dt = check_float(dt, "dt", low=0.0, low_open=True)
     if dt * math.sqrt(2) > 1 + 1e-9:
         raise ValueError(f"`dt`: expected <= {1 / math.sqrt(2):.4f} (CFL with |S| <= 1), got {dt}")
+    epsilon = check_float(epsilon, "epsilon", low=0.0, low_open=True)  # 0 would make S = phi/|phi| NaN at 0
     S = phi / torch.sqrt(phi * phi + epsilon * epsilon)
     for _ in range(steps):
         phi = phi + dt * S * (1 - _upwind_grad_norm(phi, -S))

@@ -243,29 +243,33 @@ class _NeuralODEModel(nn.Module):
         r"""Change solver options in place (validated); returns ``self``.
 
         ``step_size`` is set to ``None`` automatically when switching to an adaptive ``method``
-        unless given. Example: ``model.configure_solver(method="dopri5", atol=1e-4, adjoint=True)``.
+        unless given. A rejected change raises and leaves every option as it was.
+        Example: ``model.configure_solver(method="dopri5", atol=1e-4, adjoint=True)``.
         """
+        new = self.solver_options()
         if method is not None:
             check_choice(method, "method", ADAPTIVE_METHODS + FIXED_METHODS)
             if method in ADAPTIVE_METHODS and step_size is None:
-                self.step_size = None
-            self.method = method
+                new["step_size"] = None
+            new["method"] = method
         if rtol is not None:
-            self.rtol = check_float(rtol, "rtol", low=0.0)
+            new["rtol"] = check_float(rtol, "rtol", low=0.0)
         if atol is not None:
-            self.atol = check_float(atol, "atol", low=0.0)
+            new["atol"] = check_float(atol, "atol", low=0.0)
         if step_size is not None:
-            self.step_size = check_float(step_size, "step_size", low=0.0, low_open=True)
+            new["step_size"] = check_float(step_size, "step_size", low=0.0, low_open=True)
         if adjoint is not None:
-            self.adjoint = bool(adjoint)
+            new["adjoint"] = bool(adjoint)
         if max_num_steps is not None:
-            self.max_num_steps = check_int(max_num_steps, "max_num_steps", low=1)
+            new["max_num_steps"] = check_int(max_num_steps, "max_num_steps", low=1)
         if t1 is not None:
-            self.t1 = check_float(t1, "t1", low=0.0, low_open=True)
-        if self.method in FIXED_METHODS and self.step_size is None:
-            raise ValueError(f"`step_size`: required for the fixed-step method {self.method!r}")
-        if self.method in ADAPTIVE_METHODS and self.step_size is not None:
-            raise ValueError(f"`step_size`: only for fixed-step methods; {self.method!r} is adaptive")
+            new["t1"] = check_float(t1, "t1", low=0.0, low_open=True)
+        if new["method"] in FIXED_METHODS and new["step_size"] is None:
+            raise ValueError(f"`step_size`: required for the fixed-step method {new['method']!r}")
+        if new["method"] in ADAPTIVE_METHODS and new["step_size"] is not None:
+            raise ValueError(f"`step_size`: only for fixed-step methods; {new['method']!r} is adaptive")
+        for name, value in new.items():
+            setattr(self, name, value)
         return self
 
     def solver_options(self) -> dict:

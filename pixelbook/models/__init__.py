@@ -11,7 +11,7 @@ module                                     contents
 :mod:`~pixelbook.models.pixelnet`          :class:`PixelNet` (Ch. 1, one encoder, one head per task),
                                            :class:`TinyDilatedResNet`, :data:`TASKS`
 :mod:`~pixelbook.models.unet`              :class:`UNet` (Ch. 2)
-:mod:`~pixelbook.models.deeplab`           :class:`MiniDeepLab` (Ch. 4)
+:mod:`~pixelbook.models.deeplab`           :class:`MiniDeepLab` (Ch. 4), :func:`deeplabv3_resnet50`
 :mod:`~pixelbook.models.fcn`               :func:`small_fcn`, :func:`resnet_fcn`, :func:`paper_model` (Ch. 9)
 :mod:`~pixelbook.models.embedding`         :class:`EmbeddingNet` (Ch. 6, unit pixel embeddings, CoordConv)
 =========================================  ==========================================================
@@ -23,7 +23,7 @@ The Neural-ODE models of Chapter 2 (:class:`pixelbook.levelset.ContourEvolution`
 from __future__ import annotations
 
 from .blocks import BasicBlock, conv_bn_relu, conv_gn_relu, count_parameters
-from .deeplab import MiniDeepLab
+from .deeplab import MiniDeepLab, deeplabv3_resnet50
 from .embedding import EmbeddingNet
 from .fcn import paper_model, resnet_fcn, small_fcn
 from .pixelnet import TASKS, PixelNet, TinyDilatedResNet
@@ -31,5 +31,5 @@ from .unet import UNet
 
 __all__ = [
     "BasicBlock", "conv_bn_relu", "conv_gn_relu", "count_parameters", "PixelNet", "TinyDilatedResNet", "TASKS",
-    "UNet", "MiniDeepLab", "small_fcn", "resnet_fcn", "paper_model", "EmbeddingNet",
+    "UNet", "MiniDeepLab", "deeplabv3_resnet50", "small_fcn", "resnet_fcn", "paper_model", "EmbeddingNet",
 ]

@@ -1,0 +1,257 @@
+"""The ``full`` configurations of Chapters 3, 4 and 6, end to end on fake datasets (CPU, seconds).
+
+Each test builds a fake copy of the paper's dataset in the real layout (tests/fakes.py), shrinks
+only the sizes (crop, epochs, batch, images) through the experiment's ``run_config`` overrides, and
+runs the command ``python -m pixelbook.run <chapter> --scale full --arm ...`` in-process: the real
+data loaders, the real network (DeepLabV3-ResNet50, randomly initialised: no download), the loss,
+``fit``, the evaluation and the results file. The configurations themselves are checked against
+the papers' numbers, and a missing dataset must fail with a message that says where to get it.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from pixelbook import experiments
+from pixelbook import run as run_cli
+
+
+def shrink(monkeypatch, exp, overrides):
+    """Make ``exp.run_config(arm, seed, "full")`` apply ``overrides`` (for the command line too)."""
+    original = exp.run_config
+
+    def run_config(arm, seed, scale, extra=None):
+        merged = {k: {**overrides.get(k, {}), **(extra or {}).get(k, {})} for k in {*overrides, *(extra or {})}}
+        return original(arm, seed, scale, merged if scale == "full" else extra)
+
+    monkeypatch.setattr(exp, "run_config", run_config)
+
+
+def run_full(tmp_path, chapter, arm, capsys):
+    """``python -m pixelbook.run <chapter> --scale full --arm <arm> --device cpu``; the results record."""
+    root = tmp_path / "results"
+    code = run_cli.main([chapter, "--scale", "full", "--arm", arm, "--device", "cpu", "--results", str(root)])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    files = list(root.rglob(f"full-{arm}-seed0.json"))
+    assert len(files) == 1
+    return json.loads(files[0].read_text())
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("PIXELBOOK_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("PIXELBOOK_PROGRESS", "0")
+    torch.set_num_threads(1)
+    return tmp_path
+
+
+# ---------------------------------------------------------------------------------------------- Chapter 4
+
+
+def test_rmi_full_config_is_the_papers_recipe():
+    exp = experiments.get(4)
+    assert exp.seeds_for("full") == (0,)
+    cfg = exp.run_config("rmi_df4", 0, "full")
+    t, d, m, loss = cfg.train, cfg.data, cfg.model, cfg.loss
+    # [RMI, Sec. 5.1] and the official code (note 002 §3.2): 46 x floor(10582 / 16) = 30,406 iterations
+    assert (t.epochs * (10582 // t.batch_size), t.lr, t.batch_size, t.warmup_steps) == (30406, 0.007, 16, 1500)
+    assert (t.optimizer, t.schedule, t.weight_decay) == ("sgd", "poly", 1e-4)
+    assert (d["dataset"], d["train_split"], d["test_split"], d["crop"]) == ("voc", "train_aug", "val", 513)
+    assert d["scales"] == [0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0] and d["batch_size"] == t.batch_size
+    assert m == {"name": "deeplabv3_resnet50", "output_stride": 16, "weights_backbone": "IMAGENET1K_V1"}
+    assert (loss["pool_size"], loss["radius"], loss["ce_weight"], loss["ignore_index"]) == (4, 3, 0.5, 255)
+    camvid = exp.run_config("rmi", 0, "full", exp.full_overrides("camvid"))
+    assert (camvid.train.epochs * (468 // 16), camvid.train.lr, camvid.train.warmup_steps) == (5800, 0.025, 300)
+    assert (camvid.data["crop"], camvid.data["train_split"], camvid.data["test_split"]) == (479, "trainval", "test")
+    assert camvid.hash != exp.run_config("rmi", 0, "full").hash
+    # the medium configurations are untouched by the full ones (their committed results stay valid)
+    assert "ignore_index" not in exp.run_config("ce", 0, "medium").loss
+
+
+@pytest.mark.parametrize("arm", ["ce", "rmi"])
+def test_rmi_full_runs_end_to_end_on_a_fake_voc(cache, monkeypatch, capsys, arm):
+    from fakes import make_voc_sbd_folder
+
+    make_voc_sbd_folder(cache / "voc")
+    exp = experiments.get(4)
+    shrink(monkeypatch, exp, {"data": {"root": str(cache / "voc"), "download": False, "crop": 32, "batch_size": 2,
+                                       "workers": 0},
+                              "train": {"epochs": 1, "batch_size": 2, "warmup_steps": 1, "eval_every": 1, "lr": 1e-3},
+                              "eval": {"monitor_n": 1},
+                              "model": {"weights_backbone": None}})
+    record = run_full(cache, "4", arm, capsys)
+    # train_aug = VOC train (2 images) + SBD train/val minus VOC val (2 more): 2 steps of 2 crops
+    assert len(record["history"]) == 1 and len(record["history"][0]["step_loss"]) == 2
+    assert "val_miou" in record["history"][0]
+    m = record["metrics"]
+    assert {"seg.miou", "seg.pixel_acc", "seg.iou.background", "seg.iou.tvmonitor"} <= set(m)
+    assert 0.0 <= m["seg.miou"] <= 1.0 and 0.0 <= m["seg.pixel_acc"] <= 1.0
+    assert record["config"]["model"]["name"] == "deeplabv3_resnet50" and record["scale"] == "full"
+
+
+def test_rmi_full_on_a_fake_camvid(cache, monkeypatch):
+    from fakes import make_camvid_folder
+
+    make_camvid_folder(cache / "camvid")
+    exp = experiments.get(4)
+    small = {"data": {"root": str(cache / "camvid"), "download": False, "crop": 32, "batch_size": 2, "workers": 0},
+             "train": {"epochs": 1, "batch_size": 2, "warmup_steps": 1, "lr": 1e-3},
+             "model": {"weights_backbone": None},
+             "eval": {"monitor_n": 1}}
+    over = exp.full_overrides("camvid")
+    over = {k: {**over.get(k, {}), **small.get(k, {})} for k in {*over, *small}}
+    run = exp.run("bce", 0, "full", device="cpu", cache=False, **over)
+    assert len(run.history.records[0]["step_loss"]) == 2  # train + val = 5 images, batch 2, drop_last
+    assert {"seg.iou.unlabelled", "seg.iou.sky"} <= set(run.metrics)  # 12 classes: the official code's
+
+
+def test_rmi_full_without_data_says_where_to_get_it(cache):
+    exp = experiments.get(4)
+    with pytest.raises(FileNotFoundError, match=r"VOCtrainval_11-May-2012\.tar.*benchmark\.tgz"):
+        exp.run("ce", 0, "full", device="cpu", cache=False,
+                data={"root": str(cache / "nothing"), "download": False}, model={"weights_backbone": None})
+
+
+def test_deeplabv3_resnet50_builds_offline_at_both_output_strides():
+    from torch import nn
+
+    from pixelbook.models import deeplabv3_resnet50
+
+    net = deeplabv3_resnet50(5, output_stride=16)
+    assert net(torch.rand(2, 3, 33, 33)).shape == (2, 5, 33, 33)
+    assert net.net.backbone.layer3[0].conv2.stride == (2, 2) and net.net.backbone.layer4[0].conv2.stride == (1, 1)
+    frozen = deeplabv3_resnet50(4, output_stride=8, frozen_batchnorm=True).train()
+    assert frozen.net.backbone.layer3[0].conv2.stride == (1, 1)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in frozen.modules())
+    frozen(torch.rand(1, 3, 32, 32)).sum().backward()  # batch 1 trains: no batch statistics anywhere
+    with pytest.raises(ValueError, match="output_stride"):
+        deeplabv3_resnet50(3, output_stride=32)
+    with pytest.raises(ValueError, match="output stride 8"):
+        deeplabv3_resnet50(3, output_stride=16, weights="COCO_WITH_VOC_LABELS_V1")
+
+
+# ---------------------------------------------------------------------------------------------- Chapter 3
+
+
+def test_std_full_config_is_the_papers_isic_protocol():
+    exp = experiments.get(3)
+    assert [a.name for a in exp.arms_for("full")] == ["softmax", "std"]  # the twins are read-outs of these two
+    assert [a.name for a in exp.arms_for("medium")] == [a.name for a in exp.arms]
+    cfg = exp.run_config("std", 0, "full")
+    t, d, m = cfg.train, cfg.data, cfg.model
+    # [STD, Sec. 4.3]: batch 16, 50K iterations, lr 1e-4, crop 513; ISIC: lambda 0.75, epsilon 0.1; 7x7, sigma 5
+    assert (t.epochs * (1758 // t.batch_size), t.batch_size, t.lr) == (50031, 16, 1e-4)
+    assert (d["dataset"], d["size"], d["val_fraction"], d["num_classes"]) == ("isic2018", 513, 0.2, 2)
+    assert m["std"] == {"iterations": 10, "lam": 0.75, "epsilon": 0.1, "kernel_size": 7, "sigma": 5.0}
+    assert (m["name"], m["weights"]) == ("deeplabv3_resnet50", "COCO_WITH_VOC_LABELS_V1")
+    assert cfg.eval["star_iterations"] == 50
+    assert "std" not in exp.run_config("softmax", 0, "full").model
+
+
+def test_std_full_cli_refuses_the_twin_arms(cache, capsys):
+    with pytest.raises(SystemExit) as exc:
+        run_cli.main(["3", "--scale", "full", "--arm", "ss_std", "--results", str(cache / "r")])
+    assert exc.value.code == 2 and "the std arm's results record that read-out" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("arm", ["softmax", "std"])
+def test_std_full_runs_end_to_end_on_a_fake_isic(cache, monkeypatch, capsys, arm):
+    from fakes import make_isic_folder
+
+    make_isic_folder(cache / "isic", n=8)  # 6 star-shaped lesions: 5 train, 1 held out
+    exp = experiments.get(3)
+    shrink(monkeypatch, exp, {"data": {"root": str(cache / "isic"), "download": False, "size": 32, "batch_size": 2,
+                                       "workers": 0},
+                              "train": {"epochs": 1, "batch_size": 2, "eval_every": 1, "lr": 1e-3},
+                              "model": {"weights": None}, "eval": {"monitor_n": 1}})
+    record = run_full(cache, "3", arm, capsys)
+    assert len(record["history"][0]["step_loss"]) == 2 and "val_miou" in record["history"][0]
+    m = record["metrics"]
+    assert {"isic.miou", "isic.argmax.miou", "isic.std.miou", "isic.length_ratio", "isic.star_violations"} <= set(m)
+    twin = {"softmax": {"isic.std_lam0.5.miou", "isic.std_lam1.25.miou"}, "std": {"isic.ss_std.miou",
+                                                                                 "isic.ss_std_est.miou"}}[arm]
+    assert twin <= set(m)
+    assert m["isic.miou"] == m["isic.argmax.miou" if arm == "softmax" else "isic.std.miou"]
+    assert all(0.0 <= v <= 1.0 for k, v in m.items() if k.endswith(".miou"))
+
+
+def test_std_full_without_data_says_where_to_get_it(cache):
+    with pytest.raises(FileNotFoundError, match=r"ISIC2018_Task1-2_Training_Input\.zip"):
+        experiments.get(3).run("softmax", 0, "full", device="cpu", cache=False, data={"download": False},
+                               model={"weights": None})
+
+
+@pytest.mark.parametrize("skip", [{"full": {"c": "no such arm"}}, {"full": {"a": "x", "b": "y"}},
+                                  {"large": {"a": "x"}}])
+def test_skip_arms_must_name_some_arms_of_a_scale(skip):
+    from pixelbook.experiments import Arm, Experiment
+
+    attrs = {"chapter": "99_toy", "arms": (Arm("a"), Arm("b")), "seeds": {"full": (0,)}}
+    toy = type("Toy", (Experiment,), {**attrs, "skip_arms": {"full": {"b": "x"}}})()
+    assert [a.name for a in toy.arms_for("full")] == ["a"]
+    with pytest.raises(ValueError, match="skip_arms"):
+        type("Toy", (Experiment,), {**attrs, "skip_arms": skip})()
+
+
+# ---------------------------------------------------------------------------------------------- Chapter 6
+
+
+def test_meanshift_full_config_is_the_thesis_voc_setting():
+    exp = experiments.get(6)
+    assert [a.name for a in exp.arms_for("full")] == ["gbms", "plain", "unequal_uniform"]
+    cfg = exp.run_config("gbms", 0, "full")
+    t, d, m, loss = cfg.train, cfg.data, cfg.model, cfg.loss
+    # [Kong thesis, §5.5.1]: VOC 2012 + SBD (train_aug) -> VOC val; batch 1, poly from 2.5e-4; D = 64, alpha = 0.5
+    assert (d["dataset"], d["train_split"], d["test_split"], d["scales"], d["rotate"]) == (
+        "voc_instances", "train_aug", "val", [0.5, 1.5], 10.0)
+    assert (t.batch_size, t.lr, t.schedule, t.optimizer) == (1, 2.5e-4, "poly", "sgd")
+    assert (m["dim"], m["output_stride"], m["frozen_batchnorm"]) == (64, 8, True)
+    assert (loss["alpha"], loss["delta"], loss["num_iters"], loss["loss_at"]) == (0.5, 6.0, 3, "all")
+    assert exp.run_config("unequal_uniform", 0, "full").loss["weighting"] == "uniform"
+
+
+def test_instance_transform_keeps_image_and_masks_aligned():
+    from pixelbook.data.instances import InstanceTransform
+
+    inst = torch.zeros(12, 16, dtype=torch.long)
+    inst[:, 8:] = 1
+    image = torch.zeros(3, 12, 16)
+    image[:, :, 8:] = 1.0  # the instance is the bright half
+    t = InstanceTransform(crop=20, scales=(1.0, 1.0), rotate=0.0, generator=torch.Generator().manual_seed(1))
+    for _ in range(5):
+        out = t({"image": image, "instances": inst, "labels": inst * 7})
+        bright = out["image"][0] > 0.5
+        assert torch.equal(bright, out["instances"] == 1)  # same pixels after flip, pad and crop
+        assert torch.equal(out["valid"], out["instances"] != 255) and bool((out["instances"] == 255).any())
+        assert torch.equal(out["labels"][out["valid"]], 7 * out["instances"][out["valid"]])
+    ev = InstanceTransform(train=False, size=8)({"image": image, "instances": inst, "labels": inst})
+    assert ev["image"].shape == (3, 8, 8) and ev["instances"].shape == (8, 8)
+    with pytest.raises(ValueError, match="size"):
+        InstanceTransform(train=False)
+
+
+@pytest.mark.parametrize("arm", ["gbms"])
+def test_meanshift_full_runs_end_to_end_on_a_fake_voc(cache, monkeypatch, capsys, arm):
+    from fakes import make_voc_sbd_instances_folder
+
+    make_voc_sbd_instances_folder(cache / "voc")  # train_aug: 4 images (1 held out for the read-out); val: 1
+    exp = experiments.get(6)
+    shrink(monkeypatch, exp, {"data": {"root": str(cache / "voc"), "download": False, "crop": 32, "eval_size": 32,
+                                       "n_readout": 1, "workers": 0},
+                              "train": {"epochs": 1}, "model": {"weights_backbone": None},
+                              "loss": {"num_samples": 16}, "eval": {"monitor_n": 1, "grad_images": 1}})
+    record = run_full(cache, "6", arm, capsys)
+    assert len(record["history"][0]["step_loss"]) == 3 and "val_ari" in record["history"][0]
+    m = record["metrics"]
+    assert {"group.ari", "group.ap50", "proposals.ar", "kmeans.ari", "grad.focus_gain"} <= set(m)
+    assert -1.0 <= m["group.ari"] <= 1.0
+
+
+def test_meanshift_full_without_data_says_where_to_get_it(cache):
+    with pytest.raises(FileNotFoundError, match=r"VOCtrainval_11-May-2012\.tar.*VOCInstances"):
+        experiments.get(6).run("plain", 0, "full", device="cpu", cache=False,
+                               data={"root": str(cache / "none"), "download": False}, model={"weights_backbone": None})

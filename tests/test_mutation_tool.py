@@ -1,0 +1,64 @@
+"""Tests of tools/mutation.py's bookkeeping: mutant names, diffs and the list of equivalent mutants."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("pixelbook_mutation_tool", ROOT / "tools" / "mutation.py")
+mutation = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(mutation)
+
+DIFF = """--- mutants/pixelbook/rmi.py
++++ mutants/pixelbook/rmi.py
+@@ -1,3 +1,3 @@
+ def f(x):
+-    return x + 1
++    return x - 1
+"""
+
+
+def test_function_of_plain_function_and_method():
+    assert mutation.function_of("pixelbook.rmi.x_rmi_loss__mutmut_12") == "rmi_loss"
+    assert mutation.function_of("pixelbook.rmi.x\u01c1RMILoss\u01c1forward__mutmut_1") == "RMILoss.forward"
+
+
+def test_changed_lines_skips_the_file_headers():
+    assert mutation.changed_lines(DIFF) == ("return x + 1", "return x - 1")
+
+
+def _entry(**kw):
+    e = dict(module="pixelbook/rmi.py", function="f", old="return x + 1", new="return x - 1", reason="r")
+    e.update(kw)
+    return e
+
+
+def test_classify_matches_survivors_by_content_and_reports_bad_entries():
+    mutants = {"pixelbook.rmi.x_f__mutmut_7": {"code": 0, "diff": DIFF},
+               "pixelbook.rmi.x_g__mutmut_1": {"code": 1, "diff": DIFF.replace("def f", "def g")}}
+    matched, problems = mutation.classify(mutants, [_entry()])
+    assert matched == {"pixelbook.rmi.x_f__mutmut_7"} and problems == []
+    # the same change in a killed mutant: the listing is wrong
+    matched, problems = mutation.classify(mutants, [_entry(function="g")])
+    assert matched == set() and problems[0].startswith("NOT EQUIVALENT")
+    # a listing that no mutant matches any more
+    matched, problems = mutation.classify(mutants, [_entry(new="return x * 1")])
+    assert matched == set() and problems[0].startswith("stale")
+
+
+def test_load_equivalent_filters_by_module_and_requires_a_reason(tmp_path):
+    f = tmp_path / "eq.toml"
+    f.write_text('[[equivalent]]\nmodule = "a.py"\nfunction = "f"\nold = "x"\nnew = "y"\nreason = "r"\n'
+                 '[[equivalent]]\nmodule = "b.py"\nfunction = "f"\nold = "x"\nnew = "y"\nreason = "r"\n')
+    assert [e["module"] for e in mutation.load_equivalent("a.py", f)] == ["a.py"]
+    f.write_text('[[equivalent]]\nmodule = "a.py"\nfunction = "f"\nold = "x"\nnew = "y"\n')
+    with pytest.raises(ValueError, match="lacks"):
+        mutation.load_equivalent("a.py", f)
+
+
+def test_the_committed_list_parses_and_every_entry_names_a_tracked_module():
+    entries = mutation.load_equivalent_all()
+    for e in entries:
+        assert (ROOT / e["module"]).is_file(), e
+        assert e["reason"].strip(), e
