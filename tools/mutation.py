@@ -46,7 +46,7 @@ from pathlib import Path
 from mutmut.mutation.diff_apply import get_diff_for_mutant
 out = {}
 for meta in sorted(Path("mutants").rglob("*.py.meta")):
-    src = meta.with_name(meta.name[:-len(".meta")])
+    src = meta.with_name(meta.name[:-len(".meta")]).relative_to("mutants")  # mutmut prepends mutants/ itself
     for key, code in json.loads(meta.read_text()).get("exit_code_by_key", {}).items():
         try:
             diff = get_diff_for_mutant(key, path=src)
