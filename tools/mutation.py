@@ -16,6 +16,9 @@ printed both raw and excluding them. A listed mutant that the tests kill is repo
 ``NOT EQUIVALENT`` and a listing that matches no mutant as ``stale``: both mean the list needs fixing.
 
 ``--report FILE`` writes every mutant (key, status, diff) as JSON; the survivors' diffs are printed.
+``--mutants-from REPORT`` re-runs only the survivors of an earlier report of the same module (after
+tests were added: a mutant the old tests killed stays killed, so the others need not run again)
+and reports the combined counts; a survivor that no longer exists (the module changed) is named.
 
 An editable install of pixelbook (``pip install -e .``) puts a finder on ``sys.meta_path`` that
 would import the original package instead of mutmut's copy: it is removed before mutmut starts.
@@ -136,7 +139,13 @@ def main() -> int:
     ap.add_argument("--max-children", type=int, default=2)
     ap.add_argument("--keep", action="store_true", help="keep the temporary copy (its path is printed)")
     ap.add_argument("--report", type=Path, help="write every mutant (key, exit code, diff) here as JSON")
+    ap.add_argument("--mutants-from", type=Path,
+                    help="a --report of an earlier run of this module: re-run only its survivors")
     args = ap.parse_args()
+    previous, names = None, []
+    if args.mutants_from:
+        previous = json.loads(args.mutants_from.read_text())
+        names = sorted(k for k, m in previous.items() if m["code"] in SURVIVED or m["code"] in NO_TESTS)
     if args.report:
         args.report = args.report.resolve()
     work = Path(tempfile.mkdtemp(prefix="pixelbook-mutation-"))
@@ -153,10 +162,12 @@ def main() -> int:
         with open(work / "pyproject.toml", "a") as fh:
             fh.write(f'\n[tool.mutmut]\npaths_to_mutate = ["{args.module}"]\n'
                      f'tests_dir = {json.dumps(args.tests)}\nalso_copy = {json.dumps(also + ["tests/"])}\n')
-        runner = ("import sys\n"
+        (work / "_mutant_names.json").write_text(json.dumps(names))
+        runner = ("import json, sys\n"
                   "sys.meta_path[:] = [f for f in sys.meta_path if not type(f).__module__.startswith('__editable__')]\n"
                   "from mutmut.__main__ import cli\n"
-                  f"sys.argv = ['mutmut', 'run', '--max-children', '{args.max_children}']\n"
+                  f"sys.argv = ['mutmut', 'run', '--max-children', '{args.max_children}']"
+                  " + json.load(open('_mutant_names.json'))\n"
                   "cli()\n")
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         subprocess.run([sys.executable, "-c", runner], cwd=work, env=env)
@@ -167,6 +178,12 @@ def main() -> int:
                        for k, c in json.loads(meta.read_text()).get("exit_code_by_key", {}).items()}
         else:
             mutants = json.loads(res.stdout)
+        if previous is not None:  # the earlier run's results, with its survivors' new ones
+            gone = [k for k in names if k not in mutants]
+            print(f"re-ran the {len(names)} survivors of {args.mutants_from}; {len(gone)} no longer exist"
+                  + "".join(f"\n  gone: {k}" for k in gone))
+            mutants = {**{k: m for k, m in previous.items() if k not in gone},
+                       **{k: mutants[k] for k in names if k in mutants}}
         codes = Counter(m["code"] for m in mutants.values())
         killed = sum(n for c, n in codes.items() if c in KILLED or c in TIMEOUT)
         survived = sum(n for c, n in codes.items() if c in SURVIVED or c in NO_TESTS)
