@@ -10,10 +10,11 @@ working tree is never touched; the score printed at the end is killed / (killed 
 
 Equivalent mutants (no observable change, e.g. a different tolerance constant whose effect is below
 float rounding) are listed in ``tools/mutation_equivalent.toml``, each with the module, the
-function, the line before and after the change, and a one-line reason. They are matched by that
-content, not by mutmut's mutant number (which moves when the function changes); the score is
-printed both raw and excluding them. A listed mutant that the tests kill is reported as
-``NOT EQUIVALENT`` and a listing that matches no mutant as ``stale``: both mean the list needs fixing.
+function, the line before and after the change, and a one-line reason; ``kind = "device"`` marks a
+change that only an accelerator can observe (device placement, the MPS branch) on a CPU-only run.
+They are matched by that content, not by mutmut's mutant number (which moves when the function
+changes); the score is printed raw, excluding the equivalent ones, and excluding both. A listed
+mutant that the tests kill is reported as ``NOT EQUIVALENT`` and a listing that matches no mutant as ``stale``: both mean the list needs fixing.
 
 ``--report FILE`` writes every mutant (key, status, diff) as JSON; the survivors' diffs are printed.
 ``--mutants-from REPORT`` re-runs only the survivors of an earlier report of the same module (after
@@ -94,10 +95,11 @@ def load_equivalent(module: str, path: Path = EQUIVALENT_FILE) -> list[dict]:
     return [e for e in load_equivalent_all(path) if e["module"] == module]
 
 
-def classify(mutants: dict[str, dict], equivalent: list[dict]) -> tuple[set[str], list[str]]:
-    """The keys of the survivors matched by ``equivalent``, and the problems with the list
-    (an entry that matches a killed mutant or none at all)."""
-    matched, problems = set(), []
+def classify(mutants: dict[str, dict], equivalent: list[dict]) -> tuple[dict[str, str], list[str]]:
+    """``{key: kind}`` of the survivors matched by ``equivalent`` (kind ``"equivalent"``, or
+    ``"device"`` for a change observable only on an accelerator the run did not have), and the
+    problems with the list (an entry that matches a killed mutant or none at all)."""
+    matched, problems = {}, []
     for e in equivalent:
         want = (e["old"].strip(), e["new"].strip())
         hits = [k for k, m in mutants.items()
@@ -106,7 +108,7 @@ def classify(mutants: dict[str, dict], equivalent: list[dict]) -> tuple[set[str]
             problems.append(f"stale: {e['function']}: {e['old']!r} -> {e['new']!r} matches no mutant")
         for k in hits:
             if mutants[k]["code"] in SURVIVED or mutants[k]["code"] in NO_TESTS:
-                matched.add(k)
+                matched[k] = e.get("kind", "equivalent")
             else:
                 problems.append(f"NOT EQUIVALENT (killed, code {mutants[k]['code']}): {k}")
     return matched, problems
@@ -191,18 +193,22 @@ def main() -> int:
         total = killed + survived
         equivalent, problems = classify(mutants, load_equivalent(args.module))
         for key in sorted(k for k, m in mutants.items() if m["code"] in SURVIVED or m["code"] in NO_TESTS):
-            tag = "equivalent" if key in equivalent else ("no tests" if mutants[key]["code"] in NO_TESTS else "survived")
+            tag = equivalent[key] if key in equivalent else ("no tests" if mutants[key]["code"] in NO_TESTS else "survived")
             print(f"\n## {key} ({tag})\n{mutants[key]['diff']}")
         for p in problems:
             print(f"mutation_equivalent.toml: {p}")
         if args.report:
             args.report.write_text(json.dumps(mutants, indent=1, ensure_ascii=False))
-        score = killed / total if total else float("nan")
-        rest = total - len(equivalent)
-        score_eq = killed / rest if rest else float("nan")
+        n_eq = sum(1 for k in equivalent.values() if k == "equivalent")
+        n_dev = len(equivalent) - n_eq
+
+        def pct(n, d):
+            return f"{100 * n / d:.1f} %" if d else "nan"
+
         print(f"{args.module}: {total} mutants, {killed} killed, {survived} survived "
-              f"(incl. {codes.get(33, 0)} without tests, {len(equivalent)} listed equivalent), {other} other; "
-              f"score {100 * score:.1f} % raw, {100 * score_eq:.1f} % excluding equivalent")
+              f"(incl. {codes.get(33, 0)} without tests; {n_eq} listed equivalent, {n_dev} device-only), "
+              f"{other} other; score {pct(killed, total)} raw, {pct(killed, total - n_eq)} excluding equivalent, "
+              f"{pct(killed, total - n_eq - n_dev)} excluding equivalent and device-only")
         return 0
     finally:
         if args.keep:
