@@ -97,8 +97,14 @@ class TestRestorationTestSets:
     def test_a_password_protected_live_archive_says_what_to_do(self, tmp_path, monkeypatch):
         monkeypatch.setenv("PIXELBOOK_CACHE", str(tmp_path / "cache"))
         make_live_archive(dataset_dir("live_release2") / "databaserelease2.zip", encrypted=True)
-        with pytest.raises(ValueError, match="password protected.*unpack it and pass its folder as root="):
+        with pytest.raises(ValueError, match="password protected.*unpack it into '.*extracted'"):
             RestorationTestSet("live1", download=False)
+        # unpacked by hand into the cache's folder: found there, the archive is not opened again
+        import zipfile
+
+        with zipfile.ZipFile(make_live_archive(tmp_path / "plain.zip")) as zf:
+            zf.extractall(dataset_dir("live_release2") / "extracted")
+        assert len(RestorationTestSet("live1", download=False)) == 29
 
     def test_structure_is_verified(self, tmp_path, monkeypatch):
         make_sr_benchmark_archive(tmp_path / "a.tar", counts={"Set5": 4})

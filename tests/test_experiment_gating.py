@@ -98,6 +98,15 @@ class TestFullScale:
         EXPERIMENT.data(cfg)
         assert fetched == ["IMAGENET1K_V1"]
 
+        def offline(self, *args, **kwargs):
+            import urllib.error
+
+            raise urllib.error.URLError("no network in this test")
+
+        monkeypatch.setattr(WeightsEnum, "get_state_dict", offline)
+        with pytest.raises(FileNotFoundError, match=r"ImageNet ResNet-50 \(IMAGENET1K_V1\), which could not be"):
+            EXPERIMENT.data(cfg)
+
     @pytest.mark.parametrize("arm", ["a_dil8", "a_true_depth", "b_dense", "b_trunc7"])
     def test_arms_without_a_full_counterpart_are_refused(self, arm):
         with pytest.raises(ValueError, match=f"{arm!r} has no 'full' configuration"):
@@ -167,7 +176,8 @@ class TestFullScale:
 
         _write_split(tmp_path, "train")
         _write_split(tmp_path, "val")
-        cfg = EXPERIMENT.run_config("a_pag", 0, "full", {"data": {"dataset": "cityscapes", "root": str(tmp_path)}})
+        cfg = EXPERIMENT.run_config("a_pag", 0, "full", {"data": {"dataset": "cityscapes", "root": str(tmp_path)},
+                                                         "model": {"weights": None}})
         data = EXPERIMENT.data(cfg)
         assert len(data["classes"]) == 19 and data["label_key"] == "labels"
         images, labels = exp_mod._crops(data, data["train"]["index"], [8, 8], True, 0, 0)

@@ -341,3 +341,345 @@ def test_instance_boundaries_and_gradient_map_errors():
         ms.instance_boundaries(torch.zeros(1, 3, 3))
     with pytest.raises(ValueError, match="reduction"):
         ms.gradient_map(torch.randn(1, 2, 3, 3), torch.zeros(1, 3, 3, dtype=torch.long), reduction="mean")
+
+
+# ------------------------------------------------------------------------------------------------
+# every validated argument: the value just outside its documented range is an error naming it
+# (anchored: the message starts with the argument and states the range), the boundary is accepted
+# ------------------------------------------------------------------------------------------------
+
+_P = _unit(1, 4, 3)  # (B, P, D) unit points
+_EMB = torch.randn(1, 2, 3, 3, generator=torch.Generator().manual_seed(7))
+_INST = torch.zeros(1, 3, 3, dtype=torch.long)
+_INT1 = r"expected an integer in \[1, inf\]"
+
+_BAD = [
+    # points-like inputs: the shape is named with its axes
+    (lambda: ms.gbms_step(torch.rand(4, 3)), ValueError, r"^`points`: expected shape \(B, P, D\)"),
+    (lambda: ms.kernel_matrix(torch.rand(4, 3)), ValueError, r"^`points`: expected shape \(B, P, D\)"),
+    (lambda: ms.group_modes(torch.rand(4, 3)), ValueError, r"^`points`: expected shape \(B, P, D\)"),
+    (lambda: ms.pairwise_embedding_loss(torch.rand(4, 3), torch.zeros(1, 4, dtype=torch.long)), ValueError,
+     r"^`points`: expected shape \(B, P, D\)"),
+    (lambda: ms.gaussian_blurring_mean_shift(torch.rand(4, 1), 1.0), ValueError, r"^`x`: expected shape \(B, P, D\)"),
+    (lambda: ms.gbms_backward_appendix(torch.rand(4, 3), torch.rand(4, 3)), ValueError,
+     r"^`x`: expected shape \(B, P, D\)"),
+    (lambda: ms.gbms_backward_appendix(_P, torch.rand(4, 3)), ValueError, r"^`grad_y`: expected shape \(B, P, D\)"),
+    (lambda: ms.spherical_kmeans(torch.rand(1, 4, 3), 2), ValueError, r"^`points`: expected shape \(P, D\)"),
+    (lambda: ms.pair_weights(torch.zeros(3, dtype=torch.long)), ValueError, r"^`ids`: expected shape \(B, P\)"),
+    # maps
+    *[(lambda f=f: f(torch.rand(2, 3, 3)), ValueError, r"^`embeddings`: expected shape \(N, D, H, W\)")
+      for f in (ms.flatten_embeddings, ms.segment, ms.propose, lambda e: ms.score_segments(e, _INST),
+                lambda e: ms.gradient_map(e, _INST), lambda e: ms.embedding_loss(e, _INST))],
+    *[(lambda f=f: f(torch.ones(1, 2, 3, 3, dtype=torch.long)), TypeError, r"^`embeddings`: expected a floating-point")
+      for f in (ms.flatten_embeddings, lambda e: ms.gradient_map(e, _INST))],
+    (lambda: ms.embedding_loss(_EMB, torch.zeros(3, 3, dtype=torch.long)), ValueError,
+     r"^`instances`: expected shape \(N, H, W\)"),
+    (lambda: ms.embedding_loss(_EMB, _INST, valid=torch.ones(3, 3, dtype=torch.bool)), ValueError,
+     r"^`valid`: expected shape \(N, H, W\)"),
+    (lambda: ms.embedding_loss(_EMB, _INST, valid=torch.ones(1, 2, 3, dtype=torch.bool)), ValueError,
+     r"^`valid`: expected H=3"),
+    (lambda: ms.score_segments(_EMB, torch.zeros(3, 3, dtype=torch.long)), ValueError,
+     r"^`segments`: expected shape \(N, H, W\)"),
+    (lambda: ms.score_segments(_EMB, torch.zeros(1, 2, 3, dtype=torch.long)), ValueError, r"^`segments`: expected H=3"),
+    (lambda: ms.score_segments(_EMB, torch.zeros(2, 3, 3, dtype=torch.long)), ValueError, r"^`segments`: expected N=1"),
+    (lambda: ms.score_segments(_EMB, torch.zeros(1, 3, 3)), TypeError, r"^`segments`: expected an integer"),
+    (lambda: ms.instance_boundaries(torch.zeros(3, 3, dtype=torch.long)), ValueError,
+     r"^`instances`: expected shape \(N, H, W\)"),
+    (lambda: ms.instance_boundaries(torch.zeros(1, 3, 3)), TypeError, r"^`instances`: expected an integer"),
+    (lambda: ms.sample_pixels(torch.zeros(3, 3, dtype=torch.long), 2), ValueError,
+     r"^`instances`: expected shape \(N, H, W\)"),
+    (lambda: ms.sample_pixels(_INST, 2, torch.ones(3, 3, dtype=torch.bool)), ValueError,
+     r"^`valid`: expected shape \(N, H, W\)"),
+    (lambda: ms.sample_pixels(_INST, 2, torch.ones(1, 3, 4, dtype=torch.bool)), ValueError, r"^`valid`: expected W=3"),
+    (lambda: ms.calibrated_similarity(torch.rand(2, 3, 5, 4), torch.rand(2, 2, 6, 4)), ValueError, r"^`y`: expected A1=3"),
+    # integers
+    (lambda: ms.antipodal_embedding(0), ValueError, r"^`n`: " + _INT1),
+    (lambda: ms.antipodal_embedding(5, dim=2), ValueError, r"^`dim`: expected an integer in \[3, inf\]"),
+    (lambda: ms.margin_bound(1), ValueError, r"^`n`: expected an integer in \[2, inf\]"),
+    (lambda: ms.embedding_loss(_EMB, _INST, num_iters=-1), ValueError, r"^`num_iters`: expected an integer in \[0, inf\]"),
+    (lambda: ms.gbms(_P, 6.0, -1), ValueError, r"^`num_iters`: expected an integer in \[0, inf\]"),
+    (lambda: ms.gaussian_blurring_mean_shift(_P, 1.0, -1), ValueError,
+     r"^`num_iters`: expected an integer in \[0, inf\]"),
+    (lambda: ms.group_modes(_P, min_size=0), ValueError, r"^`min_size`: " + _INT1),
+    (lambda: ms.instance_boundaries(_INST, width=0), ValueError, r"^`width`: " + _INT1),
+    (lambda: ms.sample_pixels(_INST, 0), ValueError, r"^`num_samples`: " + _INT1),
+    (lambda: ms.spherical_kmeans(_P[0], 0), ValueError, r"^`k`: expected an integer in \[1, 4\]"),
+    (lambda: ms.spherical_kmeans(_P[0], 5), ValueError, r"^`k`: expected an integer in \[1, 4\]"),
+    (lambda: ms.spherical_kmeans(_P[0], 2, num_iters=0), ValueError, r"^`num_iters`: " + _INT1),
+    (lambda: ms.spherical_kmeans(_P[0], 2, restarts=0), ValueError, r"^`restarts`: " + _INT1),
+    (lambda: ms.tammes_similarity(1, steps=1), ValueError, r"^`n`: expected an integer in \[2, inf\]"),
+    (lambda: ms.tammes_similarity(3, dim=1, steps=1), ValueError, r"^`dim`: expected an integer in \[2, inf\]"),
+    (lambda: ms.tammes_similarity(3, steps=0), ValueError, r"^`steps`: " + _INT1),
+    (lambda: ms.tammes_similarity(3, steps=1, restarts=0), ValueError, r"^`restarts`: " + _INT1),
+    (lambda: ms.tammes_similarity(3, steps=1, seed=-1), ValueError, r"^`seed`: expected an integer in \[0, inf\]"),
+    (lambda: ms.three_gaussians_toy(0), ValueError, r"^`n_per`: " + _INT1),
+    (lambda: ms.three_gaussians_toy(2, middle_label=0), ValueError, r"^`middle_label`: expected an integer in \[1, 2\]"),
+    (lambda: ms.three_gaussians_toy(2, seed=-1), ValueError, r"^`seed`: expected an integer in \[0, inf\]"),
+    (lambda: ms.EmbeddingLoss(num_iters=-1), ValueError, r"^`num_iters`: expected an integer in \[0, inf\]"),
+    (lambda: ms.EmbeddingLoss(num_samples=0), ValueError, r"^`num_samples`: " + _INT1),
+    (lambda: ms.GBMS(num_iters=-1), ValueError, r"^`num_iters`: expected an integer in \[0, inf\]"),
+    # reals
+    *[(thunk, ValueError, r"^`alpha`: expected a finite number in \[0, 1\]") for thunk in (
+        lambda: ms.embedding_loss(_EMB, _INST, alpha=-0.1), lambda: ms.embedding_loss(_EMB, _INST, alpha=1.1),
+        lambda: ms.pairwise_embedding_loss(_P, torch.zeros(1, 4, dtype=torch.long), alpha=-0.1),
+        lambda: ms.EmbeddingLoss(alpha=-0.1), lambda: ms.EmbeddingLoss(alpha=1.1))],
+    *[(thunk, ValueError, r"^`delta`: expected a finite number in \(0, inf\)") for thunk in (
+        lambda: ms.kernel_matrix(_P, 0.0), lambda: ms.kernel_matrix(_P, -1.0), lambda: ms.gbms_step(_P, 0.0),
+        lambda: ms.gbms_backward_appendix(_P, _P, 0.0), lambda: ms.EmbeddingLoss(delta=0.0), lambda: ms.GBMS(0.0))],
+    *[(thunk, ValueError, r"^`eta`: expected a finite number in \(0, 1\]") for thunk in (
+        lambda: ms.gbms_step(_P, 6.0, 0.0), lambda: ms.gbms_step(_P, 6.0, 1.5),
+        lambda: ms.gbms_backward_appendix(_P, _P, eta=0.0), lambda: ms.gbms_backward_appendix(_P, _P, eta=1.5),
+        lambda: ms.gaussian_blurring_mean_shift(_P, 1.0, eta=0.0), lambda: ms.gaussian_blurring_mean_shift(_P, 1.0, eta=1.5),
+        lambda: ms.EmbeddingLoss(eta=0.0), lambda: ms.EmbeddingLoss(eta=1.5), lambda: ms.GBMS(eta=0.0),
+        lambda: ms.GBMS(eta=1.5))],
+    (lambda: ms.gaussian_blurring_mean_shift(_P, 0.0), ValueError, r"^`sigma`: expected a finite number in \(0, inf\)"),
+    (lambda: ms.group_modes(_P, threshold=-1.5), ValueError, r"^`threshold`: expected a finite number in \[-1, 1\]"),
+    (lambda: ms.group_modes(_P, threshold=1.5), ValueError, r"^`threshold`: expected a finite number in \[-1, 1\]"),
+    (lambda: ms.propose(_EMB, dedupe_iou=-0.1), ValueError, r"^`dedupe_iou`: expected a finite number in \[0, 1\]"),
+    (lambda: ms.propose(_EMB, dedupe_iou=1.1), ValueError, r"^`dedupe_iou`: expected a finite number in \[0, 1\]"),
+    # messages without a formatted value
+    (lambda: ms.propose(_EMB, deltas=()), ValueError, r"^`deltas`: expected at least one bandwidth, got none$"),
+    (lambda: ms.gradient_map(_EMB, _INST, reduction="mean"), ValueError,
+     r"^`loss_kwargs`: gradient_map uses every pixel and sums over images; do not pass num_samples or reduction$"),
+    (lambda: ms.gradient_map(_EMB, _INST, num_samples=2), ValueError, r"^`loss_kwargs`: gradient_map uses every pixel"),
+    (lambda: ms.embedding_loss(_EMB, _INST, valid=torch.ones(1, 3, 3)), TypeError,
+     r"^`valid`: expected a bool tensor, got torch.float32$"),
+    (lambda: ms.EmbeddingNet(dilations=()), ValueError, r"^`dilations`: expected at least one layer, got none$"),
+]
+
+
+@pytest.mark.parametrize("thunk,err,pattern", _BAD, ids=[p for _, _, p in _BAD])
+def test_bad_argument_names_itself_and_its_range(thunk, err, pattern):
+    with pytest.raises(err, match=pattern):
+        thunk()
+
+
+def test_the_ends_of_every_documented_range_are_accepted():
+    assert ms.antipodal_embedding(5, dim=3).shape == (5, 3)
+    assert abs(ms.margin_bound(2) - (1 - math.pi / math.sqrt(3))) < 1e-15
+    # one instance: only positive pairs, the margin does not enter
+    torch.testing.assert_close(ms.embedding_loss(_EMB, _INST, alpha=0.0), ms.embedding_loss(_EMB, _INST, alpha=1.0))
+    assert ms.gbms(_P, 6.0, 0).shape == (1, 4, 3)
+    assert ms.gaussian_blurring_mean_shift(_P, 1e-3, 0, eta=1.0).equal(_P)
+    assert ms.gbms_step(_P, 1e-6, 1.0).shape == (1, 4, 3)
+    assert ms.gbms_backward_appendix(_P, _P, 1e-6, 1.0)[0].shape == (1, 4, 3)
+    assert ms.group_modes(_P, threshold=-1.0, min_size=1)[0].tolist() == [0, 0, 0, 0]  # everything merges
+    # no segment reaches min_size: the largest are kept (here all four, tied, in order)
+    assert ms.group_modes(_P, threshold=1.0, min_size=4)[0].tolist() == [0, 1, 2, 3]
+    assert ms.instance_boundaries(_INST, width=1).shape == (1, 3, 3)
+    assert ms.sample_pixels(_INST, 1)[0].shape == (1, 1)
+    assert ms.spherical_kmeans(_P[0], 1, num_iters=1, restarts=1).tolist() == [0, 0, 0, 0]
+    assert sorted(ms.spherical_kmeans(_P[0], 4).tolist()) == [0, 1, 2, 3]  # k = P: one point each
+    points, s = ms.tammes_similarity(2, dim=2, steps=1, restarts=1, seed=0)
+    assert points.shape == (2, 2) and 0 <= s <= 1
+    x, c, y = ms.three_gaussians_toy(1, seed=0, middle_label=1)
+    assert y.tolist() == [1.0, 1.0, 2.0] and ms.three_gaussians_toy(1, middle_label=2)[2].tolist() == [1.0, 2.0, 2.0]
+    assert len(ms.propose(_EMB, dedupe_iou=0.0)[0][0]) >= 1
+    assert ms.EmbeddingLoss(delta=1e-6, num_iters=0, num_samples=1).num_samples == 1
+    assert ms.GBMS(1e-6, 0, 1.0).num_iters == 0
+
+
+# ------------------------------------------------------------------------------------------------
+# values of the remaining paths
+# ------------------------------------------------------------------------------------------------
+
+
+def test_calibrated_similarity_non_tensor_and_rounding_below_zero():
+    with pytest.raises(TypeError, match=r"^`x`: expected a torch.Tensor"):
+        ms.calibrated_similarity([[1.0, 0.0]])
+    # antipodal float32 pairs: the cosine rounds below -1 for many of them; the result stays in [0, 1]
+    x = torch.randn(2000, 5, generator=torch.Generator().manual_seed(0))
+    s = ms.calibrated_similarity(x, -x).diagonal()
+    assert float(s.min()) == 0.0 and float(s.max()) < 1e-6
+
+
+def test_flatten_embeddings_against_a_loop():
+    emb = torch.randn(2, 3, 2, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    flat = ms.flatten_embeddings(emb)
+    assert flat.shape == (2, 8, 3)
+    for n in range(2):
+        for h in range(2):
+            for w in range(4):
+                v = emb[n, :, h, w]
+                torch.testing.assert_close(flat[n, h * 4 + w], v / v.norm(), rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("impl", ["explicit", "appendix"])
+def test_explicit_steps_have_second_derivatives(impl):
+    # the explicit forms support double backward (the fused attention kernel does not): a
+    # Hessian-vector product through one step equals that of the float64 matrix form
+    x = _unit(1, 6, 3, seed=8).requires_grad_(True)
+
+    def hvp(step):
+        (g,) = torch.autograd.grad((step(x) ** 3).sum(), x, create_graph=True)
+        (h,) = torch.autograd.grad(g.sum(), x)
+        return h
+
+    torch.testing.assert_close(hvp(lambda p: ms.gbms_step(p, 3.0, 0.7, impl)),
+                               hvp(lambda p: _gbms_step_reference(p, 3.0, 0.7)), rtol=0, atol=1e-9)
+    emb = _unit(1, 3, 9, seed=9).transpose(1, 2).reshape(1, 3, 3, 3).requires_grad_(True)
+    inst = torch.tensor([[[0, 0, 1], [0, 1, 1], [2, 2, 2]]])
+    loss = ms.embedding_loss(emb, inst, num_iters=1, impl=impl, eta=0.7, delta=3.0, loss_at="last")
+    (g,) = torch.autograd.grad(loss, emb, create_graph=True)
+    (h,) = torch.autograd.grad(g.pow(2).sum(), emb)
+    ref = ms.pairwise_embedding_loss(_gbms_step_reference(ms.flatten_embeddings(emb), 3.0, 0.7), inst.flatten(1))
+    (gr,) = torch.autograd.grad(ref, emb, create_graph=True)
+    (hr,) = torch.autograd.grad(gr.pow(2).sum(), emb)
+    torch.testing.assert_close(h, hr, rtol=0, atol=1e-9)
+
+
+def test_embedding_loss_and_module_pass_every_setting_on():
+    emb = torch.randn(2, 3, 3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(10))
+    inst = torch.randint(0, 3, (2, 3, 4), generator=torch.Generator().manual_seed(11))
+    valid = torch.rand(2, 3, 4, generator=torch.Generator().manual_seed(12)) > 0.3
+    x = ms.flatten_embeddings(emb)
+    ids, mask = inst.flatten(1), valid.flatten(1)
+    states = [x]
+    for _ in range(2):
+        states.append(_gbms_step_reference(states[-1], 4.0, 0.6))
+    expected = ms.pairwise_embedding_loss(states[-1], ids, 0.3, "uniform", mask, reduction="none")
+    got = ms.embedding_loss(emb, inst, 0.3, weighting="uniform", valid=valid, delta=4.0, num_iters=2, eta=0.6,
+                            impl="explicit", loss_at="last", reduction="none")
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
+    mod = ms.EmbeddingLoss(0.3, weighting="uniform", delta=4.0, num_iters=2, eta=0.6, impl="explicit",
+                           loss_at="last", reduction="none")
+    torch.testing.assert_close(mod(emb, inst, valid), expected, rtol=0, atol=1e-12)
+    # every iteration, summed over images
+    every = sum(ms.pairwise_embedding_loss(s, ids, 0.3, "uniform", mask, reduction="sum") for s in states)
+    got = ms.embedding_loss(emb, inst, 0.3, weighting="uniform", valid=valid, delta=4.0, num_iters=2, eta=0.6,
+                            reduction="sum")
+    torch.testing.assert_close(got, every, rtol=0, atol=1e-12)
+
+
+def test_gbms_module_passes_eta_and_return_all_on():
+    x = _unit(1, 8, 3, seed=13)
+    layer = ms.GBMS(4.0, 2, eta=0.5, impl="explicit")
+    ref = _gbms_step_reference(_gbms_step_reference(x, 4.0, 0.5), 4.0, 0.5)
+    torch.testing.assert_close(layer(x), ref, rtol=0, atol=1e-12)
+    states = layer(x, return_all=True)
+    assert isinstance(states, list) and len(states) == 3
+    torch.testing.assert_close(states[1], _gbms_step_reference(x, 4.0, 0.5), rtol=0, atol=1e-12)
+    emb = x.transpose(1, 2).reshape(1, 3, 2, 4)
+    torch.testing.assert_close(layer(emb), ref.transpose(1, 2).reshape(1, 3, 2, 4), rtol=0, atol=1e-12)
+
+
+def test_euclidean_gbms_in_two_dimensions_against_a_loop():
+    x = torch.tensor([[[0.0, 0.0], [0.5, 0.2], [3.0, 1.0]]], dtype=torch.float64)
+    sigma = 0.8
+    pts = x[0].tolist()
+    new = []
+    for pj in pts:
+        w = [math.exp(-((pi[0] - pj[0]) ** 2 + (pi[1] - pj[1]) ** 2) / (2 * sigma ** 2)) for pi in pts]
+        new.append([sum(wi * pi[d] for wi, pi in zip(w, pts)) / sum(w) for d in range(2)])
+    for impl in ("attention", "explicit"):
+        out = ms.gaussian_blurring_mean_shift(x, sigma, 1, impl=impl)
+        torch.testing.assert_close(out[0], torch.tensor(new, dtype=torch.float64), rtol=0, atol=1e-12)
+
+
+def test_gradient_map_passes_loss_settings_on():
+    emb = torch.randn(1, 3, 3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(14))
+    inst = torch.tensor([[[0, 0, 1], [0, 1, 1], [2, 2, 2]]])
+    e = F.normalize(emb, dim=1).requires_grad_(True)
+    loss = ms.pairwise_embedding_loss(ms.flatten_embeddings(e), inst.flatten(1), alpha=0.2, weighting="uniform",
+                                      reduction="sum")
+    (g,) = torch.autograd.grad(loss, e)
+    torch.testing.assert_close(ms.gradient_map(emb, inst, 0, alpha=0.2, weighting="uniform"), g.norm(dim=1))
+
+
+def test_group_modes_threshold_refinement_and_numbering():
+    deg = lambda a: [math.cos(math.radians(a)), math.sin(math.radians(a))]  # noqa: E731
+    # "cosine > threshold": at exactly the threshold two points stay apart
+    assert ms.group_modes(torch.tensor([[[1.0, 0.0], [0.0, 1.0]]]), threshold=0.0)[0].tolist() == [0, 1]
+    # re-centring: 50 deg is beyond the threshold (40 deg) from the seed but within it from the
+    # members' mean direction (15 deg): one segment
+    pts = torch.tensor([[deg(0), deg(30), deg(50)]], dtype=torch.float64)
+    assert ms.group_modes(pts, threshold=math.cos(math.radians(40)))[0].tolist() == [0, 0, 0]
+    # small segments join the most similar kept centre (two kept segments, two strays)
+    pts = torch.tensor([[deg(0)] * 3 + [deg(90)] * 3 + [deg(30), deg(65)]], dtype=torch.float64)
+    assert ms.group_modes(pts, threshold=0.99, min_size=2)[0].tolist() == [0, 0, 0, 1, 1, 1, 0, 1]
+    # the mean direction, not the column-normalised centres: one segment far larger than the other
+    pts = torch.tensor([[deg(0)] * 9 + [deg(80)] * 2 + [deg(35)]], dtype=torch.float64)
+    assert ms.group_modes(pts, threshold=0.99, min_size=2)[0].tolist() == [0] * 9 + [1, 1, 0]
+    # equal sizes are numbered in order of discovery (a stable order, also for many ties)
+    eye = torch.eye(200)[None]
+    assert ms.group_modes(eye, threshold=0.5)[0].tolist() == list(range(200))
+
+
+def test_score_segments_and_propose_keep_ties_in_order():
+    emb = torch.eye(200).reshape(1, 200, 1, 200)  # 200 pixels, 200 orthogonal directions
+    seg = torch.arange(200).reshape(1, 1, 200)
+    masks, scores = ms.score_segments(emb, seg)[0]
+    assert torch.equal(scores, torch.ones(200))
+    assert torch.equal(masks.reshape(200, 200), torch.eye(200, dtype=torch.bool))  # segment k first at k
+    masks, scores = ms.propose(emb, deltas=(100.0,), num_iters=1, dedupe_iou=1.0)[0]
+    assert torch.equal(masks.reshape(200, 200), torch.eye(200, dtype=torch.bool))
+    # two segments with different scores: each score is its own segment's mean cosine
+    e = torch.zeros(1, 2, 1, 4)
+    e[0, 0, 0, 0] = 1
+    e[0, :, 0, 1] = 1
+    e[0, 1, 0, 2:] = 1  # directions 0, 45, 90, 90 deg
+    masks, scores = ms.score_segments(e, torch.tensor([[[0, 0, 1, 1]]]))[0]
+    torch.testing.assert_close(scores, torch.tensor([1.0, math.cos(math.pi / 8)]))
+    assert masks[0].tolist() == [[False, False, True, True]]
+
+
+def test_propose_dedupes_single_pixel_segments():
+    emb = torch.eye(3).reshape(1, 3, 1, 3)  # three single-pixel segments
+    masks, _ = ms.propose(emb, deltas=(100.0, 100.0), num_iters=1)[0]
+    assert len(masks) == 3  # the second bandwidth's copies have IoU 1
+    assert len(ms.propose(emb, deltas=(100.0, 100.0), num_iters=1, dedupe_iou=1.0)[0][0]) == 6
+    # min_size (default 1) is passed on: with 2 the single pixel joins the pair
+    emb = torch.eye(3)[[0, 0, 1]].T.reshape(1, 3, 1, 3)
+    assert len(ms.propose(emb, deltas=(100.0,), num_iters=1)[0][0]) == 2
+    assert len(ms.propose(emb, deltas=(100.0,), num_iters=1, min_size=2)[0][0]) == 1
+
+
+def test_segment_passes_its_settings_on():
+    deg = lambda a: [math.cos(math.radians(a)), math.sin(math.radians(a))]  # noqa: E731
+    emb = torch.tensor([deg(0), deg(30), deg(180), deg(210)], dtype=torch.float64).T.reshape(1, 2, 1, 4)
+    # no iterations: 30 deg apart is below the 0.9 cosine, four segments; GBMS (delta 6) merges pairs
+    assert ms.segment(emb, num_iters=0).tolist() == [[[0, 1, 2, 3]]]
+    assert ms.segment(emb).tolist() == [[[0, 0, 1, 1]]]
+    emb = torch.tensor([deg(0), deg(0), deg(30), deg(180)], dtype=torch.float64).T.reshape(1, 2, 1, 4)
+    assert ms.segment(emb, num_iters=0).tolist() == [[[0, 0, 1, 2]]]
+    assert ms.segment(emb, num_iters=0, min_size=2).tolist() == [[[0, 0, 0, 0]]]  # the singles join
+
+
+def test_instance_boundaries_ignore_the_image_border():
+    assert not bool(ms.instance_boundaries(torch.full((1, 4, 5), 3)).any())
+    inst = torch.zeros(1, 1, 5, dtype=torch.long)
+    inst[0, 0, 4] = 1
+    assert ms.instance_boundaries(inst, width=2)[0, 0].tolist() == [False, False, True, True, True]
+
+
+def test_pair_weights_normalise_each_image():
+    ids = torch.tensor([[0, 0, 1, 2], [0, 1, 1, 1]])
+    W = ms.pair_weights(ids)
+    torch.testing.assert_close(W.sum((1, 2)), torch.ones(2))
+    # image 0: w = 1/2, 1/2, 1, 1 -> sum_ij w_i w_j = 9; image 1: w = 1, 1/3 x3 -> 4
+    torch.testing.assert_close(W[0, 2, 3], torch.tensor(1 / 9))
+    torch.testing.assert_close(W[1, 0, 0], torch.tensor(1 / 4))
+
+
+def test_sample_pixels_draws_each_image_independently():
+    idx, _ = ms.sample_pixels(torch.zeros(3, 4, 4, dtype=torch.long), 5, generator=torch.Generator().manual_seed(0))
+    assert len({tuple(sorted(r)) for r in idx.tolist()}) == 3
+
+
+def test_tammes_is_reproducible_and_float64():
+    a, sa = ms.tammes_similarity(4, steps=20, restarts=2, seed=3)
+    b, sb = ms.tammes_similarity(4, steps=20, restarts=2, seed=3)
+    assert a.dtype == torch.float64 and torch.equal(a, b) and sa == sb
+    torch.testing.assert_close(a.norm(dim=1), torch.ones(4, dtype=torch.float64))
+    c = a @ a.T
+    assert abs(sa - 0.5 * (1 + float(c[~torch.eye(4, dtype=torch.bool)].max()))) < 1e-15
+
+
+def test_three_gaussians_are_the_documented_distributions():
+    x, comp, target = ms.three_gaussians_toy(4, seed=5)
+    z = torch.randn(12, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    mu = torch.tensor([3.0] * 4 + [4.0] * 4 + [5.0] * 4, dtype=torch.float64)
+    sd = torch.tensor([0.2] * 4 + [0.3] * 4 + [0.1] * 4, dtype=torch.float64)
+    assert x.dtype == torch.float64 and target.dtype == torch.float64
+    torch.testing.assert_close(x, mu + sd * z, rtol=0, atol=1e-15)
+    assert comp.tolist() == [0] * 4 + [1] * 4 + [2] * 4

@@ -38,13 +38,15 @@ def test_classify_matches_survivors_by_content_and_reports_bad_entries():
     mutants = {"pixelbook.rmi.x_f__mutmut_7": {"code": 0, "diff": DIFF},
                "pixelbook.rmi.x_g__mutmut_1": {"code": 1, "diff": DIFF.replace("def f", "def g")}}
     matched, problems = mutation.classify(mutants, [_entry()])
-    assert matched == {"pixelbook.rmi.x_f__mutmut_7"} and problems == []
+    assert matched == {"pixelbook.rmi.x_f__mutmut_7": "equivalent"} and problems == []
+    matched, _ = mutation.classify(mutants, [_entry(kind="device")])
+    assert matched == {"pixelbook.rmi.x_f__mutmut_7": "device"}
     # the same change in a killed mutant: the listing is wrong
     matched, problems = mutation.classify(mutants, [_entry(function="g")])
-    assert matched == set() and problems[0].startswith("NOT EQUIVALENT")
+    assert matched == {} and problems[0].startswith("NOT EQUIVALENT")
     # a listing that no mutant matches any more
     matched, problems = mutation.classify(mutants, [_entry(new="return x * 1")])
-    assert matched == set() and problems[0].startswith("stale")
+    assert matched == {} and problems[0].startswith("stale")
 
 
 def test_load_equivalent_filters_by_module_and_requires_a_reason(tmp_path):
@@ -61,4 +63,4 @@ def test_the_committed_list_parses_and_every_entry_names_a_tracked_module():
     entries = mutation.load_equivalent_all()
     for e in entries:
         assert (ROOT / e["module"]).is_file(), e
-        assert e["reason"].strip(), e
+        assert e["reason"].strip() and e.get("kind", "equivalent") in ("equivalent", "device"), e

@@ -593,3 +593,89 @@ class TestRmiLossContract:
             (None, 0.5, "sigmoid", 255, "mean")
         mine = RMILoss.official(radius=2, xi=1e-3)
         assert (mine.radius, mine.xi, mine.pool_size, mine.pool_padding, mine.normalize) == (2, 1e-3, 4, 2, False)
+
+
+class TestRmiSecondRound:
+    """Survivors of the second mutation run, each pinned by a documented behaviour."""
+
+    def test_shape_errors_name_the_argument_and_the_expected_shape(self):
+        with pytest.raises(ValueError, match=r"^`x`: expected shape \(N, C, H, W\), got \(4, 4\)$"):
+            downsample(torch.zeros(4, 4))
+        with pytest.raises(ValueError, match=r"^`logits`: expected shape \(N, C, H, W\), got \(2, 8, 8\)$"):
+            rmi_loss(torch.zeros(2, 8, 8), torch.zeros(2, 8, 8, dtype=torch.long))
+        with pytest.raises(ValueError, match=r"^`labels`: expected shape \(N, H, W\), got \(1, 1, 8, 8\)$"):
+            rmi_loss(torch.zeros(1, 2, 8, 8), torch.zeros(1, 1, 8, 8, dtype=torch.long))
+
+    def test_defaults_of_downsample_and_of_xi(self):
+        x = torch.rand(1, 2, 8, 8, generator=_gen(90))
+        assert torch.equal(downsample(x), F.avg_pool2d(x, 4))  # avg, DF = 4 [RMI, Table 1]
+        J = torch.tensor([[1.0, 0.8], [0.8, 1.0]], dtype=f64)
+        assert float(rmi_from_covariance(J)) == pytest.approx(0.5 * math.log(1 + 1e-6 - 0.64 / (1 + 1e-6)), abs=1e-13)
+
+    def test_max_pool_with_a_stride_other_than_the_size(self):
+        x = torch.rand(1, 1, 9, 9, generator=_gen(91))
+        out = downsample(x, "max", 3, stride=2)
+        ref = torch.stack([torch.stack([x[0, 0, i:i + 3, j:j + 3].max() for j in range(0, 7, 2)]) for i in range(0, 7, 2)])
+        assert torch.equal(out[0, 0], ref)
+
+    def test_interp_of_a_map_narrower_than_the_stride(self):
+        x = torch.rand(1, 1, 8, 3, generator=_gen(92))
+        out = downsample(x, "interp", 4, kind="labels")
+        assert out.shape == (1, 1, 2, 1) and torch.equal(out[0, 0, :, 0], x[0, 0, [0, 4], 0])
+
+    @pytest.mark.parametrize("shape", [(1, 3, 16), (1, 16, 3)])
+    def test_interp_rmi_on_maps_thinner_than_the_pool(self, shape):
+        # the pooled labels keep one row (column) like the pooled probabilities: R = 1 works
+        logits = torch.randn(1, 2, *shape[1:], generator=_gen(93), dtype=f64)
+        labels = torch.randint(0, 2, shape, generator=_gen(94))
+        out = rmi_loss(logits, labels, pool="interp", pool_size=4, radius=1, ce_weight=0.0, xi=1e-3)
+        h, w = max(1, shape[1] // 4), max(1, shape[2] // 4)
+        p = F.interpolate(torch.sigmoid(logits), size=(h, w), mode="bilinear", align_corners=True)
+        y = F.interpolate(_onehot(labels, 2), size=(h, w), mode="nearest")
+        torch.testing.assert_close(out, _inline_rmi(p, y, 1, 1e-3).sum(1).mean(), rtol=1e-10, atol=1e-12)
+
+    def test_singular_covariance_message(self):
+        with pytest.raises(ValueError, match=r"^`xi`: the joint covariance of the region vectors is singular; "
+                                             r"use xi > 0 \(the paper uses 1e-6\)$"):
+            rmi_from_covariance(torch.zeros(2, 2), xi=0.0)
+
+    def test_ce_over_a_single_valid_pixel(self):
+        logits = torch.randn(2, 2, 4, 4, generator=_gen(95), dtype=f64)
+        labels = torch.full((2, 4, 4), 255)
+        labels[0, 1, 2] = 1  # image 0: one valid pixel; image 1: none
+        valid = labels != 255
+        per = _bce_per_pixel(logits, labels, valid)
+        none = rmi_loss(logits, labels, ce_weight=1.0, reduction="none")
+        torch.testing.assert_close(none, torch.stack([per[0, 1, 2], per.new_zeros(())]), rtol=1e-12, atol=0)
+        torch.testing.assert_close(rmi_loss(logits, labels, ce_weight=1.0), per[0, 1, 2], rtol=1e-12, atol=0)
+
+    def test_softmax_rmi_uses_softmax_probabilities(self):
+        logits = torch.randn(2, 3, 12, 12, generator=_gen(96), dtype=f64)
+        labels = torch.randint(0, 3, (2, 12, 12), generator=_gen(97))
+        p, y = F.avg_pool2d(torch.softmax(logits, 1), 2), F.avg_pool2d(_onehot(labels, 3), 2)
+        out = rmi_loss(logits, labels, activation="softmax", ce_weight=0.0, radius=2, pool_size=2, xi=1e-4)
+        torch.testing.assert_close(out, _inline_rmi(p, y, 2, 1e-4).sum(1).mean(), rtol=1e-10, atol=1e-12)
+
+    def test_radius_message_names_the_map_size_not_the_classes(self):
+        with pytest.raises(ValueError, match=r"`radius`: expected at most 2 \(the size"):
+            rmi_loss(torch.randn(1, 1, 8, 8), torch.zeros(1, 8, 8, dtype=torch.long), radius=3)
+
+    def test_all_void_images_leave_the_mean_over_images(self):
+        logits = torch.randn(3, 2, 16, 16, generator=_gen(98), dtype=f64)
+        labels = torch.randint(0, 2, (3, 16, 16), generator=_gen(99))
+        labels[2] = 255
+        kw = dict(radius=2, pool_size=2, ce_weight=0.0)
+        expected = rmi_loss(logits[:2], labels[:2], **kw)  # the mean over the two labelled images
+        torch.testing.assert_close(rmi_loss(logits, labels, **kw), expected, rtol=1e-12, atol=1e-12)
+
+    def test_xi_of_the_wrong_type_is_a_clear_error(self):
+        p = torch.rand(1, 1, 8, 8)
+        for xi in ("1e-6", None):
+            with pytest.raises(ValueError, match="`xi`: expected a finite number >= 0"):
+                rmi_lower_bound(p, p, xi=xi)
+
+    def test_module_accepts_every_documented_boundary(self):
+        # R = 1 (the Pearson case), xi = 0 (checks on non-singular data), lambda = 0 and 1, sum reduction
+        for kw in ({"radius": 1}, {"xi": 0.0}, {"ce_weight": 0}, {"ce_weight": 1}, {"reduction": "sum"}):
+            m = RMILoss(**kw)
+            assert all(getattr(m, k) == v for k, v in kw.items())

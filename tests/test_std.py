@@ -809,3 +809,100 @@ class TestKernelsContract:
         # PSD in exact arithmetic, rounding to about -2e-8 in float32: the default tolerance (64 eps) accepts it
         k32 = S.gaussian_kernel(7, 5.0, psd=True)
         assert S.is_psd(k32) and not S.is_psd(k32, tol=0.0)
+
+
+class TestDynamicsSecondRound:
+    """Survivors of the second mutation run, each pinned by a documented behaviour."""
+
+    def test_shape_errors_name_the_argument_and_the_expected_shape(self):
+        with pytest.raises(ValueError, match=r"^`probs`: expected shape \(N, C, H, W\), got \(2, 4, 4\)$"):
+            S.length_surrogate(torch.zeros(2, 4, 4), S.gaussian_kernel(3, 1.0))
+        with pytest.raises(TypeError, match=r"^`probs`: expected a floating-point tensor"):
+            S.length_surrogate(torch.zeros(1, 2, 4, 4, dtype=torch.long), S.gaussian_kernel(3, 1.0))
+        with pytest.raises(ValueError, match=r"^`probs`: expected shape \(N, C, H, W\), got \(2, 4, 4\)$"):
+            S.std_energy(torch.zeros(2, 4, 4), torch.zeros(1, 2, 4, 4))
+        with pytest.raises(ValueError, match=r"^`logits`: expected shape \(N, C, H, W\), got \(2, 4, 4\)$"):
+            S.soft_threshold_dynamics(torch.zeros(2, 4, 4))
+        with pytest.raises(ValueError, match=r"^`init`: expected shape \(N, C, H, W\), got \(2, 4, 4\)$"):
+            S.soft_threshold_dynamics(torch.zeros(1, 2, 4, 4), init=torch.full((2, 4, 4), 0.5))
+        with pytest.raises(ValueError, match=r"^`labels`: expected shape \(N, H, W\), got \(4, 4\)$"):
+            S.volumes_from_labels(torch.zeros(4, 4, dtype=torch.long), 2)
+
+    def test_volume_shape_errors_say_as_in_logits(self):
+        o = torch.randn(1, 3, 4, 4)
+        with pytest.raises(ValueError, match=r"^`volumes`: expected C=3 \(as in `logits`\), got 2$"):
+            S.soft_threshold_dynamics(o, volumes=torch.tensor([[10.0, 6.0]]))
+        with pytest.raises(ValueError, match=r"^`volumes`: expected N=1 \(as in `logits`\), got 2$"):
+            S.soft_threshold_dynamics(o, volumes=torch.full((2, 3), 16 / 3))
+
+    def test_any_positive_volume_is_allowed_and_the_error_names_the_non_positive_class(self):
+        o = torch.randn(1, 3, 4, 4)
+        S.soft_threshold_dynamics(o, iterations=1, volumes=torch.tensor([[0.5, 5.5, 10.0]]))
+        with pytest.raises(ValueError, match="got 0 for class 2 of image 0"):
+            S.soft_threshold_dynamics(o, volumes=torch.tensor([[0.5, 15.5, 0.0]]))
+
+    def test_volume_sum_tolerance_is_relative_to_the_image_area(self):
+        # 4 x 16: H W = 64; float rounding (5e-5 relative) passes, a 1e-3 relative miss does not
+        o = torch.randn(1, 2, 4, 16)
+        S.soft_threshold_dynamics(o, iterations=1, volumes=torch.tensor([[32.0, 32.0 + 64 * 5e-5]], dtype=f64))
+        with pytest.raises(ValueError, match="sum to H\\*W = 64"):
+            S.soft_threshold_dynamics(o, iterations=1, volumes=torch.tensor([[32.0, 32.0 + 64 * 1e-3]], dtype=f64))
+
+    def test_paper_default_is_one_sinkhorn_step(self):
+        o = 3 * torch.randn(1, 2, 8, 8, generator=_gen(60), dtype=f64)
+        V = torch.tensor([[50.0, 14.0]], dtype=f64)
+        one = S.soft_threshold_dynamics(o, iterations=2, volumes=V, sinkhorn_iterations=1)
+        assert torch.equal(S.soft_threshold_dynamics(o, iterations=2, volumes=V), one)
+        assert not torch.allclose(S.soft_threshold_dynamics(o, iterations=2, volumes=V, sinkhorn_iterations=2), one)
+
+    def test_output_dtype_is_the_logits_dtype(self):
+        o = torch.randn(1, 2, 6, 6, generator=_gen(61))
+        V = torch.tensor([[20.0, 16.0]], dtype=f64)
+        for output in ("probs", "logits"):
+            assert S.soft_threshold_dynamics(o, iterations=2, volumes=V, output=output).dtype == torch.float32
+
+    @pytest.mark.parametrize("constraint", ["volume", "star"])
+    def test_images_of_a_batch_are_independent(self, constraint):
+        o = torch.randn(2, 2, 7, 6, generator=_gen(62), dtype=f64)
+        kw = dict(iterations=3, lam=0.8, epsilon=0.5, output="logits")
+        if constraint == "volume":
+            extra = [dict(volumes=torch.tensor([[30.0, 12.0]], dtype=f64)), dict(volumes=torch.tensor([[12.0, 30.0]], dtype=f64))]
+            batch = dict(volumes=torch.tensor([[30.0, 12.0], [12.0, 30.0]], dtype=f64), sinkhorn_iterations=3)
+            extra = [dict(e, sinkhorn_iterations=3) for e in extra]
+        else:
+            extra = [dict(center=torch.tensor([[3.0, 2.0]])), dict(center=torch.tensor([[1.0, 4.0]]))]
+            batch = dict(center=torch.tensor([[3.0, 2.0], [1.0, 4.0]]))
+        out = S.soft_threshold_dynamics(o, **kw, **batch)
+        for i in range(2):
+            torch.testing.assert_close(out[i:i + 1], S.soft_threshold_dynamics(o[i:i + 1], **kw, **extra[i]),
+                                       rtol=0, atol=1e-12)
+
+    def test_init_bounds(self):
+        o = torch.randn(1, 3, 2, 2)
+        neg = torch.tensor([0.6, 0.6, -0.2])[None, :, None, None].expand(1, 3, 2, 2)  # sums to 1, below 0
+        with pytest.raises(ValueError, match="`init`"):
+            S.soft_threshold_dynamics(o, init=neg)
+        above = torch.tensor([1.00005, 0.0, 0.0])[None, :, None, None].expand(1, 3, 2, 2)  # within 1e-4 of the simplex
+        with pytest.raises(ValueError, match="`init`"):
+            S.soft_threshold_dynamics(o, init=above)
+        with pytest.raises(ValueError, match=r"^`init`: expected points of the simplex \(classes summing to 1 at every "
+                                             r"pixel\)$"):
+            S.soft_threshold_dynamics(o, init=torch.full((1, 3, 2, 2), 0.4))
+
+    def test_unmet_volume_warning_points_at_the_caller(self, monkeypatch):
+        from pixelbook.std import dynamics
+        monkeypatch.setattr(dynamics, "MAX_SINKHORN_ITERATIONS", 1)
+        o = 3 * torch.randn(1, 2, 16, 16, generator=_gen(63))
+        with pytest.warns(RuntimeWarning) as record:
+            S.soft_threshold_dynamics(o, iterations=1, volumes=torch.tensor([[250.0, 6.0]]), sinkhorn_iterations=None)
+        assert record[0].filename == __file__
+
+    def test_star_directions_in_the_requested_dtype(self):
+        c = torch.tensor([[1.1, 2.3]], dtype=f64)
+        s = S.star_directions(c, 3, 4, dtype=torch.float32)
+        assert s.dtype == torch.float32
+        torch.testing.assert_close(s[0, :, 0, 0], torch.tensor([1.1, 2.3]) / math.hypot(1.1, 2.3))
+
+    def test_volumes_from_labels_with_one_class_and_void(self):
+        lab = torch.tensor([[[0, 0], [255, 0]]])
+        assert torch.equal(S.volumes_from_labels(lab, 1), torch.tensor([[4.0]]))

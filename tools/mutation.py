@@ -10,12 +10,16 @@ working tree is never touched; the score printed at the end is killed / (killed 
 
 Equivalent mutants (no observable change, e.g. a different tolerance constant whose effect is below
 float rounding) are listed in ``tools/mutation_equivalent.toml``, each with the module, the
-function, the line before and after the change, and a one-line reason. They are matched by that
-content, not by mutmut's mutant number (which moves when the function changes); the score is
-printed both raw and excluding them. A listed mutant that the tests kill is reported as
-``NOT EQUIVALENT`` and a listing that matches no mutant as ``stale``: both mean the list needs fixing.
+function, the line before and after the change, and a one-line reason; ``kind = "device"`` marks a
+change that only an accelerator can observe (device placement, the MPS branch) on a CPU-only run.
+They are matched by that content, not by mutmut's mutant number (which moves when the function
+changes); the score is printed raw, excluding the equivalent ones, and excluding both. A listed
+mutant that the tests kill is reported as ``NOT EQUIVALENT`` and a listing that matches no mutant as ``stale``: both mean the list needs fixing.
 
 ``--report FILE`` writes every mutant (key, status, diff) as JSON; the survivors' diffs are printed.
+``--mutants-from REPORT`` re-runs only the survivors of an earlier report of the same module (after
+tests were added: a mutant the old tests killed stays killed, so the others need not run again)
+and reports the combined counts; a survivor that no longer exists (the module changed) is named.
 
 An editable install of pixelbook (``pip install -e .``) puts a finder on ``sys.meta_path`` that
 would import the original package instead of mutmut's copy: it is removed before mutmut starts.
@@ -46,7 +50,7 @@ from pathlib import Path
 from mutmut.mutation.diff_apply import get_diff_for_mutant
 out = {}
 for meta in sorted(Path("mutants").rglob("*.py.meta")):
-    src = meta.with_name(meta.name[:-len(".meta")])
+    src = meta.with_name(meta.name[:-len(".meta")]).relative_to("mutants")  # mutmut prepends mutants/ itself
     for key, code in json.loads(meta.read_text()).get("exit_code_by_key", {}).items():
         try:
             diff = get_diff_for_mutant(key, path=src)
@@ -91,10 +95,11 @@ def load_equivalent(module: str, path: Path = EQUIVALENT_FILE) -> list[dict]:
     return [e for e in load_equivalent_all(path) if e["module"] == module]
 
 
-def classify(mutants: dict[str, dict], equivalent: list[dict]) -> tuple[set[str], list[str]]:
-    """The keys of the survivors matched by ``equivalent``, and the problems with the list
-    (an entry that matches a killed mutant or none at all)."""
-    matched, problems = set(), []
+def classify(mutants: dict[str, dict], equivalent: list[dict]) -> tuple[dict[str, str], list[str]]:
+    """``{key: kind}`` of the survivors matched by ``equivalent`` (kind ``"equivalent"``, or
+    ``"device"`` for a change observable only on an accelerator the run did not have), and the
+    problems with the list (an entry that matches a killed mutant or none at all)."""
+    matched, problems = {}, []
     for e in equivalent:
         want = (e["old"].strip(), e["new"].strip())
         hits = [k for k, m in mutants.items()
@@ -103,7 +108,7 @@ def classify(mutants: dict[str, dict], equivalent: list[dict]) -> tuple[set[str]
             problems.append(f"stale: {e['function']}: {e['old']!r} -> {e['new']!r} matches no mutant")
         for k in hits:
             if mutants[k]["code"] in SURVIVED or mutants[k]["code"] in NO_TESTS:
-                matched.add(k)
+                matched[k] = e.get("kind", "equivalent")
             else:
                 problems.append(f"NOT EQUIVALENT (killed, code {mutants[k]['code']}): {k}")
     return matched, problems
@@ -136,7 +141,13 @@ def main() -> int:
     ap.add_argument("--max-children", type=int, default=2)
     ap.add_argument("--keep", action="store_true", help="keep the temporary copy (its path is printed)")
     ap.add_argument("--report", type=Path, help="write every mutant (key, exit code, diff) here as JSON")
+    ap.add_argument("--mutants-from", type=Path,
+                    help="a --report of an earlier run of this module: re-run only its survivors")
     args = ap.parse_args()
+    previous, names = None, []
+    if args.mutants_from:
+        previous = json.loads(args.mutants_from.read_text())
+        names = sorted(k for k, m in previous.items() if m["code"] in SURVIVED or m["code"] in NO_TESTS)
     if args.report:
         args.report = args.report.resolve()
     work = Path(tempfile.mkdtemp(prefix="pixelbook-mutation-"))
@@ -153,10 +164,12 @@ def main() -> int:
         with open(work / "pyproject.toml", "a") as fh:
             fh.write(f'\n[tool.mutmut]\npaths_to_mutate = ["{args.module}"]\n'
                      f'tests_dir = {json.dumps(args.tests)}\nalso_copy = {json.dumps(also + ["tests/"])}\n')
-        runner = ("import sys\n"
+        (work / "_mutant_names.json").write_text(json.dumps(names))
+        runner = ("import json, sys\n"
                   "sys.meta_path[:] = [f for f in sys.meta_path if not type(f).__module__.startswith('__editable__')]\n"
                   "from mutmut.__main__ import cli\n"
-                  f"sys.argv = ['mutmut', 'run', '--max-children', '{args.max_children}']\n"
+                  f"sys.argv = ['mutmut', 'run', '--max-children', '{args.max_children}']"
+                  " + json.load(open('_mutant_names.json'))\n"
                   "cli()\n")
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         subprocess.run([sys.executable, "-c", runner], cwd=work, env=env)
@@ -167,6 +180,12 @@ def main() -> int:
                        for k, c in json.loads(meta.read_text()).get("exit_code_by_key", {}).items()}
         else:
             mutants = json.loads(res.stdout)
+        if previous is not None:  # the earlier run's results, with its survivors' new ones
+            gone = [k for k in names if k not in mutants]
+            print(f"re-ran the {len(names)} survivors of {args.mutants_from}; {len(gone)} no longer exist"
+                  + "".join(f"\n  gone: {k}" for k in gone))
+            mutants = {**{k: m for k, m in previous.items() if k not in gone},
+                       **{k: mutants[k] for k in names if k in mutants}}
         codes = Counter(m["code"] for m in mutants.values())
         killed = sum(n for c, n in codes.items() if c in KILLED or c in TIMEOUT)
         survived = sum(n for c, n in codes.items() if c in SURVIVED or c in NO_TESTS)
@@ -174,18 +193,22 @@ def main() -> int:
         total = killed + survived
         equivalent, problems = classify(mutants, load_equivalent(args.module))
         for key in sorted(k for k, m in mutants.items() if m["code"] in SURVIVED or m["code"] in NO_TESTS):
-            tag = "equivalent" if key in equivalent else ("no tests" if mutants[key]["code"] in NO_TESTS else "survived")
+            tag = equivalent[key] if key in equivalent else ("no tests" if mutants[key]["code"] in NO_TESTS else "survived")
             print(f"\n## {key} ({tag})\n{mutants[key]['diff']}")
         for p in problems:
             print(f"mutation_equivalent.toml: {p}")
         if args.report:
             args.report.write_text(json.dumps(mutants, indent=1, ensure_ascii=False))
-        score = killed / total if total else float("nan")
-        rest = total - len(equivalent)
-        score_eq = killed / rest if rest else float("nan")
+        n_eq = sum(1 for k in equivalent.values() if k == "equivalent")
+        n_dev = len(equivalent) - n_eq
+
+        def pct(n, d):
+            return f"{100 * n / d:.1f} %" if d else "nan"
+
         print(f"{args.module}: {total} mutants, {killed} killed, {survived} survived "
-              f"(incl. {codes.get(33, 0)} without tests, {len(equivalent)} listed equivalent), {other} other; "
-              f"score {100 * score:.1f} % raw, {100 * score_eq:.1f} % excluding equivalent")
+              f"(incl. {codes.get(33, 0)} without tests; {n_eq} listed equivalent, {n_dev} device-only), "
+              f"{other} other; score {pct(killed, total)} raw, {pct(killed, total - n_eq)} excluding equivalent, "
+              f"{pct(killed, total - n_eq - n_dev)} excluding equivalent and device-only")
         return 0
     finally:
         if args.keep:

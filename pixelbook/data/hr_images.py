@@ -217,6 +217,17 @@ def mod_crop(image: torch.Tensor, scale: int) -> torch.Tensor:
     return image[..., : H - H % scale, : W - W % scale]
 
 
+def _find_folder(root: Path, folder: str) -> Path | None:
+    """The first ``folder`` (``"Set5/HR"``, ``"refimgs"``) at any depth under ``root``, or ``None``."""
+    if not root.is_dir():
+        return None
+    parts = folder.split("/")
+    for top in sorted(p for p in [root, *root.rglob(parts[0])] if p.is_dir() and p.name == parts[0]):
+        if top.joinpath(*parts[1:]).is_dir():
+            return top.joinpath(*parts[1:])
+    return None
+
+
 def _encrypted(archive: Path) -> bool:
     import zipfile
 
@@ -261,22 +272,22 @@ class RestorationTestSet(torch.utils.data.Dataset):
         spec = TEST_SETS[name]
         self.name = name
         if root is None:
-            archive = fetch(spec["archive"], download=download, verify=False)
-            if _encrypted(archive):
-                raise ValueError(
-                    f"`root`: the archive '{archive}' is password protected; get the password from the LIVE lab "
-                    f"(https://live.ece.utexas.edu/research/quality/subjective.htm), unpack it and pass its folder "
-                    f"as root=")
-            root = extract(archive, dataset_dir(spec["archive"]) / "extracted")
+            unpacked = dataset_dir(spec["archive"]) / "extracted"
+            if _find_folder(unpacked, spec["folder"]) is None:  # not unpacked yet (by us or by hand)
+                archive = fetch(spec["archive"], download=download, verify=False)
+                if _encrypted(archive):
+                    raise ValueError(
+                        f"`root`: the archive '{archive}' is password protected; get the password from the LIVE lab "
+                        f"(https://live.ece.utexas.edu/research/quality/subjective.htm) and unpack it into "
+                        f"'{unpacked}' (found there by later calls), or pass its folder as root=")
+                extract(archive, unpacked)
+            root = unpacked
         root = Path(root)
         if not root.is_dir():
             raise FileNotFoundError(f"`root`: '{root}' is not a folder")
-        parts = spec["folder"].split("/")
-        found = sorted(p for p in [root, *root.rglob(parts[0])] if p.is_dir() and p.name == parts[0]
-                       and (p.joinpath(*parts[1:]) if parts[1:] else p).is_dir())
-        if not found:
+        folder = _find_folder(root, spec["folder"])
+        if folder is None:
             raise FileNotFoundError(f"`root`: no folder '{spec['folder']}' (the {name} test set) under '{root}'")
-        folder = found[0].joinpath(*parts[1:]) if parts[1:] else found[0]
         self.files = _image_files(folder)
         if len(self.files) != spec["count"]:
             raise ValueError(f"`root`: '{folder}' holds {len(self.files)} images; the {name} test set has "

@@ -299,11 +299,10 @@ class GatingExperiment(Experiment):
     def data(self, config):
         d = config.data
         if d["task"] == "full":
+            data = _data_full(d)
             if config.model.get("weights"):  # fetched here, where rank 0 goes first (one download per machine)
-                from torchvision.models import get_weight
-
-                get_weight(f"ResNet50_Weights.{config.model['weights']}").get_state_dict(progress=True)
-            return _data_full(d)
+                _fetch_weights(config.model["weights"])
+            return data
         if d["task"] == "A":
             from ..data.perspective import make_perspective_scenes
             from ..gating import quantize_depth
@@ -620,6 +619,19 @@ def _data_full(d):
     n = {split: len(ds) if d[f"n_{split}"] is None else min(d[f"n_{split}"], len(ds)) for split, ds in sets.items()}
     return {"train": {"index": torch.arange(n["train"])}, "val": {"index": torch.arange(n["val"])},
             "sets": sets, "classes": tuple(classes), "label_key": key}
+
+
+def _fetch_weights(name: str) -> None:
+    """Download (or find in torchvision's cache) the ImageNet weights of ResNet-50 called ``name``."""
+    from torchvision.models import get_weight
+
+    weights = get_weight(f"ResNet50_Weights.{name}")
+    try:
+        weights.get_state_dict(progress=True)
+    except OSError as exc:  # urllib's URLError is an OSError
+        raise FileNotFoundError(f"Chapter 5 at full scale starts from torchvision's ImageNet ResNet-50 ({name}), which "
+                                f"could not be downloaded from {weights.url} ({exc}); put the file into torchvision's "
+                                "cache ($TORCH_HOME/hub/checkpoints) or pass model={'weights': None}") from exc
 
 
 def _crop_seed(seed: int, step: int, index: int) -> int:
