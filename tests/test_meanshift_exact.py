@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from pixelbook import meanshift as ms
+from pixelbook.models import EmbeddingNet
 
 
 def _unit(*shape, dtype=torch.float64, seed=0):
@@ -444,7 +445,7 @@ _BAD = [
     (lambda: ms.gradient_map(_EMB, _INST, num_samples=2), ValueError, r"^`loss_kwargs`: gradient_map uses every pixel"),
     (lambda: ms.embedding_loss(_EMB, _INST, valid=torch.ones(1, 3, 3)), TypeError,
      r"^`valid`: expected a bool tensor, got torch.float32$"),
-    (lambda: ms.EmbeddingNet(dilations=()), ValueError, r"^`dilations`: expected at least one layer, got none$"),
+    (lambda: EmbeddingNet(dilations=()), ValueError, r"^`dilations`: expected at least one layer, got none$"),
 ]
 
 
