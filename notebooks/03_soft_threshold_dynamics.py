@@ -241,6 +241,8 @@ paper_error, ours_error = rows[1][3] / perimeter - 1, abs(rows[1][2] / perimeter
 assert abs(paper_error) > 0.3  # the paper's prefactor is far off at sigma = 4
 glue("ch3_prefactor_paper_error", float(100 * paper_error), display=False)
 glue("ch3_prefactor_ours_error", float(100 * ours_error), display=False)
+glue("ch3_prefactor_sigma", rows[1][0], display=False)
+glue("ch3_prefactor_radius", radius, display=False)
 
 # %% [markdown]
 # At $\sigma=4$ the paper's prefactor overestimates the perimeter by

@@ -307,6 +307,7 @@ for a in (0.5, 1.0, 2.0):
     gaps.append(0.5 * math.log(2 * math.pi * math.e) + ell - math.log(2 * a))
 assert max(abs(x - 0.5 * math.log(math.pi * math.e / 6)) for x in gaps) < 1e-12
 glue("ch4_uniform_gap", gaps[0], display=False)
+glue("ch4_gauss_gap", abs(bound - mi_gauss), display=False)
 print(f"entropies at unit variance: uniform {h_unif:.4f} < Laplace {h_lap:.4f} "
       f"< Gaussian {h_gauss:.4f}")
 print(f"Cov(E, P) = 0 and Cov(E) = M to 1e-12; Gaussian d=9: MI {mi_gauss:.10f} "
