@@ -173,7 +173,8 @@ def test_std_full_runs_end_to_end_on_a_fake_isic(cache, monkeypatch, capsys, arm
     m = record["metrics"]
     assert {"isic.miou", "isic.argmax.miou", "isic.std.miou", "isic.length_ratio", "isic.star_violations"} <= set(m)
     twin = {"softmax": {"isic.std_lam0.5.miou", "isic.std_lam1.25.miou"}, "std": {"isic.ss_std.miou",
-                                                                                 "isic.ss_std_est.miou"}}[arm]
+                                                                                 "isic.ss_std_est.miou",
+                                                                                 "isic.vp_std.miou"}}[arm]
     assert twin <= set(m)
     assert m["isic.miou"] == m["isic.argmax.miou" if arm == "softmax" else "isic.std.miou"]
     assert all(0.0 <= v <= 1.0 for k, v in m.items() if k.endswith(".miou"))

@@ -41,7 +41,7 @@ SMOKE_VARIANTS: dict[str, list[dict]] = {
     ],
     "03_soft_threshold_dynamics": [
         {"SIGMA": 5.0},  # the paper's 7x7, sigma = 5 kernel (not PSD)
-        {"FULL_DATASET": "isic", "DATA_ROOT": "fake:isic2018"},  # the full-scale ISIC path on a fake folder
+        {"DATA_ROOT": "fake:isic2018"},  # the full-scale experiment (ISIC) on a fake folder, tiny sizes
     ],
     "07_predictive_filter_flow": [{"LIVE_TASKS": ["jpeg", "sr"]}],  # the free-form tasks trained live
 }
