@@ -256,3 +256,24 @@ def test_meanshift_full_without_data_says_where_to_get_it(cache):
     with pytest.raises(FileNotFoundError, match=r"VOCtrainval_11-May-2012\.tar.*VOCInstances"):
         experiments.get(6).run("plain", 0, "full", device="cpu", cache=False,
                                data={"root": str(cache / "none"), "download": False}, model={"weights_backbone": None})
+
+
+def test_std_full_evaluation_of_an_empty_shard_gives_zero_counts_under_every_name(cache, monkeypatch):
+    """A process with no held-out image (more processes than images) still joins the same all-reduces."""
+    from fakes import make_isic_folder
+
+    import pixelbook.experiments._full as full
+
+    make_isic_folder(cache / "isic", n=8)
+    exp = experiments.get(3)
+    over = {"data": {"root": str(cache / "isic"), "download": False, "size": 16, "workers": 0, "batch_size": 2},
+            "model": {"weights": None}}
+    cfg = exp.run_config("std", 0, "full", over)
+    data, model, _ = exp._prepare(cfg)
+    names = set(exp._evaluate_full(cfg, model, data["val"]))
+    reduced = []
+    monkeypatch.setattr(full, "all_reduce_sum", lambda t: reduced.append(t.clone()) or t + 1)  # the others' counts
+    monkeypatch.setattr(full.distributed, "shard_slice", lambda n: slice(0, 0))
+    out = exp._evaluate_full(cfg, model, data["val"])
+    assert set(out) == names and len(reduced) == 1 + sum(k.endswith(".miou") for k in names)
+    assert all(int(t.sum()) == 0 for t in reduced)

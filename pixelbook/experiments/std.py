@@ -322,6 +322,12 @@ class SoftThresholdExperiment(Experiment):
                                           float(S.count_components(pred).sum()),
                                           float(S.star_violations(pred == 1, S.centroid(truth.float())).sum()),
                                           len(pred)], dtype=torch.float64)
+        if not cms:  # an empty shard (more processes than held-out images): zero counts, the same names,
+            with torch.no_grad():  # so that every process joins the same all-reduces
+                b = val[0]
+                image, labels = b["image"][None].to(device), b["labels"][None].to(device)
+                names = self.readouts(config, model.net(image), labels) if readouts else {"arm": None}
+            cms = {name: torch.zeros(2, 2, dtype=torch.int64) for name in names}
         sums = all_reduce_sum(sums)
         out = {}
         for name in sorted(cms):
