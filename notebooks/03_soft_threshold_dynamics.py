@@ -82,7 +82,7 @@ KERNEL_SIZE = 7  # [STD, Sec. 4.2]
 SIGMA = 1.0  # ours: PSD at 7×7 up to σ ≈ 1.1 (the paper's σ = 5 is not PSD, §5)
 NOISE = 0.8  # std of the pixel noise of the binary scenes (intensities 0 / 1); ours
 VORONOI_NOISE = 0.3  # std of the noise of the 4-class mosaics (intensity gap 1/3); ours
-DATA_ROOT = None  # §16: the unpacked ISIC 2018 folder (None: download); if set, §16 always runs
+DATA_ROOT = None  # §16: an unpacked ISIC 2018 folder (None: download); if set, §16 runs
 
 # %%
 SCALE = pb.runtime.resolve_scale(SCALE)
@@ -1207,9 +1207,10 @@ if RUN_FULL:
         "data": {"size": 32, "batch_size": 2, "workers": 0},
         "train": {"epochs": 1, "batch_size": 2, "lr": 1e-3},
         "model": {"weights": None}, "eval": {"monitor_n": 1}}
-    where = {"root": None if DATA_ROOT is None else str(DATA_ROOT), "download": DATA_ROOT is None}
-    full_runs = {arm.name: EXP.run(arm.name, SEED, "full", device=DEVICE,
-                                   **{**tiny, "data": {**tiny.get("data", {}), **where}})
+    where = {"root": None if DATA_ROOT is None else str(DATA_ROOT),
+             "download": DATA_ROOT is None}
+    over = {**tiny, "data": {**tiny.get("data", {}), **where}}
+    full_runs = {arm.name: EXP.run(arm.name, SEED, "full", device=DEVICE, **over)
                  for arm in EXP.arms_for("full")}
     for name, full_run in full_runs.items():
         mious = {k: v for k, v in full_run.metrics.items() if k.endswith(".miou")}

@@ -1324,7 +1324,8 @@ if SCALE == "full":
                                    **EXP.full_overrides(FULL_DATASET))
                  for arm in EXP.arms_for("full")}
     for name, full_run in full_runs.items():
-        print(f"{name}: mIoU {100 * full_run.metrics['seg.miou']:.2f} on {FULL_DATASET}")
+        miou = 100 * full_run.metrics["seg.miou"]
+        print(f"{name}: mIoU {miou:.2f} on {FULL_DATASET}")
 else:
     print(f"scale={SCALE}: the full-scale runs are skipped (set SCALE='full' on a GPU)")
 
