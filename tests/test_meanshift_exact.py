@@ -684,3 +684,22 @@ def test_three_gaussians_are_the_documented_distributions():
     assert x.dtype == torch.float64 and target.dtype == torch.float64
     torch.testing.assert_close(x, mu + sd * z, rtol=0, atol=1e-15)
     assert comp.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+
+
+def test_loss_comes_back_in_the_points_dtype():
+    x = F.normalize(torch.randn(1, 5, 3, generator=torch.Generator().manual_seed(15)), dim=-1)
+    ids = torch.tensor([[0, 0, 1, 1, 2]])
+    for dtype in (torch.bfloat16, torch.float64):
+        assert ms.pairwise_embedding_loss(x.to(dtype), ids).dtype == dtype
+
+
+def test_modules_pass_impl_on_second_derivatives():
+    # GBMS(impl="explicit") and EmbeddingLoss(impl="explicit") keep the double-backward support of
+    # the explicit form (the default attention kernel has none on the CPU)
+    emb = _unit(1, 3, 9, seed=16).transpose(1, 2).reshape(1, 3, 3, 3).requires_grad_(True)
+    inst = torch.tensor([[[0, 0, 1], [0, 1, 1], [2, 2, 2]]])
+    for f in (lambda e: ms.GBMS(3.0, 1, impl="explicit")(e).pow(3).sum(),
+              lambda e: ms.EmbeddingLoss(delta=3.0, num_iters=1, impl="explicit")(e, inst)):
+        (g,) = torch.autograd.grad(f(emb), emb, create_graph=True)
+        (h,) = torch.autograd.grad(g.pow(2).sum(), emb)
+        assert bool(torch.isfinite(h).all()) and float(h.abs().sum()) > 0
