@@ -695,11 +695,17 @@ def test_loss_comes_back_in_the_points_dtype():
 
 def test_modules_pass_impl_on_second_derivatives():
     # GBMS(impl="explicit") and EmbeddingLoss(impl="explicit") keep the double-backward support of
-    # the explicit form (the default attention kernel has none on the CPU)
-    emb = _unit(1, 3, 9, seed=16).transpose(1, 2).reshape(1, 3, 3, 3).requires_grad_(True)
+    # the explicit form (the fused attention kernel has none on the CPU)
+    pts = _unit(1, 9, 3, seed=16).requires_grad_(True)
+    emb = _unit(1, 3, 9, seed=17).transpose(1, 2).reshape(1, 3, 3, 3).requires_grad_(True)
     inst = torch.tensor([[[0, 0, 1], [0, 1, 1], [2, 2, 2]]])
-    for f in (lambda e: ms.GBMS(3.0, 1, impl="explicit")(e).pow(3).sum(),
-              lambda e: ms.EmbeddingLoss(delta=3.0, num_iters=1, impl="explicit")(e, inst)):
-        (g,) = torch.autograd.grad(f(emb), emb, create_graph=True)
-        (h,) = torch.autograd.grad(g.pow(2).sum(), emb)
+    gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    cases = [(pts, lambda p: ms.GBMS(3.0, 1, impl="explicit")(p).pow(3).sum()),
+             (emb, lambda e: ms.EmbeddingLoss(delta=3.0, num_iters=1, impl="explicit", num_samples=9,
+                                              gbms_on="sampled")(e, inst, generator=gen())),
+             (emb, lambda e: ms.embedding_loss(e, inst, delta=3.0, num_iters=1, impl="explicit", num_samples=9,
+                                               gbms_on="sampled", generator=gen()))]
+    for leaf, f in cases:
+        (g,) = torch.autograd.grad(f(leaf), leaf, create_graph=True)
+        (h,) = torch.autograd.grad(g.pow(2).sum(), leaf)
         assert bool(torch.isfinite(h).all()) and float(h.abs().sum()) > 0
