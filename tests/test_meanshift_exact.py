@@ -709,3 +709,12 @@ def test_modules_pass_impl_on_second_derivatives():
         (g,) = torch.autograd.grad(f(leaf), leaf, create_graph=True)
         (h,) = torch.autograd.grad(g.pow(2).sum(), leaf)
         assert bool(torch.isfinite(h).all()) and float(h.abs().sum()) > 0
+
+
+def test_euclidean_gbms_batches_are_independent():
+    g = torch.Generator().manual_seed(18)
+    x = torch.randn(3, 5, 2, generator=g, dtype=torch.float64)
+    for impl in ("attention", "explicit"):
+        together = ms.gaussian_blurring_mean_shift(x, 0.9, 2, impl=impl)
+        apart = torch.cat([ms.gaussian_blurring_mean_shift(x[i:i + 1], 0.9, 2, impl=impl) for i in range(3)])
+        torch.testing.assert_close(together, apart, rtol=0, atol=1e-12)
