@@ -59,7 +59,8 @@ mutation: $(STAMP)
 	$(VENV)/bin/pip install -q "mutmut>=3.8,<4"
 	for t in $(if $(MUTATE),"$(MUTATE)",$(MUTATION_TARGETS)); do $(PY) tools/mutation.py $$t; done
 
-## Notebook lint only (badge, parameters cell, outputs, size, jupytext pairing).
+## Notebook lint only (badge, parameters cell, outputs, size, jupytext pairing, and the style notes:
+## code over 88 characters, cells over 40 lines, figures wider than the page; all of them fail).
 lint: $(STAMP)
 	$(PY) tools/nbtools.py lint
 

@@ -54,14 +54,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
+from IPython.display import Markdown, display
 from myst_nb import glue
 
 import pixelbook as pb
 from pixelbook.data.synthetic import make_scene_splits, normals_from_depth
-from pixelbook.losses import balanced_bce_loss, log_depth_loss, multitask_loss, normal_loss, segmentation_loss
+from pixelbook.losses import (balanced_bce_loss, log_depth_loss, multitask_loss,
+                              normal_loss, segmentation_loss)
 from pixelbook.models import PixelNet, count_parameters
-from pixelbook.multitask import (TASK_METRICS, load_boundary_data, predict_dataset, task_metrics,
-                                 trivial_predictions)
+from pixelbook.multitask import (TASK_METRICS, load_boundary_data, predict_dataset,
+                                 task_metrics, trivial_predictions)
 from pixelbook.training import train_or_load
 
 # %matplotlib inline
@@ -69,33 +71,45 @@ from pixelbook.training import train_or_load
 pb.viz.use_style()  # the book's plot style: 110 dpi, legible fonts
 
 # %% tags=["parameters"]
-SCALE = os.environ.get("PIXELBOOK_SCALE", "auto")  # smoke | small | medium | full | auto
+SCALE = os.environ.get("PIXELBOOK_SCALE", "auto")  # smoke|small|medium|full|auto
 SEED = 0
 DEVICE = "auto"
 GAMMA = 2.0  # weight of the L1 term of the depth loss [thesis, Eq. 2.3]
 LAMBDA = 4.0  # weight of the arc-cosine term of the normal loss [thesis, Eq. 2.4]
-LOSS_WEIGHTS = {"seg": 1.0, "boundary": 1.0, "depth": 1.0, "normals": 1.0}  # ours: equal weights
-DATASET = "auto"  # "synthetic" | "nyuv2"; auto: NYUv2 at full scale, synthetic scenes otherwise
-DATA_ROOT = None  # a folder with the NYUv2 files; None: the dataset registry's cache (downloads at full scale)
-BOUNDARY_DATASET = "auto"  # "bsds500" | "none"; auto: BSDS500 at full scale (thesis Table 2.1), none otherwise
-BSDS_ROOT = None  # a folder with the unpacked BSDS500 archive; None: the registry's cache
+# ours: equal task weights
+LOSS_WEIGHTS = {"seg": 1.0, "boundary": 1.0, "depth": 1.0, "normals": 1.0}
+# "synthetic" | "nyuv2"; auto: NYUv2 at full scale, synthetic scenes otherwise
+DATASET = "auto"
+# a folder with the NYUv2 files; None: the dataset registry's cache (downloads at full
+# scale)
+DATA_ROOT = None
+# "bsds500" | "none"; auto: BSDS500 at full scale (thesis Table 2.1), none otherwise
+BOUNDARY_DATASET = "auto"
+# a folder with the unpacked BSDS500 archive; None: the registry's cache
+BSDS_ROOT = None
 
 # %%
 SCALE = pb.runtime.resolve_scale(SCALE)
 DEVICE = pb.runtime.resolve_device(DEVICE)
 pb.runtime.seed_all(SEED)
 T0 = time.time()
-# The chapter's experiment is defined once, in pixelbook.experiments.multitask: its arms, the
-# configuration of every scale (`small` here; `medium` for the evidence in section 8, run by
-# `make results`) and its claims. The parameters above change the runs of this notebook only.
+# The chapter's experiment is defined once, in pixelbook.experiments.multitask: its
+# arms, the configuration of every scale (`small` here; `medium` for the evidence in
+# section 8, run by `make results`) and its claims. The parameters above change the
+# runs of this notebook only.
 EXP = pb.experiments.get("01_pixel_level_prediction")
-DATA_OVERRIDES = {} if DATASET == "auto" else {"data": {"dataset": DATASET, "root": DATA_ROOT}}
-LOSS_OVERRIDES = {"loss": {"weights": LOSS_WEIGHTS, "gamma": GAMMA, "lambda": LAMBDA}}  # multi-task arm only
+DATA_OVERRIDES = {}
+if DATASET != "auto":
+    DATA_OVERRIDES = {"data": {"dataset": DATASET, "root": DATA_ROOT}}
+# for the multi-task arm only
+LOSS_OVERRIDES = {"loss": {"weights": LOSS_WEIGHTS, "gamma": GAMMA, "lambda": LAMBDA}}
 CONFIG = EXP.run_config("multitask", SEED, SCALE, {**DATA_OVERRIDES, **LOSS_OVERRIDES})
-DATASET, ENCODER, EPOCHS = CONFIG.data["dataset"], CONFIG.model["encoder"], CONFIG.train.epochs
+DATASET, ENCODER = CONFIG.data["dataset"], CONFIG.model["encoder"]
+EPOCHS = CONFIG.train.epochs
 if BOUNDARY_DATASET == "auto":
     BOUNDARY_DATASET = "bsds500" if SCALE == "full" else "none"
-print(f"scale={SCALE}, device={DEVICE}, data={DATASET}, encoder={ENCODER}, {EPOCHS} epochs")
+print(f"scale={SCALE}, device={DEVICE}, data={DATASET}, encoder={ENCODER}, "
+      f"{EPOCHS} epochs")
 print(f"arms of the experiment: {', '.join(a.name for a in EXP.arms)}")
 
 # %% [markdown]
@@ -123,25 +137,36 @@ print(f"arms of the experiment: {', '.join(a.name for a in EXP.arms)}")
 # (distance along the optical axis) and the analytic surface normal (camera frame, facing the
 # camera). Boundaries are where the instance or class changes. Because all four come from the same
 # hit, they agree with each other — something no real dataset offers (NYUv2's normals are fitted
-# to noisy Kinect depth).
+# to noisy Kinect depth). {numref}`fig-ch1-scenes` shows three held-out scenes.
 
 # %%
 DATA = EXP.load_data(CONFIG)  # the runs below reuse it
 train, val, CLASSES = DATA["train"], DATA["val"], DATA["classes"]
 N_TRAIN, N_VAL, NUM_CLASSES = len(train["image"]), len(val["image"]), len(CLASSES)
 IMAGE_SIZE = tuple(train["image"].shape[-2:])
-print(f"{N_TRAIN} training and {N_VAL} held-out images of {tuple(train['image'].shape[-2:])}, {NUM_CLASSES} classes")
+print(f"{N_TRAIN} training and {N_VAL} held-out images of {IMAGE_SIZE}, "
+      f"{NUM_CLASSES} classes")
 
-show = range(min(4, N_VAL))
-fig = pb.viz.show_grid(
-    [val["image"][i] for i in show]
-    + [pb.viz.colorize_labels(val["labels"][i], NUM_CLASSES) for i in show]
-    + [pb.viz.colorize_boundaries(val["boundaries"][i]) for i in show]
-    + [pb.viz.colorize_depth(val["depth"][i]) for i in show]
-    + [pb.viz.colorize_normals(val["normals"][i]) for i in show],
-    titles=[t for t in ["image", "labels", "boundaries", "depth (near = bright)", "normals"] for _ in show],
-    ncols=len(show), size=1.8)
-fig
+# %% tags=["hide-input"]
+columns = ["image", "labels", "boundaries", "depth", "normals"]
+panels = []
+for i in range(min(3, N_VAL)):
+    panels += [val["image"][i], pb.viz.colorize_labels(val["labels"][i], NUM_CLASSES),
+               pb.viz.colorize_boundaries(val["boundaries"][i]),
+               pb.viz.colorize_depth(val["depth"][i]),
+               pb.viz.colorize_normals(val["normals"][i])]
+titles = columns + [""] * (len(panels) - len(columns))
+fig = pb.viz.show_grid(panels, titles=titles, ncols=len(columns), size=1.2)
+pb.widgets.show(fig, glue="ch1_fig_scenes")
+
+# %% [markdown]
+# ```{glue:figure} ch1_fig_scenes
+# :name: fig-ch1-scenes
+# :alt: Three synthetic scenes with their class, boundary, depth and normal labels
+#
+# Held-out synthetic scenes (one per row) and their four labels, all from the same ray hits:
+# classes, boundaries, depth (near = bright) and surface normals (the direction as a colour).
+# ```
 
 # %% [markdown]
 # Two checks that the labels agree. First, normals are unit vectors. Second, depth determines
@@ -154,11 +179,14 @@ scenes = make_scene_splits(8, 1, size=IMAGE_SIZE, seed=SEED)[0]
 unit_err = (scenes["normals"].norm(dim=1) - 1).abs().max().item()
 est, est_valid = normals_from_depth(scenes["depth"], scenes["K"], method="cross")
 angle = torch.rad2deg(torch.acos((est * scenes["normals"]).sum(1).clamp(-1, 1)))
-interior = est_valid & ~F.max_pool2d(scenes["boundaries"].float()[:, None], 3, 1, 1)[:, 0].bool()
+edges = scenes["boundaries"].float()[:, None]
+near_boundary = F.max_pool2d(edges, 3, 1, 1)[:, 0].bool()
+interior = est_valid & ~near_boundary
 interior[:, [0, -1], :] = False
 interior[:, :, [0, -1]] = False
 median_angle = angle[interior].median().item()
-print(f"max | |n| - 1 | = {unit_err:.1e};  median angle(normals from depth, rendered normals) = {median_angle:.2f} deg")
+print(f"max | |n| - 1 | = {unit_err:.1e}; median angle between the normals from depth "
+      f"and the rendered normals = {median_angle:.2f} deg")
 assert unit_err < 1e-5 and median_angle < 2.0
 
 # %% [markdown]
@@ -207,7 +235,8 @@ for stage in (undilated.stage4, undilated.stage5):
     for conv in (stage.conv1, stage.conv2):
         conv.dilation, conv.padding = (1, 1), (1, 1)
 span_d, span_u = receptive_span(dilated), receptive_span(undilated)
-print(f"receptive field: {span_u} px without dilation, {span_d} px with dilation 2 and 4")
+print(f"receptive field: {span_u} px without dilation, "
+      f"{span_d} px with dilations 2 and 4")
 assert span_d - span_u == 128
 
 # %% [markdown]
@@ -221,8 +250,10 @@ assert span_d - span_u == 128
 # %%
 net = PixelNet(NUM_CLASSES, encoder=ENCODER)
 out = net(val["image"][:2])
-print({k: tuple(v.shape) if torch.is_tensor(v) else f"{len(v)} maps" for k, v in out.items()})
-print(f"parameters: {count_parameters(net):,} (encoder {count_parameters(net.encoder):,})")
+print({k: tuple(v.shape) if torch.is_tensor(v) else f"{len(v)} maps"
+       for k, v in out.items()})
+print(f"parameters: {count_parameters(net):,} "
+      f"(encoder {count_parameters(net.encoder):,})")
 glue("ch1_params", count_parameters(net), display=False)
 
 # %% [markdown]
@@ -244,7 +275,8 @@ z = torch.randn(2, NUM_CLASSES, 8, 8)
 y = torch.randint(0, NUM_CLASSES, (2, 8, 8))
 inline = -(F.log_softmax(z, 1).gather(1, y[:, None])).mean()
 torch.testing.assert_close(inline, segmentation_loss(z, y))
-assert math.isclose(segmentation_loss(torch.zeros_like(z), y).item(), math.log(NUM_CLASSES), rel_tol=1e-6)
+uniform = segmentation_loss(torch.zeros_like(z), y).item()  # every pixel costs ln K
+assert math.isclose(uniform, math.log(NUM_CLASSES), rel_tol=1e-6)
 
 # %% [markdown]
 # ### Boundaries: class-balanced logistic loss (Eq. 2.2)
@@ -265,16 +297,20 @@ assert math.isclose(segmentation_loss(torch.zeros_like(z), y).item(), math.log(N
 t = train["boundaries"][:32].float()
 grid = torch.linspace(0.005, 0.995, 199)
 logit = torch.logit(grid)
-plain = [F.binary_cross_entropy_with_logits(torch.full_like(t, float(v)), t).item() for v in logit]
-balanced = [balanced_bce_loss(torch.full_like(t, float(v)), t).item() for v in logit]
+constant = [torch.full_like(t, float(v)) for v in logit]
+plain = [F.binary_cross_entropy_with_logits(c, t).item() for c in constant]
+balanced = [balanced_bce_loss(c, t).item() for c in constant]
 p_rate = t.mean().item()
-best_plain, best_bal = grid[int(np.argmin(plain))].item(), grid[int(np.argmin(balanced))].item()
-print(f"boundary rate p = {p_rate:.3f}; best constant: plain BCE {best_plain:.3f}, balanced {best_bal:.3f}")
+best_plain = grid[int(np.argmin(plain))].item()
+best_bal = grid[int(np.argmin(balanced))].item()
+print(f"boundary rate p = {p_rate:.3f}; best constant: plain BCE {best_plain:.3f}, "
+      f"balanced {best_bal:.3f}")
 assert abs(best_plain - p_rate) < 0.01 and abs(best_bal - 0.5) < 0.01
 # the package function equals the formula
 beta = 1 - t.flatten(1).mean(1).view(-1, 1, 1)
 zb = torch.randn_like(t)
-inline = -(beta * t * F.logsigmoid(zb) + (1 - beta) * (1 - t) * F.logsigmoid(-zb)).mean()
+inline = -(beta * t * F.logsigmoid(zb)
+           + (1 - beta) * (1 - t) * F.logsigmoid(-zb)).mean()
 torch.testing.assert_close(inline, balanced_bce_loss(zb, t))
 
 # %% [markdown]
@@ -305,33 +341,48 @@ print("d loss / d r =", [round(v, 4) for v in r.grad.tolist()])
 # For unit vectors at angle $\theta$, $\mathbf n^\top\hat{\mathbf n} = \cos\theta$ and the loss is
 # $-\cos\theta + \lambda\theta$, with slope $\sin\theta + \lambda$. The usual cosine loss alone has
 # slope $\sin\theta \to 0$ as the prediction improves, while the metrics measure $\theta$ itself;
-# the arc-cosine term's slope is constant (the thesis' Figure 2.3, redrawn below). One detail the
-# thesis leaves out: $\frac{d}{dx}\cos^{-1}x = -1/\sqrt{1-x^2}$ is infinite at $x = 1$, so the
-# implementation clamps $x$ to $[-1+10^{-6},\,1-10^{-6}]$; the gradient with respect to the angle
-# stays finite.
+# the arc-cosine term's slope is constant ({numref}`fig-ch1-normal-loss`, after the thesis'
+# Figure 2.3). One detail the thesis leaves out: $\frac{d}{dx}\cos^{-1}x = -1/\sqrt{1-x^2}$ is
+# infinite at $x = 1$, so the implementation clamps $x$ to $[-1+10^{-6},\,1-10^{-6}]$; the
+# gradient with respect to the angle stays finite.
 
 # %%
 theta = torch.linspace(0.0, math.pi / 2, 91, dtype=torch.float64, requires_grad=True)
-n_hat = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64).view(1, 3, 1, 1).expand(1, 3, 1, 91)
+truth = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64).view(1, 3, 1, 1)
+truth = truth.expand(1, 3, 1, 91)
 curves = {}
 for name, lam in [("cosine", 0.0), ("cosine + 4 arc-cosine", LAMBDA)]:
     theta.grad = None
-    pred_n = torch.stack([torch.sin(theta), torch.zeros_like(theta), torch.cos(theta)]).view(1, 3, 1, 91)
-    normal_loss(pred_n, n_hat, lam=lam, reduction="sum").backward()
+    pred_n = torch.stack([torch.sin(theta), torch.zeros_like(theta), torch.cos(theta)])
+    normal_loss(pred_n.view(1, 3, 1, 91), truth, lam=lam, reduction="sum").backward()
     curves[name] = theta.grad.detach().clone()
 inner = slice(5, 90)  # away from the clamp at theta = 0
-torch.testing.assert_close(curves["cosine"][inner], torch.sin(theta.detach())[inner])
-torch.testing.assert_close(curves["cosine + 4 arc-cosine"][inner], torch.sin(theta.detach())[inner] + LAMBDA)
+sin = torch.sin(theta.detach())[inner]
+torch.testing.assert_close(curves["cosine"][inner], sin)
+torch.testing.assert_close(curves["cosine + 4 arc-cosine"][inner], sin + LAMBDA)
 
-fig, ax = plt.subplots(1, 2, figsize=(7, 2.6))
-deg = torch.rad2deg(theta.detach())
-for name, lam in [("cosine", 0.0), ("arc-cosine", 1.0)]:
-    ax[0].plot(deg, (-torch.cos(theta) if lam == 0 else theta).detach(), label=name)
-    ax[1].plot(deg, (torch.sin(theta) if lam == 0 else torch.ones_like(theta)).detach(), label=name)
+# %% tags=["hide-input"]
+th = theta.detach()
+deg = torch.rad2deg(th)
+fig, ax = plt.subplots(1, 2, figsize=(pb.viz.PAGE_WIDTH, 2.4))
+ax[0].plot(deg, -torch.cos(th), label="cosine")
+ax[0].plot(deg, th, label="arc-cosine")
+ax[1].plot(deg, torch.sin(th), label="cosine")
+ax[1].plot(deg, torch.ones_like(th), label="arc-cosine")
 ax[0].set(xlabel="angle error (deg)", title="loss")
 ax[1].set(xlabel="angle error (deg)", title="slope d loss / d angle")
 ax[1].legend()
 fig.tight_layout()
+pb.widgets.show(fig, glue="ch1_fig_normal_loss")
+
+# %% [markdown]
+# ```{glue:figure} ch1_fig_normal_loss
+# :name: fig-ch1-normal-loss
+# :alt: The cosine and arc-cosine terms of the normal loss and their slopes against the angle
+#
+# The two terms of the normal loss against the angle error θ (after the thesis' Figure 2.3):
+# the cosine term −cos θ flattens as θ → 0 (slope sin θ), the arc-cosine term θ keeps slope 1.
+# ```
 
 # %% [markdown]
 # ## 4. Metrics
@@ -346,12 +397,14 @@ fig.tight_layout()
 
 # %%
 d = val["depth"][:4]
-assert pb.metrics.depth_metrics(1.2 * d, d)["d1"] == 1.0        # every ratio is 1.2 < 1.25
-assert pb.metrics.depth_metrics(1.3 * d, d)["d1"] == 0.0        # every ratio is 1.3 > 1.25 ...
-assert pb.metrics.depth_metrics(1.3 * d, d)["d2"] == 1.0        # ... but < 1.25^2
-assert pb.metrics.normal_metrics(val["normals"][:4], val["normals"][:4])["mean"] < 1e-3
+depth_metrics, normal_metrics = pb.metrics.depth_metrics, pb.metrics.normal_metrics
+assert depth_metrics(1.2 * d, d)["d1"] == 1.0  # every ratio is 1.2 < 1.25
+assert depth_metrics(1.3 * d, d)["d1"] == 0.0  # every ratio is 1.3 > 1.25 ...
+assert depth_metrics(1.3 * d, d)["d2"] == 1.0  # ... but < 1.25^2
+assert normal_metrics(val["normals"][:4], val["normals"][:4])["mean"] < 1e-3
 lab = val["labels"][:4]  # 255 marks unlabelled pixels (NYUv2), which the metric ignores
-assert pb.metrics.mean_iou(lab.masked_fill(lab == 255, 0), lab, NUM_CLASSES, ignore_index=255) == 1.0
+pred_lab = lab.masked_fill(lab == 255, 0)
+assert pb.metrics.mean_iou(pred_lab, lab, NUM_CLASSES, ignore_index=255) == 1.0
 
 # %% [markdown]
 # ## 5. Training
@@ -361,7 +414,8 @@ assert pb.metrics.mean_iou(lab.masked_fill(lab == 255, 0), lab, NUM_CLASSES, ign
 
 # %%
 def loss_fn(model, batch):  # what the experiment's `multitask` arm trains on
-    return multitask_loss(model(batch["image"]), batch, LOSS_WEIGHTS, gamma=GAMMA, lam=LAMBDA)
+    out = model(batch["image"])
+    return multitask_loss(out, batch, LOSS_WEIGHTS, gamma=GAMMA, lam=LAMBDA)
 
 
 print(CONFIG.train)
@@ -373,16 +427,32 @@ print("model:", CONFIG.model, "\nloss:", CONFIG.loss)
 # scale and seed. Its checkpoint cache is keyed by the whole configuration, so rerunning the
 # notebook loads the trained model instead of training again, and an interrupted run resumes where
 # it stopped. At `small` scale the run keeps a snapshot of the weights after every epoch for the
-# widget at the end, and its history records the held-out metrics of every epoch.
+# widget at the end, and its history records the held-out metrics of every epoch
+# ({numref}`fig-ch1-history`).
 
 # %%
-run_multi = EXP.run("multitask", SEED, SCALE, DEVICE, **DATA_OVERRIDES, **LOSS_OVERRIDES)
+run_multi = EXP.run("multitask", SEED, SCALE, DEVICE,
+                    **DATA_OVERRIDES, **LOSS_OVERRIDES)
 multi, history = run_multi.model, run_multi.history
 batch = {k: v[:4] for k, v in train.items()}
-with torch.no_grad():  # in eval mode: the check must not touch the batch-norm statistics
-    total, _ = EXP.loss(run_multi.config)(multi, batch)  # the experiment's loss: (total, terms)
-    torch.testing.assert_close(loss_fn(multi, batch), total)  # the same loss
-pb.viz.plot_history(history, keys=["train_loss", "seg", "boundary", "depth", "normals", "val_seg.miou"])
+# in eval mode: the check must not touch the batch-norm statistics
+with torch.no_grad():
+    # the experiment's loss returns (total, terms): the same total as loss_fn
+    total, _ = EXP.loss(run_multi.config)(multi, batch)
+    torch.testing.assert_close(loss_fn(multi, batch), total)
+keys = ["train_loss", "seg", "boundary", "depth", "normals", "val_seg.miou"]
+fig = pb.viz.plot_history(history, keys=keys, ncols=3,
+                          size=(pb.viz.PAGE_WIDTH / 3, 1.7))
+pb.widgets.show(fig, glue="ch1_fig_history")
+
+# %% [markdown]
+# ```{glue:figure} ch1_fig_history
+# :name: fig-ch1-history
+# :alt: Training curves of the multi-task network at small scale
+#
+# The multi-task network at `small` scale: the weighted training loss, its four terms (each
+# averaged over valid pixels) and the held-out mIoU after every epoch.
+# ```
 
 # %% [markdown]
 # A single-task baseline: the same encoder with only the segmentation head, trained with the same
@@ -405,9 +475,10 @@ single = run_single.model
 # %%
 pred_multi = predict_dataset(multi, val, device=DEVICE)
 pred_single = predict_dataset(single, val, device=DEVICE)
-trivial = trivial_predictions(train, N_VAL, tuple(val["image"].shape[-2:]), NUM_CLASSES)
+trivial = trivial_predictions(train, N_VAL, IMAGE_SIZE, NUM_CLASSES)
+constant = {k: v for k, v in trivial.items() if k != "depth_map"}
 rows = {
-    "trivial": task_metrics({k: v for k, v in trivial.items() if k != "depth_map"}, val, NUM_CLASSES),
+    "trivial": task_metrics(constant, val, NUM_CLASSES),
     "mean depth map": task_metrics({"depth": trivial["depth_map"]}, val, NUM_CLASSES),
     "single-task (seg)": task_metrics(pred_single, val, NUM_CLASSES),
     "multi-task (ours)": task_metrics(pred_multi, val, NUM_CLASSES),
@@ -415,32 +486,68 @@ rows = {
 glue("ch1_n_val", N_VAL, display=False)
 
 
-def results_table(rows, task):
+def results_table(rows, task, title):
+    """A Markdown table of one task's metrics, one row per predictor that has them."""
     cols = TASK_METRICS[task]
-    lines = [f"{'':>20}" + "".join(f"{c:>10}" for c in cols)]
+    lines = [f"**{title}**", "", "| | " + " | ".join(cols) + " |",
+             "|---" * (len(cols) + 1) + "|"]
     for name, res in rows.items():
         if task in res:
-            lines.append(f"{name:>20}" + "".join(f"{res[task][c]:>10.3f}" for c in cols))
+            cells = " | ".join(f"{res[task][c]:.3f}" for c in cols)
+            lines.append(f"| {name} | {cells} |")
     return "\n".join(lines)
 
 
 for task, title in [("seg", "Semantic segmentation (cf. thesis Table 2.2)"),
                     ("boundary", "Boundary detection, 1-px tolerance (cf. Table 2.1)"),
-                    ("depth", "Depth: delta accuracies, abs rel, RMSE in m (cf. Table 2.3)"),
-                    ("normals", "Normals: angle error in deg, fractions within 11.25/22.5/30 deg (cf. Table 2.4)")]:
-    print(title)
-    print(results_table(rows, task), end="\n\n")
+                    ("depth", "Depth: δ accuracies, abs. rel., RMSE in m "
+                              "(cf. Table 2.3)"),
+                    ("normals", "Normals: angle error in degrees, share within 11.25°, "
+                                "22.5°, 30° (cf. Table 2.4)")]:
+    display(Markdown(results_table(rows, task, title)))
 
 # %%
 M, T, S = rows["multi-task (ours)"], rows["trivial"], rows["single-task (seg)"]
-for key, value in {"miou": M["seg"]["miou"], "miou_trivial": T["seg"]["miou"], "miou_single": S["seg"]["miou"],
+D_MAP = rows["mean depth map"]["depth"]["d1"]
+for key, value in {"miou": M["seg"]["miou"], "miou_trivial": T["seg"]["miou"],
+                   "miou_single": S["seg"]["miou"],
                    "ods": M["boundary"]["ods"], "ods_trivial": T["boundary"]["ods"],
-                   "d1": M["depth"]["d1"], "d1_trivial": T["depth"]["d1"],
-                   "d1_map": rows["mean depth map"]["depth"]["d1"],
-                   "angle": M["normals"]["mean"], "angle_trivial": T["normals"]["mean"]}.items():
+                   "d1": M["depth"]["d1"], "d1_trivial": T["depth"]["d1"], "d1_map": D_MAP,
+                   "angle": M["normals"]["mean"],
+                   "angle_trivial": T["normals"]["mean"]}.items():
     glue(f"ch1_{key}", value, display=False)
-per_class = " ".join(f"{n}={v:.2f}" for n, v in zip(CLASSES, M["seg"]["per_class_iou"].tolist()))
-print("multi-task per-class IoU:", per_class)
+per_class = zip(CLASSES, M["seg"]["per_class_iou"].tolist())
+print("multi-task per-class IoU:", " ".join(f"{n}={v:.2f}" for n, v in per_class))
+
+# %% [markdown]
+# {numref}`fig-ch1-predictions` shows the multi-task network's four outputs on two held-out
+# scenes, each under its ground truth.
+
+# %% tags=["hide-input"]
+panels, titles = [], []
+for i in range(min(2, N_VAL)):
+    d_lim = {"vmin": float(val["depth"][i].min()), "vmax": float(val["depth"][i].max())}
+    panels += [val["image"][i], pb.viz.colorize_labels(val["labels"][i], NUM_CLASSES),
+               pb.viz.colorize_depth(val["depth"][i], **d_lim),
+               pb.viz.colorize_normals(val["normals"][i]),
+               pred_multi["boundary"][i],
+               pb.viz.colorize_labels(pred_multi["seg"][i], NUM_CLASSES),
+               pb.viz.colorize_depth(pred_multi["depth"][i], **d_lim),
+               pb.viz.colorize_normals(pred_multi["normals"][i])]
+    titles += ["image", "labels", "depth", "normals",
+               "boundary prob.", "predicted", "predicted", "predicted"]
+fig = pb.viz.show_grid(panels, titles=titles, ncols=4, size=1.5)
+pb.widgets.show(fig, glue="ch1_fig_predictions")
+
+# %% [markdown]
+# ```{glue:figure} ch1_fig_predictions
+# :name: fig-ch1-predictions
+# :alt: The multi-task network's predictions on two held-out scenes under their ground truth
+#
+# The multi-task network at `small` scale on two held-out scenes (two rows each): the image and
+# the true classes, depth and normals, then the predicted boundary probability, classes, depth
+# (on the same colour scale as the truth above it) and normals.
+# ```
 
 # %% [markdown]
 # The claim of this chapter is that *one* network learns all four tasks. We require it to beat
@@ -453,14 +560,15 @@ print("multi-task per-class IoU:", per_class)
 # %%
 if SCALE != "smoke":
     def closes_half_the_gap(ours, base):
-        return ours >= base + 0.5 * (1 - base)
+        assert ours >= base + 0.5 * (1 - base), (ours, base)
 
-    D_MAP = rows["mean depth map"]["depth"]["d1"]
-    assert closes_half_the_gap(M["seg"]["miou"], T["seg"]["miou"]), (M["seg"]["miou"], T["seg"]["miou"])
-    assert closes_half_the_gap(M["boundary"]["ods"], T["boundary"]["ods"]), (M["boundary"]["ods"], T["boundary"]["ods"])
-    assert closes_half_the_gap(M["depth"]["d1"], D_MAP), (M["depth"]["d1"], D_MAP)
-    assert M["normals"]["mean"] <= 0.5 * T["normals"]["mean"], (M["normals"]["mean"], T["normals"]["mean"])
-    print("the multi-task network beats every trivial predictor (for depth: the mean depth map) by the required margin")
+    closes_half_the_gap(M["seg"]["miou"], T["seg"]["miou"])
+    closes_half_the_gap(M["boundary"]["ods"], T["boundary"]["ods"])
+    closes_half_the_gap(M["depth"]["d1"], D_MAP)
+    angle, angle_trivial = M["normals"]["mean"], T["normals"]["mean"]
+    assert angle <= 0.5 * angle_trivial, (angle, angle_trivial)
+    print("the multi-task network beats every trivial predictor (for depth: the mean "
+          "depth map) by the required margin")
 
 # %% [markdown]
 # At small scale the network reaches mIoU {glue:text}`ch1_miou:.3f` (majority class:
@@ -503,40 +611,40 @@ if SCALE != "smoke":
 
 # %%
 if BOUNDARY_DATASET == "bsds500":
-    bsds_size = pb.runtime.scaled(SCALE, smoke=(32, 48), small=(160, 240), full=(320, 480))
+    full = SCALE == "full"
+    bsds_size = pb.runtime.scaled(SCALE, smoke=(32, 48), small=(160, 240),
+                                  full=(320, 480))
     bsds_n = pb.runtime.scaled(SCALE, smoke=2, small=None, full=None)
-    b_train = [load_boundary_data(s, bsds_size, bsds_n, root=BSDS_ROOT, download=SCALE == "full") for s in ("train", "val")]
-    b_train = {k: torch.cat([b[k] for b in b_train]) for k in b_train[0]}
-    b_test = load_boundary_data("test", bsds_size, bsds_n, root=BSDS_ROOT, download=SCALE == "full")
-    cfg = run_multi.config.train
-    b_cfg = dataclasses.replace(cfg, snapshot_every=0, batch_size=8,
-                                params={"model": f"PixelNet-{ENCODER}", "data": "bsds500", "tasks": ["boundary"],
-                                        "size": bsds_size})
+    b_data = {split: load_boundary_data(split, bsds_size, bsds_n, root=BSDS_ROOT,
+                                        download=full)
+              for split in ("train", "val", "test")}
+    b_train = {k: torch.cat([b_data["train"][k], b_data["val"][k]])
+               for k in b_data["train"]}
+    b_test = b_data["test"]
+    b_params = {"model": f"PixelNet-{ENCODER}", "data": "bsds500",
+                "tasks": ["boundary"], "size": bsds_size}
+    b_cfg = dataclasses.replace(run_multi.config.train, snapshot_every=0, batch_size=8,
+                                params=b_params)
     pb.runtime.seed_all(SEED)
-    bnet = PixelNet(2, tasks=("boundary",), encoder=ENCODER, weights_backbone="DEFAULT" if SCALE == "full" else None)
-    train_or_load("ch1-bsds500", bnet, lambda m, b: multitask_loss(m(b["image"]), b, {"boundary": 1.0}), b_train, b_cfg,
-                  device=DEVICE)
+    bnet = PixelNet(2, tasks=("boundary",), encoder=ENCODER,
+                    weights_backbone="DEFAULT" if full else None)
+
+    def boundary_loss(model, batch):
+        return multitask_loss(model(batch["image"]), batch, {"boundary": 1.0})
+
+    train_or_load("ch1-bsds500", bnet, boundary_loss, b_train, b_cfg, device=DEVICE)
     b_pred = predict_dataset(bnet, b_test, batch_size=8, device=DEVICE)["boundary"]
-    tol = 0.0075 * math.hypot(*bsds_size)  # BSDS: maxDist = 0.75 % of the image diagonal
-    bsds = pb.metrics.boundary_f(b_pred, b_test["boundary_mean"] > 0, tolerance=tol)  # union of annotators
-    print(f"BSDS500 test, {len(b_test['image'])} images at {bsds_size}, tolerance {tol:.1f} px (simplified protocol)")
+    # BSDS: maxDist = 0.75 % of the image diagonal
+    tol = 0.0075 * math.hypot(*bsds_size)
+    union = b_test["boundary_mean"] > 0  # the union of the annotators' boundaries
+    bsds = pb.metrics.boundary_f(b_pred, union, tolerance=tol)
+    print(f"BSDS500 test, {len(b_test['image'])} images at {bsds_size}, "
+          f"tolerance {tol:.1f} px (simplified protocol)")
     print(f"{'':>26}{'odsF':>8}{'oisF':>8}{'AP':>8}")
     print(f"{'ours':>26}" + "".join(f"{bsds[k]:>8.3f}" for k in ("ods", "ois", "ap")))
     print(f"{'thesis baseline (paper)':>26}{0.790:>8.3f}{0.806:>8.3f}{0.826:>8.3f}")
 else:
     print("BSDS500 is evaluated at full scale only (BOUNDARY_DATASET = 'bsds500').")
-
-# %%
-idx = range(min(3, N_VAL))
-panels, titles = [], []
-for i in idx:
-    panels += [val["image"][i],
-               pb.viz.colorize_labels(val["labels"][i], NUM_CLASSES), pb.viz.colorize_labels(pred_multi["seg"][i], NUM_CLASSES),
-               pb.viz.colorize_depth(val["depth"][i]), pb.viz.colorize_depth(pred_multi["depth"][i]),
-               pb.viz.colorize_normals(val["normals"][i]), pb.viz.colorize_normals(pred_multi["normals"][i]),
-               pred_multi["boundary"][i]]
-    titles += ["image", "labels", "predicted", "depth", "predicted", "normals", "predicted", "boundary prob."]
-pb.viz.show_grid(panels, titles=titles, ncols=8, size=1.5)
 
 # %% [markdown]
 # ## 7. Watch it learn
@@ -547,31 +655,34 @@ pb.viz.show_grid(panels, titles=titles, ncols=8, size=1.5)
 # on a CPU).
 
 # %%
-TASK_VIEWS = {
+def depth_limits(i):  # a prediction is drawn on its scene's true depth range
+    return {"vmin": float(val["depth"][i].min()), "vmax": float(val["depth"][i].max())}
+
+
+TASK_VIEWS = {  # (prediction p of scene i) -> picture
     "seg": lambda p, i: pb.viz.colorize_labels(p["seg"][0], NUM_CLASSES),
-    "depth": lambda p, i: pb.viz.colorize_depth(p["depth"][0], vmin=float(val["depth"][i].min()),
-                                                vmax=float(val["depth"][i].max())),
+    "depth": lambda p, i: pb.viz.colorize_depth(p["depth"][0], **depth_limits(i)),
     "normals": lambda p, i: pb.viz.colorize_normals(p["normals"][0]),
     "boundary": lambda p, i: p["boundary"][0].numpy(),
 }
-GT_VIEWS = {
+GT_VIEWS = {  # scene i -> picture of its ground truth
     "seg": lambda i: pb.viz.colorize_labels(val["labels"][i], NUM_CLASSES),
-    "depth": lambda i: pb.viz.colorize_depth(val["depth"][i]),
+    "depth": lambda i: pb.viz.colorize_depth(val["depth"][i], **depth_limits(i)),
     "normals": lambda i: pb.viz.colorize_normals(val["normals"][i]),
     "boundary": lambda i: val["boundaries"][i].float().numpy(),
 }
 viewer = PixelNet(NUM_CLASSES, encoder=ENCODER)
-
-
 SNAPSHOTS = sorted(history.snapshots)  # every epoch (every 5th at full scale)
 
 
 def show_epoch(epoch=SNAPSHOTS[-1], task="seg", scene=0):
     viewer.load_state_dict(history.snapshots[epoch])
     p = viewer.predict(val["image"][scene:scene + 1])
-    fig, ax = plt.subplots(1, 3, figsize=(6, 2.3))
-    images = [val["image"][scene].permute(1, 2, 0).numpy(), GT_VIEWS[task](scene), TASK_VIEWS[task](p, scene)]
-    for a, img, title in zip(ax, images, ["image", f"{task}: truth", f"{task}: epoch {epoch}"]):
+    fig, ax = plt.subplots(1, 3, figsize=(pb.viz.PAGE_WIDTH, 2.3))
+    images = [val["image"][scene].permute(1, 2, 0).numpy(), GT_VIEWS[task](scene),
+              TASK_VIEWS[task](p, scene)]
+    titles = ["image", f"{task}: truth", f"{task}: epoch {epoch}"]
+    for a, img, title in zip(ax, images, titles):
         a.imshow(img, cmap="gray")
         a.set_title(title)
         a.axis("off")
@@ -579,11 +690,13 @@ def show_epoch(epoch=SNAPSHOTS[-1], task="seg", scene=0):
     return fig
 
 
-epochs_shown = sorted({SNAPSHOTS[i] for i in (0, len(SNAPSHOTS) // 4, len(SNAPSHOTS) // 2,
-                                                3 * len(SNAPSHOTS) // 4, -1)})
-pb.widgets.explorer(show_epoch, {"epoch": epochs_shown, "task": list(TASK_VIEWS), "scene": [0, 1]},
+n = len(SNAPSHOTS)  # the book shows five of the epochs, a live notebook every one
+epochs_shown = sorted({SNAPSHOTS[i] for i in (0, n // 4, n // 2, 3 * n // 4, -1)})
+pb.widgets.explorer(show_epoch,
+                    {"epoch": epochs_shown, "task": list(TASK_VIEWS), "scene": [0, 1]},
                     live={"epoch": SNAPSHOTS, "scene": (0, N_VAL - 1, 1)},
-                    glue="ch1_fig_learning", alt="Predictions of the multi-task network")
+                    glue="ch1_fig_learning",
+                    alt="Predictions of the multi-task network")
 
 # %% [markdown]
 # ```{glue:figure} ch1_fig_learning
@@ -610,14 +723,19 @@ pb.widgets.explorer(show_epoch, {"epoch": epochs_shown, "task": list(TASK_VIEWS)
 # what each loss does to the errors, not to decide anything.
 
 # %%
-ABLATION = {"depth, L2 + L1 (γ = 2)": "depth_l1l2", "depth, L2 only (γ = 0)": "depth_l2",
-            "normals, cos + arc-cos (λ = 4)": "normals_cos_acos", "normals, cos only (λ = 0)": "normals_cos"}
-runs_abl = {label: EXP.run(arm, SEED, SCALE, DEVICE, **DATA_OVERRIDES) for label, arm in ABLATION.items()}
-pred_abl = {label: predict_dataset(r.model, val, device=DEVICE) for label, r in runs_abl.items()}
+ABLATION = {"depth, L2 + L1 (γ = 2)": "depth_l1l2",
+            "depth, L2 only (γ = 0)": "depth_l2",
+            "normals, cos + arc-cos (λ = 4)": "normals_cos_acos",
+            "normals, cos only (λ = 0)": "normals_cos"}
+runs_abl = {label: EXP.run(arm, SEED, SCALE, DEVICE, **DATA_OVERRIDES)
+            for label, arm in ABLATION.items()}
+pred_abl = {label: predict_dataset(r.model, val, device=DEVICE)
+            for label, r in runs_abl.items()}
 for label, r in runs_abl.items():
     task = "depth" if label.startswith("depth") else "normals"
     keys = ("d1", "d3", "abs_rel") if task == "depth" else ("mean", "median", "a11")
-    print(f"{label:<32} {r.config.train.epochs} epochs: " + ", ".join(f"{k} {r.metrics[f'{task}.{k}']:.3f}" for k in keys))
+    scores = ", ".join(f"{k} {r.metrics[f'{task}.{k}']:.3f}" for k in keys)
+    print(f"{label:<32} {r.config.train.epochs} epochs: {scores}")
 
 # %% [markdown]
 # The error maps show where each loss leaves its errors: for depth the log-ratio
@@ -642,7 +760,7 @@ def show_loss_ablation(model="depth, L2 + L1 (γ = 2)", scene=0):
         err = torch.rad2deg(torch.acos((p * t).sum(0).clamp(-1, 1)))
         vmax, unit, shown = 30.0, "angle (deg)", pb.viz.colorize_normals(p)
         score = f"mean angle {err.mean():.1f}°"
-    fig, ax = plt.subplots(1, 3, figsize=(6.6, 2.3))
+    fig, ax = plt.subplots(1, 3, figsize=(pb.viz.PAGE_WIDTH, 2.3))
     ax[0].imshow(val["image"][scene].permute(1, 2, 0).numpy())
     ax[1].imshow(shown)
     im = ax[2].imshow(err.numpy(), cmap="gray_r", vmin=0, vmax=vmax)
@@ -654,7 +772,8 @@ def show_loss_ablation(model="depth, L2 + L1 (γ = 2)", scene=0):
     return fig
 
 
-pb.widgets.explorer(show_loss_ablation, {"model": list(ABLATION), "scene": list(range(min(3, N_VAL)))},
+pb.widgets.explorer(show_loss_ablation,
+                    {"model": list(ABLATION), "scene": list(range(min(3, N_VAL)))},
                     live={"scene": (0, N_VAL - 1, 1)}, glue="ch1_fig_loss_ablation",
                     alt="Errors of the four loss-ablation networks")
 
@@ -680,33 +799,51 @@ pb.widgets.explorer(show_loss_ablation, {"model": list(ABLATION), "scene": list(
 
 # %%
 RES = pb.results.load_results(EXP.chapter, "medium")
-MED = RES.record("multitask", EXP.seeds_for("medium")[0])["config"]
 MED_SEEDS = EXP.seeds_for("medium")
-MED_STEPS = MED["train"]["epochs"] * MED["data"]["n_train"] // MED["train"]["batch_size"]
-MED_MINUTES = sum(r["provenance"]["train_time_s"] + r["provenance"]["eval_time_s"] for r in RES.records) / 60
-print(f"{len(RES)} runs: {len(EXP.arms)} arms x {len(MED_SEEDS)} seeds; {MED['data']['n_train']} training and "
-      f"{MED['data']['n_val']} held-out scenes of {MED['data']['size']} px per seed, {MED['train']['epochs']} epochs "
-      f"({MED_STEPS} steps of {MED['train']['batch_size']}); {MED_MINUTES:.0f} min of training and evaluation in all")
-for key, value in {"med_seeds": len(MED_SEEDS), "med_n_train": MED["data"]["n_train"], "med_n_val": MED["data"]["n_val"],
-                   "med_epochs": MED["train"]["epochs"], "med_steps": MED_STEPS, "med_minutes": MED_MINUTES}.items():
+MED = RES.record("multitask", MED_SEEDS[0])["config"]
+MED_DATA, MED_TRAIN = MED["data"], MED["train"]
+MED_STEPS = MED_TRAIN["epochs"] * MED_DATA["n_train"] // MED_TRAIN["batch_size"]
+MED_MINUTES = sum(r["provenance"]["train_time_s"] + r["provenance"]["eval_time_s"]
+                  for r in RES.records) / 60
+print(f"{len(RES)} runs: {len(EXP.arms)} arms x {len(MED_SEEDS)} seeds; "
+      f"{MED_DATA['n_train']} training and {MED_DATA['n_val']} held-out scenes of "
+      f"{MED_DATA['size']} px per seed, {MED_TRAIN['epochs']} epochs "
+      f"({MED_STEPS} steps of {MED_TRAIN['batch_size']}); "
+      f"{MED_MINUTES:.0f} min of training and evaluation in all")
+for key, value in {"med_seeds": len(MED_SEEDS), "med_n_train": MED_DATA["n_train"],
+                   "med_n_val": MED_DATA["n_val"], "med_epochs": MED_TRAIN["epochs"],
+                   "med_steps": MED_STEPS, "med_minutes": MED_MINUTES}.items():
     glue(f"ch1_{key}", value, display=False)
 
-LABELS = {"trivial": "trivial", "mean_depth_map": "mean depth map", "seg_only": "seg only",
-          "depth_l2": "depth, γ=0 (L2)", "depth_l1l2": "depth, γ=2 (L2+L1)", "normals_cos": "normals, λ=0 (cos)",
-          "normals_cos_acos": "normals, λ=4 (cos+acos)", "multitask": "multi-task (γ=2, λ=4)"}
+# %%
+LABELS = {"trivial": "trivial", "mean_depth_map": "mean depth map",
+          "seg_only": "seg only", "multitask": "multi-task (γ=2, λ=4)",
+          "depth_l2": "depth, γ=0 (L2)", "depth_l1l2": "depth, γ=2 (L2+L1)",
+          "normals_cos": "normals, λ=0 (cos)",
+          "normals_cos_acos": "normals, λ=4 (cos+acos)"}
+COLUMNS = {"depth.d1": "δ<1.25", "depth.d2": "δ<1.25²", "depth.d3": "δ<1.25³",
+           "depth.abs_rel": "abs. rel.", "depth.rmse": "RMSE (m)",
+           "normals.mean": "mean (°)", "normals.median": "median (°)",
+           "normals.a11": "≤ 11.25°", "normals.a22": "≤ 22.5°", "normals.a30": "≤ 30°",
+           "seg.miou": "mIoU", "seg.pixel_acc": "pixel acc.", "boundary.ods": "ODS",
+           "boundary.ap": "AP"}
 for title, arms, metrics in [
-        ("Depth (cf. thesis Table 2.5)", ["mean_depth_map", "depth_l2", "depth_l1l2", "multitask"],
+        ("Depth (cf. thesis Table 2.5)",
+         ["mean_depth_map", "depth_l2", "depth_l1l2", "multitask"],
          ["depth.d1", "depth.d2", "depth.d3", "depth.abs_rel", "depth.rmse"]),
-        ("Normals, angle error in deg and share within 11.25/22.5/30 deg (cf. Table 2.6)",
+        ("Normals: angle error and share of pixels within an angle (cf. Table 2.6)",
          ["trivial", "normals_cos", "normals_cos_acos", "multitask"],
-         ["normals.mean", "normals.median", "normals.a11", "normals.a22", "normals.a30"]),
+         ["normals.mean", "normals.median", "normals.a11", "normals.a22",
+          "normals.a30"]),
         ("Segmentation and boundaries", ["trivial", "seg_only", "multitask"],
          ["seg.miou", "seg.pixel_acc", "boundary.ods", "boundary.ap"])]:
-    print(title)
-    print(RES.table(metrics, arms, labels=LABELS), end="\n\n")
+    table = RES.table(metrics, arms, labels={**LABELS, **COLUMNS}, markdown=True)
+    display(Markdown(f"**{title}**\n\n{table}"))
 
-# %%
-GLUED = {"depth.d1", "depth.abs_rel", "normals.mean", "normals.a11", "seg.miou", "boundary.ods"}
+# %% tags=["remove-cell"]
+# the numbers the prose quotes, glued (mean and sample std over the seeds)
+GLUED = {"depth.d1", "depth.abs_rel", "normals.mean", "normals.a11", "seg.miou",
+         "boundary.ods"}
 for arm in RES.arms:
     for metric in GLUED:
         try:
@@ -718,35 +855,44 @@ for arm in RES.arms:
         glue(f"{key}_sd", summary.std, display=False)
 
 # %% [markdown]
-# Did they converge? {numref}`fig-ch1-convergence` shows the held-out curves. Each history records the held-out metrics of every epoch (on the first 64
-# held-out scenes of its seed). Over the last two of the {glue:text}`ch1_med_epochs` epochs they move
-# by at most {glue:text}`ch1_conv2_miou:.3f` in mIoU, {glue:text}`ch1_conv2_d1:.4f` in $\delta<1.25$ and
-# {glue:text}`ch1_conv2_angle:.2f`° in mean angle, over all arms and seeds: the curves have flattened as
-# the cosine schedule takes the learning rate to zero. Over the last five epochs they still moved
-# by up to {glue:text}`ch1_conv5_miou:.3f`, {glue:text}`ch1_conv5_d1:.4f` and {glue:text}`ch1_conv5_angle:.2f`°:
-# a longer schedule would still improve every arm a little — by as much as the δ<1.25 difference
-# between the two depth losses, which is the one comparison below that this could change.
+# Did they converge? {numref}`fig-ch1-convergence` shows the held-out curves. Each history
+# records the held-out metrics of every epoch (on the first 64 held-out scenes of its seed). Over
+# the last two of the {glue:text}`ch1_med_epochs` epochs they move by at most
+# {glue:text}`ch1_conv2_miou:.3f` in mIoU, {glue:text}`ch1_conv2_d1:.4f` in $\delta<1.25$ and
+# {glue:text}`ch1_conv2_angle:.2f`° in mean angle, over all arms and seeds: the curves have
+# flattened as the cosine schedule takes the learning rate to zero. Over the last five epochs they
+# still moved by up to {glue:text}`ch1_conv5_miou:.3f`, {glue:text}`ch1_conv5_d1:.4f` and
+# {glue:text}`ch1_conv5_angle:.2f`°: a longer schedule would still improve every arm a little — by
+# as much as the δ<1.25 difference between the two depth losses, which is the one comparison below
+# that this could change.
 
 # %%
-for metric, arms, name in [("val_seg.miou", ["multitask", "seg_only"], "miou"),
-                           ("val_depth.d1", ["multitask", "depth_l1l2", "depth_l2"], "d1"),
-                           ("val_normals.mean", ["multitask", "normals_cos_acos", "normals_cos"], "angle")]:
-    for last in (2, 5):  # the largest change over the last `last` epochs, over arms and seeds
-        change = max(abs(RES.history(a, s)[metric][-1] - RES.history(a, s)[metric][-1 - last]) for a in arms for s in MED_SEEDS)
+CURVES = {  # held-out metric: (short name, the arms that learn it, title)
+    "val_seg.miou": ("miou", ["multitask", "seg_only"], "held-out mIoU"),
+    "val_depth.d1": ("d1", ["multitask", "depth_l1l2", "depth_l2"], "held-out δ<1.25"),
+    "val_normals.mean": ("angle", ["multitask", "normals_cos_acos", "normals_cos"],
+                         "held-out mean angle (°)"),
+}
+for metric, (name, arms, _) in CURVES.items():
+    # the largest change over the last `last` epochs, over arms and seeds
+    for last in (2, 5):
+        curves = [RES.history(arm, seed)[metric] for arm in arms for seed in MED_SEEDS]
+        change = max(abs(c[-1] - c[-1 - last]) for c in curves)
         print(f"{metric}: largest change over the last {last} epochs {change:.4f}")
         glue(f"ch1_conv{last}_{name}", change, display=False)
-fig, axes = plt.subplots(1, 3, figsize=(pb.viz.PAGE_WIDTH, 2.4))
-for ax, (metric, arms) in zip(axes, [("val_seg.miou", ["multitask", "seg_only"]),
-                                     ("val_depth.d1", ["multitask", "depth_l1l2", "depth_l2"]),
-                                     ("val_normals.mean", ["multitask", "normals_cos_acos", "normals_cos"])]):
+
+# %% tags=["hide-input"]
+fig, axes = plt.subplots(1, 3, figsize=(pb.viz.PAGE_WIDTH, 2.2))
+for ax, (metric, (_, arms, title)) in zip(axes, CURVES.items()):
     for i, arm in enumerate(arms):
         for seed in MED_SEEDS:
             h = RES.history(arm, seed)
-            ax.plot(h["epoch"][:len(h[metric])], h[metric], color=f"C{i}", lw=1, alpha=0.7,
-                    label=LABELS[arm] if seed == MED_SEEDS[0] else None)
-    ax.set(xlabel="epoch", title=metric.replace("val_", "held-out "))
+            label = LABELS[arm] if seed == MED_SEEDS[0] else None
+            ax.plot(h["epoch"][:len(h[metric])], h[metric], color=f"C{i}", lw=1,
+                    alpha=0.7, label=label)
+    ax.set(xlabel="epoch", title=title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.28), frameon=False)
 fig.tight_layout()
 pb.widgets.show(fig, glue="ch1_fig_convergence")
 
@@ -770,7 +916,8 @@ for outcome in OUTCOMES:
     print(outcome, end="\n\n")
     c, key = outcome.claim, f"ch1_claim_{outcome.claim.id}"
     glue(key, outcome.words, display=False)
-    glue(f"{key}_positive", sum(d > 0 for d in outcome.diffs), display=False)  # seeds where A is better at all
+    # the seeds on which arm A is better at all
+    glue(f"{key}_positive", sum(d > 0 for d in outcome.diffs), display=False)
     glue(f"{key}_margin", float(c.margin), display=False)
     glue(f"{key}_k", c.k, display=False)
 for outcome in OUTCOMES:

@@ -84,7 +84,6 @@ ACTIVATION = "sigmoid"  # probabilities for RMI: sigmoid [RMI, Sec. 4] | softmax
 AFF_MARGIN = 3.0  # margin of the affinity baseline's separating force (ours)
 AFF_WEIGHT = 1.0  # weight of the affinity term added to CE; ours
 FULL_DATASET = "voc"  # full scale only: "voc" (PASCAL VOC 2012 + SBD) or "camvid"
-FULL_EPOCHS = 46  # full scale only: the paper's ~30K iterations, VOC trainaug, batch 16
 
 # %%
 SCALE = pb.runtime.resolve_scale(SCALE)
@@ -307,6 +306,7 @@ for a in (0.5, 1.0, 2.0):
     gaps.append(0.5 * math.log(2 * math.pi * math.e) + ell - math.log(2 * a))
 assert max(abs(x - 0.5 * math.log(math.pi * math.e / 6)) for x in gaps) < 1e-12
 glue("ch4_uniform_gap", gaps[0], display=False)
+glue("ch4_gauss_gap", abs(bound - mi_gauss), display=False)
 print(f"entropies at unit variance: uniform {h_unif:.4f} < Laplace {h_lap:.4f} "
       f"< Gaussian {h_gauss:.4f}")
 print(f"Cov(E, P) = 0 and Cov(E) = M to 1e-12; Gaussian d=9: MI {mi_gauss:.10f} "
@@ -1306,80 +1306,26 @@ glue("ch4_camvid_mean11", sum(camvid["v3 CE"][0]) / 11, display=False)
 #
 # ## 14. Full scale
 #
-# At `full` scale this section trains torchvision's DeepLabV3 (ResNet-50, ImageNet backbone; the
-# paper uses ResNet-101 with a three-convolution stem) with the paper's recipe — SGD with momentum
-# 0.9, weight decay $10^{-4}$, learning rate 0.007 (VOC) or 0.025 (CamVid) with warm-up and poly
-# decay, batch 16, crops of 513 (VOC) or 479 (CamVid), random scaling and flipping [RMI, Sec. 5.1] —
-# with CE, CE + RMI (the paper's $\mathcal{DF}=4$) and CE + AFF, on PASCAL VOC 2012 `train_aug` +
-# SBD (torchvision's dataset classes download them) or CamVid (through the dataset registry), and
-# evaluates mIoU on VOC val or CamVid test. The paper's ~30K iterations on VOC take about a day per
-# run on one modern GPU; `FULL_EPOCHS` shortens it. Nothing here runs below `full` scale.
+# At `full` scale this section runs the chapter's experiment with its `full` configuration,
+# defined once in `pixelbook.experiments.rmi` (`FULL`, `FULL_MODEL`) — the same runs as
+# `python -m pixelbook.run 04_region_mutual_information --scale full` (or under `torchrun` on
+# several GPUs): every arm trains torchvision's DeepLabV3 (ResNet-50, ImageNet backbone, output
+# stride 16; the paper uses ResNet-101 with a three-convolution stem) with the paper's recipe — SGD
+# with momentum 0.9, weight decay $10^{-4}$, batch 16, learning rate 0.007 (VOC) or 0.025 (CamVid)
+# with warm-up and poly decay, crops of 513 (VOC) or 479 (CamVid), random scaling and flipping,
+# 30,406 (VOC) or 5,800 (CamVid) iterations [RMI, Sec. 5.1] — on PASCAL VOC 2012 `train_aug`
+# (torchvision downloads VOC and SBD) or CamVid (`FULL_DATASET = "camvid"`), and scores mIoU on VOC
+# val or CamVid test. An estimated 4 GPU-hours per arm on VOC (the book's page on full-scale runs
+# says how the estimate is made). Nothing here runs below `full` scale.
 
 # %% tags=["hide-input"]
-def full_data():
-    from pixelbook.data.segmentation import CamVid, SegmentationTransform
-    from pixelbook.data.segmentation import VOCAugSegmentation
-
-    test_tf = SegmentationTransform(train=False)
-    if FULL_DATASET == "voc":
-        aug = SegmentationTransform(513, (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0))
-        train = VOCAugSegmentation(split="train_aug", download=True, transform=aug)
-        val = VOCAugSegmentation(split="val", download=True, transform=test_tf)
-        return train, val, 21, 0.007, 1500  # classes, learning rate, warm-up steps
-    aug = SegmentationTransform(479, (0.75, 1.25), uniform=True)
-    train = CamVid(split="trainval", download=True, verify=False, transform=aug)
-    val = CamVid(split="test", download=True, verify=False, transform=test_tf)
-    return train, val, 11, 0.025, 300
-
-
-def full_losses():
-    def ce(out, y):
-        return F.cross_entropy(out, y, ignore_index=255)
-
-    def ce_aff(out, y):
-        aff = pb.losses.affinity_loss(out, y, margin=AFF_MARGIN)
-        return ce(out, y) + AFF_WEIGHT * aff
-
-    rmi_full = RMI.RMILoss(radius=3, pool="avg", pool_size=4, xi=XI,
-                           ce_weight=CE_WEIGHT, activation=ACTIVATION)
-    return {"CE": ce, "BCE+RMI": rmi_full, "CE+AFF": ce_aff}
-
-# %% tags=["hide-input"]
-def run_full_scale():
-    from torch.utils.data import DataLoader
-    from torchvision.models import ResNet50_Weights
-    from torchvision.models.segmentation import deeplabv3_resnet50
-
-    train, val, classes, lr, warmup = full_data()
-    loader = DataLoader(train, batch_size=16, shuffle=True, drop_last=True,
-                        num_workers=4)
-    cfg_kw = dict(epochs=FULL_EPOCHS, lr=lr, batch_size=16, optimizer="sgd",
-                  weight_decay=1e-4, schedule="poly", warmup_steps=warmup)
-    scores = {}
-    for name, crit in full_losses().items():
-        pb.runtime.seed_all(SEED)
-        net = deeplabv3_resnet50(weights=None, num_classes=classes,
-                                 weights_backbone=ResNet50_Weights.IMAGENET1K_V1)
-        cfg = TrainConfig(seed=SEED, params={"chapter": 4, "full": FULL_DATASET,
-                                             "loss": name}, **cfg_kw)
-        tag = f"ch4-full-{FULL_DATASET}-{name.replace('+', '-').lower()}"
-        def loss_fn(m, b, crit=crit):
-            return crit(m(b["image"])["out"], b["labels"])
-
-        train_or_load(tag, net, loss_fn, loader, cfg, device=DEVICE)
-        cm = torch.zeros(classes, classes, dtype=torch.long)
-        net.eval()
-        with torch.no_grad():
-            for sample in DataLoader(val, batch_size=1, num_workers=4):
-                pred = net(sample["image"].to(DEVICE))["out"].argmax(1).cpu()
-                cm += pb.metrics.confusion_matrix(pred, sample["labels"], classes)
-        scores[name] = pb.metrics.iou_from_confusion(cm)
-        print(f"{name}: mIoU {100 * float(scores[name].mean()):.2f} on {FULL_DATASET}")
-    return scores
-
-
 if SCALE == "full":
-    full_scores = run_full_scale()
+    full_runs = {arm.name: EXP.run(arm.name, SEED, "full", device=DEVICE,
+                                   **EXP.full_overrides(FULL_DATASET))
+                 for arm in EXP.arms_for("full")}
+    for name, full_run in full_runs.items():
+        miou = 100 * full_run.metrics["seg.miou"]
+        print(f"{name}: mIoU {miou:.2f} on {FULL_DATASET}")
 else:
     print(f"scale={SCALE}: the full-scale runs are skipped (set SCALE='full' on a GPU)")
 

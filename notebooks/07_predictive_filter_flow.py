@@ -59,10 +59,11 @@ pb.viz.use_style()  # the book's plot style: 110 dpi, legible fonts
 f64 = torch.float64
 
 # %% tags=["parameters"]
-SCALE = os.environ.get("PIXELBOOK_SCALE", "auto")  # smoke | small | medium | full | auto
+SCALE = os.environ.get("PIXELBOOK_SCALE", "auto")  # smoke|small|medium|full|auto
 SEED = 0
 DEVICE = "auto"
-# ours: the tasks trained live here ("deblur", "jpeg", "sr"); §9 shows all three at `medium`
+# ours: the tasks trained live here ("deblur", "jpeg", "sr");
+# §9 shows all three at `medium`
 LIVE_TASKS = ["deblur"]
 
 # %%

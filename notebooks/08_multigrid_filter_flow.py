@@ -635,6 +635,7 @@ half = truth.clone()
 half[4:] = 0  # the object is lost from frame 4 on
 jr = video_segmentation_scores(half, truth)["J_recall"]
 assert jr == 0.5, jr
+glue("ch8_jrecall_half", float(jr), display=False)
 print("oracle propagation exact (filter and flow); "
       "J recall of a track lost halfway:", jr)
 

@@ -1,4 +1,4 @@
-"""The ``full`` configurations of Chapters 3, 4 and 6, end to end on fake datasets (CPU, seconds).
+"""The ``full`` configurations of Chapters 2, 3, 4 and 6, end to end on fake datasets (CPU, seconds).
 
 Each test builds a fake copy of the paper's dataset in the real layout (tests/fakes.py), shrinks
 only the sizes (crop, epochs, batch, images) through the experiment's ``run_config`` overrides, and
@@ -173,7 +173,8 @@ def test_std_full_runs_end_to_end_on_a_fake_isic(cache, monkeypatch, capsys, arm
     m = record["metrics"]
     assert {"isic.miou", "isic.argmax.miou", "isic.std.miou", "isic.length_ratio", "isic.star_violations"} <= set(m)
     twin = {"softmax": {"isic.std_lam0.5.miou", "isic.std_lam1.25.miou"}, "std": {"isic.ss_std.miou",
-                                                                                 "isic.ss_std_est.miou"}}[arm]
+                                                                                 "isic.ss_std_est.miou",
+                                                                                 "isic.vp_std.miou"}}[arm]
     assert twin <= set(m)
     assert m["isic.miou"] == m["isic.argmax.miou" if arm == "softmax" else "isic.std.miou"]
     assert all(0.0 <= v <= 1.0 for k, v in m.items() if k.endswith(".miou"))
@@ -255,3 +256,115 @@ def test_meanshift_full_without_data_says_where_to_get_it(cache):
     with pytest.raises(FileNotFoundError, match=r"VOCtrainval_11-May-2012\.tar.*VOCInstances"):
         experiments.get(6).run("plain", 0, "full", device="cpu", cache=False,
                                data={"root": str(cache / "none"), "download": False}, model={"weights_backbone": None})
+
+
+def test_std_full_evaluation_of_an_empty_shard_gives_zero_counts_under_every_name(cache, monkeypatch):
+    """A process with no held-out image (more processes than images) still joins the same all-reduces."""
+    from fakes import make_isic_folder
+
+    import pixelbook.experiments._full as full
+
+    make_isic_folder(cache / "isic", n=8)
+    exp = experiments.get(3)
+    over = {"data": {"root": str(cache / "isic"), "download": False, "size": 16, "workers": 0, "batch_size": 2},
+            "model": {"weights": None}}
+    cfg = exp.run_config("std", 0, "full", over)
+    data, model, _ = exp._prepare(cfg)
+    names = set(exp._evaluate_full(cfg, model, data["val"]))
+    reduced = []
+    monkeypatch.setattr(full, "all_reduce_sum", lambda t: reduced.append(t.clone()) or t + 1)  # the others' counts
+    monkeypatch.setattr(full.distributed, "shard_slice", lambda n: slice(0, 0))
+    out = exp._evaluate_full(cfg, model, data["val"])
+    assert set(out) == names and len(reduced) == 1 + sum(k.endswith(".miou") for k in names)
+    assert all(int(t.sum()) == 0 for t in reduced)
+
+
+# ---------------------------------------------------------------------------------------------- Chapter 2
+
+
+def test_levelset_full_config_is_the_papers_saliency_setup():
+    from pixelbook.experiments.levelset import UNetDynamics
+    from pixelbook.models import UNet, count_parameters
+
+    exp = experiments.get(2)
+    assert [a.name for a in exp.arms_for("full")] == ["contour_evolution", "unet_large"]
+    assert [a.name for a in exp.arms_for("medium")] == [a.name for a in exp.arms]
+    ce, unet = exp.run_config("contour_evolution", 0, "full"), exp.run_config("unet_large", 0, "full")
+    # [NODE-LS, §4.4.2]: MSRA10K for training, PASCAL-S, ECSSD and HKU-IS for testing, 512 x 512
+    assert (ce.data["dataset"], ce.data["size"], ce.data["n_train"]) == ("msra10k", 512, None)
+    assert sorted(ce.data["test_sets"]) == ["ecssd", "hku_is", "pascal_s"]
+    # [NODE-LS, §3.4]: RK45 (dopri5), rtol 0, atol in [1e-5, 1e-3], the adjoint; §4.3: Adam, lr in [1e-4, 1e-3]
+    assert ce.model["train_solver"] == {"method": "dopri5", "rtol": 0.0, "atol": 1e-3, "adjoint": True}
+    for cfg in (ce, unet):
+        assert cfg.train.optimizer == "adam" and 1e-4 <= cfg.train.lr <= 1e-3 and cfg.train.warmup_steps > 0
+    # Table 2: UNet 15M, NodeUNet 5M (ours within 15 %)
+    assert abs(count_parameters(UNet(3, 1, width=unet.model["width"], depth=unet.model["depth"])) - 15e6) < 0.15 * 15e6
+    dyn = UNetDynamics(1 + ce.model["embed_channels"], ce.model["dyn_width"], ce.model["dyn_depth"])
+    assert abs(count_parameters(dyn) - 5e6) < 0.15 * 5e6
+    assert ce.model["initial"]["width"] == unet.model["width"]  # the initial contour: the 15M UNet, stopped early
+    assert ce.model["initial"]["epochs"] < unet.train.epochs
+
+
+def _tiny_levelset(cache):
+    from fakes import make_sod_folder
+
+    make_sod_folder(cache / "sod", n=4)  # msra10k/, ecssd/, pascal_s/, hku_is/: 4 images each
+    return tiny_levelset_overrides(cache / "sod")
+
+
+def tiny_levelset_overrides(root):
+    """Chapter 2's full configuration shrunk to seconds (also used by tests/levelset_full_tiny.py)."""
+    return {"data": {"root": str(root), "download": False, "size": 16, "batch_size": 2, "workers": 0},
+            "model": {"width": 4, "depth": 1, "embed_channels": 4, "hidden": 8, "dyn_width": 4, "dyn_depth": 1,
+                      "initial": {"width": 4, "depth": 1, "epochs": 1, "lr": 1e-3, "batch_size": 2,
+                                  "warmup_steps": 1}},
+            "train": {"epochs": 1, "batch_size": 2, "warmup_steps": 1, "eval_every": 1},
+            "eval": {"monitor_n": 2}}
+
+
+@pytest.mark.parametrize("arm", ["contour_evolution", "unet_large"])
+def test_levelset_full_runs_end_to_end_on_fake_saliency_sets(cache, monkeypatch, capsys, arm):
+    exp = experiments.get(2)
+    shrink(monkeypatch, exp, _tiny_levelset(cache))
+    record = run_full(cache, "2", arm, capsys)
+    assert len(record["history"]) == 1 and len(record["history"][0]["step_loss"]) == 2  # 4 images, batch 2
+    assert "val_iou" in record["history"][0]
+    m = record["metrics"]
+    for name in ("ecssd", "pascal_s", "hku_is"):
+        assert {f"{name}.iou", f"{name}.mean_iou", f"{name}.fbeta", f"{name}.mae"} <= set(m)
+        assert all(0.0 <= m[f"{name}.{k}"] <= 1.0 for k in ("iou", "mean_iou", "fbeta", "mae"))
+    if arm == "contour_evolution":
+        assert {"ecssd.init.iou", "hku_is.init.fbeta"} <= set(m) and m["ecssd.nfe"] >= 6  # dopri5: >= one step
+        assert m["params_with_initial"] > m["params"] > 0
+    else:
+        assert "ecssd.init.iou" not in m
+
+
+def test_levelset_full_evaluation_equals_segmentation_scores_and_starts_at_the_initial_contour(cache):
+    """The summed evaluation equals pixelbook.levelset.segmentation_scores on the whole set; an untrained
+    Contour Evolution (zero last layers) returns its initial contour, up to dopri5's interpolation."""
+    from pixelbook.experiments.levelset import _evaluate_full
+    from pixelbook.levelset import segmentation_scores
+
+    exp = experiments.get(2)
+    cfg = exp.run_config("contour_evolution", 0, "full", _tiny_levelset(cache))
+    data, model, _ = exp._prepare(cfg)
+    out = _evaluate_full(cfg, model, data["test"])
+    ds = data["test"]["ecssd"]
+    images = torch.stack([ds[i]["image"] for i in range(len(ds))])
+    labels = torch.stack([ds[i]["labels"] for i in range(len(ds))])
+    with torch.no_grad():
+        phi0 = model.initial_contour(images)
+    ref = segmentation_scores(phi0, labels, scale=3.0)
+    assert out["ecssd.init.iou"] == pytest.approx(ref["pooled_iou"], abs=1e-12)
+    assert out["ecssd.init.mean_iou"] == pytest.approx(ref["mean_iou"], abs=1e-12)
+    assert out["ecssd.init.fbeta"] == pytest.approx(ref["fbeta"], abs=1e-12)
+    assert out["ecssd.init.mae"] == pytest.approx(ref["mae"], rel=1e-5)
+    assert out["ecssd.iou"] == pytest.approx(out["ecssd.init.iou"], abs=0.02)
+
+
+def test_levelset_full_without_data_says_where_to_get_it(cache):
+    with pytest.raises(FileNotFoundError, match=r"MSRA10K_Imgs_GT\.zip"):
+        experiments.get(2).run("unet_large", 0, "full", device="cpu", cache=False,
+                               data={"root": str(cache / "nothing"), "download": False})
+

@@ -684,3 +684,37 @@ def test_three_gaussians_are_the_documented_distributions():
     assert x.dtype == torch.float64 and target.dtype == torch.float64
     torch.testing.assert_close(x, mu + sd * z, rtol=0, atol=1e-15)
     assert comp.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+
+
+def test_loss_comes_back_in_the_points_dtype():
+    x = F.normalize(torch.randn(1, 5, 3, generator=torch.Generator().manual_seed(15)), dim=-1)
+    ids = torch.tensor([[0, 0, 1, 1, 2]])
+    for dtype in (torch.bfloat16, torch.float64):
+        assert ms.pairwise_embedding_loss(x.to(dtype), ids).dtype == dtype
+
+
+def test_modules_pass_impl_on_second_derivatives():
+    # GBMS(impl="explicit") and EmbeddingLoss(impl="explicit") keep the double-backward support of
+    # the explicit form (the fused attention kernel has none on the CPU)
+    pts = _unit(1, 9, 3, seed=16).requires_grad_(True)
+    emb = _unit(1, 3, 9, seed=17).transpose(1, 2).reshape(1, 3, 3, 3).requires_grad_(True)
+    inst = torch.tensor([[[0, 0, 1], [0, 1, 1], [2, 2, 2]]])
+    gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    cases = [(pts, lambda p: ms.GBMS(3.0, 1, impl="explicit")(p).pow(3).sum()),
+             (emb, lambda e: ms.EmbeddingLoss(delta=3.0, num_iters=1, impl="explicit", num_samples=9,
+                                              gbms_on="sampled")(e, inst, generator=gen())),
+             (emb, lambda e: ms.embedding_loss(e, inst, delta=3.0, num_iters=1, impl="explicit", num_samples=9,
+                                               gbms_on="sampled", generator=gen()))]
+    for leaf, f in cases:
+        (g,) = torch.autograd.grad(f(leaf), leaf, create_graph=True)
+        (h,) = torch.autograd.grad(g.pow(2).sum(), leaf)
+        assert bool(torch.isfinite(h).all()) and float(h.abs().sum()) > 0
+
+
+def test_euclidean_gbms_batches_are_independent():
+    g = torch.Generator().manual_seed(18)
+    x = torch.randn(3, 5, 2, generator=g, dtype=torch.float64)
+    for impl in ("attention", "explicit"):
+        together = ms.gaussian_blurring_mean_shift(x, 0.9, 2, impl=impl)
+        apart = torch.cat([ms.gaussian_blurring_mean_shift(x[i:i + 1], 0.9, 2, impl=impl) for i in range(3)])
+        torch.testing.assert_close(together, apart, rtol=0, atol=1e-12)

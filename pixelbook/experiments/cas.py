@@ -48,7 +48,7 @@ from ..runtime import scaled
 from ..training import TrainConfig, iterate_batches
 from .base import Arm, Experiment
 
-__all__ = ["CASExperiment", "EXPERIMENT", "READOUT_FAILURES", "READOUT_OK", "border_readout", "polarity",
+__all__ = ["CASExperiment", "EXPERIMENT", "FULL_COST", "READOUT_FAILURES", "READOUT_OK", "border_readout", "polarity",
            "readout_scores"]
 
 _NETS = {"fcn": "small FCN", "resnet": "ResNet-FCN"}
@@ -451,6 +451,20 @@ def _score(model, test, channel, beta2, width, device, workers=0):
                 "diag.border_agrees": same / n,
                 "diag.oracle_max_f": acc["oracle"].result()["max_f"]})
     return out
+
+
+#: What the ``full`` configuration costs: an ESTIMATE (the paper trains "until convergence" on one Quadro RTX
+#: 6000 and gives no time; the official code runs 1500 epochs of batch 40). Per arm: 40 epochs of
+#: floor(2,500 / 16) = 156 steps of 16 images of MSRA-B's training split = 99,840 images at 256 x 256. FLOPs
+#: counted with ``torch.utils.flop_counter`` (meta device): torchvision's fcn_resnet101 (2 classes) 324 GFLOP
+#: forward + backward per 256^2 image, so 3.2e16 FLOP per ResNet arm, ~0.9 GPU-hour at an ASSUMED effective
+#: 10 TFLOP/s, plus the seven test sets (~24,700 images, ~108 GFLOP forward each: minutes). The small FCN's
+#: arms are bound by data loading, not FLOPs: allow ~0.2 GPU-hour each. 4 ResNet arms + 6 small-FCN arms
+#: (with ``imb_*``): ~5 GPU-hours. Downloads: MSRA-B, DUTS-TE, ECSSD, PASCAL-S, HKU-IS (a RAR, unpacked by
+#: hand), THUR15K, DUT-OMRON; their sizes are not registered.
+FULL_COST = {"gpu_hours_per_resnet_arm": 0.9, "gpu_hours_per_fcn_arm": 0.2, "resnet_arms": 4, "fcn_arms": 6,
+             "gflop_per_image": {"fcn_resnet101_fwd_bwd_256": 324.0}, "images_per_arm": 99840,
+             "assumed": {"tflops_effective": 10.0}}
 
 
 EXPERIMENT = CASExperiment()

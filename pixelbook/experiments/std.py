@@ -106,7 +106,7 @@ class SoftThresholdExperiment(Experiment):
     skip_arms = {"full": {"std_post": "it is the softmax network read out with the STD layer; the softmax arm's "
                                       "results record that read-out (isic.std.miou, isic.std_lam*.miou)",
                           "ss_std": "it is the std network read out with SS-STD; the std arm's results record that "
-                                    "read-out (isic.ss_std.miou, isic.ss_std_est.miou)"}}
+                                    "read-out (isic.ss_std.miou, isic.ss_std_est.miou; also isic.vp_std.miou)"}}
     # Written, and committed, before any medium result existed (no pilot was run: the margins come
     # from the paper and the method, not from a run at this scale). mIoU is the dataset-wide mean
     # IoU of the two classes on the seed's 200 held-out scenes.
@@ -260,6 +260,9 @@ class SoftThresholdExperiment(Experiment):
         if config.eval["readout"] == "ss_std" or (full and config.arm == "std"):  # binary: class 1 is the object
             out["ss_std"] = std_readout(s["lam"], center=S.centroid(labels.float()))
             out["ss_std_est"] = std_readout(s["lam"], center=S.centroid(torch.softmax(logits, 1)[:, 1]))
+        if full and config.arm == "std":  # VP-STD with the ground truth's volumes: the paper's oracle [STD, Table 7]
+            counts = F.one_hot(labels.long(), logits.shape[1]).flatten(1, 2).sum(1).to(logits.dtype).clamp(min=1)
+            out["vp_std"] = std_readout(s["lam"], volumes=counts * (labels[0].numel() / counts.sum(1, keepdim=True)))
         if config.arm == "std_post" or (full and config.arm == "softmax"):
             out.update({f"std_lam{lam:g}": std_readout(lam) for lam in e["post_lams"]})
         out["arm"] = out[{"softmax": "argmax", "std": "std", "ss_std": "ss_std"}[config.eval["readout"]]]
@@ -319,6 +322,12 @@ class SoftThresholdExperiment(Experiment):
                                           float(S.count_components(pred).sum()),
                                           float(S.star_violations(pred == 1, S.centroid(truth.float())).sum()),
                                           len(pred)], dtype=torch.float64)
+        if not cms:  # an empty shard (more processes than held-out images): zero counts, the same names,
+            with torch.no_grad():  # so that every process joins the same all-reduces
+                b = val[0]
+                image, labels = b["image"][None].to(device), b["labels"][None].to(device)
+                names = self.readouts(config, model.net(image), labels) if readouts else {"arm": None}
+            cms = {name: torch.zeros(2, 2, dtype=torch.int64) for name in names}
         sums = all_reduce_sum(sums)
         out = {}
         for name in sorted(cms):
