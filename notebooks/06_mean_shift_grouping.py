@@ -813,15 +813,16 @@ glue("ch6_med_train_gbms_s", mean_train_s("gbms"), display=False)
 glue("ch6_med_train_plain_s", mean_train_s("plain"), display=False)
 
 # %% tags=["hide-input"]
-# did the runs converge? the monitored val ARI (first 32 val images, delta = 6, T = 3) and the
-# training loss per epoch, one line per seed
+# did the runs converge? the monitored val ARI (first 32 val images, delta = 6, T = 3)
+# and the training loss per epoch, one line per seed
 fig, axes = plt.subplots(1, 2, figsize=(pb.viz.PAGE_WIDTH, 2.5))
 for i, arm in enumerate(RES.arms):
     for seed in RES.seeds(arm):
         h = RES.history(arm, seed)
-        label = arm if seed == RES.seeds(arm)[0] else None
-        axes[0].plot(h["epoch"], h["val_ari"], color=f"C{i}", lw=1, alpha=0.8, label=label)
-        axes[1].plot(h["epoch"], h["train_loss"], color=f"C{i}", lw=1, alpha=0.8, label=label)
+        style = dict(color=f"C{i}", lw=1, alpha=0.8,
+                     label=arm if seed == RES.seeds(arm)[0] else None)
+        axes[0].plot(h["epoch"], h["val_ari"], **style)
+        axes[1].plot(h["epoch"], h["train_loss"], **style)
 axes[0].set(xlabel="epoch", ylabel="val ARI (32 images, δ = 6, T = 3)")
 axes[1].set(xlabel="epoch", ylabel="training loss", yscale="log")
 for ax in axes:
@@ -831,6 +832,7 @@ fig.tight_layout()
 pb.widgets.show(fig, glue="ch6_fig_convergence")
 
 
+# %% tags=["hide-input"]
 class Words:
     """Text for `{glue:text}` without the quotes that a str's repr adds."""
 
@@ -843,16 +845,25 @@ class Words:
 
 RUNS = [(a, s) for a in RES.arms for s in RES.seeds(a)]
 glue("ch6_med_epochs", len(RES.history(*RUNS[0])), display=False)
-for last in (1, 2):  # the largest change of the monitored val ARI over the last `last` epochs
-    change = {r: RES.history(*r)["val_ari"][-1] - RES.history(*r)["val_ari"][-1 - last] for r in RUNS}
+# the largest change of the monitored val ARI over the last `last` epochs
+for last in (1, 2):
+    change = {}
+    for r in RUNS:
+        ari = RES.history(*r)["val_ari"]
+        change[r] = ari[-1] - ari[-1 - last]
     worst = max(change, key=lambda r: abs(change[r]))
     glue(f"ch6_conv{last}_ari", abs(change[worst]), display=False)
     glue(f"ch6_conv{last}_ari_run", Words(f"{worst[0]} seed {worst[1]}"), display=False)
-    print(f"largest |change| of val ARI over the last {last} epoch(s): {change[worst]:+.4f} ({worst[0]} seed {worst[1]})")
+    print(f"largest |change| of val ARI over the last {last} epoch(s): "
+          f"{change[worst]:+.4f} ({worst[0]} seed {worst[1]})")
 # relative fall of the training loss over the last two epochs
-fall = {r: 1 - RES.history(*r)["train_loss"][-1] / RES.history(*r)["train_loss"][-3] for r in RUNS}
+fall = {}
+for r in RUNS:
+    loss = RES.history(*r)["train_loss"]
+    fall[r] = 1 - loss[-1] / loss[-3]
 glue("ch6_conv2_loss", 100 * max(fall.values()), display=False)
-print(f"largest fall of the training loss over the last two epochs: {100 * max(fall.values()):.1f} %")
+print("largest fall of the training loss over the last two epochs: "
+      f"{100 * max(fall.values()):.1f} %")
 
 # %% [markdown]
 # ```{glue:figure} ch6_fig_convergence
@@ -897,7 +908,8 @@ for claim in pb.experiments.meanshift.WITHIN_ARM_CLAIMS:
 for cid, outcome in OUTCOMES.items():
     glue(f"ch6_wins_{cid}", outcome.wins, display=False)
     glue(f"ch6_n_{cid}", len(outcome.seeds), display=False)
-    glue(f"ch6_verdict_{cid}", Words("holds" if outcome.holds else "does not hold"), display=False)
+    verdict = Words("holds" if outcome.holds else "does not hold")
+    glue(f"ch6_verdict_{cid}", verdict, display=False)
 
 # %% [markdown]
 # Reading the table and the claims (mean ± sample standard deviation over three seeds):

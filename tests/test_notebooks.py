@@ -77,10 +77,7 @@ def _id(value):
 
 # Style notes known to be open, each with who fixes it: the test of that chapter and check is
 # expected to fail (strict: once fixed it passes, and the test fails until its entry is removed).
-STYLE_NOTES_OPEN = {
-    ("06_mean_shift_grouping", "code-width"): "cell 45 (the convergence cell, 8 lines over 88 "
-    "characters) landed after the chapters were wrapped; the ch6 engineer wraps it",
-}
+STYLE_NOTES_OPEN: dict = {}
 
 
 def _lint_cases():
