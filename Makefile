@@ -52,7 +52,9 @@ results: $(STAMP)
 ## One module: make mutation MUTATE="pixelbook/cas.py tests/test_cas.py".
 MUTATION_TARGETS = "pixelbook/cas.py tests/test_cas.py" "pixelbook/rmi.py tests/test_rmi.py" \
 	"pixelbook/std/dynamics.py tests/test_std.py" "pixelbook/std/layers.py tests/test_std.py" \
-	"pixelbook/levelset/neural_ode.py tests/test_levelset.py" "pixelbook/multitask.py tests/test_multitask.py" \
+	"pixelbook/std/kernels.py tests/test_std.py" "pixelbook/levelset/neural_ode.py tests/test_levelset.py" \
+	"pixelbook/levelset/chan_vese.py tests/test_levelset.py" "pixelbook/levelset/evolution.py tests/test_levelset.py" \
+	"pixelbook/levelset/narrow_band.py tests/test_levelset.py" "pixelbook/multitask.py tests/test_multitask.py" \
 	"pixelbook/meanshift.py tests/test_meanshift.py" "pixelbook/gating/gumbel.py tests/test_gating.py" "pixelbook/gating/pag.py tests/test_gating.py" \
 	"pixelbook/filterflow/pff.py tests/test_filterflow.py" "pixelbook/filterflow/multigrid.py tests/test_mgpff.py"
 mutation: $(STAMP)

@@ -906,3 +906,57 @@ class TestDynamicsSecondRound:
     def test_volumes_from_labels_with_one_class_and_void(self):
         lab = torch.tensor([[[0, 0], [255, 0]]])
         assert torch.equal(S.volumes_from_labels(lab, 1), torch.tensor([[4.0]]))
+
+
+class TestKernelsAndLayersSecondRound:
+    """Survivors of the mutation runs of std/kernels.py and std/layers.py, each pinned by a documented behaviour."""
+
+    def test_spectrum_of_a_diagonal_kernel(self):
+        # point-symmetric but not symmetric per axis: k_hat(w) = 1 + 2a cos(w1 + w2) (the sine terms matter)
+        a = 0.2
+        k = torch.tensor([[a, 0, 0], [0, 1.0, 0], [0, 0, a]], dtype=f64)
+        w = 2 * math.pi * torch.arange(16, dtype=f64) / 16
+        torch.testing.assert_close(S.kernel_spectrum(k, 16), 1 + 2 * a * torch.cos(w[:, None] + w[None, :]),
+                                   rtol=0, atol=1e-14)
+
+    def test_is_psd_samples_the_requested_frequencies(self):
+        # the paper kernel dips below 0 at omega = pi but not at 2 pi / 3
+        k = S.gaussian_kernel(S.PAPER_KERNEL_SIZE, S.PAPER_SIGMA, dtype=f64)
+        assert S.is_psd(k, n=3) and not S.is_psd(k, n=2)
+
+    def test_is_psd_bad_kernels_are_clear_errors(self):
+        with pytest.raises(TypeError, match="`kernel`: expected a torch.Tensor"):
+            S.is_psd([[1.0]])
+        with pytest.raises(TypeError, match="`kernel`: expected a floating-point tensor"):
+            S.is_psd(torch.ones(3, 3, dtype=torch.long))
+
+    def test_point_symmetry_means_both_axes_flipped(self):
+        u = torch.full((1, 2, 6, 6), 0.5, dtype=f64)
+        up_down = torch.tensor([[0, 1, 0], [0, 1, 2], [0, 1, 0]], dtype=f64)  # symmetric in rows, not in columns
+        with pytest.raises(ValueError, match=r"^`kernel`: expected a point-symmetric kernel k\(x\) = k\(-x\)"):
+            S.length_surrogate(u, up_down)
+        with pytest.raises(ValueError, match="point-symmetric"):
+            S.length_surrogate(u, up_down.T.contiguous())
+        with pytest.raises(ValueError, match=r"^`kernel`: expected K=3 \(as in `kernel`\), got 5$"):
+            S.length_surrogate(u, torch.ones(2, 3, 5, dtype=f64))
+
+    def test_layer_sizes_and_outputs_at_their_bounds(self):
+        o = torch.randn(1, 2, 6, 6, generator=_gen(70), dtype=f64)
+        torch.testing.assert_close(S.STD(iterations=0, epsilon=0.5)(o), torch.softmax(o / 0.5, 1))  # T = 0: the softmax
+        S.STD(kernel_size=1)(o)
+        with pytest.raises(ValueError, match=r"^`kernel_size`: expected an integer in \[1, inf\], got 0$"):
+            S.STD(kernel_size=0)
+        torch.testing.assert_close(torch.softmax(S.STD(iterations=2, output="logits")(o), 1), S.STD(iterations=2)(o))
+
+    def test_a_float64_input_is_computed_in_float64(self):
+        o = torch.randn(1, 2, 8, 8, generator=_gen(71), dtype=f64)
+        head = S.STD(iterations=3, lam=1.0, epsilon=0.5, sigma=1.0)  # values exact in float32
+        ref = S.soft_threshold_dynamics(o, iterations=3, lam=1.0, epsilon=0.5, kernel=S.gaussian_kernel(7, 1.0, dtype=f64))
+        torch.testing.assert_close(head(o), ref, rtol=0, atol=1e-13)
+
+    def test_positional_arguments_after_iterations(self):
+        # "same arguments as STD": iterations, lam, epsilon, kernel_size, sigma in that order
+        v = S.VolumeSTD(5, 0.5, 0.3, 5, 1.5)
+        s = S.StarSTD(20, 0.5, 0.3, 5, 1.5)
+        for head in (v, s):
+            assert (float(head.lam), float(head.epsilon), head.kernel_size, float(head.sigma)) == (0.5, pytest.approx(0.3), 5, 1.5)
