@@ -368,3 +368,39 @@ def test_levelset_full_without_data_says_where_to_get_it(cache):
         experiments.get(2).run("unet_large", 0, "full", device="cpu", cache=False,
                                data={"root": str(cache / "nothing"), "download": False})
 
+
+@pytest.mark.ddp
+@pytest.mark.slow
+def test_levelset_full_under_torchrun_matches_one_process(tmp_path):
+    """2 processes (gloo) train the same Contour Evolution (and its initial UNet) as one: GroupNorm only, so
+    the step losses agree to float tolerance; the evaluation, summed over processes, gives the same metrics."""
+    import os
+
+    from fakes import make_sod_folder
+    from test_distributed import _env, _finish, _torchrun
+
+    make_sod_folder(tmp_path / "sod", n=4)
+    env = _env(tmp_path / "cache2", LEVELSET_FULL_ROOT=str(tmp_path / "sod"))
+    args = ["levelset_full_tiny:EXPERIMENT", "--scale", "full", "--arm", "contour_evolution", "--device", "cpu"]
+    rc, out = _finish(_torchrun(2, ["-m", "pixelbook.run", *args, "--results", str(tmp_path / "two")], env))
+    assert rc == 0, out[-3000:]
+    saved = {k: os.environ.get(k) for k in ("LEVELSET_FULL_ROOT", "PIXELBOOK_CACHE", "PIXELBOOK_PROGRESS")}
+    os.environ.update(LEVELSET_FULL_ROOT=str(tmp_path / "sod"), PIXELBOOK_CACHE=str(tmp_path / "cache1"),
+                      PIXELBOOK_PROGRESS="0")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert run_cli.main([*args, "--results", str(tmp_path / "one")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+        for k, v in saved.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    one, two = (json.loads(next((tmp_path / n).rglob("full-contour_evolution-seed0.json")).read_text())
+                for n in ("one", "two"))
+    assert two["provenance"]["world_size"] == 2
+    a, b = ([v for r in rec["history"] for v in r["step_loss"]] for rec in (one, two))
+    assert len(a) == len(b) == 2
+    torch.testing.assert_close(torch.tensor(b), torch.tensor(a), rtol=1e-4, atol=1e-6)
+    assert two["metrics"].keys() == one["metrics"].keys()
+    for k in one["metrics"]:
+        assert two["metrics"][k] == pytest.approx(one["metrics"][k], rel=1e-3, abs=1e-3), k
