@@ -20,7 +20,7 @@ __all__ = ["gaussian_kernel", "kernel_spectrum", "is_psd", "DEFAULT_KERNEL_SIZE"
 PAPER_KERNEL_SIZE = 7  # [STD, Sec. 4.2]: "support set size 7x7"
 PAPER_SIGMA = 5.0  # [STD, Sec. 4.2]: "standard deviation sigma = 5.0" -- not PSD, see kernel_spectrum
 DEFAULT_KERNEL_SIZE = 7  # the paper's support
-DEFAULT_SIGMA = 1.0  # ours: 7x7 stays PSD up to sigma ~ 1.1; at 1.0 the spectrum min is +2e-4 (a margin)
+DEFAULT_SIGMA = 1.0  # ours: 7x7 stays PSD up to sigma ~ 1.18 (bisection); at 1.0 the spectrum min is +2e-4 (a margin)
 
 
 def _check_kernel(kernel: torch.Tensor, channels: int | None = None) -> torch.Tensor:
@@ -55,8 +55,8 @@ def gaussian_kernel(size: int = DEFAULT_KERNEL_SIZE, sigma=DEFAULT_SIGMA, *, psd
 
     With ``psd=False`` it samples :math:`e^{-|x|^2/2\sigma^2}` on the grid and divides by the sum.
     A truncated Gaussian is positive semi-definite only while ``size`` covers about
-    :math:`\pm3\sigma`: 7×7 is PSD for :math:`\sigma\le1.1` but not for the paper's
-    :math:`\sigma=5` (check with :func:`kernel_spectrum`).
+    :math:`\pm3\sigma`: 7×7 is PSD up to :math:`\sigma\approx1.18` (bisection) but not for the
+    paper's :math:`\sigma=5` (check with :func:`kernel_spectrum`).
 
     With ``psd=True`` it returns the autocorrelation :math:`g\star g` of a sampled Gaussian :math:`g` of
     :math:`(\text{size}+1)/2` taps and standard deviation :math:`\sigma/\sqrt2` per axis, so that the
