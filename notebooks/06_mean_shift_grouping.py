@@ -1033,8 +1033,12 @@ pb.widgets.explorer(show_grouping,
 # output stride 8, D = 64) and evaluates on the 1,449 VOC 2012 val images.
 # {class}`~pixelbook.data.instances.VOCInstances` reads both (`split="train_aug"` / `"val"`, void
 # pixels in `valid`), and the package parts run unchanged on such images: the attention form of GBMS
-# keeps memory linear in the number of pixels. A `full` configuration of the experiment is not
-# defined yet; a GPU is the place for it.
+# keeps memory linear in the number of pixels. The experiment's `full` configuration
+# (`pixelbook/experiments/meanshift.py`: an ImageNet ResNet-50 DeepLab-v3 at output stride 8,
+# D = 64, batch 1, the arms `gbms`, `plain` and `unequal_uniform`) runs without the notebook, on
+# a GPU: `python -m pixelbook.run 06_mean_shift_grouping --scale full --arm gbms`, or from Python
+# `EXP.run("gbms", 0, "full")`; {doc}`../book/full_scale` gives its cost (an estimate) and the
+# choices that are ours where the thesis is silent (the number of epochs, the crop size).
 #
 # ## Exercises
 #
