@@ -827,16 +827,19 @@ COLUMNS = {"depth.d1": "δ<1.25", "depth.d2": "δ<1.25²", "depth.d3": "δ<1.25�
            "normals.a11": "≤ 11.25°", "normals.a22": "≤ 22.5°", "normals.a30": "≤ 30°",
            "seg.miou": "mIoU", "seg.pixel_acc": "pixel acc.", "boundary.ods": "ODS",
            "boundary.ap": "AP"}
+DEPTH_ARMS = ["mean_depth_map", "depth_l2", "depth_l1l2", "multitask"]
+NORMAL_ARMS = ["trivial", "normals_cos", "normals_cos_acos", "multitask"]
+# at most three columns of "mean ± sd" a table, so that each fits the page
 for title, arms, metrics in [
-        ("Depth (cf. thesis Table 2.5)",
-         ["mean_depth_map", "depth_l2", "depth_l1l2", "multitask"],
-         ["depth.d1", "depth.d2", "depth.d3", "depth.abs_rel", "depth.rmse"]),
-        ("Normals: angle error and share of pixels within an angle (cf. Table 2.6)",
-         ["trivial", "normals_cos", "normals_cos_acos", "multitask"],
-         ["normals.mean", "normals.median", "normals.a11", "normals.a22",
-          "normals.a30"]),
-        ("Segmentation and boundaries", ["trivial", "seg_only", "multitask"],
-         ["seg.miou", "seg.pixel_acc", "boundary.ods", "boundary.ap"])]:
+        ("Depth: share of pixels within a ratio of the truth (cf. thesis Table 2.5)",
+         DEPTH_ARMS, ["depth.d1", "depth.d2", "depth.d3"]),
+        ("Depth: errors", DEPTH_ARMS, ["depth.abs_rel", "depth.rmse"]),
+        ("Normals: share of pixels within an angle of the truth (cf. Table 2.6)",
+         NORMAL_ARMS, ["normals.a11", "normals.a22", "normals.a30"]),
+        ("Normals: angle error", NORMAL_ARMS, ["normals.mean", "normals.median"]),
+        ("Segmentation", ["trivial", "seg_only", "multitask"],
+         ["seg.miou", "seg.pixel_acc"]),
+        ("Boundaries", ["trivial", "multitask"], ["boundary.ods", "boundary.ap"])]:
     table = RES.table(metrics, arms, labels={**LABELS, **COLUMNS}, markdown=True)
     display(Markdown(f"**{title}**\n\n{table}"))
 
@@ -882,7 +885,7 @@ for metric, (name, arms, _) in CURVES.items():
         glue(f"ch1_conv{last}_{name}", change, display=False)
 
 # %% tags=["hide-input"]
-fig, axes = plt.subplots(1, 3, figsize=(pb.viz.PAGE_WIDTH, 2.2))
+fig, axes = plt.subplots(1, 3, figsize=(pb.viz.PAGE_WIDTH, 2.9))
 for ax, (metric, (_, arms, title)) in zip(axes, CURVES.items()):
     for i, arm in enumerate(arms):
         for seed in MED_SEEDS:
@@ -892,7 +895,7 @@ for ax, (metric, (_, arms, title)) in zip(axes, CURVES.items()):
                     alpha=0.7, label=label)
     ax.set(xlabel="epoch", title=title)
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.28), frameon=False)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), frameon=False)
 fig.tight_layout()
 pb.widgets.show(fig, glue="ch1_fig_convergence")
 
