@@ -1159,3 +1159,108 @@ class TestNeuralOdeSecondRound:
         with pytest.raises(ODESolveError, match=r"^ODE solve failed: more than 0 function evaluations \(NFE\) at t=0; "
                                                 r"loosen the tolerance \(atol=nan, rtol=nan now"):
             f(torch.tensor(0.0), torch.zeros(1, 2, 4, 4))
+
+
+class TestLevelSetThirdRound:
+    """Survivors of the mutation runs of chan_vese.py, evolution.py and narrow_band.py, each pinned by a
+    documented behaviour (messages naming the argument, defaults, closed forms)."""
+
+    def test_shape_messages_name_the_argument(self):
+        img, phi = torch.rand(1, 1, 8, 8), disc_phi(8, 3.0).float()
+        for fn in (region_means, chan_vese, chan_vese_energy):
+            with pytest.raises(ValueError, match=r"^`image`: expected shape \(N, C, H, W\), got \(8, 8\)$"):
+                fn(img[0, 0], phi)
+            with pytest.raises(ValueError, match=r"^`phi`: expected shape \(N, 1, H, W\), got \(1, 8, 8\)$"):
+                fn(img, phi[0])
+            with pytest.raises(ValueError, match=r"^`phi`: expected H=8 \(as in `image`\), got 9$"):
+                fn(img, torch.zeros(1, 1, 9, 8))
+        with pytest.raises(ValueError, match=r"^`phi`: expected H=8 \(as in `image`\), got 9$"):
+            chan_vese(img, torch.zeros(1, 1, 9, 8), steps=0)  # checked even without a step
+        with pytest.raises(ValueError, match=r"^`epsilon`: expected a finite number in \(0, inf\), got 0.0$"):
+            chan_vese(img, phi, steps=0, epsilon=0.0)
+        chan_vese_energy(img, phi, lambda1=0.5, lambda2=0.5)  # any non-negative weights
+        with pytest.raises(ValueError, match=r"^`image`: expected shape \(N, C, H, W\), got \(8, 8\)$"):
+            edge_indicator(img[0, 0])
+        with pytest.raises(ValueError, match=r"^`image`: expected finite values"):
+            edge_indicator(torch.full_like(img, float("nan")))
+        lf = LinearForcing(steps=2)
+        with pytest.raises(ValueError, match=r"^`phi0`: expected finite values"):
+            lf(img, torch.full_like(phi, float("nan")))
+
+    def test_region_means_with_less_than_one_pixel_of_weight(self):
+        # smoothed weights summing to less than 1 pixel are still a weighted mean (only an empty region is 0)
+        img = torch.rand(1, 2, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(11))
+        far = torch.full((1, 1, 4, 4), 100.0, dtype=torch.float64)
+        c1, c2 = region_means(img, -far, 1.0)  # H_eps(-100) ~ 0.003 everywhere: inside weight 0.05
+        torch.testing.assert_close(c1, img.mean((2, 3), keepdim=True))
+        c1, c2 = region_means(img, far, 1.0)
+        torch.testing.assert_close(c2, img.mean((2, 3), keepdim=True))
+
+    def test_chan_vese_default_steps_and_batched_energy(self):
+        img = torch.rand(2, 2, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(12))
+        phi = torch.cat([disc_phi(8, 3.0), -disc_phi(8, 2.0)])
+        assert torch.equal(chan_vese(img[:1, :1], phi[:1]), chan_vese(img[:1, :1], phi[:1], steps=100))
+        batch = chan_vese_energy(img, phi, nu=0.2)
+        single = torch.cat([chan_vese_energy(img[i:i + 1], phi[i:i + 1], nu=0.2) for i in range(2)])
+        torch.testing.assert_close(batch, single, rtol=1e-12, atol=0)
+
+    def test_explicit_flows_in_float64_use_exact_times_and_speeds(self):
+        phi0 = disc_phi(16, 5.0, center=7.5)
+        one = evolve(phi0, [0.0, 0.1], dt=0.1, speed=0.3)[-1]
+        torch.testing.assert_close(one, phi0 + 0.1 * level_set_rhs(phi0, 0.3), rtol=0, atol=1e-15)
+        phi = _plane(3.0, 4.0)
+        torch.testing.assert_close(level_set_rhs(phi, 0.3)[..., 1:-1, 1:-1], torch.full((1, 1, 10, 10), 1.5, dtype=torch.float64),
+                                   rtol=0, atol=1e-12)
+        assert float(level_set_rhs(phi).abs().max()) == 0.0  # default: no speed, no curvature
+
+    def test_more_evolve_argument_checks(self):
+        phi0 = disc_phi(8, 3.0)
+        with pytest.raises(ValueError, match="`times`: expected a non-empty strictly increasing sequence"):
+            evolve(phi0, [0.0, 2.0, 1.0], dt=0.1)
+        with pytest.raises(ValueError, match=r"^`curvature_weight`: expected a finite number in \[0, inf\)"):
+            evolve(phi0, [0.0, 1.0], dt=0.1, curvature_weight=-1.0, check_cfl=False)
+        with pytest.raises(ValueError, match=r"^`dt`: expected a finite number in \(0, inf\), got 0.0$"):
+            reinitialize(phi0, dt=0.0)
+        torch.testing.assert_close(reinitialize(phi0), reinitialize(phi0, steps=20, dt=0.5, epsilon=1.0), rtol=0, atol=0)
+        assert not torch.equal(reinitialize(phi0), reinitialize(phi0, steps=21))
+
+    def test_edge_indicator_at_a_step_edge(self):
+        # g = 1 / (1 + |grad (G_sigma * I)|^2) with a sampled Gaussian of radius ceil(3 sigma), central differences
+        sigma, H, W = 1.5, 8, 40
+        img = torch.zeros(1, 1, H, W, dtype=torch.float64)
+        img[..., 20:] = 4.0
+        r = math.ceil(3 * sigma)
+        j = torch.arange(-r, r + 1, dtype=torch.float64)
+        w = torch.exp(-j ** 2 / (2 * sigma ** 2))
+        w = w / w.sum()
+        row = img[0, 0, 0]
+        smooth = torch.stack([(w * row[x - r:x + r + 1]).sum() for x in range(r, W - r)])  # columns r .. W-r-1
+        gx = (smooth[2:] - smooth[:-2]) / 2  # columns r+1 .. W-r-2
+        expected = 1 / (1 + gx ** 2)
+        g = edge_indicator(img, sigma=sigma)[0, 0, 4, r + 1:W - r - 1]
+        torch.testing.assert_close(g, expected, rtol=0, atol=1e-6)
+
+    def test_linear_forcing_prior_uses_its_scale(self):
+        img = torch.rand(1, 1, 16, 16, dtype=torch.float64)
+        phi0 = disc_phi(16, 5.0, center=7.5)
+        lf = LinearForcing(steps=10, scale=1.5).double()
+        with torch.no_grad():
+            lf.weights.copy_(torch.tensor([0.0, 0.0, 0.0, 0.8, 0.0], dtype=torch.float64))
+        vmax = 0.5 / (math.sqrt(2) / 10)
+        F = vmax * torch.tanh(0.8 * torch.tanh(phi0 / 1.5) / vmax)
+        torch.testing.assert_close(lf(img, phi0), evolve(phi0, [0.0, 1.0], dt=0.1, speed=F)[-1])
+
+    def test_narrow_band_defaults_and_bounds(self):
+        assert float(narrow_band(torch.tensor(3.0))) == pytest.approx(math.tanh(1))  # s = 3 px by default
+        pred, target = torch.full((1, 1, 2, 2), 1.5), torch.zeros(1, 1, 2, 2)
+        assert float(narrow_band_loss(pred, target, scale=1.5)) == pytest.approx(math.tanh(1) ** 2)
+        from pixelbook.levelset import NarrowBandLoss
+        assert NarrowBandLoss(scale=0.5).scale == 0.5
+        with pytest.raises(ValueError, match=r"^`scale`: expected a finite number in \(0, inf\), got 0.0$"):
+            NarrowBandLoss(scale=0.0)
+        with pytest.raises(ValueError, match=r"^`valid`: expected H=2 \(as in `pred`\), got 3$"):
+            narrow_band_loss(pred, target, valid=torch.ones(1, 3, 2, dtype=torch.bool))
+        one = torch.zeros(1, 2, 2, dtype=torch.bool)
+        one[0, 1, 0] = True
+        target[0, 0, 1, 0] = 3.0  # the one valid pixel: (tanh(0.5) - tanh(1))^2
+        assert float(narrow_band_loss(pred, target, valid=one)) == pytest.approx((math.tanh(0.5) - math.tanh(1)) ** 2)
