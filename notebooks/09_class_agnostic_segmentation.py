@@ -31,7 +31,7 @@
 # minimised over labellings, and with CAS, on correct labels and on labels swapped in half of the
 # images. The paper's claims — CAS trains the same with wrong and right labels, beats
 # cross-entropy by a wide margin when the labels are wrong, matches it when they are right, and is
-# robust to class imbalance — are written as claims with margins before a five-seed experiment
+# robust to class imbalance — are written as claims with margins before a multi-seed experiment
 # and decided on its results, whatever they say: {glue:text}`ch9_claims_hold` of
 # {glue:text}`ch9_claims_n` hold. One problem the paper
 # leaves open — which output channel holds the object — matters on the smaller network, and a
@@ -123,7 +123,7 @@ glue("ch9_run_size", cfg.data["size"], display=False)
 # {glue:text}`ch9_run_steps_resnet` (ResNet-FCN, whose step costs several times more): a live
 # demonstration, too short and too small to decide anything. The claims are decided on the
 # `medium` experiment (`pixelbook/experiments/cas.py`): the same code with four times the data,
-# trained to convergence, five seeds, run once by `make results` and committed under
+# trained to convergence, {glue:text}`ch9_med_seeds:d` seeds, run once by `make results` and committed under
 # `results/09_class_agnostic_segmentation/`; this notebook loads those results (§16). Two exact
 # invariances proven below save runs: CAS and the symmetrised cross-entropy give *bit-identical*
 # training runs on swapped and unswapped labels, so each is trained once per seed (the identity
@@ -895,20 +895,20 @@ pb.widgets.show(four, glue="ch9_fig_region_means")
 # {glue:text}`ch9_small_fcn_cas_lfd_diag_polarity:.0%` of the test images.
 
 # %% [markdown]
-# ## 16. The evidence: `medium` scale, five seeds
+# ## 16. The evidence: `medium` scale, several seeds
 #
 # The chapter's claims were written, with their margins, in `pixelbook/experiments/cas.py`
 # before its `medium` experiment ran (the git history shows them committed first). The margins
 # come from the paper's own tables: half of the smallest gap it reports for each comparison
 # (FCN-ResNet101, seven test sets), so that our synthetic scenes may show a smaller effect than
 # the paper's while the claim still asks for more than noise; a claim must hold on at least 4 of
-# the 5 seeds. The imbalance claims give the direction only, on every seed. Each seed draws its
+# the {glue:text}`ch9_med_seeds:d` seeds. The imbalance claims give the direction only, on every seed. Each seed draws its
 # own scenes, swaps, initial weights and batch order, shared by the arms of that seed, on four
 # times the data of the live run; `python -m pixelbook.run` ran it once, from a clean checkout,
 # and committed one file per arm and seed. This notebook does not train those models: it loads
 # their results, at any scale.
 #
-# The budget was fixed before the run on a seed that is not one of the five (seed 100), from its
+# The budget was fixed before the run on a seed that is not one of the experiment's (seed 100), from its
 # training curves only: the small FCN gets {glue:text}`ch9_med_epochs_fcn` epochs and the
 # ResNet-FCN {glue:text}`ch9_med_epochs_resnet`, the same for every arm of a network. The small
 # FCN needs that many for the imbalance probe, where CAS leaves its starting point late (below);
@@ -959,7 +959,7 @@ for arm in RES.arms:
         glue(f"{key}_sd", summary.std, display=False)
 
 # %% [markdown]
-# The table gives each arm's mean ± standard deviation over the five seeds (500 held-out scenes
+# The table gives each arm's mean ± standard deviation over the {glue:text}`ch9_med_seeds:d` seeds (500 held-out scenes
 # per seed); *max F (own polarity)* reads every test image with the polarity its mask says — it
 # uses the test masks, so it is an upper bound for any read-out, a diagnostic and nothing else.
 #
@@ -1001,7 +1001,7 @@ pb.widgets.show(fig, glue="ch9_fig_convergence")
 # %% [markdown]
 # ```{glue:figure} ch9_fig_convergence
 # :name: fig-ch9-convergence
-# :alt: Held-out max F against the epoch for every arm of the medium run, five seeds each
+# :alt: Held-out max F against the epoch for every arm of the medium run, every seed
 #
 # Held-out max F (first 128 validation scenes, border read-out) after every epoch of the `medium`
 # runs, one line per seed: the small FCN (left), the ResNet-FCN (middle) and the small-object
@@ -1059,7 +1059,7 @@ for outcome in OUTCOMES:
 #   Table 1 has CAS ahead by 0.019 to 0.048; we find the opposite sign.
 # - **On correct labels CAS stays within 0.048 of cross-entropy**
 #   ({glue:text}`ch9_claim_hfd_cas_matches_ce`) — but it is behind on
-#   {glue:text}`ch9_ahead_of_cas_resnet_ce_hfd` of the 5 seeds
+#   {glue:text}`ch9_ahead_of_cas_resnet_ce_hfd` of the {glue:text}`ch9_med_seeds:d` seeds
 #   ({glue:text}`ch9_med_resnet_cas_lfd_val_max_f:.3f` against
 #   {glue:text}`ch9_med_resnet_ce_hfd_val_max_f:.3f`): "performs equally well" within the
 #   paper's own tolerance, not better.
@@ -1090,7 +1090,7 @@ for other in ("resnet_cace_lfd", "resnet_ce_hfd"):
           f"{len(MED_SEEDS)} seeds")
 
 # %% [markdown]
-# On {glue:text}`ch9_cace_same_runs` of the five seeds the small FCN's symmetrised-CE run
+# On {glue:text}`ch9_cace_same_runs` of the {glue:text}`ch9_med_seeds:d` seeds the small FCN's symmetrised-CE run
 # retraces cross-entropy on the *correct* labels epoch by epoch (their curves coincide in
 # {numref}`fig-ch9-convergence`); on the ResNet-FCN the two end within
 # {glue:text}`ch9_cace_resnet_gap:.3f` of each other in max F. In the binary swap setting the
@@ -1145,7 +1145,7 @@ glue("ch9_readout_ok", READOUT_OK, display=False)
 assert FAILS == READOUT_FAILURES, (FAILS, READOUT_FAILURES)
 
 # %% [markdown]
-# The paper's read-out fails on {glue:text}`ch9_fails_fcn_cas_lfd_val` of the five seeds of the
+# The paper's read-out fails on {glue:text}`ch9_fails_fcn_cas_lfd_val` of the {glue:text}`ch9_med_seeds:d` seeds of the
 # small FCN trained with CAS: there the network put the object on one channel in some test
 # images and on the other in the rest (as few as
 # {glue:text}`ch9_polmin_fcn_cas_lfd_val:.0%` of the images on the chosen channel), exactly the
@@ -1493,12 +1493,12 @@ pb.widgets.explorer(
 #   in these scenes, and with it the claim holds comfortably.
 # - The symmetrised cross-entropy, written as a table over labellings, costs one pass at any
 #   number of regions, and in the binary swap setting it *is* cross-entropy on the corrected
-#   labels: it beats CAS on {glue:text}`ch9_ahead_of_cas_resnet_cace_lfd` of 5 seeds here,
+#   labels: it beats CAS on {glue:text}`ch9_ahead_of_cas_resnet_cace_lfd` of {glue:text}`ch9_med_seeds:d` seeds here,
 #   against the paper's Table 1.
 # - On correct labels CAS stays within the paper's tolerance of cross-entropy, a little behind.
 #   On small objects it is not "immune to imbalance" in our probe: it leaves its initial saddle
 #   late, and its maps beat cross-entropy's on
-#   {glue:text}`ch9_claim_imb_cas_max_f_wins` of 5 seeds.
+#   {glue:text}`ch9_claim_imb_cas_max_f_wins` of {glue:text}`ch9_med_seeds:d` seeds.
 #
 # ## References
 #
