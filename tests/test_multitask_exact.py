@@ -189,6 +189,11 @@ def test_load_boundary_data_orientation_thresholds_count_and_progress(monkeypatc
     torch.testing.assert_close(data["image"][1], _FakeBSDS.samples[1]["image"].transpose(1, 2))
     assert torch.equal(data["boundary_mean"][1], port_b.T)
     assert torch.equal(data["boundary_mean"][2], square_b.reshape(4, 2, 8).amax(1))
+    # the square image shrinks 2x in H: antialiased bilinear = the (1, 3, 3, 1)/8 filter around 2i + 0.5
+    sq = _FakeBSDS.samples[2]["image"]
+    for i in (1, 2):
+        torch.testing.assert_close(data["image"][2, :, i], (sq[:, 2 * i - 1] + 3 * sq[:, 2 * i] + 3 * sq[:, 2 * i + 1]
+                                                            + sq[:, 2 * i + 2]) / 8)
     # a mean of exactly BSDS_POSITIVE is positive; strictly between 0 and it is ignored
     assert data["boundaries"][0, 0].tolist() == [False, False, True, True] * 2
     assert data["valid"][0, 0].tolist() == [True, False, True, True] * 2
@@ -240,6 +245,12 @@ def test_load_task_data_on_fake_files_splits_and_seeds(tmp_path):
     assert not torch.equal(a["image"], b["image"])
 
 
+def test_load_task_data_defaults():
+    data, _ = mt.load_task_data("synthetic", "val", 1)  # size 64, seed 0
+    assert data["image"].shape == (1, 3, 64, 64)
+    assert torch.equal(data["image"], mt.load_task_data("synthetic", "val", 1, size=64, seed=0)[0]["image"])
+
+
 def test_load_task_data_errors():
     with pytest.raises(ValueError, match="^`n`: expected the number of synthetic scenes, got None$"):
         mt.load_task_data("synthetic", "train", None)
@@ -270,8 +281,8 @@ def test_predict_dataset_batches_and_device():
     torch.testing.assert_close(out["depth"], image[:, :1])
     assert torch.equal(out["seg"], image[:, 0].long())
     model.sizes = []
-    assert mt.predict_dataset(model, {"image": image})["depth"].shape == (5, 1, 4, 4)  # one batch of 32
-    assert model.sizes == [5]
+    assert mt.predict_dataset(model, {"image": torch.rand(33, 3, 2, 2)})["depth"].shape == (33, 1, 2, 2)
+    assert model.sizes == [32, 1]  # default batch_size 32
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
