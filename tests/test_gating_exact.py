@@ -63,6 +63,7 @@ def test_gumbel_softmax_defaults_and_tau():
     logits = torch.randn(2, 3, 4, generator=_gen(1), dtype=f64)
     noise = gb.gumbel_noise(logits.shape, _gen(2), dtype=f64)
     # defaults: tau 1, options on dim 1, hard
+    torch.testing.assert_close(gb.gumbel_softmax_st(logits, hard=False, noise=noise), torch.softmax(logits + noise, 1))
     y = gb.gumbel_softmax_st(logits, noise=noise)
     assert torch.equal(y, F.one_hot((logits + noise).argmax(1), 3).permute(0, 2, 1).to(f64))
     soft = gb.gumbel_softmax_st(logits, 0.25, hard=False, noise=noise)
@@ -79,7 +80,7 @@ def test_gumbel_softmax_defaults_and_tau():
 
 def test_gumbel_gate_defaults_repr_and_eval_probability():
     gate = gb.GumbelGate()
-    assert (gate.tau, gate.hard, gate.dim, gate.sample_in_eval) == (1.0, True, 1, False)
+    assert (gate.tau, gate.hard, gate.dim, gate.sample_in_eval) == (1.0, True, 1, False) and gate.last_prob is None
     assert repr(gate) == "GumbelGate(tau=1, hard=True, dim=1)"
     assert repr(gb.GumbelGate(0.25, hard=False, dim=-1)) == "GumbelGate(tau=0.25, hard=False, dim=-1)"
     logits = torch.randn(2, 3, 4, generator=_gen(5))
@@ -90,6 +91,7 @@ def test_gumbel_gate_defaults_repr_and_eval_probability():
     torch.testing.assert_close(g.last_prob, logits.softmax(-1))
     # soft gate in training: the relaxation, rows sum to one, values strictly inside (0, 1)
     soft = gb.GumbelGate(0.5, hard=False).train()(torch.zeros(1, 2, 3, 3), generator=_gen(6))
+    torch.testing.assert_close(soft, gb.gumbel_softmax_st(torch.zeros(1, 2, 3, 3), 0.5, hard=False, generator=_gen(6)))
     assert bool(((soft > 0) & (soft < 1)).all()) and torch.allclose(soft.sum(1), torch.ones(1, 3, 3))
     with pytest.raises(ValueError, match=r"^`logits`: expected finite"):
         gb.GumbelGate().eval()(torch.tensor([[float("nan"), 0.0]]))
