@@ -300,3 +300,39 @@ def test_insert_pag_settings_and_a_single_name():
     assert all(b.granularity == "image" and b.execution == "sparse" and b.gumbel.tau == 0.4 for b in blocks)
     torch.testing.assert_close(blocks[0].gate.bias.detach(), torch.tensor([0.0, math.log(0.7 / 0.3)]))
     assert len(pag.insert_pag(torchvision.models.resnet50(weights=None))) == 16  # default: all four stages
+
+
+def test_same_layers_as_torchvision_plus_the_gate():
+    from torchvision.models.resnet import Bottleneck
+
+    for stride, inplanes in ((1, 8), (2, 8), (1, 16)):
+        down = None
+        if stride != 1 or inplanes != 8:
+            down = nn.Sequential(nn.Conv2d(inplanes, 8, 1, stride, bias=False), nn.BatchNorm2d(8))
+        tv = Bottleneck(inplanes, 2, stride, down)
+        b = pag.PAGBottleneck(inplanes, 2, stride=stride)
+        n_tv = sum(p.numel() for p in tv.parameters())
+        assert sum(p.numel() for p in b.parameters()) == n_tv + 2 * inplanes + 2  # + the 1x1 gate
+        assert {n for n, _ in tv.named_parameters()} <= {n for n, _ in b.named_parameters()}
+    assert pag.PAGBottleneck(1, 1, expansion=1).conv3.out_channels == 1  # the lower bounds are valid
+    assert pag.PAGBottleneck(8, 2).last_prob is None and pag.PAGBottleneck(8, 2).last_mask is None
+
+
+def test_from_bottleneck_and_insert_pag_defaults():
+    tv = torchvision.models.resnet50(weights=None).layer1[0]
+    b = pag.PAGBottleneck.from_bottleneck(tv)
+    assert (b.granularity, b.execution, b.gumbel.tau) == ("pixel", "dense", 1.0) and type(b.expansion) is int
+    net = torchvision.models.resnet50(weights=None)
+    blocks = pag.insert_pag(net, "layer1")
+    assert all(x.gumbel.tau == 1.0 and x.granularity == "pixel" for x in blocks)
+
+
+def test_force_height_and_rank_errors():
+    b = _block(stride=2)
+    x = torch.randn(1, 8, 5, 5, generator=_gen(14), dtype=f64)
+    b.force = torch.ones(1, 1, 4, 3, dtype=f64)
+    with pytest.raises(ValueError, match=r"^`force`: expected H=3 \(as in `output`\), got 4$"):
+        b(x)
+    b.force = torch.ones(1, 3, 3, dtype=f64)
+    with pytest.raises(ValueError, match=r"^`force`: expected shape \(N, 1, H, W\)"):
+        b(x)
