@@ -199,3 +199,31 @@ def test_pff_bad_arguments():
         pff.PredictiveFilterFlow(kernel_size=3, identity_weight=0.0, **SMALL)
     with pytest.raises(ValueError, match="`dilation`"):
         pff.PredictiveFilterFlow(kernel_size=3, dilation=0, **SMALL)
+
+
+def test_layer_counts_and_checkpoint_contents():
+    # a residual block is conv-BN-ReLU, conv (no bias), BN: 2 * 9 w^2 weights + 2 * 2 w BN parameters
+    assert sum(p.numel() for p in pff._Residual(4).parameters()) == 18 * 16 + 4 * 4
+    assert pff.TwoStreamNet().stem[0].in_channels == 3
+    # the identity offset is a fixed buffer, not part of a checkpoint
+    model = pff.PredictiveFilterFlow(1, kernel_size=3, **SMALL)
+    assert "identity" not in model.state_dict() and "identity" in dict(model.named_buffers())
+    assert pff.filter_pca_energy(torch.rand(1, 9, 2, 2), 1).shape == (1,)  # one component is allowed
+
+
+def test_two_stream_and_envelope_messages():
+    net = pff.TwoStreamNet(3, 3, width=4, fullres_width=2, levels=3)
+    with pytest.raises(ValueError, match=r"^`x`: expected H and W divisible by 2\*\*levels = 8, got 16×12$"):
+        net(torch.rand(1, 3, 16, 12))
+    net2 = pff.TwoStreamNet(3, 3, **SMALL)
+    with pytest.raises(ValueError, match=r"divisible by 2\*\*levels = 4, got 16×18$"):
+        net2(torch.rand(1, 3, 16, 18))
+    with pytest.raises(ValueError, match=r"^`x`: expected shape \(N, C, H, W\)"):
+        net2(torch.rand(3, 16, 16))
+    with pytest.raises(ValueError, match=r"^`image`: expected shape \(N, C, H, W\)"):
+        pff.local_envelope(torch.rand(4, 4), 3)
+    for f in (lambda: pff.local_envelope(torch.rand(1, 1, 4, 4), -1), lambda: pff.PredictiveFilterFlow(kernel_size=-1)):
+        with pytest.raises(ValueError, match=r"^`kernel_size`: expected an integer in \[1, inf\]"):
+            f()
+    with pytest.raises(ValueError, match=r"^`filters`: all zero, the energy fractions are undefined$"):
+        pff.filter_pca_energy(torch.zeros(1, 9, 2, 2), 3)
