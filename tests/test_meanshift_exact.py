@@ -723,3 +723,21 @@ def test_euclidean_gbms_batches_are_independent():
         together = ms.gaussian_blurring_mean_shift(x, 0.9, 2, impl=impl)
         apart = torch.cat([ms.gaussian_blurring_mean_shift(x[i:i + 1], 0.9, 2, impl=impl) for i in range(3)])
         torch.testing.assert_close(together, apart, rtol=0, atol=1e-12)
+
+
+def test_remaining_defaults_and_the_seeded_baseline():
+    x = torch.randn(40, 4, generator=torch.Generator().manual_seed(19))  # no cluster structure: seeding matters
+    a = ms.spherical_kmeans(x, 3, generator=torch.Generator().manual_seed(1))
+    b = ms.spherical_kmeans(x, 3, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)  # the generator alone decides the seeding
+    emb = torch.zeros(1, 2, 3, 3)
+    emb[:, 0] = 1  # one segment: the second bandwidth's copy (k = 1) is a duplicate
+    assert len(ms.propose(emb, deltas=(6.0, 6.0))[0][0]) == 1
+    e = torch.randn(2, 3, 3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(20))
+    inst = torch.randint(0, 3, (2, 3, 3), generator=torch.Generator().manual_seed(21))
+    torch.testing.assert_close(ms.EmbeddingLoss(reduction="sum")(e, inst), ms.embedding_loss(e, inst, reduction="sum"))
+    x0, c0, t0 = ms.three_gaussians_toy()  # 100 per component, seed 0
+    x1, _, _ = ms.three_gaussians_toy(100, 0, 2)
+    assert x0.shape == (300,) and torch.equal(x0, x1) and t0[100:200].tolist() == [2.0] * 100
+    torch.testing.assert_close(ms.gradient_map(e, inst), ms.gradient_map(e, inst, 1))  # one loop by default
+    assert not torch.allclose(ms.gradient_map(e, inst, 1), ms.gradient_map(e, inst, 2))
