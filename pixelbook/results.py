@@ -421,6 +421,13 @@ class Results:
         std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else math.nan
         return Summary(mean, std, len(vals), tuple(vals))
 
+    def _cell(self, arm: str, metric: str, fmt: str) -> str:
+        """``summary(arm, metric)`` formatted, or blank where the arm lacks the metric."""
+        try:
+            return format(self.summary(arm, metric), fmt)
+        except KeyError:
+            return ""
+
     def table(self, metrics: Sequence[str], arms: Sequence[str] | None = None, fmt: str = ".3f",
               labels: Mapping[str, str] | None = None, markdown: bool = False) -> str:
         """A table: one row per arm, "mean ± sd" per metric (blank where an arm lacks it), and a
@@ -429,33 +436,19 @@ class Results:
         arms = list(arms) if arms is not None else self.arms
         labels = dict(labels or {})
         head = [labels.get(m, m) for m in metrics]
+        rows = {arm: [self._cell(arm, m, fmt) for m in metrics] for arm in arms}
+        seeds = "/".join(str(x) for x in sorted({len(self.seeds(a)) for a in arms}))
         if markdown:
             lines = ["| | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
-            for arm in arms:
-                cells = []
-                for m in metrics:
-                    try:
-                        cells.append(format(self.summary(arm, m), fmt))
-                    except KeyError:
-                        cells.append("")
-                lines.append(f"| {labels.get(arm, arm)} | " + " | ".join(cells) + " |")
-            n = {len(self.seeds(a)) for a in arms}
-            lines += ["", f"Mean ± sample standard deviation over {'/'.join(str(x) for x in sorted(n))} "
-                          f"seeds, `{self.scale}` scale."]
+            lines += [f"| {labels.get(arm, arm)} | " + " | ".join(cells) + " |" for arm, cells in rows.items()]
+            lines += ["", f"Mean ± sample standard deviation over {seeds} seeds, `{self.scale}` scale."]
             return "\n".join(lines)
         width = max([len(h) for h in head] + [len(format(Summary(0.0, 0.0, 2), fmt)) + 1])
         name_w = max(len(labels.get(a, a)) for a in arms) + 2
         lines = [" " * name_w + "".join(f"{h:>{width + 2}}" for h in head)]
-        for arm in arms:
-            cells = []
-            for m in metrics:
-                try:
-                    cells.append(format(self.summary(arm, m), fmt))
-                except KeyError:
-                    cells.append("")
+        for arm, cells in rows.items():
             lines.append(f"{labels.get(arm, arm):<{name_w}}" + "".join(f"{c:>{width + 2}}" for c in cells))
-        n = {len(self.seeds(a)) for a in arms}
-        lines.append(f"(mean ± sample std over {'/'.join(str(x) for x in sorted(n))} seeds, scale {self.scale})")
+        lines.append(f"(mean ± sample std over {seeds} seeds, scale {self.scale})")
         return "\n".join(lines)
 
     def history(self, arm: str, seed: int):

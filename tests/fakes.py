@@ -549,3 +549,17 @@ def random_partition(B=2, H=5, W=6, N=3, seed=0):
     y = torch.randint(0, N, (B, H, W), generator=g)
     y.view(B, -1)[:, :N] = torch.arange(N)  # force presence
     return y
+
+
+def randomize_batchnorm(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Give every BatchNorm2d of ``module`` non-trivial running statistics and affine parameters
+    (so that a test of eval mode sees them used); returns ``module``."""
+    g = torch.Generator().manual_seed(seed)
+    for m in module.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            with torch.no_grad():
+                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+    return module

@@ -10,6 +10,8 @@ import torchvision
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from fakes import randomize_batchnorm as _bn_random
+
 from pixelbook import gating as G
 from pixelbook.gating import (BudgetKLLoss, DepthAwareGatedPool, GumbelGate, PAGBottleneck, PAGMultiPool,
                               bernoulli_kl, budget_kl_loss, count_flops, depth_bin_edges, gate_densities,
@@ -21,19 +23,6 @@ f64 = torch.float64
 
 def _gen(seed):
     return torch.Generator().manual_seed(seed)
-
-
-def _bn_random(module, seed=0):
-    """Give every BatchNorm non-trivial statistics and affine parameters (eval must use them)."""
-    g = _gen(seed)
-    for m in module.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            with torch.no_grad():
-                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-    return module
 
 
 # --------------------------------------------------------------------------------------------

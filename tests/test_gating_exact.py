@@ -17,24 +17,13 @@ from torch import nn
 
 from pixelbook.gating import gumbel as gb
 from pixelbook.gating import pag
+from fakes import randomize_batchnorm as _bn_random
 
 f64 = torch.float64
 
 
 def _gen(seed):
     return torch.Generator().manual_seed(seed)
-
-
-def _bn_random(module, seed=0):
-    g = _gen(seed)
-    for m in module.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            with torch.no_grad():
-                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-    return module
 
 
 # ------------------------------------------------------------------------------------------------
