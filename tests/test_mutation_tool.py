@@ -64,3 +64,26 @@ def test_the_committed_list_parses_and_every_entry_names_a_tracked_module():
     for e in entries:
         assert (ROOT / e["module"]).is_file(), e
         assert e["reason"].strip() and e.get("kind", "equivalent") in ("equivalent", "device"), e
+
+
+def test_combine_scores_the_union_of_partial_reports(tmp_path, capsys):
+    """Two --only runs of one module are scored together; a later report wins for a repeated key."""
+    import json
+    import sys
+    first = {"pixelbook.rmi.x_f__mutmut_1": {"code": 1, "diff": DIFF},
+             "pixelbook.rmi.x_f__mutmut_2": {"code": 0, "diff": DIFF}}
+    second = {"pixelbook.rmi.x_g__mutmut_1": {"code": 0, "diff": DIFF},
+              "pixelbook.rmi.x_f__mutmut_2": {"code": 1, "diff": DIFF}}  # re-run after a new test
+    paths = []
+    for i, rep in enumerate((first, second)):
+        paths.append(tmp_path / f"r{i}.json")
+        paths[-1].write_text(json.dumps(rep))
+    argv = sys.argv
+    sys.argv = ["mutation.py", "pixelbook/rmi.py", "--combine", *map(str, paths)]
+    try:
+        assert mutation.main() == 0
+    finally:
+        sys.argv = argv
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "3 mutants, 2 killed, 1 survived" in last
+    assert "score 66.7 % raw" in last

@@ -17,6 +17,10 @@ changes); the score is printed raw, excluding the equivalent ones, and excluding
 mutant that the tests kill is reported as ``NOT EQUIVALENT`` and a listing that matches no mutant as ``stale``: both mean the list needs fixing.
 
 ``--report FILE`` writes every mutant (key, status, diff) as JSON; the survivors' diffs are printed.
+``--only PATTERN`` (repeatable) runs only the mutants whose mutmut name matches the fnmatch pattern,
+e.g. ``--only 'pixelbook.cas.x_cas_bounds*'``, so a long module can be measured in several short
+jobs; ``--combine REPORT...`` then prints the score of the union of those reports without running
+anything (a later report's entry wins where the same mutant appears twice).
 ``--mutants-from REPORT`` re-runs only the survivors of an earlier report of the same module (after
 tests were added: a mutant the old tests killed stays killed, so the others need not run again)
 and reports the combined counts; a survivor that no longer exists (the module changed) is named.
@@ -28,6 +32,7 @@ would import the original package instead of mutmut's copy: it is removed before
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
 import shutil
@@ -134,20 +139,64 @@ def _beside(module: Path, files: list[Path]) -> list[str]:
     return sorted(out)
 
 
+def summarise(module: str, mutants: dict[str, dict], report: Path | None = None) -> int:
+    """Print every survivor's diff, the problems of the equivalent list and the scores of
+    ``mutants`` (``{key: {code, diff}}``); write them to ``report`` if given."""
+    codes = Counter(m["code"] for m in mutants.values())
+    killed = sum(n for c, n in codes.items() if c in KILLED or c in TIMEOUT)
+    survived = sum(n for c, n in codes.items() if c in SURVIVED or c in NO_TESTS)
+    other = sum(codes.values()) - killed - survived
+    total = killed + survived
+    equivalent, problems = classify(mutants, load_equivalent(module))
+    for key in sorted(k for k, m in mutants.items() if m["code"] in SURVIVED or m["code"] in NO_TESTS):
+        tag = equivalent[key] if key in equivalent else ("no tests" if mutants[key]["code"] in NO_TESTS else "survived")
+        print(f"\n## {key} ({tag})\n{mutants[key]['diff']}")
+    for p in problems:
+        print(f"mutation_equivalent.toml: {p}")
+    if report:
+        report.write_text(json.dumps(mutants, indent=1, ensure_ascii=False))
+    n_eq = sum(1 for k in equivalent.values() if k == "equivalent")
+    n_dev = len(equivalent) - n_eq
+
+    def pct(n, d):
+        return f"{100 * n / d:.1f} %" if d else "nan"
+
+    print(f"{module}: {total} mutants, {killed} killed, {survived} survived "
+          f"(incl. {codes.get(33, 0)} without tests; {n_eq} listed equivalent, {n_dev} device-only), "
+          f"{other} other; score {pct(killed, total)} raw, {pct(killed, total - n_eq)} excluding equivalent, "
+          f"{pct(killed, total - n_eq - n_dev)} excluding equivalent and device-only")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("module", help="the module to mutate, e.g. pixelbook/cas.py")
-    ap.add_argument("tests", nargs="+", help="its test files")
+    ap.add_argument("tests", nargs="*", help="its test files")
     ap.add_argument("--max-children", type=int, default=2)
     ap.add_argument("--keep", action="store_true", help="keep the temporary copy (its path is printed)")
     ap.add_argument("--report", type=Path, help="write every mutant (key, exit code, diff) here as JSON")
     ap.add_argument("--mutants-from", type=Path,
                     help="a --report of an earlier run of this module: re-run only its survivors")
+    ap.add_argument("--only", action="append", default=[], metavar="PATTERN",
+                    help="run only the mutants whose name matches this fnmatch pattern (repeatable)")
+    ap.add_argument("--combine", type=Path, nargs="+", metavar="REPORT",
+                    help="print the score of the union of these --report files of this module; run nothing")
     args = ap.parse_args()
+    if args.combine:
+        mutants = {}
+        for r in args.combine:
+            mutants.update(json.loads(r.read_text()))
+        return summarise(args.module, mutants, report=args.report)
+    if not args.tests:
+        ap.error("name the module's test files")
     previous, names = None, []
     if args.mutants_from:
         previous = json.loads(args.mutants_from.read_text())
         names = sorted(k for k, m in previous.items() if m["code"] in SURVIVED or m["code"] in NO_TESTS)
+        if args.only:
+            names = [k for k in names if any(fnmatch.fnmatch(k, pat) for pat in args.only)]
+    elif args.only:
+        names = list(args.only)
     if args.report:
         args.report = args.report.resolve()
     work = Path(tempfile.mkdtemp(prefix="pixelbook-mutation-"))
@@ -186,30 +235,7 @@ def main() -> int:
                   + "".join(f"\n  gone: {k}" for k in gone))
             mutants = {**{k: m for k, m in previous.items() if k not in gone},
                        **{k: mutants[k] for k in names if k in mutants}}
-        codes = Counter(m["code"] for m in mutants.values())
-        killed = sum(n for c, n in codes.items() if c in KILLED or c in TIMEOUT)
-        survived = sum(n for c, n in codes.items() if c in SURVIVED or c in NO_TESTS)
-        other = sum(codes.values()) - killed - survived
-        total = killed + survived
-        equivalent, problems = classify(mutants, load_equivalent(args.module))
-        for key in sorted(k for k, m in mutants.items() if m["code"] in SURVIVED or m["code"] in NO_TESTS):
-            tag = equivalent[key] if key in equivalent else ("no tests" if mutants[key]["code"] in NO_TESTS else "survived")
-            print(f"\n## {key} ({tag})\n{mutants[key]['diff']}")
-        for p in problems:
-            print(f"mutation_equivalent.toml: {p}")
-        if args.report:
-            args.report.write_text(json.dumps(mutants, indent=1, ensure_ascii=False))
-        n_eq = sum(1 for k in equivalent.values() if k == "equivalent")
-        n_dev = len(equivalent) - n_eq
-
-        def pct(n, d):
-            return f"{100 * n / d:.1f} %" if d else "nan"
-
-        print(f"{args.module}: {total} mutants, {killed} killed, {survived} survived "
-              f"(incl. {codes.get(33, 0)} without tests; {n_eq} listed equivalent, {n_dev} device-only), "
-              f"{other} other; score {pct(killed, total)} raw, {pct(killed, total - n_eq)} excluding equivalent, "
-              f"{pct(killed, total - n_eq - n_dev)} excluding equivalent and device-only")
-        return 0
+        return summarise(args.module, mutants, report=args.report)
     finally:
         if args.keep:
             print(f"kept {work}")
