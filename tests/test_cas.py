@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fakes import random_partition, random_probs
 from pixelbook import cas
 from pixelbook.cas import (CASLoss, cas_bounds, cas_loss, cas_terms, match_channels, permute_region_labels,
                            select_channel)
@@ -17,19 +18,6 @@ from pixelbook.training import TrainConfig, fit
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-
-
-def _probs(B=2, M=3, H=5, W=6, seed=0, dtype=torch.float64, temperature=1.0):
-    g = torch.Generator().manual_seed(seed)
-    return (torch.randn(B, M, H, W, generator=g, dtype=dtype) / temperature).softmax(1)
-
-
-def _partition(B=2, H=5, W=6, N=3, seed=0):
-    """Random labels in [0, N) with every region present in every image."""
-    g = torch.Generator().manual_seed(seed)
-    y = torch.randint(0, N, (B, H, W), generator=g)
-    y.view(B, -1)[:, :N] = torch.arange(N)  # force presence
-    return y
 
 
 def _cas_inline(probs, labels, alpha):
@@ -60,13 +48,13 @@ def _one_hot_perfect(labels, M, perm=None):
 class TestCasLoss:
     @pytest.mark.parametrize("N,M,alpha", [(2, 2, 0.1), (3, 4, 0.5), (4, 3, 0.0), (2, 5, 1.0)])
     def test_equals_literal_eq1_on_random_input(self, N, M, alpha):
-        s, y = _probs(B=3, M=M, seed=N), _partition(B=3, N=N, seed=M)
+        s, y = random_probs(B=3, M=M, seed=N), random_partition(B=3, N=N, seed=M)
         torch.testing.assert_close(cas_loss(s, y, alpha, reduction="none"), _cas_inline(s, y, alpha),
                                    rtol=0, atol=1e-12)
 
     def test_gradcheck_float64(self):
-        s = _probs(B=2, M=3, H=3, W=3, seed=3).requires_grad_()
-        y = _partition(B=2, H=3, W=3, N=3, seed=1)
+        s = random_probs(B=2, M=3, H=3, W=3, seed=3).requires_grad_()
+        y = random_partition(B=2, H=3, W=3, N=3, seed=1)
         assert torch.autograd.gradcheck(lambda p: cas_loss(p, y, 0.3), (s,))
         logits = torch.randn(2, 3, 3, 3, dtype=torch.float64, requires_grad=True)
         assert torch.autograd.gradcheck(lambda z: CASLoss(0.3, variant="official")(z, (y > 0).long()), (logits,))
@@ -75,7 +63,7 @@ class TestCasLoss:
     def test_autograd_equals_closed_form_gradient(self, N, M, alpha):
         # dL/ds(x) = (1/|r_i|) [2α(s(x) - μ_i) - 4(1-α) Σ_{j≠i} (μ_i - μ_j)], divided by B for the mean
         B = 3
-        s, y = _probs(B=B, M=M, seed=5).requires_grad_(), _partition(B=B, N=N, seed=6)
+        s, y = random_probs(B=B, M=M, seed=5).requires_grad_(), random_partition(B=B, N=N, seed=6)
         cas_loss(s, y, alpha).backward()
         stats = region_stats(s.detach(), y)
         ids = stats.ids
@@ -89,7 +77,7 @@ class TestCasLoss:
     @given(st.integers(0, 10_000), st.sampled_from([torch.float32, torch.float64]))
     @settings(max_examples=25, deadline=None)
     def test_invariant_to_label_values_bit_for_bit(self, seed, dtype):
-        s, y = _probs(B=3, M=4, seed=seed, dtype=dtype), _partition(B=3, N=3, seed=seed)
+        s, y = random_probs(B=3, M=4, seed=seed, dtype=dtype), random_partition(B=3, N=3, seed=seed)
         g = torch.Generator().manual_seed(seed)
         # a different relabelling per image, with arbitrary values ("mislabelled as 10")
         relabelled = torch.stack([torch.tensor([3, 10, -7])[torch.randperm(3, generator=g)][yb] for yb in y])
@@ -108,12 +96,12 @@ class TestCasLoss:
         for _ in range(5):
             perm = torch.randperm(M, generator=g)
             assert torch.equal(cas_loss(s, y, reduction="none"), cas_loss(s[:, perm], y, reduction="none"))
-        s2 = _probs(B=2, M=2, seed=1)                                    # M = 2: a + b == b + a, also exact
-        assert torch.equal(cas_loss(s2, _partition(N=2)), cas_loss(s2.flip(1), _partition(N=2)))
+        s2 = random_probs(B=2, M=2, seed=1)                                    # M = 2: a + b == b + a, also exact
+        assert torch.equal(cas_loss(s2, random_partition(N=2)), cas_loss(s2.flip(1), random_partition(N=2)))
 
     def test_region_size_invariance_and_gradient_mass(self):
         # duplicating every pixel of one region k times leaves the loss unchanged ...
-        s, y = _probs(B=1, M=3, H=1, W=12, seed=2), _partition(B=1, H=1, W=12, N=2, seed=3)
+        s, y = random_probs(B=1, M=3, H=1, W=12, seed=2), random_partition(B=1, H=1, W=12, N=2, seed=3)
         r1 = y[0, 0] == 1
         for k in (2, 5):
             s_big = torch.cat([s] + [s[..., r1]] * (k - 1), dim=-1)
@@ -132,7 +120,7 @@ class TestCasLoss:
         torch.testing.assert_close(ce4, 4 * ce1)
 
     def test_uniformer_gradient_sums_to_zero_on_each_region(self):
-        s, y = _probs(B=2, M=3, seed=8).requires_grad_(), _partition(B=2, N=3, seed=9)
+        s, y = random_probs(B=2, M=3, seed=8).requires_grad_(), random_partition(B=2, N=3, seed=9)
         cas_loss(s, y, alpha=1.0).backward()                              # α = 1: uniformer only
         for b in range(2):
             for v in range(3):
@@ -142,8 +130,8 @@ class TestCasLoss:
     @pytest.mark.parametrize("N,M", [(2, 2), (2, 5), (3, 3), (4, 2), (4, 5)])
     def test_bounds_hold_on_random_fields(self, N, M, temperature):
         alpha = 0.1
-        s = _probs(B=64, M=M, H=4, W=4, seed=N * 10 + M, temperature=temperature)
-        y = _partition(B=64, H=4, W=4, N=N, seed=M)
+        s = random_probs(B=64, M=M, H=4, W=4, seed=N * 10 + M, temperature=temperature)
+        y = random_partition(B=64, H=4, W=4, N=N, seed=M)
         U, D = cas_terms(s, y)
         assert float(U.min()) >= 0 and float(U.max()) <= N * (1 - 1 / M) + 1e-12
         assert float(D.min()) >= 0 and float(D.max()) <= 2 * N * (N - 1) + 1e-12
@@ -154,14 +142,14 @@ class TestCasLoss:
     @pytest.mark.parametrize("N,M,alpha,expected", [(2, 2, 0.1, -3.6), (3, 3, 0.1, -10.8), (2, 5, 0.5, -2.0),
                                                     (4, 6, 0.1, -21.6)])
     def test_perfect_segmentation_attains_lower_bound(self, N, M, alpha, expected):
-        y = _partition(B=2, N=N, seed=4)
+        y = random_partition(B=2, N=N, seed=4)
         s = _one_hot_perfect(y, M, torch.randperm(M, generator=torch.Generator().manual_seed(N)))
         assert cas_bounds(N, M, alpha)[0] == pytest.approx(expected, abs=1e-12)
         torch.testing.assert_close(cas_loss(s, y, alpha), torch.tensor(expected, dtype=torch.float64))
 
     def test_fewer_channels_than_regions_minimum_spreads_regions_evenly(self):
         # N = 4 regions on M = 2 channels: two regions per vertex, D = 2(16 - 8) = 16, loss = -14.4
-        y = _partition(B=1, N=4)
+        y = random_partition(B=1, N=4)
         s = _one_hot_perfect(y, 2, torch.tensor([0, 1, 0, 1]))
         torch.testing.assert_close(cas_loss(s, y, 0.1), torch.tensor(-14.4, dtype=torch.float64))
         assert cas_bounds(4, 2, 0.1)[0] == pytest.approx(-14.4)
@@ -169,7 +157,7 @@ class TestCasLoss:
     def test_paper_stated_interval_is_wrong_for_eq1(self):
         # [CAS, §3.3]: "lies in (αN, -(1-α)N]" -> for N = 2, α = 0.1 at least -1.8; Eq. 1 reaches -3.6.
         # The paper's value is the official code's (one unordered pair).
-        y = _partition(B=1, N=2)
+        y = random_partition(B=1, N=2)
         s = _one_hot_perfect(y, 2)
         assert float(cas_loss(s, y, 0.1)) < -(1 - 0.1) * 2 - 1.0
         torch.testing.assert_close(cas_loss(s, (y > 0).long(), 0.1, variant="official"),
@@ -180,7 +168,7 @@ class TestCasLoss:
     def test_optimum_is_sparse_distinct_vertices(self, M, alpha):
         # free per-pixel logits, N = 2 regions: the region means end at distinct one-hot vectors
         torch.manual_seed(M)
-        y = _partition(B=1, H=4, W=4, N=2, seed=M)
+        y = random_partition(B=1, H=4, W=4, N=2, seed=M)
         z = torch.randn(1, M, 4, 4, dtype=torch.float64, requires_grad=True)
         opt = torch.optim.Adam([z], lr=0.5)
         for _ in range(150):
@@ -195,16 +183,16 @@ class TestCasLoss:
 
     def test_uniformer_alone_collapses_to_constant_output(self):
         # α = 1: any constant output is a global minimum (U = 0), whatever the partition
-        y = _partition(B=2, N=3)
+        y = random_partition(B=2, N=3)
         const = torch.tensor([0.25, 0.5, 0.25], dtype=torch.float64)[None, :, None, None].expand(2, 3, 5, 6)
         assert float(cas_loss(const, y, alpha=1.0)) == 0.0
-        assert float(cas_loss(_probs(B=2), y, alpha=1.0)) > 0.0
+        assert float(cas_loss(random_probs(B=2), y, alpha=1.0)) > 0.0
 
     def test_equals_pairwise_metric_learning_form(self):
         # CAS = [α + 2(1-α)(N-1)] Σ_i V_i - (1-α) Σ_{i≠j} C_ij, with C_ij the mean squared distance
         # over all pixel pairs (x in r_i, y in r_j): an O(P²) loss computed by Eq. 1 in O(P)
         N, alpha = 3, 0.3
-        s, y = _probs(B=1, M=4, H=6, W=6, seed=11)[0], _partition(B=1, H=6, W=6, N=N, seed=12)[0]
+        s, y = random_probs(B=1, M=4, H=6, W=6, seed=11)[0], random_partition(B=1, H=6, W=6, N=N, seed=12)[0]
         x = s.reshape(4, -1).T
         lab = y.reshape(-1)
         d2 = torch.cdist(x, x) ** 2
@@ -214,7 +202,7 @@ class TestCasLoss:
         torch.testing.assert_close(cas_loss(s[None], y[None], alpha), pairwise, rtol=0, atol=1e-13)
 
     def test_official_variant_matches_its_formula_and_is_not_flip_symmetric(self):
-        s, y = _probs(B=2, M=2, seed=13), _partition(B=2, N=2, seed=14)
+        s, y = random_probs(B=2, M=2, seed=13), random_partition(B=2, N=2, seed=14)
         fg, bg = y == 1, y == 0
         ref = []
         for b in range(2):
@@ -226,7 +214,7 @@ class TestCasLoss:
         assert torch.equal(cas_loss(s, y, 0.5), cas_loss(s, 1 - y, 0.5))
 
     def test_ignore_index_drops_pixels(self):
-        s, y = _probs(B=1, M=3, H=4, W=4, seed=15), _partition(B=1, H=4, W=4, N=2, seed=16)
+        s, y = random_probs(B=1, M=3, H=4, W=4, seed=15), random_partition(B=1, H=4, W=4, N=2, seed=16)
         y_ign = y.clone()
         y_ign[0, 3, :] = 255
         keep = y_ign[0] != 255
@@ -235,7 +223,7 @@ class TestCasLoss:
         assert keep.sum() == 12
 
     def test_reductions_and_single_region_skip(self):
-        s = _probs(B=3, M=2, H=2, W=2)
+        s = random_probs(B=3, M=2, H=2, W=2)
         y = torch.tensor([[[0, 1], [1, 1]], [[4, 4], [4, 4]], [[0, 0], [2, 2]]])
         per = cas_loss(s, y, reduction="none", single_region="skip")
         assert per[1] == 0
@@ -275,7 +263,7 @@ class TestCasLoss:
             assert not all(torch.equal(c[k], d[k]) for k in c)
 
     def test_error_names_argument(self):
-        s, y = _probs(B=1, M=2, H=4, W=4), torch.randint(0, 2, (1, 4, 4))
+        s, y = random_probs(B=1, M=2, H=4, W=4), torch.randint(0, 2, (1, 4, 4))
         y[0, 0, :2] = torch.tensor([0, 1])
         with pytest.raises(ValueError, match="`labels`: expected H=4"):
             cas_loss(s, torch.zeros(1, 3, 4, dtype=torch.long))
@@ -325,7 +313,7 @@ class TestCasBounds:
 
 class TestPermuteRegionLabels:
     def test_p0_keeps_and_p1_always_relabels(self):
-        y = _partition(B=50, N=3)
+        y = random_partition(B=50, N=3)
         same, perms = permute_region_labels(y, 3, p=0.0)
         assert torch.equal(same, y) and torch.equal(perms, torch.arange(3).expand(50, 3))
         new, perms = permute_region_labels(y, 3, p=1.0, generator=torch.Generator().manual_seed(0))
@@ -383,7 +371,7 @@ class TestSelectChannel:
 
 class TestMatchChannels:
     def test_recovers_a_channel_permutation(self):
-        y = _partition(B=3, N=4, seed=1)
+        y = random_partition(B=3, N=4, seed=1)
         perm = torch.tensor([2, 0, 4, 1])                    # class k lives on channel perm[k]
         probs = _one_hot_perfect(y, 5, perm) * 0.9 + 0.02
         assert match_channels(probs, y, 4).tolist() == perm.tolist()
