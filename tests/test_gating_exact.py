@@ -1,7 +1,9 @@
-"""pixelbook.gating.gumbel and pixelbook.gating.pag against independent computations: the Gumbel
+"""pixelbook.gating (gumbel, pag, budget, pooling, nets) against independent computations: the Gumbel
 transform of the uniform draws, clamps at the ends of the unit interval, the documented defaults,
 the initial gate probability, the block's equations in float64 (BatchNorm folded with biased
-convolutions, sparse = dense), the FLOP bookkeeping of each granularity, and the errors of bad
+convolutions, sparse = dense), the FLOP bookkeeping of each granularity, the Bernoulli KL and the
+budget loss written out in Python floats, depth bins by hand, the pooling branches' kernels, the
+networks against their parts (the ResNet-50 against torchvision's backbone), and the errors of bad
 input (anchored on the argument). Complements tests/test_gating.py."""
 
 from __future__ import annotations
@@ -325,3 +327,511 @@ def test_force_height_and_rank_errors():
     b.force = torch.ones(1, 3, 3, dtype=f64)
     with pytest.raises(ValueError, match=r"^`force`: expected shape \(N, 1, H, W\)"):
         b(x)
+
+
+# ------------------------------------------------------------------------------------------------
+# Budget: Bernoulli KL, the budget loss, densities, ponder maps, FLOPs
+# ------------------------------------------------------------------------------------------------
+
+from pixelbook.gating import budget as bd  # noqa: E402
+from pixelbook.gating import pooling as pl  # noqa: E402
+
+
+def _kl(rho, g):
+    """KL(rho || g) of two Bernoulli distributions, written out in Python floats."""
+    return rho * math.log(rho / g) + (1 - rho) * math.log((1 - rho) / (1 - g))
+
+
+def test_bernoulli_kl_float64_to_rounding_and_the_clamp_at_zero():
+    g = torch.tensor([0.2, 0.9, 0.0, 1.0], dtype=f64)
+    eps = 1e-6  # KL_EPS: g is clamped to [eps, 1 - eps]
+    expected = torch.tensor([_kl(0.7, 0.2), _kl(0.7, 0.9), _kl(0.7, eps), _kl(0.7, 1 - eps)], dtype=f64)
+    torch.testing.assert_close(bd.bernoulli_kl(0.7, g), expected, rtol=1e-13, atol=0)
+    assert bd.bernoulli_kl(0.7, g).dtype == f64
+    # rho at the ends: only one of the two terms exists
+    torch.testing.assert_close(bd.bernoulli_kl(0.0, g[:2]), -torch.log1p(-g[:2]), rtol=1e-13, atol=0)
+    torch.testing.assert_close(bd.bernoulli_kl(1.0, g[:2]), -torch.log(g[:2]), rtol=1e-13, atol=0)
+
+
+def test_bernoulli_kl_empty_densities_give_an_empty_result():
+    out = bd.bernoulli_kl(0.5, torch.empty(0, 3))
+    assert out.shape == (0, 3) and out.dtype == torch.float32
+
+
+def test_budget_kl_loss_over_batch_and_total_hand_computed():
+    d = torch.tensor([[0.2, 0.6], [0.4, 0.8]], dtype=f64)
+    # over="batch": the layers' batch means 0.3 and 0.7, one KL each, summed over layers
+    torch.testing.assert_close(bd.budget_kl_loss(d, 0.5, over="batch"),
+                               torch.tensor(_kl(0.5, 0.3) + _kl(0.5, 0.7), dtype=f64), rtol=1e-12, atol=0)
+    # mode="total": one KL per image of the mean over layers (0.4 and 0.6)
+    torch.testing.assert_close(bd.budget_kl_loss(d, 0.3, mode="total", reduction="none"),
+                               torch.tensor([_kl(0.3, 0.4), _kl(0.3, 0.6)], dtype=f64), rtol=1e-12, atol=0)
+    # both: the KL of the mean of everything (0.5)
+    torch.testing.assert_close(bd.budget_kl_loss(d, 0.3, mode="total", over="batch", reduction="sum"),
+                               torch.tensor(_kl(0.3, 0.5), dtype=f64), rtol=1e-12, atol=0)
+
+
+def _random_gates(net, seed=1):
+    """Random gate weights (they start at zero), so that the gates' probabilities differ between
+    images and layers and from the masks."""
+    g = _gen(seed)
+    with torch.no_grad():
+        for b in bd.pag_blocks(net):
+            b.gate.weight.copy_(torch.randn(b.gate.weight.shape, generator=g) * 3)
+    return net
+
+
+def test_budget_module_defaults_and_every_setting_reaches_the_loss():
+    torch.manual_seed(0)
+    net = _random_gates(nn.Sequential(pag.PAGBottleneck(8, 2), pag.PAGBottleneck(8, 2))).eval()
+    net(torch.randn(3, 8, 6, 6, generator=_gen(20)))
+    loss = bd.BudgetKLLoss(0.3)
+    assert (loss.rho, loss.weight, loss.mode, loss.over, loss.statistic) == (0.3, 1e-4, "per_layer", "image", "mask")
+    assert loss.extra_repr() == "rho=0.3, weight=0.0001, mode='per_layer', over='image'"
+    torch.testing.assert_close(loss(net), 1e-4 * bd.budget_kl_loss(bd.gate_densities(net), 0.3))
+    prob = bd.gate_densities(net, "prob")
+    mask = bd.gate_densities(net, "mask")
+    expected = 2.0 * bd.budget_kl_loss(prob, 0.3, "total", "batch")
+    # the settings matter for this model: dropping any one of them changes the value
+    for other in (bd.budget_kl_loss(mask, 0.3, "total", "batch"), bd.budget_kl_loss(prob, 0.3, "per_layer", "batch"),
+                  bd.budget_kl_loss(prob, 0.3, "total", "image")):
+        assert abs(float(2.0 * other.detach()) - float(expected.detach())) > 1e-3
+    custom = bd.BudgetKLLoss(0.3, weight=2.0, mode="total", over="batch", statistic="prob")
+    torch.testing.assert_close(custom(net), expected)
+    assert (custom.mode, custom.over, custom.statistic) == ("total", "batch", "prob")
+    for rho in (0.0, 1.0):  # the bounds are valid targets
+        assert bd.BudgetKLLoss(rho, weight=0.0).rho == rho
+
+
+def test_pag_blocks_skips_ungated_blocks_and_multipool():
+    a, b = pag.PAGBottleneck(8, 2), pag.PAGBottleneck(8, 2, granularity="none")
+    net = nn.Sequential(a, b, pl.PAGMultiPool(8, (0, 1), head_widths=(2,)), pag.PAGBottleneck(8, 2, granularity="image"))
+    blocks = bd.pag_blocks(net)
+    assert blocks[0] is a and blocks[1] is net[3] and len(blocks) == 2
+
+
+class _TwoSizes(nn.Module):
+    """Two gated blocks run on crops of different sizes (masks of different shapes)."""
+
+    def __init__(self, first, second):
+        super().__init__()
+        self.crops = (first, second)
+        self.a, self.b = pag.PAGBottleneck(8, 2), pag.PAGBottleneck(8, 2)
+
+    def forward(self, x):
+        (h1, w1), (h2, w2) = self.crops
+        return self.a(x[..., :h1, :w1]).sum() + self.b(x[..., :h2, :w2]).sum()
+
+
+@pytest.mark.parametrize("first", [(3, 6), (6, 3)])
+def test_ponder_map_takes_the_size_of_the_largest_mask_by_area(first):
+    net = _TwoSizes(first, (4, 4)).eval()
+    net.a.force, net.b.force = 1.0, 0.0
+    net(torch.randn(1, 8, 6, 6, generator=_gen(21)))
+    p = bd.ponder_map(net)
+    assert p.shape == (1, *first) and torch.equal(p, torch.ones(1, *first))  # area 18 beats 16
+    net.b.force = 1.0
+    net(torch.randn(1, 8, 6, 6, generator=_gen(21)))
+    assert torch.equal(bd.ponder_map(net, size=(5, 7)), torch.full((1, 5, 7), 2.0))
+
+
+def test_count_flops_grouped_convolution_in_integers():
+    conv = nn.Conv2d(4, 6, 3, padding=1, groups=2)
+    c = bd.count_flops(conv, torch.randn(1, 4, 5, 5))
+    assert c.total == c.dense == 2 * 25 * 6 * 2 * 9 and type(c.total) is int and type(c.dense) is int
+    assert c.per_module == {"": 2 * 25 * 6 * 2 * 9} and c.fraction == 1.0
+    mp = pl.PAGMultiPool(4, dilations=(0, 1), head_widths=(3,), force=1).eval()
+    c = bd.count_flops(mp, torch.randn(1, 4, 3, 3))
+    assert all(type(v) is int for v in c.per_module.values()) and type(c.total) is int
+
+
+_BAD_BUDGET = [
+    (lambda: bd.bernoulli_kl(-0.1, torch.tensor([0.5])), ValueError, r"^`rho`: expected a finite number in \[0, 1\]"),
+    (lambda: bd.bernoulli_kl(0.5, torch.tensor([-0.1, 0.5])), ValueError,
+     r"^`g`: expected densities in \[0, 1\], got \[-0.1, 0.5\]$"),
+    (lambda: bd.bernoulli_kl(0.5, torch.tensor([1])), TypeError, r"^`g`: expected a floating-point tensor"),
+    (lambda: bd.budget_kl_loss(torch.tensor([1, 0]), 0.5), TypeError, r"^`densities`: expected a floating-point tensor"),
+    (lambda: bd.budget_kl_loss(torch.zeros(0, 2), 0.5), ValueError, r"^`densities`: expected a non-empty tensor"),
+    (lambda: bd.budget_kl_loss(torch.zeros(2), 0.5, mode="sum"), ValueError, r"^`mode`: expected one of"),
+    (lambda: bd.budget_kl_loss(torch.zeros(2), 0.5, over="all"), ValueError, r"^`over`: expected one of"),
+    (lambda: bd.budget_kl_loss(torch.zeros(2), 0.5, reduction="max"), ValueError, r"^`reduction`: expected one of"),
+    (lambda: bd.BudgetKLLoss(1.5), ValueError, r"^`rho`: expected a finite number in \[0, 1\], got 1.5$"),
+    (lambda: bd.BudgetKLLoss(-0.5), ValueError, r"^`rho`: expected a finite number in \[0, 1\], got -0.5$"),
+    (lambda: bd.BudgetKLLoss(0.5, mode="sum"), ValueError, r"^`mode`: expected one of"),
+    (lambda: bd.BudgetKLLoss(0.5, over="all"), ValueError, r"^`over`: expected one of"),
+    (lambda: bd.BudgetKLLoss(0.5, statistic="soft"), ValueError, r"^`statistic`: expected one of"),
+    (lambda: bd.pag_blocks(lambda x: x), TypeError, r"^`model`: expected an nn.Module, got function$"),
+    (lambda: bd.gate_densities(nn.Linear(2, 2)), ValueError, r"^`model`: no PAGBottleneck found$"),
+    (lambda: bd.ponder_map(nn.Linear(2, 2)), ValueError, r"^`model`: expected PAG blocks that have run forward$"),
+    (lambda: bd.ponder_map(pag.PAGBottleneck(8, 2)), ValueError, r"^`model`: expected PAG blocks that have run"),
+]
+
+
+@pytest.mark.parametrize("thunk,err,pattern", _BAD_BUDGET, ids=_ids(_BAD_BUDGET))
+def test_budget_bad_argument_names_itself(thunk, err, pattern):
+    with pytest.raises(err, match=pattern):
+        thunk()
+
+
+# ------------------------------------------------------------------------------------------------
+# Pooling: depth bins, depth-aware gated pooling, PAG MultiPool
+# ------------------------------------------------------------------------------------------------
+
+
+def test_depth_bin_edges_float64_log_and_float32_quantile_hand_computed():
+    d = torch.tensor([[[2.0, 32.0, 5.0]]], dtype=f64)  # log spacing between 2 and 32: ratios of 2
+    edges = pl.depth_bin_edges(d, 4)
+    assert edges.dtype == f64
+    torch.testing.assert_close(edges, torch.tensor([4.0, 8.0, 16.0], dtype=f64), rtol=1e-14, atol=0)
+    q = pl.depth_bin_edges(torch.arange(1.0, 101.0).reshape(1, 4, 25), 4, spacing="quantile")
+    assert q.dtype == torch.float32  # linear interpolation between order statistics: 24.75 -> 25.75, ...
+    torch.testing.assert_close(q, torch.tensor([25.75, 50.5, 75.25]))
+
+
+def test_depth_aware_pool_defaults():
+    pool = pl.DepthAwareGatedPool(6)
+    assert (pool.dilations, pool.gate, pool.tied, pool.out_channels) == ((1, 2, 4, 8, 16), "predicted", False, 6)
+    assert len(pool.branches.convs) == 5 and len(pool.branches.norms) == 5
+    convs = [m for m in pool.head if isinstance(m, nn.Conv2d)]
+    assert [(c.out_channels, c.kernel_size) for c in convs] == [(128, (1, 1)), (32, (3, 3)), (5, (1, 1))]
+    assert pool.last_gate is None and pool.last_logits is None and pool.flop_convs() == []
+    avg = pl.DepthAwareGatedPool(6, dilations=(1, 2), gate="average")
+    avg(torch.randn(1, 6, 5, 5, generator=_gen(30)))
+    assert avg.head is None and avg.last_logits is None and avg.last_gate.shape == (1, 2, 5, 5)
+
+
+def test_gate_head_layers_and_parameter_count():
+    head = pl.DepthAwareGatedPool(6, dilations=(1, 2), gate="learned", head_widths=(4, 3)).head
+    convs = [m for m in head if isinstance(m, nn.Conv2d)]
+    assert [c.bias is None for c in convs] == [True, True, False]  # BatchNorm follows the hidden convolutions
+    assert [c.kernel_size for c in convs] == [(1, 1), (3, 3), (1, 1)] and convs[1].padding == (1, 1)
+    # 1x1 conv 6->4, BN(4), 3x3 conv 4->3, BN(3), 1x1 conv 3->2 with bias
+    assert sum(p.numel() for p in head.parameters()) == 6 * 4 + 2 * 4 + 4 * 3 * 9 + 2 * 3 + 3 * 2 + 2
+
+
+def test_lower_bounds_of_the_pool_arguments_are_valid():
+    pool = pl.DepthAwareGatedPool(1, dilations=(1,), gate="predicted", out_channels=1, head_widths=(1,)).eval()
+    x = torch.randn(2, 1, 4, 4, generator=_gen(31))
+    assert pool(x).shape == (2, 1, 4, 4)
+    torch.testing.assert_close(pool.last_gate, torch.ones(2, 1, 4, 4))  # one branch: softmax over one logit
+    out2 = pl.DepthAwareGatedPool(4, dilations=(1, 2), gate="average", out_channels=2)
+    assert out2(torch.randn(1, 4, 3, 3)).shape == (1, 2, 3, 3)
+
+
+def test_true_gate_with_a_single_branch_and_missing_depth():
+    pool = _bn_random(pl.DepthAwareGatedPool(6, dilations=(2,), gate="true")).eval()
+    x = torch.randn(2, 6, 5, 5, generator=_gen(32))
+    bins = torch.zeros(2, 5, 5, dtype=torch.long)
+    bins[0, :2] = 255  # missing depth: weight 1/K = 1 on the only branch
+    torch.testing.assert_close(pool(x, bins), pool.branch(0, x))
+    assert torch.equal(pool.last_gate, torch.ones(2, 1, 5, 5))
+
+
+def test_branch_k_uses_its_own_kernel_and_batchnorm():
+    pool = _bn_random(pl.DepthAwareGatedPool(4, dilations=(0, 1, 2, 3), gate="average")).eval()
+    x = torch.randn(1, 4, 7, 7, generator=_gen(33))
+    assert torch.equal(pool.branch(0, x), x)
+    for k, d in ((1, 1), (2, 2), (3, 3)):  # conv/norm k - 1: the identity has none
+        conv, bn = pool.branches.convs[k - 1], pool.branches.norms[k - 1]
+        expected = F.relu(bn(F.conv2d(x, conv.weight, padding=d, dilation=d)))
+        torch.testing.assert_close(pool.branch(k, x), expected)
+
+
+def test_pool_flop_convs_skip_the_identity_branch():
+    x = torch.randn(1, 4, 5, 5)
+    per_conv = 2 * 25 * 4 * 4 * 9
+    untied = bd.count_flops(pl.DepthAwareGatedPool(4, dilations=(0, 1, 2), gate="average"), x)
+    assert untied.per_module == {"branches.convs.0": per_conv, "branches.convs.1": per_conv}
+    tied = bd.count_flops(pl.DepthAwareGatedPool(4, dilations=(0, 1, 2), gate="average", tied=True), x)
+    assert tied.per_module == {"branches.convs.0": 2 * per_conv} and tied.total == 2 * per_conv
+
+
+def test_multipool_defaults_and_tied():
+    mp = pl.PAGMultiPool(6)
+    assert (mp.dilations, mp.tied, mp.execution, mp.force, mp.gumbel.tau) == ((0, 1, 2, 4, 6, 8, 10), False,
+                                                                               "dense", None, 1.0)
+    assert len(mp.branches.convs) == 6 and mp.last_gate is None and mp.flop_convs() == []
+    convs = [m for m in mp.head if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [128, 32, 7]
+    tied = pl.PAGMultiPool(6, dilations=(0, 1, 2), tied=True, head_widths=(2,))
+    assert len(tied.branches.convs) == 1 and len(tied.branches.norms) == 2
+
+
+def test_multipool_sparse_execution_calls_the_sparse_kernel_in_eval_only(monkeypatch):
+    calls, original = [], pl.gated_conv2d
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("impl", "auto"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(pl, "gated_conv2d", spy)
+    mp = pl.PAGMultiPool(4, dilations=(0, 1, 2), head_widths=(3,)).eval()
+    x = torch.randn(1, 4, 6, 6, generator=_gen(34))
+    dense = mp(x)
+    assert calls == []  # execution="dense": every branch everywhere, no gathered kernel
+    mp.execution = "sparse"
+    torch.testing.assert_close(mp(x), dense, atol=1e-5, rtol=1e-5)
+    assert calls == ["sparse", "sparse"]  # one call per convolutional branch
+    calls.clear()
+    mp.train()(x)
+    assert calls == []  # training is always dense
+
+
+_BAD_POOL = [
+    (lambda: pl.depth_bin_edges(torch.tensor([[[1.0, float("nan")]]]), 2), ValueError, r"^`depth`: expected finite"),
+    (lambda: pl.depth_bin_edges(torch.ones(1, 2, 2), 2, torch.zeros(1, 2, 2, dtype=torch.bool)), ValueError,
+     r"^`valid`: expected at least one valid depth, got none$"),
+    (lambda: pl.depth_bin_edges(torch.ones(1, 2, 2, dtype=torch.long), 2), TypeError,
+     r"^`depth`: expected a floating-point tensor"),
+    (lambda: pl.quantize_depth(torch.ones(2, 2), torch.tensor([1.0])), ValueError, r"^`depth`: expected shape \(N, H, W\)"),
+    (lambda: pl.quantize_depth(torch.ones(1, 2, 2), torch.tensor([1.0, 1.0])), ValueError,
+     r"^`edges`: expected strictly increasing thresholds$"),
+    (lambda: pl.quantize_depth(torch.ones(1, 2, 2), torch.tensor([1.0, 3.0, 2.0])), ValueError,
+     r"^`edges`: expected strictly increasing thresholds$"),
+    (lambda: pl.quantize_depth(torch.ones(2, 3, 4), torch.tensor([1.0]), torch.ones(1, 3, 4, dtype=torch.bool)),
+     ValueError, r"^`valid`: expected N=2 \(as in `depth`\), got 1$"),
+    (lambda: pl.quantize_depth(torch.ones(2, 3, 4), torch.tensor([1.0]), torch.ones(2, 2, 4, dtype=torch.bool)),
+     ValueError, r"^`valid`: expected H=3 \(as in `depth`\), got 2$"),
+    (lambda: pl.quantize_depth(torch.ones(2, 3, 4), torch.tensor([1.0]), torch.ones(2, 3, 5, dtype=torch.bool)),
+     ValueError, r"^`valid`: expected W=4 \(as in `depth`\), got 5$"),
+    (lambda: pl.quantize_depth(torch.ones(2, 3, 4), torch.tensor([1.0]), torch.ones(3, 4, dtype=torch.bool)),
+     ValueError, r"^`valid`: expected shape \(N, H, W\)"),
+    (lambda: pl.DepthAwareGatedPool(6, dilations=4), TypeError, r"^`dilations`: expected a sequence of ints, got int$"),
+    (lambda: pl.DepthAwareGatedPool(6, dilations="12"), TypeError, r"^`dilations`: expected a sequence of ints, got str$"),
+    (lambda: pl.DepthAwareGatedPool(6, dilations=()), ValueError, r"^`dilations`: expected at least one dilation, got none$"),
+    (lambda: pl.DepthAwareGatedPool(6, out_channels=0), ValueError, r"^`out_channels`: expected an integer in \[1, inf\], got 0$"),
+    (lambda: pl.DepthAwareGatedPool(6, tied="yes"), TypeError, r"^`tied`: expected a bool, got str$"),
+    (lambda: pl.DepthAwareGatedPool(6, head_widths=(4, 0)), ValueError,
+     r"^`head_widths`: expected an integer in \[1, inf\], got 0$"),
+    (lambda: pl.DepthAwareGatedPool(6, gate="depth"), ValueError, r"^`gate`: expected one of"),
+    (lambda: pl.PAGMultiPool(6, head_widths=(0,)), ValueError, r"^`head_widths`: expected an integer in \[1, inf\], got 0$"),
+]
+
+
+@pytest.mark.parametrize("thunk,err,pattern", _BAD_POOL, ids=_ids(_BAD_POOL))
+def test_pool_bad_argument_names_itself(thunk, err, pattern):
+    with pytest.raises(err, match=pattern):
+        thunk()
+
+
+def test_pool_forward_errors_are_anchored():
+    pool = pl.DepthAwareGatedPool(6, dilations=(1, 2, 3), gate="true")
+    x = torch.randn(2, 6, 4, 5, generator=_gen(35))
+    cases = [(None, r"^`depth_bins`: gate='true' needs the quantised depth \(N, H, W\), got None$"),
+             (torch.zeros(1, 4, 5, dtype=torch.long), r"^`depth_bins`: expected N=2 \(as in `x`\), got 1$"),
+             (torch.zeros(2, 3, 5, dtype=torch.long), r"^`depth_bins`: expected H=4 \(as in `x`\), got 3$"),
+             (torch.zeros(2, 4, 6, dtype=torch.long), r"^`depth_bins`: expected W=5 \(as in `x`\), got 6$"),
+             (torch.zeros(2, 20, dtype=torch.long), r"^`depth_bins`: expected shape \(N, H, W\)")]
+    for bins, pattern in cases:
+        with pytest.raises(ValueError, match=pattern):
+            pool(x, bins)
+    with pytest.raises(ValueError, match=r"^`x`: expected finite"):
+        pool(torch.full((1, 6, 2, 2), float("inf")), torch.zeros(1, 2, 2, dtype=torch.long))
+    mp = pl.PAGMultiPool(6, dilations=(0, 1, 2), head_widths=(2,))
+    with pytest.raises(ValueError, match=r"^`x`: expected shape \(N, 6, H, W\)"):
+        mp(torch.zeros(1, 5, 3, 3))
+    for module in (pool, mp):
+        for k in (3, -1):
+            with pytest.raises(ValueError, match=rf"^`k`: expected an integer in \[0, 2\], got {k}$"):
+                module.branch(k, x)
+
+
+# ------------------------------------------------------------------------------------------------
+# Networks: GatedPoolNet, PAGResNet, PAGResNet50
+# ------------------------------------------------------------------------------------------------
+
+from pixelbook.gating import nets as nt  # noqa: E402
+
+
+def _convs(module):
+    return [m for m in module.modules() if isinstance(m, nn.Conv2d)]
+
+
+def test_gated_pool_net_defaults_and_layers():
+    net = nt.GatedPoolNet(4)
+    assert (net.pool_kind, net.in_channels) == ("predicted", 3) and isinstance(net.pool, pl.DepthAwareGatedPool)
+    assert (net.pool.dilations, net.pool.gate, net.pool.tied, net.pool.channels) == ((1, 2, 4, 8), "predicted", False, 32)
+    assert [c.out_channels for c in net.pool.head if isinstance(c, nn.Conv2d)] == [16, 8, 4]
+    stem = _convs(net.stem)  # 3x3 then 1x1, no bias (BatchNorm follows)
+    assert [(c.in_channels, c.out_channels, c.kernel_size, c.padding, c.bias) for c in stem] == \
+        [(3, 32, (3, 3), (1, 1), None), (32, 32, (1, 1), (0, 0), None)]
+    cls = _convs(net.classifier)
+    assert [(c.in_channels, c.out_channels, c.kernel_size) for c in cls] == [(32, 32, (1, 1)), (32, 4, (1, 1))]
+    assert cls[0].bias is None and cls[1].bias is not None
+    pag_net = nt.GatedPoolNet(2, pool="pag", dilations=(0, 1), tied=True, width=4, head_widths=(3,), in_channels=1)
+    mp = pag_net.pool
+    assert isinstance(mp, pl.PAGMultiPool) and mp.tied and mp.dilations == (0, 1) and mp.channels == 4
+    assert [c.out_channels for c in mp.head if isinstance(c, nn.Conv2d)] == [3, 2]
+    untied = nt.GatedPoolNet(2, pool="average", dilations=(1, 2), tied=True, width=4)
+    assert untied.pool.tied and len(untied.pool.branches.convs) == 1
+
+
+@pytest.mark.parametrize("pool", ["average", "true", "predicted", "learned", "pag"])
+def test_gated_pool_net_output_is_stem_pool_classifier(pool):
+    torch.manual_seed(0)
+    net = _bn_random(nt.GatedPoolNet(3, pool=pool, dilations=(0, 1, 2) if pool == "pag" else (1, 2),
+                                     width=4, head_widths=(3,), in_channels=2)).eval()
+    x = torch.rand(2, 2, 6, 6, generator=_gen(40))
+    bins = torch.randint(0, 2, (2, 6, 6), generator=_gen(41))
+    out = net(x, bins if pool == "true" else None)
+    feats = net.stem(x)
+    pooled = net.pool(feats) if pool == "pag" else net.pool(feats, bins if pool == "true" else None)
+    torch.testing.assert_close(out["seg"], net.classifier(pooled))
+    assert out["gate"] is not None and torch.equal(out["gate"], net.pool.last_gate)
+    if pool in ("predicted", "learned"):
+        assert set(out) == {"seg", "gate", "gate_logits"}
+        torch.testing.assert_close(out["gate_logits"], net.pool.last_logits)
+        torch.testing.assert_close(out["gate"], out["gate_logits"].softmax(1))
+    else:
+        assert set(out) == {"seg", "gate"}
+
+
+def test_pag_resnet_defaults_and_blocks():
+    net = nt.PAGResNet(3)
+    assert (net.gates, net.in_channels, net.dilations) == ("pixel", 3, (1, 1, 2, 2, 4, 4, 1, 1))
+    assert [(b.conv2.dilation[0], b.conv1.out_channels, b.granularity) for b in net.blocks] == \
+        [(d, 16, "pixel") for d in (1, 1, 2, 2, 4, 4, 1, 1)]
+    stem = _convs(net.stem)
+    assert [(c.in_channels, c.out_channels, c.kernel_size, c.padding) for c in stem] == [(3, 64, (3, 3), (1, 1))]
+    assert (net.classifier.in_channels, net.classifier.out_channels, net.classifier.kernel_size) == (64, 3, (1, 1))
+    small = nt.PAGResNet(2, gates="image", dilations=(3,), width=4, in_channels=1).eval()
+    assert small.blocks[0].granularity == "image" and small.blocks[0].conv1.out_channels == 1
+    x = torch.rand(2, 1, 5, 5, generator=_gen(42))
+    torch.testing.assert_close(small(x)["seg"], small.classifier(small.blocks[0](small.stem(x))))
+
+
+_BAD_NETS = [
+    (lambda: nt.GatedPoolNet(1), ValueError, r"^`num_classes`: expected an integer in \[2, inf\], got 1$"),
+    (lambda: nt.GatedPoolNet(2, width=0), ValueError, r"^`width`: expected an integer in \[1, inf\], got 0$"),
+    (lambda: nt.GatedPoolNet(2, in_channels=0), ValueError, r"^`in_channels`: expected an integer in \[1, inf\], got 0$"),
+    (lambda: nt.GatedPoolNet(2, pool="max"), ValueError, r"^`pool`: expected one of"),
+    (lambda: nt.GatedPoolNet(2, width=4, in_channels=2)(torch.rand(1, 3, 4, 4)), ValueError,
+     r"^`image`: expected shape \(N, 2, H, W\)"),
+    (lambda: nt.GatedPoolNet(2, width=4)(torch.full((1, 3, 4, 4), float("nan"))), ValueError, r"^`image`: expected finite"),
+    (lambda: nt.PAGResNet(1), ValueError, r"^`num_classes`: expected an integer in \[2, inf\], got 1$"),
+    (lambda: nt.PAGResNet(2, width=2), ValueError, r"^`width`: expected an integer in \[4, inf\], got 2$"),
+    (lambda: nt.PAGResNet(2, width=6), ValueError, r"^`width`: expected a multiple of 4 \(bottleneck width/4\), got 6$"),
+    (lambda: nt.PAGResNet(2, in_channels=0), ValueError, r"^`in_channels`: expected an integer in \[1, inf\], got 0$"),
+    (lambda: nt.PAGResNet(2, gates="layer"), ValueError, r"^`gates`: expected one of"),
+    (lambda: nt.PAGResNet(2, dilations=(1, 0)), ValueError, r"^`dilations`: expected an integer in \[1, inf\], got 0$"),
+    (lambda: nt.PAGResNet(2, dilations=()), ValueError, r"^`dilations`: expected at least one block$"),
+    (lambda: nt.PAGResNet(2, width=4, in_channels=2)(torch.rand(1, 3, 4, 4)), ValueError,
+     r"^`image`: expected shape \(N, 2, H, W\)"),
+    (lambda: nt.PAGResNet(2, width=4)(torch.full((1, 3, 4, 4), float("inf"))), ValueError, r"^`image`: expected finite"),
+]
+
+
+@pytest.mark.parametrize("thunk,err,pattern", _BAD_NETS, ids=_ids(_BAD_NETS))
+def test_nets_bad_argument_names_itself(thunk, err, pattern):
+    with pytest.raises(err, match=pattern):
+        thunk()
+
+
+def test_small_nets_accept_their_lower_bounds():
+    assert nt.GatedPoolNet(2, pool="average", dilations=(1,), width=1, in_channels=1)(torch.rand(1, 1, 3, 3))["seg"].shape \
+        == (1, 2, 3, 3)
+    assert nt.PAGResNet(2, dilations=(1,), width=4, in_channels=1)(torch.rand(1, 1, 3, 3))["seg"].shape == (1, 2, 3, 3)
+
+
+def _bn_modes(net):
+    return {n: m.training for n, m in net.named_modules() if isinstance(m, nn.BatchNorm2d)}
+
+
+def test_resnet50_constructor_copies_the_replaced_kernel_and_batchnorm_into_every_branch(monkeypatch):
+    original = torchvision.models.resnet50
+    # a backbone with non-trivial BatchNorm statistics, as pretrained weights would have
+    monkeypatch.setattr(torchvision.models, "resnet50", lambda *a, **kw: _bn_random(original(*a, **kw), 3))
+    torch.manual_seed(0)
+    plain = nt.PAGResNet50(5, gates="none", pool="none", blocks=4, head_width=8)
+    torch.manual_seed(0)  # the same backbone weights: the backbone is built first
+    net = nt.PAGResNet50(5, gates="pixel", pool="pag", blocks=4, head_width=8)
+    net.head.load_state_dict(plain.head.state_dict())
+    host, ref = net.stages["layer1"][2], plain.stages["layer1"][2]  # block 3 of 4: the second-to-last
+    assert host.conv2 is net.pool and isinstance(host.bn2, nn.Identity) and net.pool_block == 2
+    assert len(net.pool.branches.convs) == 6 and len(net.pool.branches.norms) == 6
+    for conv in net.pool.branches.convs:
+        assert torch.equal(conv.weight, ref.conv2.weight)
+    for norm in net.pool.branches.norms:
+        for key, value in ref.bn2.state_dict().items():
+            assert torch.equal(norm.state_dict()[key], value)
+    # forced: gates on, the MultiPool on the dilation-1 branch -> the plain network
+    net.pool.force = 1
+    for block in bd.pag_blocks(net):
+        block.force = 1.0
+    assert len(bd.pag_blocks(net)) == 3
+    x = torch.rand(1, 3, 24, 28, generator=_gen(43))
+    torch.testing.assert_close(net.eval()(x)["seg"], plain.eval()(x)["seg"], rtol=1e-4, atol=1e-5)
+    # in training the branches' BatchNorms keep their moments (frozen), the gate heads' train
+    net.train()
+    assert not any(n.training for n in net.pool.branches.norms)
+    assert all(m.training for m in net.pool.head.modules() if isinstance(m, nn.BatchNorm2d))
+    assert "stages.layer1.2.bn2" not in net._frozen
+
+
+def test_resnet50_defaults():
+    net = nt.PAGResNet50(5)
+    assert (net.gates, net.pool_kind, net.blocks, net.freeze_bn, net.pool_block) == ("pixel", "pag", 16, True, 14)
+    assert net.stages["layer4"][1].conv2 is net.pool and isinstance(net.pool, pl.PAGMultiPool)
+    assert net.pool.dilations == (0, 1, 2, 4, 6, 8, 10) and len(bd.pag_blocks(net)) == 15
+    assert [c.out_channels for c in net.pool.head if isinstance(c, nn.Conv2d)] == [128, 32, 7]
+    assert all(b.granularity == "pixel" for b in bd.pag_blocks(net))
+    head = _convs(net.head)
+    assert [(c.in_channels, c.out_channels, c.kernel_size, c.padding) for c in head] == \
+        [(2048, 512, (3, 3), (1, 1)), (512, 512, (3, 3), (1, 1)), (512, 5, (1, 1), (0, 0))]
+    assert net.training and not net.stem[1].training  # built in training mode, ImageNet moments frozen
+    assert "mean" not in net.state_dict() and "std" not in net.state_dict()
+    torch.testing.assert_close(net.mean.flatten(), torch.tensor([0.485, 0.456, 0.406]))
+    torch.testing.assert_close(net.std.flatten(), torch.tensor([0.229, 0.224, 0.225]))
+    assert [net.stages[s][0].conv2.dilation for s in ("layer3", "layer4")] == [(1, 1), (2, 2)]  # first block of a
+    assert [net.stages[s][1].conv2.dilation for s in ("layer3",)] == [(2, 2)]             # dilated stage: torchvision's
+
+
+def test_resnet50_forward_is_the_dilated_torchvision_backbone_and_the_head():
+    torch.manual_seed(1)
+    net = nt.PAGResNet50(3, gates="none", pool="none", head_width=4).eval()
+    torch.manual_seed(1)
+    tv = torchvision.models.resnet50(weights=None, replace_stride_with_dilation=[False, True, True]).eval()
+    x = torch.rand(1, 3, 30, 34, generator=_gen(44))
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        f = tv.maxpool(tv.relu(tv.bn1(tv.conv1((x - mean) / std))))
+        f = tv.layer4(tv.layer3(tv.layer2(tv.layer1(f))))
+        assert f.shape == (1, 2048, 4, 5)  # output stride 8
+        expected = F.interpolate(net.head(f), size=(30, 34), mode="bilinear", align_corners=False)
+        torch.testing.assert_close(net(x)["seg"], expected)
+    assert net.pool is None and net.pool_block is None and bd.pag_blocks(net) == []
+
+
+def test_resnet50_two_blocks_and_unfrozen_batchnorm():
+    net = nt.PAGResNet50(2, gates="image", pool="learned", blocks=2, head_width=1, freeze_bn=False)
+    assert [len(s) for s in net.stages.values()] == [2] and net.pool_block == 0
+    assert net.stages["layer1"][0].conv2 is net.pool and isinstance(net.pool, pl.DepthAwareGatedPool)
+    assert net.pool.gate == "learned" and [b.granularity for b in bd.pag_blocks(net)] == ["image"]
+    assert all(_bn_modes(net.train()).values())  # freeze_bn=False: every BatchNorm trains
+    assert not any(_bn_modes(net.eval()).values())
+    frozen = nt.PAGResNet50(2, pool="none", gates="none", blocks=2, head_width=1).eval().train()
+    modes = _bn_modes(frozen)
+    assert not modes["stem.1"] and not modes["stages.layer1.0.bn2"] and modes["head.1"]
+    assert frozen(torch.rand(1, 3, 16, 16))["seg"].shape == (1, 2, 16, 16)
+
+
+_BAD_R50 = [
+    (lambda: nt.PAGResNet50(1), ValueError, r"^`num_classes`: expected an integer in \[2, inf\], got 1$"),
+    (lambda: nt.PAGResNet50(3, blocks=1), ValueError, r"^`blocks`: expected an integer in \[2, 16\], got 1$"),
+    (lambda: nt.PAGResNet50(3, blocks=17), ValueError, r"^`blocks`: expected an integer in \[2, 16\], got 17$"),
+    (lambda: nt.PAGResNet50(3, head_width=0), ValueError, r"^`head_width`: expected an integer in \[1, inf\], got 0$"),
+    (lambda: nt.PAGResNet50(3, freeze_bn=1), TypeError, r"^`freeze_bn`: expected a bool, got int$"),
+    (lambda: nt.PAGResNet50(3, gates="layer"), ValueError, r"^`gates`: expected one of"),
+    (lambda: nt.PAGResNet50(3, pool="average"), ValueError, r"^`pool`: expected one of"),
+    (lambda: nt.PAGResNet50(3, blocks=2, head_width=1)(torch.rand(1, 1, 8, 8)), ValueError,
+     r"^`image`: expected shape \(N, 3, H, W\)"),
+    (lambda: nt.PAGResNet50(3, blocks=2, head_width=1)(torch.full((1, 3, 8, 8), float("nan"))), ValueError,
+     r"^`image`: expected finite"),
+]
+
+
+@pytest.mark.parametrize("thunk,err,pattern", _BAD_R50, ids=_ids(_BAD_R50))
+def test_resnet50_bad_argument_names_itself(thunk, err, pattern):
+    with pytest.raises(err, match=pattern):
+        thunk()

@@ -92,9 +92,7 @@ def budget_kl_loss(densities: torch.Tensor, rho: float, mode: str = "per_layer",
     check_dtype(densities, "densities", "float")
     if densities.ndim == 1:
         densities = densities[None]
-    check_shape(densities, "densities", "N L")
-    if densities.shape[1] == 0 or densities.shape[0] == 0:
-        raise ValueError(f"`densities`: expected at least one image and one layer, got {tuple(densities.shape)}")
+    check_shape(densities, "densities", "N L")  # also rejects no image or no layer
     check_choice(mode, "mode", ("per_layer", "total"))
     check_choice(over, "over", ("image", "batch"))
     check_choice(reduction, "reduction", ("mean", "sum", "none"))
