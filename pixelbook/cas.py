@@ -198,7 +198,7 @@ def cas_loss(probs: torch.Tensor, labels: torch.Tensor, alpha: float = ALPHA, *,
         return loss.sum()
     kept = int((~left_out).sum())
     if kept == 0:
-        if single_region == "skip" and ignore_index is not None and bool((labels != ignore_index).any()):
+        if single_region == "skip" and (ignore_index is None or bool((labels != ignore_index).any())):
             raise ValueError("`labels`: every image has a single region; nothing to average")
         return loss.sum()  # all void: 0, with a zero gradient
     return loss.sum() / kept
