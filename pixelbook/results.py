@@ -587,11 +587,37 @@ def _cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def _within_arm_row(stem: str, exp, claim, root) -> str:
+    """The glance page's row of a claim about one arm (an experiment's ``within_arm_claims``: objects with
+    ``statement``, ``arm``, ``metric``, ``threshold``, ``k``, ``n``, ``paper`` and ``evaluate(results)`` ->
+    an outcome with ``values``, ``wins`` and ``holds``), evaluated on the ``medium`` results."""
+    try:
+        res = load_results(stem, getattr(claim, "scale", "medium"), root)
+        out = claim.evaluate(res)
+    except FileNotFoundError:
+        ours, verdict = "not run yet", "–"
+    except (ValueError, KeyError):
+        ours, verdict = "incomplete or stale results", "–"
+    else:
+        f = getattr(claim, "fmt", ".3f")
+        per_seed = ", ".join(format(v, f) for v in out.values)
+        ours = f"{format(res.summary(claim.arm, claim.metric), f)}; per seed {per_seed}"
+        words = f"above {claim.threshold:g} on {out.wins} of {len(out.values)} seeds (needs {claim.k})"
+        verdict = f"**{'holds' if out.holds else 'does not hold'}** ({words})"
+    rule = f"`{claim.metric}` of {claim.arm} above {claim.threshold:g}, ≥ {claim.k} of {claim.n} seeds"
+    notebook = _repo_root() / "notebooks" / f"{stem}.ipynb"
+    chapter = f"[{exp.number}](../notebooks/{stem}.ipynb)" if notebook.exists() else exp.number
+    return "| " + " | ".join(_cell(x) for x in (chapter, claim.statement, rule, ours, claim.paper or "–",
+                                                 verdict)) + " |"
+
+
 def glance_markdown(root=None) -> str:
     """The book's "Results at a glance" page (``book/results.md``), generated from the results.
 
     One row per claim of every registered experiment: the claim, our result (mean ± sample std of
-    both arms, the per-seed differences), the paper's number and dataset, and the verdict in words.
+    both arms, the per-seed differences), the paper's number and dataset, and the verdict in words;
+    then one row per claim about one arm (``within_arm_claims``: the arm's mean ± std and per-seed
+    values against the threshold).
     ``python -m pixelbook.run --page book/results.md`` writes it (``make results`` does);
     ``tests/test_results.py`` fails when the committed page differs from this function's output.
     """
@@ -606,7 +632,9 @@ def glance_markdown(root=None) -> str:
         "",
         "Every claim the chapters test at `medium` scale, as it was written in",
         "`pixelbook/experiments/` before the experiment ran: arm A beats arm B on a metric by more than",
-        "a margin on at least *k* of *n* seeds (or a paired t-test over the seeds). Our numbers are",
+        "a margin on at least *k* of *n* seeds (or a paired t-test over the seeds); a claim about one arm",
+        "(Chapter 6's within-arm claims) says that its metric exceeds a threshold on at least *k* of *n*",
+        "seeds. Our numbers are",
         "means ± sample standard deviations over seeds, on the chapter's synthetic or bundled data; the",
         "paper's numbers are on its own datasets at full scale, so they are quoted for the direction",
         "of the effect, not for comparison of values. Each chapter's check cell asserts the verdict",
@@ -639,8 +667,11 @@ def glance_markdown(root=None) -> str:
             rows.append("| " + " | ".join(_cell(x) for x in (
                 chapter, claim.statement, rule, ours, claim.paper or "–",
                 verdict)) + " |")
+        for claim in exp.within_arm_claims:
+            rows.append(_within_arm_row(stem, exp, claim, root))
     if rows:
-        lines += ["| chapter | claim | rule | ours (A vs B) | paper | verdict |", "|---|---|---|---|---|---|", *rows, "",
+        lines += ["| chapter | claim | rule | ours (A vs B, or A alone) | paper | verdict |", "|---|---|---|---|---|---|",
+                  *rows, "",
                   "Chapters without a row have no `medium` experiment yet.", ""]
     else:
         lines += ["No chapter has a `medium` experiment yet.", ""]

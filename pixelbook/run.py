@@ -147,6 +147,13 @@ def _claims_report(exp, root, out, scale: str) -> None:
             print(f"[{claim.id}] not evaluated: {exc}", file=out)
             continue
         print(outcome, file=out)
+    for claim in (c for c in exp.within_arm_claims if getattr(c, "scale", "medium") == scale):
+        try:
+            outcome = claim.evaluate(results.load_results(exp.chapter, scale, root))
+        except (FileNotFoundError, ValueError, KeyError) as exc:
+            print(f"[{claim.id}] not evaluated: {exc}", file=out)
+            continue
+        print(outcome, file=out)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -111,6 +111,26 @@ def test_results_page_is_generated_from_the_results():
         "`python -m pixelbook.run --page book/results.md` (never edit it by hand)")
 
 
+def test_results_page_reports_every_within_arm_claim(tmp_path):
+    """Claims about one arm (Chapter 6's ``within_arm_claims``) get a row too: its per-seed values, wins and
+    verdict as the claim evaluates them on the committed results; "not run yet" without results."""
+    with_claims = [n for n in experiments.names() if experiments.get(n).within_arm_claims]
+    assert with_claims, "no experiment declares a within-arm claim any more: drop this test"
+    page, empty = results.glance_markdown(RESULTS), results.glance_markdown(tmp_path)
+    for stem in with_claims:
+        exp = experiments.get(stem)
+        for claim in exp.within_arm_claims:
+            rows = [line for line in page.splitlines() if claim.statement in line]
+            assert len(rows) == 1, f"{claim.id}: expected one row on the page, found {len(rows)}"
+            row = rows[0]
+            assert f"`{claim.metric}` of {claim.arm} above {claim.threshold:g}, ≥ {claim.k} of {claim.n} seeds" in row
+            out = claim.evaluate(results.load_results(stem, "medium", RESULTS))
+            assert "per seed " + ", ".join(format(v, ".3f") for v in out.values) in row
+            verdict = "**holds**" if out.holds else "**does not hold**"
+            assert f"{verdict} (above {claim.threshold:g} on {out.wins} of {len(out.values)} seeds (needs {claim.k}))" in row
+            assert [line for line in empty.splitlines() if claim.statement in line][0].count("not run yet") == 1
+
+
 def test_results_folder_holds_only_results_files():
     if not RESULTS.exists():
         pytest.skip("no results committed yet")
