@@ -1,4 +1,4 @@
-"""The ``full`` configurations of Chapters 2, 3, 4 and 6, end to end on fake datasets (CPU, seconds).
+"""The ``full`` configurations of Chapters 2, 3, 4 and 6 (VOC and BSDS500), end to end on fake datasets (CPU, seconds).
 
 Each test builds a fake copy of the paper's dataset in the real layout (tests/fakes.py), shrinks
 only the sizes (crop, epochs, batch, images) through the experiment's ``run_config`` overrides, and
@@ -203,7 +203,7 @@ def test_skip_arms_must_name_some_arms_of_a_scale(skip):
 
 def test_meanshift_full_config_is_the_thesis_voc_setting():
     exp = experiments.get(6)
-    assert [a.name for a in exp.arms_for("full")] == ["gbms", "plain", "unequal_uniform"]
+    assert [a.name for a in exp.arms_for("full")] == ["gbms", "plain", "unequal_uniform", "bsds_boundary"]
     cfg = exp.run_config("gbms", 0, "full")
     t, d, m, loss = cfg.train, cfg.data, cfg.model, cfg.loss
     # [Kong thesis, §5.5.1]: VOC 2012 + SBD (train_aug) -> VOC val; batch 1, poly from 2.5e-4; D = 64, alpha = 0.5
@@ -255,6 +255,143 @@ def test_meanshift_full_runs_end_to_end_on_a_fake_voc(cache, monkeypatch, capsys
 def test_meanshift_full_without_data_says_where_to_get_it(cache):
     with pytest.raises(FileNotFoundError, match=r"VOCtrainval_11-May-2012\.tar.*VOCInstances"):
         experiments.get(6).run("plain", 0, "full", device="cpu", cache=False,
+                               data={"root": str(cache / "none"), "download": False}, model={"weights_backbone": None})
+
+
+def test_meanshift_bsds_full_config_is_the_thesis_boundary_setting():
+    from pixelbook.experiments import meanshift as ms
+    from pixelbook.multitask import BSDS_POSITIVE
+
+    exp = experiments.get(6)
+    cfg = exp.run_config("bsds_boundary", 0, "full")
+    t, d, m, loss, ev = cfg.train, cfg.data, cfg.model, cfg.loss, cfg.eval
+    # [Kong thesis, §5.5.1]: "300 train-val images to train ... evaluate on the remaining 200 test images";
+    # scales 0.5-1.5, rotations of 10 degrees, crops divisible by 8; batch 1, poly from 2.5e-4, frozen BN
+    assert (d["dataset"], d["train_splits"], d["test_split"], d["archive"]) == (
+        "bsds500", ["train", "val"], "test", "bsds500_full")
+    assert (d["scales"], d["rotate"], d["crop"] % 8, d["batch_size"]) == ([0.5, 1.5], 10.0, 0, 1)
+    assert (t.batch_size, t.lr, t.schedule, t.optimizer) == (1, 2.5e-4, "poly", "sgd")
+    # §5.5.2: a 3-D embedding (two groups), branches over ResBlock 2-5 of an output-stride-8 ResNet-50
+    assert (m["name"], m["dim"], m["output_stride"], m["frozen_batchnorm"], m["weights_backbone"]) == (
+        "boundary_embedding_resnet50", 3, 8, True, "IMAGENET1K_V1")
+    # §5.3.2 alpha = 0.5, delta from 1/delta = (1 - alpha)/3; §5.3.1 instance weights; §5.5.2 no GBMS
+    assert (loss["alpha"], loss["delta"], loss["weighting"], loss["num_iters"]) == (0.5, 6.0, "instance", 0)
+    assert 0 < loss["embed_epochs"] < t.epochs  # an embedding stage, then the logistic fine-tuning
+    # the BSDS benchmark's maxDist (0.0075 of the diagonal) and thresholds (99); Chapter 1's consensus rule
+    assert (ev["max_dist"], ev["thresholds"], d["positive"]) == (0.0075, 99, BSDS_POSITIVE)
+    assert set(ms.FULL_COST) == {"voc", "bsds500"} and ms.FULL_COST["bsds500"]["arms"] == 1
+    assert ms.FULL_COST["bsds500"]["iterations"] == t.epochs * 300 // t.batch_size  # the estimate is of this config
+    # full scale only, and never chosen below it
+    assert [a.name for a in exp.arms_for("full")] == ["gbms", "plain", "unequal_uniform", "bsds_boundary"]
+    for scale in ("smoke", "small", "medium"):
+        assert "bsds_boundary" not in [a.name for a in exp.arms_for(scale)]
+        with pytest.raises(ValueError, match="'full' scale only"):
+            exp.run_config("bsds_boundary", 0, scale)
+    assert cfg.hash != exp.run_config("plain", 0, "full").hash
+
+
+def _agreeing_bsds_test_image(root):
+    """Rewrite the fake BSDS500 test image's ground truth: 3 annotators, one boundary at column 8 (the
+    fake's random columns disagree there, so no pixel would reach the consensus of half the annotators)."""
+    import numpy as np
+    import scipy.io
+
+    seg = np.ones((12, 16), dtype=np.uint16)
+    seg[:, 8:] = 2
+    bnd = np.zeros((12, 16), dtype=np.uint8)
+    bnd[:, 8] = 1
+    cells = np.empty((1, 3), dtype=object)
+    for a in range(3):
+        cells[0, a] = {"Segmentation": seg, "Boundaries": bnd}
+    scipy.io.savemat(root / "BSR" / "BSDS500" / "data" / "groundTruth" / "test" / "100007.mat", {"groundTruth": cells})
+
+
+def test_meanshift_bsds_full_runs_end_to_end_on_a_fake_bsds500(cache, monkeypatch, capsys):
+    from fakes import make_bsds_folder
+
+    root = make_bsds_folder(cache / "bsds")  # train 2 + val 1 (portrait) images to train on, test 1
+    _agreeing_bsds_test_image(root)
+    exp = experiments.get(6)
+    shrink(monkeypatch, exp, {"data": {"root": str(root), "download": False, "crop": 16, "workers": 0},
+                              "train": {"epochs": 2, "eval_every": 1}, "model": {"weights_backbone": None},
+                              "loss": {"num_samples": 32, "embed_epochs": 1}})
+    record = run_full(cache, "6", "bsds_boundary", capsys)
+    h = record["history"]
+    # 3 training images of batch 1: the embedding stage (epoch 1), then the logistic fine-tuning (epoch 2)
+    assert [len(r["step_loss"]) for r in h] == [3, 3]
+    assert "embedding" in h[0] and "logistic" not in h[0] and "logistic" in h[1] and "embedding" not in h[1]
+    assert "test_ods" in h[0] and "test_ods" in h[1]
+    m = record["metrics"]
+    assert {"boundary.ods", "boundary.ois", "boundary.ap"} <= set(m)
+    assert all(0.0 <= m[f"boundary.{k}"] <= 1.0 for k in ("ods", "ois", "ap"))
+    assert m["boundary.images"] == 1.0 and m["boundary.tolerance_px"] == pytest.approx(0.0075 * 20)  # 12 x 16
+    assert record["config"]["model"]["name"] == "boundary_embedding_resnet50" and record["scale"] == "full"
+
+
+def test_meanshift_bsds_two_stage_loss_trains_the_branches_then_the_fusion():
+    from pixelbook.experiments.meanshift import BoundaryEmbeddingNet, _bsds_loss
+
+    torch.manual_seed(0)
+    net = BoundaryEmbeddingNet(3)
+    groups = torch.zeros(1, 16, 16, dtype=torch.long)
+    groups[:, :, 7:9] = 1
+    groups[:, 0] = 255
+    batch = {"image": torch.rand(1, 3, 16, 16), "instances": groups, "valid": groups != 255}
+    loss_fn = _bsds_loss({"alpha": 0.5, "weighting": "instance", "num_samples": 64, "delta": 6.0, "num_iters": 0,
+                          "eta": 1.0, "loss_at": "all", "gbms_on": "sampled", "embed_epochs": 2}, steps_per_epoch=1)
+    for step in range(3):
+        net.zero_grad()
+        loss, logs = loss_fn(net, batch)
+        loss.backward()
+        fuse = float(net.fuse.weight.grad.abs().sum())
+        branch = float(net.branches[0].weight.grad.abs().sum())
+        if step < 2:  # embedding stage: every branch learns, the fusion layer gets a zero gradient
+            assert set(logs) == {"embedding"} and fuse == 0.0 and branch > 0.0
+        else:
+            assert set(logs) == {"logistic"} and fuse > 0.0 and branch > 0.0
+    assert int(net.step) == 3  # the schedule's counter is a buffer: saved with the weights
+
+
+def test_meanshift_bsds_evaluation_scores_a_perfect_map_one_and_transposes_portraits():
+    from torch import nn
+
+    from pixelbook.experiments.meanshift import evaluate_boundaries
+
+    class Oracle(nn.Module):  # logits +-10 from the ground truth it is handed
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(()))
+            self.truth = None
+
+        def forward(self, image):
+            return {"boundary": (self.truth.float() * 20 - 10)[None, None] + self.w}
+
+    land = torch.zeros(12, 16)
+    land[:, 5] = 1.0
+    land[3, :] = 0.4  # below the consensus: not a boundary
+    samples = [{"image": torch.rand(3, 12, 16), "boundaries": land},
+               {"image": torch.rand(3, 16, 12), "boundaries": land.T.contiguous()}]
+    oracle = Oracle()
+
+    class Test(list):
+        def __getitem__(self, i):
+            oracle.truth = list.__getitem__(self, i)["boundaries"] >= 0.5
+            return list.__getitem__(self, i)
+
+    ev = {"thresholds": 99, "max_dist": 0.0075}
+    out = evaluate_boundaries(oracle, Test(samples), {"positive": 0.5}, ev)
+    assert (out["boundary.ods"], out["boundary.ois"], out["boundary.images"]) == (1.0, 1.0, 2.0)
+    assert out["boundary.ap"] > 0.99
+    # with a consensus of 0.3 the 0.4 row is a boundary too, which the oracle (drawing >= 0.5) misses
+    assert evaluate_boundaries(oracle, Test(samples), {"positive": 0.3}, ev)["boundary.ods"] < 0.9
+    blind = Oracle()
+    blind.forward = lambda image: {"boundary": torch.full((1, 1, *image.shape[-2:]), -10.0)}
+    assert evaluate_boundaries(blind, samples, {"positive": 0.5}, ev)["boundary.ods"] == 0.0
+
+
+def test_meanshift_bsds_full_without_data_says_where_to_get_it(cache):
+    with pytest.raises(FileNotFoundError, match=r"full-scale data not available.*BSR_full\.tgz.*'root'"):
+        experiments.get(6).run("bsds_boundary", 0, "full", device="cpu", cache=False,
                                data={"root": str(cache / "none"), "download": False}, model={"weights_backbone": None})
 
 

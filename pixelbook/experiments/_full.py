@@ -20,7 +20,7 @@ import torch
 from .. import distributed
 
 __all__ = ["train_loader", "eval_samples", "all_reduce_sum", "open_dataset", "VOC_HOW", "VOC_INSTANCES_HOW",
-           "CAMVID_HOW", "ISIC_HOW"]
+           "CAMVID_HOW", "ISIC_HOW", "BSDS_HOW"]
 
 #: How to get PASCAL VOC 2012 + SBD (torchvision's downloads; the URLs are torchvision's).
 VOC_HOW = ("PASCAL VOC 2012 (VOCtrainval_11-May-2012.tar, ~2 GB, "
@@ -46,6 +46,12 @@ ISIC_HOW = ("ISIC 2018 Task 1 (https://isic-challenge-data.s3.amazonaws.com/2018
             "~10 GB, and .../ISIC2018_Task1_Training_GroundTruth.zip, licence CC BY-NC 4.0): run with data "
             "'download': True, or `python -c \"from pixelbook.data.isic import isic2018_root; "
             "isic2018_root(download=True)\"`, or unpack both zips into one folder and pass it as the data 'root'")
+
+#: How to get BSDS500 (through the dataset registry).
+BSDS_HOW = ("BSDS500 (registry name 'bsds500_full': BSR_full.tgz, 252 MB, sha256 recorded, "
+            "https://www2.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/BSR/BSR_full.tgz): run with data "
+            "'download': True (the default at full scale), or `python -c \"from pixelbook.data.bsds import BSDS500; "
+            "BSDS500(download=True)\"`, or unpack it and pass the folder holding BSR/BSDS500/data as the data 'root'")
 
 
 def open_dataset(build: Callable[[], object], how: str):

@@ -33,6 +33,15 @@ At ``full`` scale (:data:`FULL_DATA`, :data:`FULL_MODEL`, :data:`FULL_LOSS`, :da
 SBD instances and are evaluated on VOC 2012 val, the thesis' proposal experiment [Kong thesis,
 §5.5.1]; ``unequal_instance`` is not run there (it would be ``plain``), ``unequal_uniform`` is the
 weighting ablation on VOC.
+
+The arm ``bsds_boundary`` exists at ``full`` scale only (:data:`FULL_BSDS_DATA`, :data:`FULL_BSDS_MODEL`,
+:data:`FULL_BSDS_LOSS`, :data:`FULL_BSDS_TRAIN`, :data:`FULL_BSDS_EVAL`; cost: :data:`FULL_COST`
+``["bsds500"]``): the thesis' boundary detector [Kong thesis, §5.5.2] — BSDS500's boundary and
+non-boundary pixels as the two groups of the embedding loss, 3-D embeddings on four ResNet-50 stages,
+then a fusion layer fine-tuned with a logistic loss — scored by boundary ODS, OIS and AP on the 200
+test images (``python -m pixelbook.run 06_mean_shift_grouping --scale full --arm bsds_boundary``).
+The thesis shows this experiment only as precision-recall curves (Fig. 5.6, p. 94): it gives no
+number to compare with.
 """
 
 from __future__ import annotations
@@ -47,11 +56,16 @@ from ..training import TrainConfig
 from .base import Arm, Experiment
 
 __all__ = ["MeanShiftExperiment", "EXPERIMENT", "WithinArmClaim", "WITHIN_ARM_CLAIMS", "SIZE_BINS", "FULL_DATA",
-           "FULL_MODEL", "FULL_LOSS", "FULL_TRAIN", "FULL_COST", "PooledEmbedding"]
+           "FULL_MODEL", "FULL_LOSS", "FULL_TRAIN", "FULL_COST", "PooledEmbedding", "FULL_BSDS_DATA",
+           "FULL_BSDS_MODEL", "FULL_BSDS_LOSS", "FULL_BSDS_TRAIN", "FULL_BSDS_EVAL", "BoundaryEmbeddingNet",
+           "evaluate_boundaries"]
 
 #: Instance area bins (pixels, at 32 × 32) for the per-size IoU: [0, 40), [40, 150), [150, ∞).
 #: ours: a 40-px instance is a disk of radius ~3.5 px — the tiny shapes of the unequal set.
 SIZE_BINS = (("small", 0, 40), ("medium", 40, 150), ("large", 150, 10 ** 9))
+#: Why ``bsds_boundary`` runs at ``full`` scale only (its ``skip_arms`` entry at the other scales).
+_BSDS_ONLY_FULL = ("runs at 'full' scale only: the thesis' BSDS500 boundary detector (Sec. 5.5.2) needs BSDS500 "
+                   "and an ImageNet ResNet-50, which the synthetic scenes of the smaller scales cannot stand for")
 
 
 @dataclass(frozen=True)
@@ -133,11 +147,15 @@ class MeanShiftExperiment(Experiment):
             {"sizes": "unequal", "weighting": "instance", "num_iters": 0}),
         Arm("unequal_uniform", "unequal sizes; uniform pixel weights; no GBMS in training",
             {"sizes": "unequal", "weighting": "uniform", "num_iters": 0}),
+        Arm("bsds_boundary", "full scale only: BSDS500 boundary / non-boundary pixels as two groups, 3-D "
+            "embeddings on four ResNet-50 stages, then a fusion layer fine-tuned with a logistic loss (Sec. 5.5.2)",
+            {"dataset": "bsds500", "weighting": "instance", "num_iters": 0}),
     )
     seeds = {"smoke": (0,), "small": (0,), "medium": (0, 1, 2), "full": (0,)}  # full: FULL_* below
     skip_arms = {"full": {"unequal_instance": "on PASCAL VOC there is no 'unequal' set: with instance weights and "
                                               "no GBMS in training it is the plain arm (unequal_uniform is the "
-                                              "weighting ablation there)"}}
+                                              "weighting ablation there)"},
+                 **{scale: {"bsds_boundary": _BSDS_ONLY_FULL} for scale in ("smoke", "small", "medium")}}
     # Written before any medium result existed (see the module docstring).
     claims = (
         # ours: with uniform weights a 20-px instance's pairs weigh ~(20/1000)^2 of the background's
@@ -170,6 +188,10 @@ class MeanShiftExperiment(Experiment):
 
     def config(self, arm, seed, scale):
         p = arm.params
+        if p.get("dataset") == "bsds500":
+            if scale != "full":
+                raise ValueError(f"`scale`: the arm 'bsds_boundary' {_BSDS_ONLY_FULL}; got {scale!r}")
+            return self._full_bsds_config(arm, seed)
         if scale == "full":
             return self._full_config(arm, seed)
         data = {
@@ -206,6 +228,13 @@ class MeanShiftExperiment(Experiment):
         return self.make_config(arm, seed, "full", train=TrainConfig(**FULL_TRAIN, seed=seed),
                                 data={**FULL_DATA, "seed": seed}, model=dict(FULL_MODEL), loss=loss, eval=ev)
 
+    def _full_bsds_config(self, arm, seed):
+        p = arm.params
+        loss = {**FULL_BSDS_LOSS, "weighting": p["weighting"], "num_iters": p["num_iters"]}
+        return self.make_config(arm, seed, "full", train=TrainConfig(**FULL_BSDS_TRAIN, seed=seed),
+                                data={**FULL_BSDS_DATA, "seed": seed}, model=dict(FULL_BSDS_MODEL), loss=loss,
+                                eval=dict(FULL_BSDS_EVAL))
+
     # -- data, model, loss, evaluation ----------------------------------------------------------
 
     def data(self, config):
@@ -214,6 +243,8 @@ class MeanShiftExperiment(Experiment):
         d = config.data
         if d.get("dataset") == "voc_instances":
             return _voc_data(d)
+        if d.get("dataset") == "bsds500":
+            return _bsds_data(d)
         out = {}
         for split, n in (("train", d["n_train"]), ("val", d["n_val"]), ("test", d["n_test"])):
             s = make_instance_scenes(n, d["size"], d["seed"], split, sizes=d["sizes"])
@@ -223,6 +254,10 @@ class MeanShiftExperiment(Experiment):
     def model(self, config, data):
         if config.model["name"] == "deeplabv3_resnet50":
             return _full_model(config.model)
+        if config.model["name"] == "boundary_embedding_resnet50":
+            m = config.model
+            return BoundaryEmbeddingNet(m["dim"], weights_backbone=m["weights_backbone"],
+                                        frozen_batchnorm=m["frozen_batchnorm"])
         from ..models import EmbeddingNet
 
         m = config.model
@@ -232,6 +267,8 @@ class MeanShiftExperiment(Experiment):
         from ..meanshift import embedding_loss
 
         c = dict(config.loss)
+        if config.data.get("dataset") == "bsds500":
+            return _bsds_loss(c, len(self.load_data(config)["train"]))
 
         def loss_fn(model, batch):  # `valid`: VOC's void pixels at full scale (the synthetic scenes have none)
             return embedding_loss(model(batch["image"]), batch["instances"], c["alpha"], weighting=c["weighting"],
@@ -246,6 +283,9 @@ class MeanShiftExperiment(Experiment):
         from ..metrics import adjusted_rand_index
 
         n = config.eval["monitor_n"]
+        if config.data.get("dataset") == "bsds500":  # convergence only: nothing is chosen by it
+            return lambda model: {"test_ods": evaluate_boundaries(model, data["test"], config.data, config.eval,
+                                                                  n)["boundary.ods"]}
         val = {k: v[:n] for k, v in data["val"].items()}
 
         def fn(model):
@@ -258,6 +298,8 @@ class MeanShiftExperiment(Experiment):
         return fn
 
     def evaluate(self, config, model, data):
+        if config.data.get("dataset") == "bsds500":
+            return evaluate_boundaries(model, data["test"], config.data, config.eval)
         if config.scale == "full":  # grouped on the stride-8 grid, as the thesis groups its stride-8 map
             model = PooledEmbedding(model, config.data["stride"])
         return evaluate_grouping(model, data["val"], data["test"], config.eval, config.loss)
@@ -380,12 +422,19 @@ FULL_LOSS = {"alpha": 0.5, "num_samples": 1024, "delta": 6.0, "eta": 1.0, "loss_
 #: 10 epochs (103,820 iterations) are ours.
 FULL_TRAIN = {"epochs": 10, "lr": 2.5e-4, "batch_size": 1, "optimizer": "sgd", "weight_decay": 5e-4,
               "schedule": "poly", "eval_every": 1}
-#: What a full run costs: an ESTIMATE. FLOPs counted with ``torch.utils.flop_counter`` on this network:
-#: 383 GFLOP forward + backward per 320² crop (output stride 8, D = 64; GBMS on 1,024 sampled pixels adds
-#: < 1 %), x 103,820 iterations = 4.0e16 FLOP, ~1.1 h at an assumed effective 10 TFLOP/s; steps of one
-#: image keep a GPU far from that rate, so allow 2-3 GPU-hours per arm, three arms. The thesis gives
-#: no time (one Titan X, MatConvNet). Downloads: VOC 2012 ~2 GB + SBD ~1.4 GB; ResNet-50 weights 98 MB.
-FULL_COST = {"gpu_hours_per_arm": 2.5, "arms": 3, "download_gb": 3.4}
+#: What a full run costs: an ESTIMATE, per dataset. ``"voc"``: FLOPs counted with
+#: ``torch.utils.flop_counter`` on this network: 383 GFLOP forward + backward per 320² crop (output stride
+#: 8, D = 64; GBMS on 1,024 sampled pixels adds < 1 %), x 103,820 iterations = 4.0e16 FLOP, ~1.1 h at an
+#: assumed effective 10 TFLOP/s; steps of one image keep a GPU far from that rate, so allow 2-3
+#: GPU-hours per arm, three arms. The thesis gives no time (one Titan X, MatConvNet). Downloads: VOC 2012
+#: ~2 GB + SBD ~1.4 GB; ResNet-50 weights 98 MB. ``"bsds500"`` (the arm ``bsds_boundary``): FLOPs counted
+#: the same way on :class:`BoundaryEmbeddingNet` with its loss: 233 GFLOP forward + backward per 320² crop
+#: in either stage, x 27,000 iterations = 6.3e15 FLOP, ~0.2 h at the assumed 10 TFLOP/s; with steps of
+#: one image and the boundary scoring on the CPU (a 20-image monitor every 10 epochs, the 200 test images
+#: at the end) allow ~0.5 GPU-hour. Downloads: BSR_full.tgz 252 MB; ResNet-50 weights 98 MB.
+FULL_COST = {"voc": {"gpu_hours_per_arm": 2.5, "arms": 3, "download_gb": 3.4},
+             "bsds500": {"gpu_hours_per_arm": 0.5, "arms": 1, "download_gb": 0.35,
+                         "gflop_per_iteration": 233.0, "iterations": 27000}}
 
 
 class PooledEmbedding(torch.nn.Module):
@@ -457,6 +506,222 @@ def _stack(dataset, stride: int) -> dict:
         images.append(sample["image"])
         instances.append(grid)
     return {"image": torch.stack(images), "instances": torch.stack(instances)}
+
+
+
+# ----------------------------------------------------------------------------------------------
+# Full scale, BSDS500: the thesis' boundary detector [Kong thesis, §5.5.2]
+# ----------------------------------------------------------------------------------------------
+
+#: Data [Kong thesis, §5.5.1-5.5.2]: "the standard split [7, 358], using 300 train-val images to train
+#: ... and evaluate on the remaining 200 test images"; the same augmentation as on VOC (scales
+#: U(0.5, 1.5), rotations U(-10, 10) degrees, flips; 320 x 320 crops, divisible by 8, as the thesis asks;
+#: no colour jitter, no 20-pixel margin: ours, as at VOC). The two groups (§5.5.2: "the number of
+#: instances labels is 2"): a pixel is a boundary (1) when at least ``positive`` = half the annotators
+#: drew one there, not a boundary (0) when none did, void (255, out of the loss) in between — ours
+#: (the thesis does not say how it merges the 5-9 annotators), the rule of Chapter 1
+#: (:data:`pixelbook.multitask.BSDS_POSITIVE`). The nearest-neighbour rescaling of the augmentation thins
+#: one-pixel boundaries at scales < 1 (ours, as the masks on VOC). Test images are scored whole
+#: (481 x 321, portrait ones transposed), against the same consensus map.
+FULL_BSDS_DATA = {"dataset": "bsds500", "root": None, "download": True, "archive": "bsds500_full",
+                  "train_splits": ["train", "val"], "test_split": "test", "positive": 0.5, "crop": 320,
+                  "scales": [0.5, 1.5], "rotate": 10.0, "n_train": None, "n_test": None, "batch_size": 1,
+                  "workers": 4}
+#: The network [Kong thesis, §5.5.1-5.5.2]: an ImageNet ResNet-50 at output stride 8 (the last two stages
+#: dilated 2 and 4), BatchNorm frozen, with "multiple branches over ResBlock 2, 3, 4, 5" (as COB and HED),
+#: each a "3-dimensional embedding space" (:class:`BoundaryEmbeddingNet`: a 1 x 1 convolution per stage,
+#: up-sampled bilinearly to the image and L2-normalised), and "a fusion layer that combines predictions
+#: from multiple levels" (a 1 x 1 convolution of the four embeddings to one logit).
+FULL_BSDS_MODEL = {"name": "boundary_embedding_resnet50", "dim": 3, "output_stride": 8,
+                   "weights_backbone": "IMAGENET1K_V1", "frozen_batchnorm": True}
+#: The loss, in two stages [Kong thesis, §5.5.2]: first the embedding loss (Eq. 5.2, alpha = 0.5 from
+#: §5.3.2, instance-size weights w = 1/|I_q| of §5.3.1 for the > 90 % non-boundary pixels) on every
+#: branch, summed, *without* GBMS ("even though we didn't utilize mean-shift grouping, the trained
+#: embedding already produces compact clusters": ``num_iters`` 0); then the whole network with its
+#: fusion layer "fine-tuned with a logistic loss" — the thesis' class-balanced one of Ch. 2 (Eq. 2.2,
+#: :func:`pixelbook.losses.balanced_bce_loss`), on the fused map only (ours). 1,024 sampled pixels per
+#: image as on VOC (ours: "set based on available GPU memory"); ``embed_epochs`` of the embedding
+#: stage (ours: the thesis gives no iteration count).
+FULL_BSDS_LOSS = {"alpha": 0.5, "num_samples": 1024, "delta": 6.0, "eta": 1.0, "loss_at": "all",
+                  "gbms_on": "sampled", "embed_epochs": 60}
+#: Training [Kong thesis, §5.5.1]: batch 1, SGD (momentum 0.9, weight decay 5e-4 as on VOC), one "poly"
+#: schedule from 2.5e-4 over both stages. Ours: 60 + 30 epochs of the 300 images (27,000 iterations;
+#: the thesis gives no number), a monitor every 10 epochs.
+FULL_BSDS_TRAIN = {"epochs": 90, "lr": 2.5e-4, "batch_size": 1, "optimizer": "sgd", "weight_decay": 5e-4,
+                   "schedule": "poly", "eval_every": 10}
+#: Evaluation (ours; the thesis plots precision-recall curves, Fig. 5.6, without numbers): boundary
+#: ODS, OIS and AP of the fused map's sigmoid with :func:`pixelbook.metrics.boundary_f` at 99 thresholds
+#: (the BSDS benchmark's count) and a matching distance of 0.0075 of the image diagonal (the BSDS
+#: benchmark's ``maxDist``: 4.3 px at 481 x 321) — a simplified benchmark (no thinning, no one-to-one
+#: matching, the consensus map instead of each annotator), so not comparable with published BSDS numbers.
+#: ``monitor_n``: test images scored by the per-epoch monitor (a convergence curve; nothing is chosen by it).
+FULL_BSDS_EVAL = {"thresholds": 99, "max_dist": 0.0075, "monitor_n": 20}
+
+
+class BoundaryEmbeddingNet(torch.nn.Module):
+    """The thesis' BSDS500 boundary network [Kong thesis, §5.5.2]: ResNet-50 branches embed, a fusion layer scores.
+
+    torchvision's ResNet-50 with ``layer3`` and ``layer4`` dilated (output stride 8); after each of
+    ``layer1`` ... ``layer4`` (ResBlock 2-5) a 1 x 1 convolution to ``dim`` channels, up-sampled
+    bilinearly to the input size and L2-normalised per pixel; a 1 x 1 convolution of the ``4 dim``
+    concatenated embeddings gives the boundary logit. A ``step`` buffer counts training steps (the
+    two-stage loss reads it; saved with the weights, so a resumed run continues its schedule).
+
+    ``forward(image)`` returns ``{"embeddings": [four (N, dim, H, W)], "boundary": (N, 1, H, W) logits}``.
+
+    Args:
+        dim: the embedding dimension (3 in the thesis).
+        weights_backbone: ``None`` (random, offline) or a ``ResNet50_Weights`` name, e.g. ``"IMAGENET1K_V1"``.
+        frozen_batchnorm: every BatchNorm of the trunk a ``FrozenBatchNorm2d`` ("we fix the batch
+            normalization in ResNet backbone", §5.5.1).
+    """
+
+    STAGE_CHANNELS = (256, 512, 1024, 2048)
+
+    def __init__(self, dim: int = 3, *, weights_backbone: str | None = None, frozen_batchnorm: bool = True):
+        super().__init__()
+        from torchvision.models import ResNet50_Weights, resnet50
+        from torchvision.ops import FrozenBatchNorm2d
+
+        from .._checks import check_int
+
+        dim = check_int(dim, "dim", low=1)
+        weights = None if weights_backbone is None else ResNet50_Weights[weights_backbone]
+        trunk = resnet50(weights=weights, replace_stride_with_dilation=[False, True, True],
+                         norm_layer=FrozenBatchNorm2d if frozen_batchnorm else None)
+        self.stem = torch.nn.Sequential(trunk.conv1, trunk.bn1, trunk.relu, trunk.maxpool)
+        self.stages = torch.nn.ModuleList([trunk.layer1, trunk.layer2, trunk.layer3, trunk.layer4])
+        self.branches = torch.nn.ModuleList([torch.nn.Conv2d(c, dim, 1) for c in self.STAGE_CHANNELS])
+        self.fuse = torch.nn.Conv2d(len(self.STAGE_CHANNELS) * dim, 1, 1)
+        self.register_buffer("step", torch.zeros((), dtype=torch.long))
+
+    def advance(self) -> int:
+        """The current training step; counts it (called once per training step by the loss)."""
+        step = int(self.step)
+        self.step += 1
+        return step
+
+    def forward(self, image: torch.Tensor) -> dict:
+        from .._checks import check_shape
+
+        check_shape(image, "image", "N 3 H W")
+        size = image.shape[-2:]
+        x, embeddings = self.stem(image), []
+        for stage, branch in zip(self.stages, self.branches):
+            x = stage(x)
+            e = torch.nn.functional.interpolate(branch(x), size=size, mode="bilinear", align_corners=False)
+            embeddings.append(torch.nn.functional.normalize(e, dim=1))
+        return {"embeddings": embeddings, "boundary": self.fuse(torch.cat(embeddings, 1))}
+
+
+class _BoundaryGroups:
+    """A BSDS500 sample as the two groups of §5.5.2: ``instances`` 1 (boundary: an annotator share of at
+    least ``positive``), 0 (no annotator), 255 (void, in between); then ``transform`` (the augmentation)."""
+
+    def __init__(self, positive: float, transform=None):
+        self.positive, self.transform = positive, transform
+
+    def __call__(self, sample: dict) -> dict:
+        share = sample["boundaries"]
+        groups = torch.full(share.shape, 255, dtype=torch.long)
+        groups[share >= self.positive] = 1
+        groups[share == 0] = 0
+        out = {"image": sample["image"], "instances": groups, "labels": groups}
+        return self.transform(out) if self.transform is not None else out
+
+
+def _bsds_data(d):
+    """BSDS500 train + val as training crops (a seeded loader) and the test split (read one image at a time)."""
+    from torch.utils.data import ConcatDataset, Subset
+
+    from ..data.bsds import BSDS500
+    from ..data.instances import InstanceTransform
+    from ._full import BSDS_HOW, open_dataset, train_loader
+
+    aug = _BoundaryGroups(d["positive"], InstanceTransform(d["crop"], tuple(d["scales"]), d["rotate"]))
+
+    def split(name, transform=None):
+        return open_dataset(lambda: BSDS500(d["root"], name, download=d["download"], archive=d["archive"],
+                                            transform=transform), BSDS_HOW)
+
+    train = ConcatDataset([split(name, aug) for name in d["train_splits"]])
+    test = split(d["test_split"])
+    n_train = len(train) if d["n_train"] is None else min(d["n_train"], len(train))
+    n_test = len(test) if d["n_test"] is None else min(d["n_test"], len(test))
+    return {"train": train_loader(Subset(train, range(n_train)), d["batch_size"], d["seed"], d["workers"]),
+            "test": Subset(test, range(n_test))}
+
+
+def _bsds_loss(c, steps_per_epoch: int):
+    """The two-stage loss of §5.5.2: the embedding loss on every branch, then the logistic loss of the fusion."""
+    from ..losses import balanced_bce_loss
+    from ..meanshift import embedding_loss
+
+    embed_steps = c["embed_epochs"] * steps_per_epoch
+
+    def loss_fn(model, batch):
+        step = model.advance()
+        out = model(batch["image"])
+        if step < embed_steps:
+            loss = sum(embedding_loss(e, batch["instances"], c["alpha"], weighting=c["weighting"],
+                                      valid=batch["valid"], num_samples=c["num_samples"], delta=c["delta"],
+                                      num_iters=c["num_iters"], eta=c["eta"], loss_at=c["loss_at"],
+                                      gbms_on=c["gbms_on"]) for e in out["embeddings"])
+            # the fusion layer is not used in this stage; a zero-weighted term keeps its parameters in the
+            # graph (gradient 0), which DistributedDataParallel requires
+            zero = sum(q.sum() for q in model.fuse.parameters()) * 0.0
+            return loss + zero, {"embedding": float(loss.detach())}
+        bce = balanced_bce_loss(out["boundary"], (batch["instances"] == 1).float(), batch["valid"])
+        return bce, {"logistic": float(bce.detach())}
+
+    return loss_fn
+
+
+def evaluate_boundaries(model, test, data_cfg, ev, n: int | None = None) -> dict:
+    """Boundary ODS, OIS and AP of ``model``'s fused map on the first ``n`` samples of ``test`` (BSDS500).
+
+    Each image is scored whole (normalised as in training; portrait images transposed to landscape
+    after the prediction), against the annotator consensus (share >= ``data_cfg["positive"]``), with
+    :func:`pixelbook.metrics.boundary_f` at ``ev["thresholds"]`` thresholds and a matching distance
+    of ``ev["max_dist"]`` times the image diagonal. Images of other sizes are padded with probability 0
+    and no ground truth, which adds no count. Every process scores every image (200 at full scale).
+
+    Returns:
+        ``{"boundary.ods", "boundary.ois", "boundary.ap", "boundary.tolerance_px", "boundary.images"}``.
+    """
+    import math
+
+    from torchvision.transforms.v2 import functional as TF
+
+    from ..data.instances import InstanceTransform
+    from ..metrics import boundary_f
+
+    was = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    n = len(test) if n is None else min(n, len(test))
+    probs, truth = [], []
+    with torch.no_grad():
+        for i in range(n):
+            sample = test[i]
+            image = TF.normalize(sample["image"], InstanceTransform.MEAN, InstanceTransform.STD)
+            p = torch.sigmoid(model(image[None].to(device))["boundary"])[0, 0].cpu()
+            gt = sample["boundaries"] >= data_cfg["positive"]
+            if p.shape[0] > p.shape[1]:  # portrait -> landscape
+                p, gt = p.T, gt.T
+            probs.append(p)
+            truth.append(gt)
+    model.train(was)
+    H, W = max(p.shape[0] for p in probs), max(p.shape[1] for p in probs)
+
+    def pad(t):
+        return torch.nn.functional.pad(t, (0, W - t.shape[1], 0, H - t.shape[0]))
+
+    tol = ev["max_dist"] * math.hypot(H, W)
+    r = boundary_f(torch.stack([pad(p) for p in probs]).clamp(0, 1), torch.stack([pad(t) for t in truth]),
+                   tolerance=tol, thresholds=ev["thresholds"])
+    return {"boundary.ods": r["ods"], "boundary.ois": r["ois"], "boundary.ap": r["ap"],
+            "boundary.tolerance_px": tol, "boundary.images": float(n)}
 
 
 EXPERIMENT = MeanShiftExperiment()
