@@ -67,13 +67,15 @@ def test_the_committed_list_parses_and_every_entry_names_a_tracked_module():
 
 
 def test_combine_scores_the_union_of_partial_reports(tmp_path, capsys):
-    """Two --only runs of one module are scored together; a later report wins for a repeated key."""
+    """Two --only runs of one module are scored together; a later report wins for a repeated key unless it
+    did not run that mutant (mutmut lists every mutant of the module, those left out with code None)."""
     import json
     import sys
     first = {"pixelbook.rmi.x_f__mutmut_1": {"code": 1, "diff": DIFF},
              "pixelbook.rmi.x_f__mutmut_2": {"code": 0, "diff": DIFF}}
     second = {"pixelbook.rmi.x_g__mutmut_1": {"code": 0, "diff": DIFF},
-              "pixelbook.rmi.x_f__mutmut_2": {"code": 1, "diff": DIFF}}  # re-run after a new test
+              "pixelbook.rmi.x_f__mutmut_2": {"code": 1, "diff": DIFF},  # re-run after a new test
+              "pixelbook.rmi.x_f__mutmut_1": {"code": None, "diff": DIFF}}  # not run by this --only job
     paths = []
     for i, rep in enumerate((first, second)):
         paths.append(tmp_path / f"r{i}.json")

@@ -20,7 +20,8 @@ mutant that the tests kill is reported as ``NOT EQUIVALENT`` and a listing that 
 ``--only PATTERN`` (repeatable) runs only the mutants whose mutmut name matches the fnmatch pattern,
 e.g. ``--only 'pixelbook.cas.x_cas_bounds*'``, so a long module can be measured in several short
 jobs; ``--combine REPORT...`` then prints the score of the union of those reports without running
-anything (a later report's entry wins where the same mutant appears twice).
+anything (a later report's entry wins where the same mutant appears twice, unless that report did
+not run it: an ``--only`` report lists the mutants it left out with exit code ``None``).
 ``--mutants-from REPORT`` re-runs only the survivors of an earlier report of the same module (after
 tests were added: a mutant the old tests killed stays killed, so the others need not run again)
 and reports the combined counts; a survivor that no longer exists (the module changed) is named.
@@ -184,8 +185,10 @@ def main() -> int:
     args = ap.parse_args()
     if args.combine:
         mutants = {}
-        for r in args.combine:
-            mutants.update(json.loads(r.read_text()))
+        for r in args.combine:  # an --only report lists the mutants it did not run with code None
+            for k, m in json.loads(r.read_text()).items():
+                if m["code"] is not None or k not in mutants:
+                    mutants[k] = m
         return summarise(args.module, mutants, report=args.report)
     if not args.tests:
         ap.error("name the module's test files")
