@@ -77,11 +77,10 @@ MASK_THRESHOLD = 0.8
 
 
 def _image(x, name: str, dims: dict | None = None, spec: str = "N C H W") -> dict:
+    """Check a non-empty, finite float tensor of shape ``spec`` (``check_shape`` rejects empty axes)."""
     dims = check_shape(x, name, spec, dims)
     check_dtype(x, name, "float")
     check_finite(x, name)
-    if x.numel() == 0:
-        raise ValueError(f"`{name}`: expected a non-empty tensor, got shape {tuple(x.shape)}")
     return dims
 
 
