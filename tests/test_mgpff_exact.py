@@ -175,6 +175,11 @@ def test_multigrid_apply_arguments():
     with pytest.raises(ValueError, match=r"^`level_filters`: expected the last \(finest\) filters at the size of "
                                          r"`image` \(8, 8\), got \(4, 4\)$"):
         multigrid_apply(x, [T, random_filters(2, 4, 4)])
+    with pytest.raises(ValueError, match=r"^`level_filters`: expected the last \(finest\) filters at the size of "
+                                         r"`image` \(8, 8\), got \(2, 2\)$"):
+        multigrid_apply(x, [random_filters(2, 4, 4), T, random_filters(2, 2, 2)])
+    with pytest.raises(ValueError, match=r"^`level_filters\[1\]`: expected shape \(N, T, h, w\), got \(9, 8, 8\)$"):
+        multigrid_apply(x, [random_filters(2, 4, 4), T[0]])
     with pytest.raises(ValueError, match=r"^`level_filters\[0\]`: expected a power-of-two fraction of the size \(8, 8\), got \(3, 3\)$"):
         multigrid_apply(x, [random_filters(2, 3, 3), T], prewarp="filter")
     with pytest.raises(TypeError, match=r"^`image`: expected a floating-point tensor"):
@@ -372,11 +377,12 @@ def test_charbonnier_by_hand():
     x = torch.tensor([3.0, -4.0, 0.0, 1.0]).view(1, 1, 2, 2)
     assert float(charbonnier(x, epsilon=0.0)) == pytest.approx(2.0)
     assert float(charbonnier(x, epsilon=4.0)) == pytest.approx((5 + math.sqrt(32) + 4 + math.sqrt(17)) / 4)
-    x2 = torch.stack([x[:, 0], 2 * x[:, 0]], 1)  # two channels: the mean over valid pixels counts both
+    x3 = torch.stack([x[:, 0], 2 * x[:, 0], 0 * x[:, 0]], 1)  # three channels: the mean counts all of them
     valid = torch.tensor([[[True, True], [False, False]]])
-    assert float(charbonnier(x2, epsilon=0.0, valid=valid)) == pytest.approx((3 + 4 + 6 + 8) / 4)
+    assert float(charbonnier(x3, epsilon=0.0, valid=valid)) == pytest.approx((3 + 4 + 6 + 8) / 6)
     one = torch.tensor([[[False, True], [False, False]]])
-    assert float(charbonnier(x2, epsilon=0.0, valid=one)) == pytest.approx((4 + 8) / 2)
+    assert float(charbonnier(x3, epsilon=0.0, valid=one)) == pytest.approx((4 + 8) / 3)
+    assert float(charbonnier(x, epsilon=0.0, valid=one)) == pytest.approx(4.0)  # one element counted
 
 
 def test_charbonnier_of_no_valid_pixel_is_a_connected_zero():
@@ -610,6 +616,14 @@ def test_transport_by_filters_or_by_flow():
     moved = torch.cat([payload[..., 1:], torch.zeros(2, 3, 4, 1)], -1)  # read at p + (1, 0), zero outside
     for prewarp in ("flow", "filter"):
         torch.testing.assert_close(mg._transport(_Shift(1, 0, prewarp), x, x, payload, "filter"), moved)
+    # soft filters: the filter path follows the model's pre-warp mode, which changes the result
+    soft = [random_filters(2, 2, 3, seed=9), random_filters(2, 4, 6, seed=10)]
+    for prewarp in ("flow", "filter"):
+        model = lambda t, s_, p=prewarp: MultigridOutput(filters=[T.clone().requires_grad_() for T in soft], prewarp=p)
+        ours = mg._transport(model, x, x, payload, "filter")
+        torch.testing.assert_close(ours, multigrid_apply(payload, soft, prewarp=prewarp))
+        assert not ours.requires_grad  # the filters are detached
+    assert not torch.allclose(multigrid_apply(payload, soft, prewarp="flow"), multigrid_apply(payload, soft, prewarp="filter"))
     # the flow path: bilinear, zero padding (half a pixel to the right: the last column reads half a zero)
     half = mg._transport(_Shift(1, 0, flow_dx=0.5), x, x, payload, "flow")
     torch.testing.assert_close(half, torch.cat([(payload[..., :-1] + payload[..., 1:]) / 2, payload[..., -1:] / 2], -1))
