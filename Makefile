@@ -56,7 +56,9 @@ MUTATION_TARGETS = "pixelbook/cas.py tests/test_cas.py" "pixelbook/rmi.py tests/
 	"pixelbook/levelset/chan_vese.py tests/test_levelset.py" "pixelbook/levelset/evolution.py tests/test_levelset.py" \
 	"pixelbook/levelset/narrow_band.py tests/test_levelset.py" "pixelbook/multitask.py tests/test_multitask.py" \
 	"pixelbook/meanshift.py tests/test_meanshift.py" "pixelbook/gating/gumbel.py tests/test_gating.py" "pixelbook/gating/pag.py tests/test_gating.py" \
-	"pixelbook/filterflow/pff.py tests/test_filterflow.py" "pixelbook/filterflow/multigrid.py tests/test_mgpff.py"
+	"pixelbook/filterflow/pff.py tests/test_filterflow.py" \
+	"pixelbook/filterflow/multigrid.py tests/test_mgpff_exact.py tests/test_mgpff.py" \
+	"pixelbook/filterflow/restoration.py tests/test_filterflow_restoration.py tests/test_filterflow.py"
 mutation: $(STAMP)
 	$(VENV)/bin/pip install -q "mutmut>=3.8,<4"
 	for t in $(if $(MUTATE),"$(MUTATE)",$(MUTATION_TARGETS)); do $(PY) tools/mutation.py $$t; done
