@@ -49,8 +49,8 @@ results: $(STAMP)
 
 ## Mutation testing of the method modules (not in CI; minutes per module): mutmut changes one operator,
 ## constant or condition at a time and runs the tests covering it; prints killed / survived per module.
-## One module: make mutation MUTATE="pixelbook/cas.py tests/test_cas.py".
-MUTATION_TARGETS = "pixelbook/cas.py tests/test_cas.py" "pixelbook/rmi.py tests/test_rmi.py" \
+## One module: make mutation MUTATE="pixelbook/cas.py tests/test_cas.py tests/test_cas_exact.py".
+MUTATION_TARGETS = "pixelbook/cas.py tests/test_cas.py tests/test_cas_exact.py" "pixelbook/rmi.py tests/test_rmi.py" \
 	"pixelbook/std/dynamics.py tests/test_std.py" "pixelbook/std/layers.py tests/test_std.py" \
 	"pixelbook/std/kernels.py tests/test_std.py" "pixelbook/levelset/neural_ode.py tests/test_levelset.py" \
 	"pixelbook/levelset/chan_vese.py tests/test_levelset.py" "pixelbook/levelset/evolution.py tests/test_levelset.py" \
