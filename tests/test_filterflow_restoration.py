@@ -110,6 +110,13 @@ def test_predict_batches_clamps_and_restores_the_mode(training):
     assert torch.equal(filters, x + 10) and not out.requires_grad
 
 
+def test_predict_rejects_a_batch_size_below_one():
+    with pytest.raises(ValueError, match=r"^`batch_size`: expected an integer in \[1, inf\], got 0$"):
+        rs.predict(_Affine(), torch.rand(2, 1, 2, 2), batch_size=0)
+    with pytest.raises(TypeError, match=r"^`batch_size`: expected an integer"):
+        rs.predict(_Affine(), torch.rand(2, 1, 2, 2), batch_size=2.0)
+
+
 def test_predict_defaults_one_batch_of_64_and_no_filters():
     model = _Affine()
     x = torch.rand(65, 1, 2, 2, generator=torch.Generator().manual_seed(6))
@@ -196,3 +203,29 @@ def test_flow_edge_ratio_when_the_flat_pixels_do_not_move():
     filters[:, 4], filters[:, 5] = 0.25, 0.75  # 0.75 px on the flat pixels: a finite ratio
     filters[:, 4, :, 2:4], filters[:, 5, :, 2:4] = 0.0, 1.0  # 1 px on the edges
     assert rs.flow_edge_ratio(filters, image) == pytest.approx(1 / 0.75)
+
+
+def test_flow_edge_ratio_arguments():
+    # a fraction above 1 used to select a silent subset (top=1.5 gave top=0.5's ratio) and
+    # filters of another size than the image gave a number or an IndexError; both are errors now
+    filters, image = _random_case(11, n=1, c=1, h=6, w=6)
+    for name in ("top", "bottom"):
+        for bad in (0.0, 1.5, -0.2):
+            with pytest.raises(ValueError, match=rf"^`{name}`: expected a finite number in \(0, 1\], got {bad}$"):
+                rs.flow_edge_ratio(filters, image, **{name: bad})
+        assert rs.flow_edge_ratio(filters, image, **{name: 1.0}) == pytest.approx(
+            _ratio_by_hand(filters, image, **{name: 1.0}), rel=1e-5)  # 1 is allowed: every pixel
+    for axis, sl, got in (("H", (slice(None), slice(None), slice(0, 5)), 5), ("W", (Ellipsis, slice(0, 4)), 4)):
+        with pytest.raises(ValueError, match=rf"^`image`: expected {axis}=6 \(as in `filters`\), got {got}$"):
+            rs.flow_edge_ratio(filters, image[sl])
+    with pytest.raises(ValueError, match=r"^`image`: expected N=1 \(as in `filters`\), got 2$"):
+        rs.flow_edge_ratio(filters, image.expand(2, -1, -1, -1))
+    with pytest.raises(ValueError, match=r"^`image`: expected shape \(N, C, H, W\), got \(1, 6, 6\)$"):
+        rs.flow_edge_ratio(filters, image[0])
+    with pytest.raises(ValueError, match=r"^`filters`: expected shape \(N, T, H, W\), got \(9, 6, 6\)$"):
+        rs.flow_edge_ratio(filters[0], image)
+    for h, w in ((2, 6), (6, 2)):
+        with pytest.raises(ValueError, match=rf"^`filters`: expected H, W >= 3 \(the border pixel is left out\), got \({h}, {w}\)$"):
+            rs.flow_edge_ratio(filters[..., :h, :w], image[..., :h, :w])
+    small_f, small_i = _random_case(12, n=1, c=1, h=3, w=3)  # one interior pixel: its own ratio, 1
+    assert rs.flow_edge_ratio(small_f, small_i) == pytest.approx(1.0)

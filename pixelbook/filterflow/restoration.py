@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from .._checks import check_choice, check_shape
+from .._checks import check_choice, check_float, check_int, check_shape
 from ..data import degradations as dg
 from ..ops.filter_flow import expected_flow
 
@@ -83,6 +83,7 @@ def predict(model: torch.nn.Module, inputs: torch.Tensor, batch_size: int = 64, 
     Returns:
         ``out (N, C, H, W)`` clamped to [0, 1] on the CPU, or ``(out, filters)``.
     """
+    batch_size = check_int(batch_size, "batch_size", low=1)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -119,14 +120,21 @@ def flow_edge_ratio(filters: torch.Tensor, image: torch.Tensor, top: float = 0.2
     left out.
 
     Args:
-        filters: ``(N, k*k, H, W)`` predicted filters.
+        filters: ``(N, k*k, H, W)`` predicted filters, ``H, W >= 3``.
         image: ``(N, C, H, W)`` the input they were predicted from.
-        top: fraction of pixels counted as strong edges.
-        bottom: fraction of pixels counted as flat.
+        top: fraction of pixels counted as strong edges, in (0, 1] (at least one pixel).
+        bottom: fraction of pixels counted as flat, in (0, 1] (at least one pixel).
 
     Returns:
         the ratio (``inf`` if the flat pixels have zero flow).
     """
+    dims = check_shape(filters, "filters", "N T H W")
+    check_shape(image, "image", "N C H W", {k: dims[k] for k in "NHW"})
+    H, W = dims["H"][0], dims["W"][0]
+    if H < 3 or W < 3:
+        raise ValueError(f"`filters`: expected H, W >= 3 (the border pixel is left out), got {(H, W)}")
+    top = check_float(top, "top", low=0.0, high=1.0, low_open=True)
+    bottom = check_float(bottom, "bottom", low=0.0, high=1.0, low_open=True)
     flow = expected_flow(filters).norm(dim=1)[:, 1:-1, 1:-1].flatten()                  # (N·h·w,)
     gx = (image[..., 1:-1, 2:] - image[..., 1:-1, :-2]) / 2
     gy = (image[..., 2:, 1:-1] - image[..., :-2, 1:-1]) / 2
