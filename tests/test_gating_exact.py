@@ -488,6 +488,22 @@ def test_depth_bin_edges_float64_log_and_float32_quantile_hand_computed():
     torch.testing.assert_close(q, torch.tensor([25.75, 50.5, 75.25]))
 
 
+def test_depth_bin_edges_at_thirds_are_computed_in_the_depth_dtype():
+    # K = 3: the fractions 1/3 and 2/3 are not exact in float32; float64 depths get float64 edges
+    d = torch.tensor([[[2.0, 54.0, 7.0]]], dtype=f64)  # log spacing between 2 and 54: ratios of 3
+    torch.testing.assert_close(pl.depth_bin_edges(d, 3), torch.tensor([6.0, 18.0], dtype=f64), rtol=1e-14, atol=0)
+    # quantiles of 1, 2, 3, 4 at 1/3 and 2/3: positions 1 and 2 of the order statistics, exactly
+    q = pl.depth_bin_edges(torch.tensor([[[4.0, 1.0, 3.0, 2.0]]], dtype=f64), 3, spacing="quantile")
+    torch.testing.assert_close(q, torch.tensor([2.0, 3.0], dtype=f64), rtol=1e-14, atol=0)
+
+
+def test_depth_that_is_not_a_tensor_is_named():
+    with pytest.raises(TypeError, match=r"^`depth`: expected a torch.Tensor of shape \(N, H, W\), got list$"):
+        pl.depth_bin_edges([[[1.0, 2.0]]], 2)
+    with pytest.raises(TypeError, match=r"^`depth`: expected a torch.Tensor of shape \(N, H, W\), got list$"):
+        pl.quantize_depth([[[1.0, 2.0]]], torch.tensor([1.5]))
+
+
 def test_depth_aware_pool_defaults():
     pool = pl.DepthAwareGatedPool(6)
     assert (pool.dilations, pool.gate, pool.tied, pool.out_channels) == ((1, 2, 4, 8, 16), "predicted", False, 6)
@@ -814,6 +830,21 @@ def test_resnet50_two_blocks_and_unfrozen_batchnorm():
     modes = _bn_modes(frozen)
     assert not modes["stem.1"] and not modes["stages.layer1.0.bn2"] and modes["head.1"]
     assert frozen(torch.rand(1, 3, 16, 16))["seg"].shape == (1, 2, 16, 16)
+
+
+def test_resnet50_passes_the_weights_to_torchvision_and_shapes_its_normalisation(monkeypatch):
+    calls, original = [], torchvision.models.resnet50
+
+    def spy(**kwargs):
+        calls.append(kwargs)
+        return original(weights=None, replace_stride_with_dilation=kwargs["replace_stride_with_dilation"])
+
+    monkeypatch.setattr(torchvision.models, "resnet50", spy)
+    sentinel = object()  # stands for an ImageNet weights enum (no download in the tests)
+    net = nt.PAGResNet50(2, gates="none", pool="none", blocks=2, head_width=1, weights=sentinel)
+    assert len(calls) == 1 and calls[0]["weights"] is sentinel
+    assert calls[0]["replace_stride_with_dilation"] == [False, True, True]
+    assert net.mean.shape == net.std.shape == (1, 3, 1, 1)  # one value per channel of an (N, 3, H, W) image
 
 
 _BAD_R50 = [
