@@ -497,6 +497,14 @@ def test_depth_bin_edges_at_thirds_are_computed_in_the_depth_dtype():
     torch.testing.assert_close(q, torch.tensor([2.0, 3.0], dtype=f64), rtol=1e-14, atol=0)
 
 
+def test_quantize_depth_compares_with_the_edges_in_the_depth_dtype():
+    # float64 edges are cast to a float32 depth's dtype first: float32(0.7) lies below the float64 0.7,
+    # but on the edge once it is cast, so it goes to the farther bin like any value on an edge
+    d = torch.tensor([[[0.7, 0.69, 0.71]]], dtype=torch.float32)
+    assert pl.quantize_depth(d, torch.tensor([0.7], dtype=f64)).tolist() == [[[0, 1, 0]]]
+    assert float(d[0, 0, 0]) < 0.7  # (the float64 comparison would put it in the nearer bin 1)
+
+
 def test_depth_that_is_not_a_tensor_is_named():
     with pytest.raises(TypeError, match=r"^`depth`: expected a torch.Tensor of shape \(N, H, W\), got list$"):
         pl.depth_bin_edges([[[1.0, 2.0]]], 2)
@@ -845,6 +853,28 @@ def test_resnet50_passes_the_weights_to_torchvision_and_shapes_its_normalisation
     assert len(calls) == 1 and calls[0]["weights"] is sentinel
     assert calls[0]["replace_stride_with_dilation"] == [False, True, True]
     assert net.mean.shape == net.std.shape == (1, 3, 1, 1)  # one value per channel of an (N, 3, H, W) image
+
+
+@pytest.mark.parametrize("pool", ["pag", "learned"])
+def test_resnet50_multipool_takes_its_dilations_and_head_widths(pool):
+    net = nt.PAGResNet50(2, gates="none", pool=pool, pool_dilations=(0, 3), pool_head_widths=(5, 4), blocks=2,
+                         head_width=1)
+    assert net.pool.dilations == (0, 3) and len(net.pool.branches.convs) == 1
+    assert [c.out_channels for c in net.pool.head if isinstance(c, nn.Conv2d)] == [5, 4, 2]
+    default = nt.PAGResNet50(2, gates="none", pool="learned", blocks=2, head_width=1)
+    assert default.pool.dilations == (0, 1, 2, 4, 6, 8, 10)  # the MultiPool's branches for both gates
+    assert [c.out_channels for c in default.pool.head if isinstance(c, nn.Conv2d)] == [128, 32, 7]
+
+
+def test_resnet50_without_gates_keeps_torchvision_bottlenecks():
+    from torchvision.models.resnet import Bottleneck
+
+    net = nt.PAGResNet50(2, gates="none", pool="pag", blocks=3, head_width=1)
+    blocks = list(net.stages["layer1"])
+    assert blocks[1].conv2 is net.pool  # the MultiPool's host, second-to-last
+    assert [type(b) is Bottleneck for b in blocks] == [True, True, True]
+    gated = nt.PAGResNet50(2, gates="image", pool="pag", blocks=3, head_width=1)
+    assert [type(b).__name__ for b in gated.stages["layer1"]] == ["PAGBottleneck", "Bottleneck", "PAGBottleneck"]
 
 
 _BAD_R50 = [
