@@ -56,6 +56,9 @@ MUTATION_TARGETS = "pixelbook/cas.py tests/test_cas.py tests/test_cas_exact.py" 
 	"pixelbook/levelset/chan_vese.py tests/test_levelset.py" "pixelbook/levelset/evolution.py tests/test_levelset.py" \
 	"pixelbook/levelset/narrow_band.py tests/test_levelset.py" "pixelbook/multitask.py tests/test_multitask.py" \
 	"pixelbook/meanshift.py tests/test_meanshift.py" "pixelbook/gating/gumbel.py tests/test_gating.py" "pixelbook/gating/pag.py tests/test_gating.py" \
+	"pixelbook/gating/budget.py tests/test_gating.py tests/test_gating_exact.py" \
+	"pixelbook/gating/pooling.py tests/test_gating.py tests/test_gating_exact.py" \
+	"pixelbook/gating/nets.py tests/test_gating.py tests/test_gating_exact.py" \
 	"pixelbook/filterflow/pff.py tests/test_filterflow.py" \
 	"pixelbook/filterflow/multigrid.py tests/test_mgpff_exact.py tests/test_mgpff.py" \
 	"pixelbook/filterflow/restoration.py tests/test_filterflow_restoration.py tests/test_filterflow.py"
