@@ -702,6 +702,12 @@ def test_gated_pool_net_output_is_stem_pool_classifier(pool):
     pooled = net.pool(feats) if pool == "pag" else net.pool(feats, bins if pool == "true" else None)
     torch.testing.assert_close(out["seg"], net.classifier(pooled))
     assert out["gate"] is not None and torch.equal(out["gate"], net.pool.last_gate)
+    if pool != "pag":
+        assert net.pool.gate == pool  # the pooling module gets the network's gate
+    if pool == "average":
+        assert torch.equal(out["gate"], torch.full((2, 2, 6, 6), 0.5))
+    if pool == "true":
+        assert torch.equal(out["gate"], F.one_hot(bins, 2).permute(0, 3, 1, 2).float())
     if pool in ("predicted", "learned"):
         assert set(out) == {"seg", "gate", "gate_logits"}
         torch.testing.assert_close(out["gate_logits"], net.pool.last_logits)
