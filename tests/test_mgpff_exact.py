@@ -84,6 +84,8 @@ def test_image_pyramid_levels_and_sizes():
     torch.testing.assert_close(p[0], x.view(2, 3, 2, 4, 3, 4).mean((3, 5)))  # 4x4 block means
     with pytest.raises(ValueError, match=r"^`image`: expected H and W divisible by 2\^\(levels-1\) = 4, got \(8, 6\)$"):
         image_pyramid(torch.rand(1, 1, 8, 6), 3)
+    with pytest.raises(ValueError, match=r"^`image`: expected H and W divisible by 2\^\(levels-1\) = 8, got \(16, 12\)$"):
+        image_pyramid(torch.rand(1, 1, 16, 12), 4)
     with pytest.raises(ValueError, match=r"^`levels`: expected an integer in \[1, inf\], got 0$"):
         image_pyramid(x, 0)
 
@@ -474,6 +476,10 @@ def test_forward_backward_loss_arguments():
         forward_backward_loss(torch.zeros(1, 3, 4, 4), f)
     with pytest.raises(ValueError, match=r"^`epsilon`: expected a finite number in \[0, inf\), got -1.0$"):
         forward_backward_loss(f, f, -1.0)
+    with pytest.raises(ValueError, match=r"^`backward`: expected shape \(N, 2, H, W\), got \(2, 4, 4\)$"):
+        forward_backward_loss(f, torch.zeros(2, 4, 4))
+    with pytest.raises(ValueError, match=r"^`backward`: expected N=1 \(as in `forward`\), got 2$"):
+        forward_backward_loss(f, torch.zeros(2, 2, 4, 4))
 
 
 def test_flow_smoothness_by_hand_on_thin_flows():
@@ -485,6 +491,10 @@ def test_flow_smoothness_by_hand_on_thin_flows():
     g = torch.tensor([[1.0, 4.0], [0.0, -2.0]]).view(1, 2, 1, 2)
     assert float(flow_smoothness_loss(g)) == pytest.approx((3 + 2) / 2)
     assert float(flow_smoothness_loss(g, True)) == pytest.approx((3 + 2) / 2)  # x / 1, y / max(0, 1)
+    # two rows, three columns: x-differences 1, 2 (row 0) and 0, 0 of x, 0 of y, over 2 * 2 * 2;
+    # y-differences 0, 1, 3 of x and 0 of y, over 2 * 1 * 3
+    h = torch.tensor([[[0.0, 0.0, 0.0], [0.0, 1.0, 3.0]], [[5.0] * 3, [5.0] * 3]]).view(1, 2, 2, 3)
+    assert float(flow_smoothness_loss(h)) == pytest.approx(3 / 8 + 4 / 6)
     # a single pixel: zero, still connected to the input
     one = torch.ones(1, 2, 1, 1, requires_grad=True)
     loss = flow_smoothness_loss(one)
@@ -493,6 +503,8 @@ def test_flow_smoothness_by_hand_on_thin_flows():
     assert torch.equal(one.grad, torch.zeros_like(one))
     with pytest.raises(TypeError, match=r"^`normalize`: expected a bool, got 0$"):
         flow_smoothness_loss(f, normalize=0)
+    with pytest.raises(ValueError, match=r"^`flow`: expected shape \(N, 2, H, W\), got \(1, 3, 3, 1\)$"):
+        flow_smoothness_loss(torch.zeros(1, 3, 3, 1))
     with pytest.raises(TypeError, match=r"^`flow`: expected a floating-point tensor"):
         flow_smoothness_loss(f.long())
     with pytest.raises(ValueError, match=r"^`flow`: expected finite values"):
