@@ -54,12 +54,13 @@ MUTATION_TARGETS = "pixelbook/cas.py tests/test_cas.py tests/test_cas_exact.py" 
 	"pixelbook/std/dynamics.py tests/test_std.py" "pixelbook/std/layers.py tests/test_std.py" \
 	"pixelbook/std/kernels.py tests/test_std.py" "pixelbook/levelset/neural_ode.py tests/test_levelset.py" \
 	"pixelbook/levelset/chan_vese.py tests/test_levelset.py" "pixelbook/levelset/evolution.py tests/test_levelset.py" \
-	"pixelbook/levelset/narrow_band.py tests/test_levelset.py" "pixelbook/multitask.py tests/test_multitask.py" \
-	"pixelbook/meanshift.py tests/test_meanshift.py" "pixelbook/gating/gumbel.py tests/test_gating.py" "pixelbook/gating/pag.py tests/test_gating.py" \
+	"pixelbook/levelset/narrow_band.py tests/test_levelset.py" "pixelbook/multitask.py tests/test_multitask.py tests/test_multitask_exact.py" \
+	"pixelbook/meanshift.py tests/test_meanshift.py tests/test_meanshift_exact.py" "pixelbook/gating/gumbel.py tests/test_gating.py tests/test_gating_exact.py" \
+	"pixelbook/gating/pag.py tests/test_gating.py tests/test_gating_exact.py" \
 	"pixelbook/gating/budget.py tests/test_gating.py tests/test_gating_exact.py" \
 	"pixelbook/gating/pooling.py tests/test_gating.py tests/test_gating_exact.py" \
 	"pixelbook/gating/nets.py tests/test_gating.py tests/test_gating_exact.py" \
-	"pixelbook/filterflow/pff.py tests/test_filterflow.py" \
+	"pixelbook/filterflow/pff.py tests/test_filterflow.py tests/test_filterflow_exact.py" \
 	"pixelbook/filterflow/multigrid.py tests/test_mgpff_exact.py tests/test_mgpff.py" \
 	"pixelbook/filterflow/restoration.py tests/test_filterflow_restoration.py tests/test_filterflow.py"
 mutation: $(STAMP)

@@ -89,3 +89,39 @@ def test_combine_scores_the_union_of_partial_reports(tmp_path, capsys):
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert "3 mutants, 2 killed, 1 survived" in last
     assert "score 66.7 % raw" in last
+
+
+def _mutation_targets() -> list[list[str]]:
+    """The Makefile's MUTATION_TARGETS, one [module, test files...] list per quoted entry."""
+    import re
+
+    text = (ROOT / "Makefile").read_text().replace("\\\n", " ")
+    line = next(l for l in text.splitlines() if l.startswith("MUTATION_TARGETS"))
+    return [entry.split() for entry in re.findall(r'"([^"]+)"', line)]
+
+
+def test_make_mutation_covers_every_method_module_with_existing_test_files():
+    targets = _mutation_targets()
+    modules = [t[0] for t in targets]
+    assert len(modules) == len(set(modules))
+    # the method modules (their layers, losses and read-outs); generic models/metrics/data are not targets
+    method = ["cas.py", "rmi.py", "meanshift.py", "multitask.py", "std/dynamics.py", "std/layers.py",
+              "std/kernels.py", "levelset/neural_ode.py", "levelset/chan_vese.py", "levelset/evolution.py",
+              "levelset/narrow_band.py", "gating/gumbel.py", "gating/pag.py", "gating/budget.py",
+              "gating/pooling.py", "gating/nets.py", "filterflow/pff.py", "filterflow/multigrid.py",
+              "filterflow/restoration.py"]
+    assert sorted(modules) == sorted(f"pixelbook/{m}" for m in method)
+    for module, *tests in targets:
+        assert (ROOT / module).is_file(), module
+        assert tests, f"{module} has no test files"
+        for t in tests:
+            assert (ROOT / t).is_file(), f"{module}: {t} does not exist"
+    # the exact-value test files written against each module's mutants are part of its measurement
+    exact = {"cas.py": "cas", "meanshift.py": "meanshift", "multitask.py": "multitask", "filterflow/pff.py": "filterflow",
+             "filterflow/multigrid.py": "mgpff", **{f"gating/{m}.py": "gating" for m in ("gumbel", "pag", "budget",
+                                                                                     "pooling", "nets")}}
+    tests_of = {t[0]: t[1:] for t in targets}
+    for module, stem in exact.items():
+        assert f"tests/test_{stem}_exact.py" in tests_of[f"pixelbook/{module}"], module
+    assert sorted(p.name for p in (ROOT / "tests").glob("test_*_exact.py")) == sorted(
+        {f"test_{stem}_exact.py" for stem in exact.values()})
