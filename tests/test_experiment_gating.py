@@ -89,6 +89,19 @@ def test_task_a_monitor_records_the_held_out_miou_every_epoch(arm):
     assert exp_mod._val_miou_a(run.model.net, worse) < curve[-1]
 
 
+def test_committed_task_a_runs_record_their_held_out_curve():
+    """Every committed Task-A ``medium`` run has a held-out mIoU per epoch, ending at its ``a.miou``."""
+    from pixelbook import results
+
+    res = results.load_results(EXPERIMENT.chapter, "medium")
+    arms = [a.name for a in EXPERIMENT.arms if a.params["task"] == "A"]
+    for arm in arms:
+        for seed in EXPERIMENT.seeds_for("medium"):
+            curve = res.history(arm, seed)[exp_mod.CONVERGENCE_A["metric"]]
+            assert len(curve) == EXPERIMENT.run_config(arm, seed, "medium").train.epochs, (arm, seed)
+            assert curve[-1] == pytest.approx(res.record(arm, seed)["metrics"]["a.miou"], abs=1e-12), (arm, seed)
+
+
 
 # ---------------------------------------------------------------------------------------------- full scale
 
