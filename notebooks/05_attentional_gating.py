@@ -724,7 +724,8 @@ for arm in RES.arms:
             key = f"ch5_med_{arm}_{metric.replace('.', '_')}"
             glue(key, summary.mean, display=False)
             glue(f"{key}_sd", summary.std, display=False)
-glue("ch5_med_a_max_sd", max(RES.summary(a, "a.miou").std for a in A_ARMS), display=False)
+MAX_SD_A = max(RES.summary(a, "a.miou").std for a in A_ARMS)
+glue("ch5_med_a_max_sd", MAX_SD_A, display=False)
 
 # %%
 def md_table(metrics, arms, head, fmt=".3f"):
@@ -886,12 +887,15 @@ n_ok = sum(v <= CONV["max_range"] for v in spread.values())
 verdict = "holds" if n_ok == len(RUNS_A) else "does not hold"
 print(f"range of the held-out mIoU over the last {last} epochs: at most "
       f"{spread[worst]:.4f} ({worst[0]} seed {worst[1]}); criterion <= "
-      f"{CONV['max_range']} in every run: met by {n_ok} of {len(RUNS_A)} runs, {verdict}")
+      f"{CONV['max_range']} in every run: met by {n_ok} of {len(RUNS_A)} runs, "
+      f"{verdict}")
 print(f"largest change over the last epoch: {max(step.values()):.4f}")
 # from which epoch on the order of the arms' mean curves is the final one
-means = np.array([[RES.history(a, s)[CONV["metric"]] for s in MED_SEEDS] for a in A_ARMS])
+means = np.array([[RES.history(a, s)[CONV["metric"]] for s in MED_SEEDS]
+                  for a in A_ARMS])
 ranks = [tuple(np.argsort(-col)) for col in means.mean(1).T]
-settled = next(e for e in range(len(ranks)) if all(r == ranks[-1] for r in ranks[e:])) + 1
+settled = 1 + next(e for e in range(len(ranks))
+                   if all(r == ranks[-1] for r in ranks[e:]))
 print(f"the order of the arms' mean curves is final from epoch {settled}")
 glue("ch5_conv_verdict", Words(verdict), display=False)
 glue("ch5_conv_settled", settled, display=False)
