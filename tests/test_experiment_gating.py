@@ -65,6 +65,30 @@ def test_smoke_run_reports_every_metric(arm):
         assert not bool(torch.isnan(run.model.stage_metrics[:, 0]).any())
 
 
+@pytest.mark.parametrize("arm", ["a_pag", "a_true_depth"])
+def test_task_a_monitor_records_the_held_out_miou_every_epoch(arm):
+    """One ``val_a.miou`` per epoch; the last is the run's ``a.miou`` (same scenes, same predictions)."""
+    run = EXPERIMENT.run(arm, 0, "smoke", "cpu", cache=False, progress=False, train={"epochs": 3})
+    curve = run.history["val_a.miou"]
+    assert len(curve) == len(run.history.records) == 3
+    assert all(0.0 <= v <= 1.0 for v in curve)
+    assert curve[-1] == run.metrics["a.miou"]
+    # it draws no random numbers (training after it is what it would be without it) and leaves the
+    # network in the mode it found it in
+    monitor = EXPERIMENT.monitor(run.config, run.data)
+    run.model.train()
+    rng = torch.get_rng_state()
+    got = monitor(run.model)
+    assert torch.equal(torch.get_rng_state(), rng) and run.model.net.training
+    assert got == {"val_a.miou": curve[-1]}
+    # it scores the whole held-out set: a wrong prediction on the last scene lowers it
+    val = run.data["val"]
+    worse = {**val, "labels": val["labels"].clone()}
+    worse["labels"][-1] = (exp_mod._predict(run.model.net, val["image"][-1:], **(
+        {"depth_bins": val["depth_bins"][-1:]} if arm == "a_true_depth" else {}))[0] + 1) % 3
+    assert exp_mod._val_miou_a(run.model.net, worse) < curve[-1]
+
+
 
 # ---------------------------------------------------------------------------------------------- full scale
 
