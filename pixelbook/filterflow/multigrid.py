@@ -451,10 +451,10 @@ class MultigridPFF(nn.Module):
         out.reconstruction = apply_filter_flow(out.sources[-1], out.filters[-1])
         return out
 
-    @torch.no_grad()
     def flow(self, target: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
         """The composed full-resolution flow, ``(N, 2, H, W)`` (no gradient; for evaluation)."""
-        return self(target, source).flow
+        with torch.no_grad():
+            return self(target, source).flow
 
 
 # --------------------------------------------------------------------------------------------------
@@ -742,7 +742,6 @@ def _transport(model, targets: torch.Tensor, sources: torch.Tensor, payload: tor
     return multigrid_apply(payload, [T.detach() for T in out.filters], prewarp=out.prewarp)
 
 
-@torch.no_grad()
 def propagate_labels(model, frames: torch.Tensor, labels: torch.Tensor, *, num_classes: int | None = None,
                      window: int = 1, use_first: bool = False, threshold: float = MASK_THRESHOLD,
                      mode: str = "filter") -> torch.Tensor:
@@ -772,37 +771,37 @@ def propagate_labels(model, frames: torch.Tensor, labels: torch.Tensor, *, num_c
     Returns:
         ``(T, H, W)`` (or ``(N, T, H, W)``) int64 labels, frame 0 = ``labels``.
     """
-    single = torch.is_tensor(frames) and frames.ndim == 4
-    if single:
-        frames = frames[None]
-        labels = labels[None] if torch.is_tensor(labels) and labels.ndim == 2 else labels
-    dims = _image(frames, "frames", spec="N T C H W")
-    check_shape(labels, "labels", "N H W", dims)
-    check_dtype(labels, "labels", "int")
-    K1 = int(labels.max()) + 1 if num_classes is None else check_int(num_classes, "num_classes", low=1)
-    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= K1):
-        raise ValueError(f"`labels`: expected values in [0, {K1}), got [{int(labels.min())}, {int(labels.max())}]")
-    window = check_int(window, "window", low=1)
-    thr = check_float(threshold, "threshold", low=0.0, high=1.0, low_open=True)
-    check_choice(mode, "mode", ("filter", "flow"))
-    N, T = frames.shape[:2]
-    out = torch.zeros(N, T, *labels.shape[-2:], dtype=torch.long, device=labels.device)
-    out[:, 0] = labels
-    for t in range(1, T):
-        refs = sorted({max(t - j, 0) for j in range(1, window + 1)} | ({0} if use_first else set()))
-        R = len(refs)
-        payload = F.one_hot(out[:, refs], K1).permute(0, 1, 4, 2, 3).to(frames.dtype)  # (N, R, K+1, H, W)
-        targets = frames[:, t:t + 1].expand(-1, R, -1, -1, -1)
-        soft = _transport(model, targets.flatten(0, 1), frames[:, refs].flatten(0, 1), payload.flatten(0, 1), mode)
-        soft = soft.view(N, R, K1, *soft.shape[-2:]).mean(1)  # (N, K+1, H, W)
-        if K1 == 1:
-            continue
-        best, arg = soft[:, 1:].max(1)
-        out[:, t] = torch.where(best >= thr, arg + 1, torch.zeros_like(arg))
-    return out[0] if single else out
+    with torch.no_grad():
+        single = torch.is_tensor(frames) and frames.ndim == 4
+        if single:
+            frames = frames[None]
+            labels = labels[None] if torch.is_tensor(labels) and labels.ndim == 2 else labels
+        dims = _image(frames, "frames", spec="N T C H W")
+        check_shape(labels, "labels", "N H W", dims)
+        check_dtype(labels, "labels", "int")
+        K1 = int(labels.max()) + 1 if num_classes is None else check_int(num_classes, "num_classes", low=1)
+        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= K1):
+            raise ValueError(f"`labels`: expected values in [0, {K1}), got [{int(labels.min())}, {int(labels.max())}]")
+        window = check_int(window, "window", low=1)
+        thr = check_float(threshold, "threshold", low=0.0, high=1.0, low_open=True)
+        check_choice(mode, "mode", ("filter", "flow"))
+        N, T = frames.shape[:2]
+        out = torch.zeros(N, T, *labels.shape[-2:], dtype=torch.long, device=labels.device)
+        out[:, 0] = labels
+        for t in range(1, T):
+            refs = sorted({max(t - j, 0) for j in range(1, window + 1)} | ({0} if use_first else set()))
+            R = len(refs)
+            payload = F.one_hot(out[:, refs], K1).permute(0, 1, 4, 2, 3).to(frames.dtype)  # (N, R, K+1, H, W)
+            targets = frames[:, t:t + 1].expand(-1, R, -1, -1, -1)
+            soft = _transport(model, targets.flatten(0, 1), frames[:, refs].flatten(0, 1), payload.flatten(0, 1), mode)
+            soft = soft.view(N, R, K1, *soft.shape[-2:]).mean(1)  # (N, K+1, H, W)
+            if K1 == 1:
+                continue
+            best, arg = soft[:, 1:].max(1)
+            out[:, t] = torch.where(best >= thr, arg + 1, torch.zeros_like(arg))
+        return out[0] if single else out
 
 
-@torch.no_grad()
 def long_range_error(model, frames: torch.Tensor, gap: int) -> float:
     r"""Long-range reconstruction error [KONG, §7.3.3, Table 7.2].
 
@@ -819,17 +818,18 @@ def long_range_error(model, frames: torch.Tensor, gap: int) -> float:
     Returns:
         float, the mean over pairs, channels and pixels.
     """
-    if torch.is_tensor(frames) and frames.ndim == 4:
-        frames = frames[None]
-    _image(frames, "frames", spec="N T C H W")
-    m = check_int(gap, "gap", low=1)
-    if m >= frames.shape[1]:
-        raise ValueError(f"`gap`: expected < T = {frames.shape[1]}, got {m}")
-    target = frames[:, m:].flatten(0, 1)
-    source = frames[:, :-m].flatten(0, 1)
-    errs = []
-    for i in range(0, target.shape[0], 32):  # bounded memory
-        tgt, src = target[i:i + 32], source[i:i + 32]
-        warped, _ = flow_warp(src, model(tgt, src).flow)
-        errs.append(((warped * 255).round().clamp(0, 255) - tgt * 255).abs().flatten(1).mean(1))
-    return float(torch.cat(errs).mean())
+    with torch.no_grad():
+        if torch.is_tensor(frames) and frames.ndim == 4:
+            frames = frames[None]
+        _image(frames, "frames", spec="N T C H W")
+        m = check_int(gap, "gap", low=1)
+        if m >= frames.shape[1]:
+            raise ValueError(f"`gap`: expected < T = {frames.shape[1]}, got {m}")
+        target = frames[:, m:].flatten(0, 1)
+        source = frames[:, :-m].flatten(0, 1)
+        errs = []
+        for i in range(0, target.shape[0], 32):  # bounded memory
+            tgt, src = target[i:i + 32], source[i:i + 32]
+            warped, _ = flow_warp(src, model(tgt, src).flow)
+            errs.append(((warped * 255).round().clamp(0, 255) - tgt * 255).abs().flatten(1).mean(1))
+        return float(torch.cat(errs).mean())

@@ -69,7 +69,6 @@ def degrade(task: str, clean: torch.Tensor, params: dict, generator: torch.Gener
     return dg.bicubic_degrade(clean, scale)[0], {"scale": torch.full((clean.shape[0],), scale)}
 
 
-@torch.no_grad()
 def predict(model: torch.nn.Module, inputs: torch.Tensor, batch_size: int = 64, filters: bool = False):
     """Run ``model`` (eval mode, no grad) on ``inputs`` in batches, on the model's device.
 
@@ -83,19 +82,20 @@ def predict(model: torch.nn.Module, inputs: torch.Tensor, batch_size: int = 64, 
     Returns:
         ``out (N, C, H, W)`` clamped to [0, 1] on the CPU, or ``(out, filters)``.
     """
-    batch_size = check_int(batch_size, "batch_size", low=1)
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    outs, fils = [], []
-    for i in range(0, len(inputs), batch_size):
-        res = model(inputs[i:i + batch_size].to(device))
-        outs.append(res["out"].clamp(0, 1).cpu())
-        if filters:
-            fils.append(res["filters"].cpu())
-    model.train(was_training)
-    out = torch.cat(outs)
-    return (out, torch.cat(fils)) if filters else out
+    with torch.no_grad():
+        batch_size = check_int(batch_size, "batch_size", low=1)
+        was_training = model.training
+        model.eval()
+        device = next(model.parameters()).device
+        outs, fils = [], []
+        for i in range(0, len(inputs), batch_size):
+            res = model(inputs[i:i + batch_size].to(device))
+            outs.append(res["out"].clamp(0, 1).cpu())
+            if filters:
+                fils.append(res["filters"].cpu())
+        model.train(was_training)
+        out = torch.cat(outs)
+        return (out, torch.cat(fils)) if filters else out
 
 
 def image_metrics(pred: torch.Tensor, target: torch.Tensor) -> dict:

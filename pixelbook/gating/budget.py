@@ -232,7 +232,6 @@ def _conv_macs_per_pixel(conv: nn.Conv2d) -> int:
     return conv.out_channels * (conv.in_channels // conv.groups) * kh * kw
 
 
-@torch.no_grad()
 def count_flops(model: nn.Module, *inputs, **kwargs) -> FlopCount:
     r"""Exact FLOPs of one forward pass, counted from the masks the gates realise [KONG, Table 4.2].
 
@@ -257,46 +256,47 @@ def count_flops(model: nn.Module, *inputs, **kwargs) -> FlopCount:
         >>> c.total == c.dense  # at the initial gate bias every pixel computes
         True
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"`model`: expected an nn.Module, got {type(model).__name__}")
-    names = {m: n for n, m in model.named_modules()}
-    dense_macs: dict = {}
+    with torch.no_grad():
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"`model`: expected an nn.Module, got {type(model).__name__}")
+        names = {m: n for n, m in model.named_modules()}
+        dense_macs: dict = {}
 
-    def hook(module, args, out):
-        if isinstance(module, nn.Conv2d):
-            macs = _conv_macs_per_pixel(module) * out.shape[0] * out.shape[-2] * out.shape[-1]
-        else:  # Linear
-            macs = module.in_features * module.out_features * (out.numel() // module.out_features)
-        dense_macs[module] = dense_macs.get(module, 0) + macs
+        def hook(module, args, out):
+            if isinstance(module, nn.Conv2d):
+                macs = _conv_macs_per_pixel(module) * out.shape[0] * out.shape[-2] * out.shape[-1]
+            else:  # Linear
+                macs = module.in_features * module.out_features * (out.numel() // module.out_features)
+            dense_macs[module] = dense_macs.get(module, 0) + macs
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    was_training = model.training
-    model.eval()
-    try:
-        for m in model.modules():  # forget masks of earlier calls
-            if hasattr(m, "flop_convs") and hasattr(m, "last_mask"):
-                m.last_mask = None
-            if hasattr(m, "flop_convs") and hasattr(m, "last_gate"):
-                m.last_gate = None
-        model(*inputs, **kwargs)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
-    gated_total: dict = {}
-    gated_dense: dict = {}
-    for m in model.modules():
-        if hasattr(m, "flop_convs"):
-            for conv, mask in m.flop_convs():
-                per_px = _conv_macs_per_pixel(conv)
-                gated_total[conv] = gated_total.get(conv, 0) + per_px * int((mask != 0).sum())
-                gated_dense[conv] = gated_dense.get(conv, 0) + per_px * mask.numel()
-    per_module, total, dense = {}, 0, 0
-    for module in set(dense_macs) | set(gated_total):
-        if module in gated_total:
-            t, d = gated_total[module], gated_dense[module]
-        else:
-            t = d = dense_macs[module]
-        per_module[names.get(module, type(module).__name__)] = 2 * t
-        total, dense = total + 2 * t, dense + 2 * d
-    return FlopCount(total=total, dense=dense, per_module=dict(sorted(per_module.items())))
+        handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+        was_training = model.training
+        model.eval()
+        try:
+            for m in model.modules():  # forget masks of earlier calls
+                if hasattr(m, "flop_convs") and hasattr(m, "last_mask"):
+                    m.last_mask = None
+                if hasattr(m, "flop_convs") and hasattr(m, "last_gate"):
+                    m.last_gate = None
+            model(*inputs, **kwargs)
+        finally:
+            for h in handles:
+                h.remove()
+            model.train(was_training)
+        gated_total: dict = {}
+        gated_dense: dict = {}
+        for m in model.modules():
+            if hasattr(m, "flop_convs"):
+                for conv, mask in m.flop_convs():
+                    per_px = _conv_macs_per_pixel(conv)
+                    gated_total[conv] = gated_total.get(conv, 0) + per_px * int((mask != 0).sum())
+                    gated_dense[conv] = gated_dense.get(conv, 0) + per_px * mask.numel()
+        per_module, total, dense = {}, 0, 0
+        for module in set(dense_macs) | set(gated_total):
+            if module in gated_total:
+                t, d = gated_total[module], gated_dense[module]
+            else:
+                t = d = dense_macs[module]
+            per_module[names.get(module, type(module).__name__)] = 2 * t
+            total, dense = total + 2 * t, dense + 2 * d
+        return FlopCount(total=total, dense=dense, per_module=dict(sorted(per_module.items())))

@@ -80,7 +80,6 @@ class NarrowBandLoss(nn.Module):
         return f"scale={self.scale}"
 
 
-@torch.no_grad()
 def segmentation_scores(phi: torch.Tensor, labels: torch.Tensor, scale: float = 3.0,
                         beta2: float = 0.3) -> dict:
     r"""Scores of a predicted distance map against binary ground truth, the segmentation being :math:`\phi>0`.
@@ -106,8 +105,9 @@ def segmentation_scores(phi: torch.Tensor, labels: torch.Tensor, scale: float = 
         >>> round(s["pooled_iou"], 4), round(s["mean_iou"], 4)
         (0.8, 0.8333)
     """
-    d = check_shape(phi, "phi", "N 1 H W")
-    check_finite(phi, "phi")
-    _check_masks(labels, "labels", d)
-    soft = 0.5 * (1 + narrow_band(phi[:, 0], scale))
-    return binary_segmentation_scores(phi[:, 0] > 0, labels, probs=soft, beta2=beta2)
+    with torch.no_grad():
+        d = check_shape(phi, "phi", "N 1 H W")
+        check_finite(phi, "phi")
+        _check_masks(labels, "labels", d)
+        soft = 0.5 * (1 + narrow_band(phi[:, 0], scale))
+        return binary_segmentation_scores(phi[:, 0] > 0, labels, probs=soft, beta2=beta2)
