@@ -445,6 +445,58 @@ def test_count_flops_grouped_convolution_in_integers():
     assert all(type(v) is int for v in c.per_module.values()) and type(c.total) is int
 
 
+
+def test_count_flops_non_square_maps_linear_layers_and_kwargs():
+    # H != W: every pixel of a 4 x 7 output counts once
+    c = bd.count_flops(nn.Conv2d(2, 3, 3, padding=1), torch.randn(2, 2, 4, 7))
+    assert c.total == 2 * (3 * 2 * 9) * (2 * 4 * 7)
+    # a Linear layer: in x out multiply-adds per output row, in integers
+    c = bd.count_flops(nn.Linear(5, 3), torch.randn(4, 2, 5))
+    assert c.total == 2 * 5 * 3 * 8 and type(c.total) is int
+    # keyword arguments reach the model: the true-depth gate needs its bins
+    net = nt.GatedPoolNet(3, pool="true", dilations=(1, 2), width=4, head_widths=(2,))
+    bins = torch.zeros(1, 6, 6, dtype=torch.long)
+    with_bins = bd.count_flops(net, torch.randn(1, 3, 6, 6), depth_bins=bins)
+    assert with_bins.total == with_bins.dense > 0
+    with pytest.raises(ValueError, match="gate='true' needs the quantised depth"):
+        bd.count_flops(net, torch.randn(1, 3, 6, 6))
+
+
+def test_count_flops_adds_every_call_of_a_module_and_names_the_type_it_refuses():
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(2, 2, 1)
+
+        def forward(self, x):
+            return self.conv(self.conv(x))
+
+    c = bd.count_flops(Twice(), torch.randn(1, 2, 3, 5))
+    assert c.total == 2 * 2 * (2 * 2 * 15) and c.per_module == {"conv": 2 * 2 * (2 * 2 * 15)}
+    with pytest.raises(TypeError, match=r"^`model`: expected an nn.Module, got str$"):
+        bd.count_flops("net", torch.zeros(1))
+
+
+def test_count_flops_forgets_the_masks_of_modules_an_earlier_call_ran():
+    class Wrapper(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.used = nn.Conv2d(4, 4, 1)
+            self.pool = pl.DepthAwareGatedPool(4, dilations=(1, 2), gate="average")
+            self.block = pag.PAGBottleneck(4, 2).eval()
+
+        def forward(self, x):
+            return self.used(x)
+
+    m = Wrapper()
+    x = torch.randn(1, 4, 5, 5)
+    m.pool(x), m.block(x)  # both remember this call's gate / mask
+    assert m.pool.last_gate is not None and m.block.last_mask is not None
+    c = bd.count_flops(m, x)
+    assert c.total == c.dense == 2 * 16 * 25 and set(c.per_module) == {"used"}
+    assert m.pool.last_gate is None and m.block.last_mask is None
+
+
 _BAD_BUDGET = [
     (lambda: bd.bernoulli_kl(-0.1, torch.tensor([0.5])), ValueError, r"^`rho`: expected a finite number in \[0, 1\]"),
     (lambda: bd.bernoulli_kl(0.5, torch.tensor([-0.1, 0.5])), ValueError,

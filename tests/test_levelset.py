@@ -1264,3 +1264,15 @@ class TestLevelSetThirdRound:
         one[0, 1, 0] = True
         target[0, 0, 1, 0] = 3.0  # the one valid pixel: (tanh(0.5) - tanh(1))^2
         assert float(narrow_band_loss(pred, target, valid=one)) == pytest.approx((math.tanh(0.5) - math.tanh(1)) ** 2)
+
+
+def test_segmentation_scores_a_zero_level_pixel_is_background():
+    """The segmentation is phi > 0 strictly: a pixel on the zero level set is not foreground."""
+    labels = torch.zeros(1, 4, 4, dtype=torch.bool)
+    labels[0, :2] = True
+    phi = torch.where(labels, 1.0, -1.0)[:, None].clone()
+    assert segmentation_scores(phi, labels)["pooled_iou"] == 1.0
+    phi[0, 0, 3, 3] = 0.0  # a background pixel exactly on the level set
+    assert segmentation_scores(phi, labels)["pooled_iou"] == 1.0
+    phi[0, 0, 0, 0] = 0.0  # a foreground pixel on the level set is lost: IoU 7/8
+    assert segmentation_scores(phi, labels)["pooled_iou"] == pytest.approx(7 / 8)
