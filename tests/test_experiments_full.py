@@ -329,7 +329,8 @@ def test_meanshift_bsds_full_runs_end_to_end_on_a_fake_bsds500(cache, monkeypatc
 
 
 def test_meanshift_bsds_two_stage_loss_trains_the_branches_then_the_fusion():
-    from pixelbook.experiments.meanshift import BoundaryEmbeddingNet, _bsds_loss
+    from pixelbook.experiments.meanshift import _bsds_loss
+    from pixelbook.models import BoundaryEmbeddingNet
 
     torch.manual_seed(0)
     net = BoundaryEmbeddingNet(3)

@@ -57,8 +57,7 @@ from .base import Arm, Experiment
 
 __all__ = ["MeanShiftExperiment", "EXPERIMENT", "WithinArmClaim", "WITHIN_ARM_CLAIMS", "SIZE_BINS", "FULL_DATA",
            "FULL_MODEL", "FULL_LOSS", "FULL_TRAIN", "FULL_COST", "PooledEmbedding", "FULL_BSDS_DATA",
-           "FULL_BSDS_MODEL", "FULL_BSDS_LOSS", "FULL_BSDS_TRAIN", "FULL_BSDS_EVAL", "BoundaryEmbeddingNet",
-           "evaluate_boundaries"]
+           "FULL_BSDS_MODEL", "FULL_BSDS_LOSS", "FULL_BSDS_TRAIN", "FULL_BSDS_EVAL", "evaluate_boundaries"]
 
 #: Instance area bins (pixels, at 32 × 32) for the per-size IoU: [0, 40), [40, 150), [150, ∞).
 #: ours: a 40-px instance is a disk of radius ~3.5 px — the tiny shapes of the unequal set.
@@ -255,6 +254,8 @@ class MeanShiftExperiment(Experiment):
         if config.model["name"] == "deeplabv3_resnet50":
             return _full_model(config.model)
         if config.model["name"] == "boundary_embedding_resnet50":
+            from ..models import BoundaryEmbeddingNet
+
             m = config.model
             return BoundaryEmbeddingNet(m["dim"], weights_backbone=m["weights_backbone"],
                                         frozen_batchnorm=m["frozen_batchnorm"])
@@ -428,7 +429,7 @@ FULL_TRAIN = {"epochs": 10, "lr": 2.5e-4, "batch_size": 1, "optimizer": "sgd", "
 #: assumed effective 10 TFLOP/s; steps of one image keep a GPU far from that rate, so allow 2-3
 #: GPU-hours per arm, three arms. The thesis gives no time (one Titan X, MatConvNet). Downloads: VOC 2012
 #: ~2 GB + SBD ~1.4 GB; ResNet-50 weights 98 MB. ``"bsds500"`` (the arm ``bsds_boundary``): FLOPs counted
-#: the same way on :class:`BoundaryEmbeddingNet` with its loss: 233 GFLOP forward + backward per 320² crop
+#: the same way on :class:`pixelbook.models.BoundaryEmbeddingNet` with its loss: 233 GFLOP forward + backward per 320² crop
 #: in either stage, x 27,000 iterations = 6.3e15 FLOP, ~0.2 h at the assumed 10 TFLOP/s; with steps of
 #: one image and the boundary scoring on the CPU (a 20-image monitor every 10 epochs, the 200 test images
 #: at the end) allow ~0.5 GPU-hour. Downloads: BSR_full.tgz 252 MB; ResNet-50 weights 98 MB.
@@ -529,7 +530,7 @@ FULL_BSDS_DATA = {"dataset": "bsds500", "root": None, "download": True, "archive
                   "workers": 4}
 #: The network [Kong thesis, §5.5.1-5.5.2]: an ImageNet ResNet-50 at output stride 8 (the last two stages
 #: dilated 2 and 4), BatchNorm frozen, with "multiple branches over ResBlock 2, 3, 4, 5" (as COB and HED),
-#: each a "3-dimensional embedding space" (:class:`BoundaryEmbeddingNet`: a 1 x 1 convolution per stage,
+#: each a "3-dimensional embedding space" (:class:`pixelbook.models.BoundaryEmbeddingNet`: a 1 x 1 convolution per stage,
 #: up-sampled bilinearly to the image and L2-normalised), and "a fusion layer that combines predictions
 #: from multiple levels" (a 1 x 1 convolution of the four embeddings to one logit).
 FULL_BSDS_MODEL = {"name": "boundary_embedding_resnet50", "dim": 3, "output_stride": 8,
@@ -556,62 +557,6 @@ FULL_BSDS_TRAIN = {"epochs": 90, "lr": 2.5e-4, "batch_size": 1, "optimizer": "sg
 #: matching, the consensus map instead of each annotator), so not comparable with published BSDS numbers.
 #: ``monitor_n``: test images scored by the per-epoch monitor (a convergence curve; nothing is chosen by it).
 FULL_BSDS_EVAL = {"thresholds": 99, "max_dist": 0.0075, "monitor_n": 20}
-
-
-class BoundaryEmbeddingNet(torch.nn.Module):
-    """The thesis' BSDS500 boundary network [Kong thesis, §5.5.2]: ResNet-50 branches embed, a fusion layer scores.
-
-    torchvision's ResNet-50 with ``layer3`` and ``layer4`` dilated (output stride 8); after each of
-    ``layer1`` ... ``layer4`` (ResBlock 2-5) a 1 x 1 convolution to ``dim`` channels, up-sampled
-    bilinearly to the input size and L2-normalised per pixel; a 1 x 1 convolution of the ``4 dim``
-    concatenated embeddings gives the boundary logit. A ``step`` buffer counts training steps (the
-    two-stage loss reads it; saved with the weights, so a resumed run continues its schedule).
-
-    ``forward(image)`` returns ``{"embeddings": [four (N, dim, H, W)], "boundary": (N, 1, H, W) logits}``.
-
-    Args:
-        dim: the embedding dimension (3 in the thesis).
-        weights_backbone: ``None`` (random, offline) or a ``ResNet50_Weights`` name, e.g. ``"IMAGENET1K_V1"``.
-        frozen_batchnorm: every BatchNorm of the trunk a ``FrozenBatchNorm2d`` ("we fix the batch
-            normalization in ResNet backbone", §5.5.1).
-    """
-
-    STAGE_CHANNELS = (256, 512, 1024, 2048)
-
-    def __init__(self, dim: int = 3, *, weights_backbone: str | None = None, frozen_batchnorm: bool = True):
-        super().__init__()
-        from torchvision.models import ResNet50_Weights, resnet50
-        from torchvision.ops import FrozenBatchNorm2d
-
-        from .._checks import check_int
-
-        dim = check_int(dim, "dim", low=1)
-        weights = None if weights_backbone is None else ResNet50_Weights[weights_backbone]
-        trunk = resnet50(weights=weights, replace_stride_with_dilation=[False, True, True],
-                         norm_layer=FrozenBatchNorm2d if frozen_batchnorm else None)
-        self.stem = torch.nn.Sequential(trunk.conv1, trunk.bn1, trunk.relu, trunk.maxpool)
-        self.stages = torch.nn.ModuleList([trunk.layer1, trunk.layer2, trunk.layer3, trunk.layer4])
-        self.branches = torch.nn.ModuleList([torch.nn.Conv2d(c, dim, 1) for c in self.STAGE_CHANNELS])
-        self.fuse = torch.nn.Conv2d(len(self.STAGE_CHANNELS) * dim, 1, 1)
-        self.register_buffer("step", torch.zeros((), dtype=torch.long))
-
-    def advance(self) -> int:
-        """The current training step; counts it (called once per training step by the loss)."""
-        step = int(self.step)
-        self.step += 1
-        return step
-
-    def forward(self, image: torch.Tensor) -> dict:
-        from .._checks import check_shape
-
-        check_shape(image, "image", "N 3 H W")
-        size = image.shape[-2:]
-        x, embeddings = self.stem(image), []
-        for stage, branch in zip(self.stages, self.branches):
-            x = stage(x)
-            e = torch.nn.functional.interpolate(branch(x), size=size, mode="bilinear", align_corners=False)
-            embeddings.append(torch.nn.functional.normalize(e, dim=1))
-        return {"embeddings": embeddings, "boundary": self.fuse(torch.cat(embeddings, 1))}
 
 
 class _BoundaryGroups:

@@ -13,7 +13,8 @@ module                                     contents
 :mod:`~pixelbook.models.unet`              :class:`UNet` (Ch. 2)
 :mod:`~pixelbook.models.deeplab`           :class:`MiniDeepLab` (Ch. 4), :func:`deeplabv3_resnet50`
 :mod:`~pixelbook.models.fcn`               :func:`small_fcn`, :func:`resnet_fcn`, :func:`paper_model` (Ch. 9)
-:mod:`~pixelbook.models.embedding`         :class:`EmbeddingNet` (Ch. 6, unit pixel embeddings, CoordConv)
+:mod:`~pixelbook.models.embedding`         :class:`EmbeddingNet` (Ch. 6, unit pixel embeddings, CoordConv),
+                                           :class:`BoundaryEmbeddingNet` (Ch. 6 full scale, BSDS500)
 =========================================  ==========================================================
 
 The Neural-ODE models of Chapter 2 (:class:`pixelbook.levelset.ContourEvolution`,
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 from .blocks import BasicBlock, conv_bn_relu, conv_gn_relu, count_parameters
 from .deeplab import MiniDeepLab, deeplabv3_resnet50
-from .embedding import EmbeddingNet
+from .embedding import BoundaryEmbeddingNet, EmbeddingNet
 from .fcn import paper_model, resnet_fcn, small_fcn
 from .pixelnet import TASKS, PixelNet, TinyDilatedResNet
 from .unet import UNet
@@ -32,4 +33,5 @@ from .unet import UNet
 __all__ = [
     "BasicBlock", "conv_bn_relu", "conv_gn_relu", "count_parameters", "PixelNet", "TinyDilatedResNet", "TASKS",
     "UNet", "MiniDeepLab", "deeplabv3_resnet50", "small_fcn", "resnet_fcn", "paper_model", "EmbeddingNet",
+    "BoundaryEmbeddingNet",
 ]

@@ -1,4 +1,5 @@
-"""A small pixel-embedding network with coordinate channels: Chapter 6's model (ours)."""
+"""Chapter 6's pixel-embedding networks: a small one with coordinate channels (ours) and the thesis'
+BSDS500 boundary network on a ResNet-50."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from torch import nn
 
 from .._checks import check_int, check_shape
 
-__all__ = ["EmbeddingNet"]
+__all__ = ["EmbeddingNet", "BoundaryEmbeddingNet"]
 
 
 class EmbeddingNet(nn.Module):
@@ -63,3 +64,55 @@ class EmbeddingNet(nn.Module):
             grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij")).expand(N, 2, H, W)
             image = torch.cat([image, grid], 1)
         return F.normalize(self.head(self.body(image)), dim=1)
+
+
+class BoundaryEmbeddingNet(nn.Module):
+    """The thesis' BSDS500 boundary network [Kong thesis, §5.5.2]: ResNet-50 branches embed, a fusion layer scores.
+
+    torchvision's ResNet-50 with ``layer3`` and ``layer4`` dilated (output stride 8); after each of
+    ``layer1`` ... ``layer4`` (ResBlock 2-5) a 1 x 1 convolution to ``dim`` channels, up-sampled
+    bilinearly to the input size and L2-normalised per pixel; a 1 x 1 convolution of the ``4 dim``
+    concatenated embeddings gives the boundary logit. A ``step`` buffer counts training steps (the
+    two-stage loss reads it; saved with the weights, so a resumed run continues its schedule).
+
+    ``forward(image)`` returns ``{"embeddings": [four (N, dim, H, W)], "boundary": (N, 1, H, W) logits}``.
+
+    Args:
+        dim: the embedding dimension (3 in the thesis).
+        weights_backbone: ``None`` (random, offline) or a ``ResNet50_Weights`` name, e.g. ``"IMAGENET1K_V1"``.
+        frozen_batchnorm: every BatchNorm of the trunk a ``FrozenBatchNorm2d`` ("we fix the batch
+            normalization in ResNet backbone", §5.5.1).
+    """
+
+    STAGE_CHANNELS = (256, 512, 1024, 2048)
+
+    def __init__(self, dim: int = 3, *, weights_backbone: str | None = None, frozen_batchnorm: bool = True):
+        super().__init__()
+        from torchvision.models import ResNet50_Weights, resnet50
+        from torchvision.ops import FrozenBatchNorm2d
+
+        dim = check_int(dim, "dim", low=1)
+        weights = None if weights_backbone is None else ResNet50_Weights[weights_backbone]
+        trunk = resnet50(weights=weights, replace_stride_with_dilation=[False, True, True],
+                         norm_layer=FrozenBatchNorm2d if frozen_batchnorm else None)
+        self.stem = nn.Sequential(trunk.conv1, trunk.bn1, trunk.relu, trunk.maxpool)
+        self.stages = nn.ModuleList([trunk.layer1, trunk.layer2, trunk.layer3, trunk.layer4])
+        self.branches = nn.ModuleList([nn.Conv2d(c, dim, 1) for c in self.STAGE_CHANNELS])
+        self.fuse = nn.Conv2d(len(self.STAGE_CHANNELS) * dim, 1, 1)
+        self.register_buffer("step", torch.zeros((), dtype=torch.long))
+
+    def advance(self) -> int:
+        """The current training step; counts it (called once per training step by the loss)."""
+        step = int(self.step)
+        self.step += 1
+        return step
+
+    def forward(self, image: torch.Tensor) -> dict:
+        check_shape(image, "image", "N 3 H W")
+        size = image.shape[-2:]
+        x, embeddings = self.stem(image), []
+        for stage, branch in zip(self.stages, self.branches):
+            x = stage(x)
+            e = F.interpolate(branch(x), size=size, mode="bilinear", align_corners=False)
+            embeddings.append(F.normalize(e, dim=1))
+        return {"embeddings": embeddings, "boundary": self.fuse(torch.cat(embeddings, 1))}
