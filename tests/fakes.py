@@ -537,6 +537,20 @@ def make_live_archive(path: Path, n: int = 29, size=(24, 28), encrypted: bool = 
     return path
 
 
+def cas_eq1(probs, labels, alpha, void=None):
+    """The CAS loss of each image, Eq. 1 written literally, one region at a time (a float64 reference for
+    tests/test_cas*.py); pixels labelled ``void`` are left out when it is given."""
+    out = []
+    for s, y in zip(probs, labels):
+        keep = torch.ones_like(y, dtype=torch.bool) if void is None else y != void
+        regions = [(y == v) & keep for v in torch.unique(y[keep])]
+        mus = [s[:, r].mean(1) for r in regions]
+        U = sum(((s[:, r] - mu[:, None]) ** 2).sum() / r.sum() for r, mu in zip(regions, mus))
+        D = sum(((a - b) ** 2).sum() for i, a in enumerate(mus) for j, b in enumerate(mus) if i != j)
+        out.append(alpha * U - (1 - alpha) * D)
+    return torch.stack(out)
+
+
 def random_probs(B=2, M=3, H=5, W=6, seed=0, dtype=torch.float64, temperature=1.0):
     """Softmax probabilities ``(B, M, H, W)`` of seeded Gaussian scores (losses and ops tests)."""
     g = torch.Generator().manual_seed(seed)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fakes import random_partition, random_probs
+from fakes import cas_eq1, random_partition, random_probs
 from pixelbook import cas
 from pixelbook.cas import (CASLoss, cas_bounds, cas_loss, cas_terms, match_channels, permute_region_labels,
                            select_channel)
@@ -20,18 +20,6 @@ from pixelbook.training import TrainConfig, fit
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-
-
-def _cas_inline(probs, labels, alpha):
-    """Eq. 1 written literally, one image and one region at a time (float64 reference)."""
-    out = []
-    for s, y in zip(probs, labels):
-        regions = [y == v for v in torch.unique(y)]
-        mus = [s[:, r].mean(1) for r in regions]
-        U = sum(((s[:, r] - mu[:, None]) ** 2).sum(0).sum() / r.sum() for r, mu in zip(regions, mus))
-        D = sum(((mus[i] - mus[j]) ** 2).sum() for i in range(len(mus)) for j in range(len(mus)) if i != j)
-        out.append(alpha * U - (1 - alpha) * D)
-    return torch.stack(out)
 
 
 def _one_hot_perfect(labels, M, perm=None):
@@ -60,7 +48,7 @@ class TestCasLoss:
     @pytest.mark.parametrize("N,M,alpha", [(2, 2, 0.1), (3, 4, 0.5), (4, 3, 0.0), (2, 5, 1.0)])
     def test_equals_literal_eq1_on_random_input(self, N, M, alpha):
         s, y = random_probs(B=3, M=M, seed=N), random_partition(B=3, N=N, seed=M)
-        torch.testing.assert_close(cas_loss(s, y, alpha, reduction="none"), _cas_inline(s, y, alpha),
+        torch.testing.assert_close(cas_loss(s, y, alpha, reduction="none"), cas_eq1(s, y, alpha),
                                    rtol=0, atol=1e-12)
 
     def test_gradcheck_float64(self):
@@ -229,7 +217,7 @@ class TestCasLoss:
         y_ign = y.clone()
         y_ign[0, 3, :] = 255
         keep = y_ign[0] != 255
-        ref = _cas_inline(s[..., :3, :], y[..., :3, :], 0.1)
+        ref = cas_eq1(s[..., :3, :], y[..., :3, :], 0.1)
         torch.testing.assert_close(cas_loss(s, y_ign, 0.1, ignore_index=255, reduction="none"), ref)
         assert keep.sum() == 12
 
@@ -426,7 +414,7 @@ class TestCasLossEdgeCases:
         # image 0 has 3 regions, image 1 has 2: image 1's padding slot must not enter its D
         s = random_probs(B=2, M=3, seed=21)
         y = torch.cat([random_partition(B=1, N=3, seed=22), random_partition(B=1, N=2, seed=23)])
-        torch.testing.assert_close(cas_loss(s, y, 0.3, reduction="none"), _cas_inline(s, y, 0.3), rtol=0, atol=1e-12)
+        torch.testing.assert_close(cas_loss(s, y, 0.3, reduction="none"), cas_eq1(s, y, 0.3), rtol=0, atol=1e-12)
 
     def test_all_void_image_counts_zero_and_is_left_out_of_the_mean(self):
         s = random_probs(B=2, M=3, seed=24)
@@ -434,7 +422,7 @@ class TestCasLossEdgeCases:
         y[1] = 255
         per = cas_loss(s, y, reduction="none")                  # single_region="raise": no error for void
         assert per[1] == 0
-        torch.testing.assert_close(per[0], _cas_inline(s[:1], y[:1], 0.1)[0], rtol=0, atol=1e-12)
+        torch.testing.assert_close(per[0], cas_eq1(s[:1], y[:1], 0.1)[0], rtol=0, atol=1e-12)
         assert cas_loss(s, y) == per[0]                         # mean over the one scored image
         U, D = cas_terms(s, y)
         assert U[1] == 0 and D[1] == 0 and U[0] > 0 and D[0] > 0

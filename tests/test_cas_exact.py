@@ -6,7 +6,7 @@ Values are computed by hand (or by a literal float64 formula) in the test, never
 import pytest
 import torch
 
-from fakes import random_probs
+from fakes import cas_eq1, random_probs
 from pixelbook.cas import cas_loss, cas_terms, permute_region_labels, select_channel
 
 
@@ -25,19 +25,6 @@ class TestOneLabelledPixel:
         assert cas_loss(s, y, single_region="skip") == per[0]
 
 
-def _eq1(probs, labels, alpha, void=None):
-    """Eq. 1 written literally per image, pixels labelled ``void`` left out (float64 reference)."""
-    out = []
-    for s, y in zip(probs, labels):
-        keep = torch.ones_like(y, dtype=torch.bool) if void is None else y != void
-        regions = [(y == v) & keep for v in torch.unique(y[keep])]
-        mus = [s[:, r].mean(1) for r in regions]
-        U = sum(((s[:, r] - mu[:, None]) ** 2).sum() / r.sum() for r, mu in zip(regions, mus))
-        D = sum(((a - b) ** 2).sum() for i, a in enumerate(mus) for j, b in enumerate(mus) if i != j)
-        out.append(alpha * U - (1 - alpha) * D)
-    return torch.stack(out)
-
-
 class TestIgnoreIndexPaperVariant:
     def test_the_ignore_index_given_is_the_one_used(self):
         # labels 0, 7 and 255: with ignore_index=None 255 is a third region, with ignore_index=7 the
@@ -48,10 +35,10 @@ class TestIgnoreIndexPaperVariant:
         y[1, 3, 3] = 7
         for ignore_index in (None, 7, 255):
             torch.testing.assert_close(cas_loss(s, y, 0.3, ignore_index=ignore_index, reduction="none"),
-                                       _eq1(s, y, 0.3, void=ignore_index), rtol=0, atol=1e-12)
+                                       cas_eq1(s, y, 0.3, void=ignore_index), rtol=0, atol=1e-12)
             U, D = cas_terms(s, y, ignore_index=ignore_index)
-            torch.testing.assert_close(0.3 * U - 0.7 * D, _eq1(s, y, 0.3, void=ignore_index), rtol=0, atol=1e-12)
-        torch.testing.assert_close(cas_loss(s, y, 0.3, reduction="none"), _eq1(s, y, 0.3, void=255),
+            torch.testing.assert_close(0.3 * U - 0.7 * D, cas_eq1(s, y, 0.3, void=ignore_index), rtol=0, atol=1e-12)
+        torch.testing.assert_close(cas_loss(s, y, 0.3, reduction="none"), cas_eq1(s, y, 0.3, void=255),
                                    rtol=0, atol=1e-12)
 
 
@@ -92,7 +79,7 @@ class TestUint8Labels:
         for variant in ("paper", "official"):
             torch.testing.assert_close(cas_loss(s, y.to(torch.uint8), 0.3, variant=variant, reduction="none"),
                                        cas_loss(s, y, 0.3, variant=variant, reduction="none"), rtol=0, atol=0)
-        torch.testing.assert_close(cas_loss(s, y.to(torch.uint8), 0.3, reduction="none"), _eq1(s, y, 0.3, void=255),
+        torch.testing.assert_close(cas_loss(s, y.to(torch.uint8), 0.3, reduction="none"), cas_eq1(s, y, 0.3, void=255),
                                    rtol=0, atol=1e-12)
         new8, perms8 = permute_region_labels(y.to(torch.uint8), 2, p=1.0, generator=torch.Generator().manual_seed(3))
         new, perms = permute_region_labels(y, 2, p=1.0, generator=torch.Generator().manual_seed(3))
