@@ -703,15 +703,7 @@ glue("ch5_med_wall", MED_WALL, display=False)
 glue("ch5_med_epochs_a", MED_A["train"]["epochs"], display=False)
 
 # %% tags=["remove-cell"]
-class Words:
-    """Text for `{glue:text}` without the quotes that a str's repr adds."""
-
-    def __init__(self, text):
-        self.text = text
-
-    def __repr__(self):
-        return self.text
-
+Words = pb.widgets.Words  # text for {glue:text} without a str's quotes
 
 # Glue every summary the prose quotes: mean and sample std over the seeds.
 QUOTED = {"miou", "flops", "gflops", "density_mean", "density_std", "density_maxdev",

@@ -833,15 +833,7 @@ pb.widgets.show(fig, glue="ch6_fig_convergence")
 
 
 # %% tags=["hide-input"]
-class Words:
-    """Text for `{glue:text}` without the quotes that a str's repr adds."""
-
-    def __init__(self, text):
-        self.text = text
-
-    def __repr__(self):
-        return self.text
-
+Words = pb.widgets.Words  # text for {glue:text} without a str's quotes
 
 RUNS = [(a, s) for a in RES.arms for s in RES.seeds(a)]
 glue("ch6_med_epochs", len(RES.history(*RUNS[0])), display=False)

@@ -44,7 +44,7 @@ import numpy as np
 from ._checks import check_choice
 from .viz import DPI, show_grid, tensor_to_image
 
-__all__ = ["OUTPUT_ENV", "output_mode", "show", "Explorer", "explorer", "panels", "time_slider", "figure_to_array"]
+__all__ = ["OUTPUT_ENV", "output_mode", "show", "Words", "Explorer", "explorer", "panels", "time_slider", "figure_to_array"]
 
 OUTPUT_ENV = "PIXELBOOK_OUTPUT"  # "live" (default) or "book" (tools/nbtools.py render sets it)
 _MIN_PANEL = 2.0  # ours: inches; a 64-pixel image would otherwise be under an inch wide
@@ -62,6 +62,24 @@ def output_mode() -> str:
     mode = os.environ.get(OUTPUT_ENV, "live") or "live"
     check_choice(mode, OUTPUT_ENV, ("live", "book"))
     return mode
+
+
+class Words:
+    """Text for the book's ``{glue:text}`` role without the quotes a ``str``'s repr adds.
+
+    ``glue("key", Words("holds"), display=False)`` puts ``holds`` in the prose; a plain ``"holds"``
+    would appear as ``'holds'``.
+
+    Example:
+        >>> Words("does not hold")
+        does not hold
+    """
+
+    def __init__(self, text: str):
+        self.text = str(text)
+
+    def __repr__(self) -> str:
+        return self.text
 
 
 def show(obj, glue: str | None = None, mode: str | None = None) -> None:
