@@ -36,6 +36,30 @@ def test_task_a_arms_with_four_kernels_have_equal_conv_parameters():
     assert len(set(four.values())) == 1 and sizes["a_tied_avg"] * 4 == next(iter(four.values()))
 
 
+@pytest.mark.parametrize("arm", ["a_untied_avg", "a_true_depth", "a_pag"])
+def test_task_a_models_are_channels_last_and_compute_what_the_contiguous_model_computes(arm):
+    """``model.channels_last`` changes the weights' memory layout only: outputs and gradients match NCHW."""
+    cfg = EXPERIMENT.run_config(arm, 0, "small")
+    assert cfg.model["channels_last"] is True
+    last = EXPERIMENT.model(cfg, None).net
+    plain = EXPERIMENT.model(dataclasses.replace(cfg, model={**cfg.model, "channels_last": False}), None).net
+    plain.load_state_dict(last.state_dict())
+    conv = next(m for m in last.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous()
+    torch.manual_seed(0)
+    image, bins = torch.rand(2, 3, 20, 20), torch.randint(0, 4, (2, 20, 20))
+    outs = []
+    for net in (last, plain):
+        net.train()
+        torch.manual_seed(1)  # the same Gumbel noise for PAG's gates
+        out = net(image, bins if arm == "a_true_depth" else None)["seg"]
+        out.square().mean().backward()
+        outs.append((out.detach(), [p.grad.clone() for p in net.parameters()]))
+    torch.testing.assert_close(outs[0][0], outs[1][0], rtol=1e-4, atol=1e-5)
+    for g_last, g_plain in zip(outs[0][1], outs[1][1]):
+        torch.testing.assert_close(g_last.contiguous(), g_plain, rtol=1e-3, atol=1e-5)
+
+
 def test_truncated_arms_match_the_curriculum_in_steps():
     pag = EXPERIMENT.run_config("b_pag", 0, "medium")
     for name in ("b_trunc5", "b_trunc6", "b_trunc7", "b_dense"):
