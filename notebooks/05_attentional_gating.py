@@ -678,13 +678,17 @@ glue("ch5_wall_flops", flops_b.fraction, display=False)
 # file per run under `results/05_attentional_gating/`. This notebook loads them, at any scale. The
 # `medium` schedule is short — {glue:text}`ch5_med_epochs_a` epochs for Task A, six dense epochs and
 # two per budget stage for Task B — because the whole experiment had to fit about half an hour on
-# two CPU cores. Task A's first run had 7 epochs (results in the git history, commit `1e5847b`); it
-# ended where the cosine schedule reaches a learning rate of zero with the training loss still
-# moving, and it recorded nothing held out during training, so it could not show convergence. The
-# Task-A runs below are a rerun with the *configuration* lengthened to
-# {glue:text}`ch5_med_epochs_a` epochs and the held-out mIoU recorded at every epoch; the claims
-# are unchanged (every results file records a hash of them, and the tests recompute it). The
-# convergence check below says whether it was enough.
+# two CPU cores. Task A took three tries, all in the git history. The first run had 7 epochs
+# (results committed in `1e5847b`); it ended where the cosine schedule reaches a learning rate of
+# zero with the training loss still moving, and it recorded nothing held out, so it could not show
+# convergence. The second had 17 epochs and recorded the held-out mIoU at every epoch (results in
+# `3bb13f7`); it missed the convergence criterion below, written before it ran, in half of its runs.
+# The Task-A runs below are the third: {glue:text}`ch5_med_epochs_a` epochs, with the network's
+# weights in the channels-last memory layout, which makes a training step about a quarter cheaper
+# on the CPU without changing what it computes (`pb.gating.GatedPoolNet`'s docstring; a test
+# compares the two layouts), so that the longer schedule fits the same budget. The claims and the
+# criterion are unchanged (every results file records a hash of the claims, and the tests recompute
+# it). The convergence check below says whether it was enough.
 
 # %%
 RES = pb.results.load_results(EXP.chapter, "medium")
@@ -752,9 +756,10 @@ display(Markdown("**Task A** (mean ± sample std over 3 seeds): mIoU; object-pix
 # ({glue:text}`ch5_med_a_dil1_a_acc_bin3:.3f` against {glue:text}`ch5_med_a_untied_avg_a_acc_bin3:.3f`).
 #
 # Gating by the **true** depth does *not* beat averaging here:
-# {glue:text}`ch5_med_a_true_depth_a_miou:.3f` ± {glue:text}`ch5_med_a_true_depth_a_miou_sd:.3f`.
-# It does better than the average on the far bin ({glue:text}`ch5_med_a_true_depth_a_acc_bin0:.3f`)
-# but loses on the nearest ({glue:text}`ch5_med_a_true_depth_a_acc_bin3:.3f`). One reading: the
+# {glue:text}`ch5_med_a_true_depth_a_miou:.3f` ± {glue:text}`ch5_med_a_true_depth_a_miou_sd:.3f`,
+# below the average on every seed. It equals the average on the far bin
+# ({glue:text}`ch5_med_a_true_depth_a_acc_bin0:.3f`) and loses on the nearest
+# ({glue:text}`ch5_med_a_true_depth_a_acc_bin3:.3f`). One reading: the
 # average still gives every pixel all four scales, and the interior of a near disk is also seen
 # well by the smaller dilations, while a hard gate trains each branch on about a quarter of the
 # pixels. Gating by **predicted** depth, whose gate picks the true bin on
@@ -774,14 +779,13 @@ display(Markdown("**Task A** (mean ± sample std over 3 seeds): mIoU; object-pix
 # {glue:text}`ch5_med_a_pag_a_gate_bin_acc:.3f` ± {glue:text}`ch5_med_a_pag_a_gate_bin_acc_sd:.3f`
 # of the pixels (a random choice among the four dilations would give a quarter) and never choose
 # the copy branch (share {glue:text}`ch5_med_a_pag_a_copy_share:.3f`). Training longer raised its
-# mIoU with every other arm's, not its routing: at {glue:text}`ch5_med_epochs_a` epochs as at 7,
-# the straight-through gate settles on a choice that is unrelated to depth, and the pooling
+# mIoU with every other arm's, not its routing: at {glue:text}`ch5_med_epochs_a` epochs as at 7 and
+# 17, the straight-through gate settles on a choice that is unrelated to depth, and the pooling
 # branches learn to live with it.
 #
-# **What the longer schedule changed.** Every Task-A arm scores higher than in the 7-epoch run, and
-# the ordering of the arms is the same; no claim's verdict changed. Two per-seed counts did:
-# untied kernels now beat tied ones on two of the three seeds (one before), and predicted-depth
-# gating now loses to true-depth gating on all three (it won on two).
+# **What the longer schedules changed.** Every Task-A arm scores higher than in the 7- and 17-epoch
+# runs, PAG MultiPool gaining most; the order of the arms stayed the same but for PAG, which moved
+# ahead of predicted-depth gating. No claim's verdict changed in either rerun.
 
 # %%
 B_ARMS = [a.name for a in EXP.arms if a.name.startswith("b_")]
@@ -869,11 +873,14 @@ pb.widgets.show(fig, glue="ch5_fig_convergence")
 # %%
 last = CONV["last_epochs"]
 RUNS_A = [(a, s) for a in A_ARMS for s in MED_SEEDS]
-spread, step = {}, {}
+spread, step, within = {}, {}, {}
 for r in RUNS_A:
     curve = RES.history(*r)[CONV["metric"]]
     spread[r] = max(curve[-last:]) - min(curve[-last:])  # the ends of epochs E-4 ... E
     step[r] = abs(curve[-1] - curve[-2])
+    # the first epoch from which the run stays within max_range of its final value
+    within[r] = 1 + next(e for e in range(len(curve))
+                         if all(abs(v - curve[-1]) <= CONV["max_range"] for v in curve[e:]))
 worst = max(spread, key=spread.get)
 n_ok = sum(v <= CONV["max_range"] for v in spread.values())
 verdict = "holds" if n_ok == len(RUNS_A) else "does not hold"
@@ -882,6 +889,8 @@ print(f"range of the held-out mIoU over the last {last} epochs: at most "
       f"{CONV['max_range']} in every run: met by {n_ok} of {len(RUNS_A)} runs, "
       f"{verdict}")
 print(f"largest change over the last epoch: {max(step.values()):.4f}")
+print(f"every run within {CONV['max_range']} of its final value from epoch "
+      f"{max(within.values())} of {len(curve)} on (earliest run: epoch {min(within.values())})")
 # from which epoch on the order of the arms' mean curves is the final one
 means = np.array([[RES.history(a, s)[CONV["metric"]] for s in MED_SEEDS]
                   for a in A_ARMS])
@@ -899,6 +908,8 @@ glue("ch5_conv_runs", len(RUNS_A), display=False)
 glue("ch5_conv_last", last, display=False)
 glue("ch5_conv_max_range", CONV["max_range"], display=False)
 glue("ch5_conv_step", max(step.values()), display=False)
+glue("ch5_conv_within", max(within.values()), display=False)
+glue("ch5_conv_within_first", min(within.values()), display=False)
 
 # %% [markdown]
 # ```{glue:figure} ch5_fig_convergence
@@ -916,14 +927,16 @@ glue("ch5_conv_step", max(step.values()), display=False)
 # {glue:text}`ch5_conv_max_range:.2f` over the last {glue:text}`ch5_conv_last` epochs. The
 # criterion **{glue:text}`ch5_conv_verdict`**: it is met by {glue:text}`ch5_conv_ok` of the
 # {glue:text}`ch5_conv_runs` runs; the widest range is {glue:text}`ch5_conv_range:.3f`
-# ({glue:text}`ch5_conv_range_arm`, seed {glue:text}`ch5_conv_range_seed`). So Task A has not
-# converged by the standard we set: in the runs that miss it the held-out mIoU was still rising at
-# the start of the window, and it flattens over the last epochs because the cosine schedule takes the
-# learning rate to zero (no run moves by more than {glue:text}`ch5_conv_step:.3f` over the last
-# epoch), not because it had reached a plateau. A longer schedule would probably raise every arm a
-# little further; it did not fit the chapter's budget of half an hour on two cores. What the
-# claims compare is steadier than the values: the order of the eight arms' mean curves is the
-# final one from epoch {glue:text}`ch5_conv_settled` on. Task B's stages are fine-tuning stages of
+# ({glue:text}`ch5_conv_range_arm`, seed {glue:text}`ch5_conv_range_seed`), and no run moves by
+# more than {glue:text}`ch5_conv_step:.4f` over the last epoch; each run stays within
+# {glue:text}`ch5_conv_max_range:.2f` of its final value from some epoch between
+# {glue:text}`ch5_conv_within_first` and {glue:text}`ch5_conv_within` on, whereas the 17-epoch runs
+# were still rising inside their window. What "converged" means here should be said plainly: a
+# cosine schedule flattens every curve at its end, because the learning rate goes to zero, so the
+# criterion shows that each run settled under its schedule, not that more epochs could not help. A
+# one-seed probe with 34 epochs (seed 0; not part of the evidence) scored a little higher on every arm, in
+# the same order. That order is what the claims compare, and the eight arms' mean curves have had
+# their final order since epoch {glue:text}`ch5_conv_settled`. Task B's stages are fine-tuning stages of
 # two epochs each; their held-out mIoU at each stage end is in the tables above.
 
 # %% [markdown]
@@ -975,7 +988,8 @@ glue("ch5_claims_n", len(OUTCOMES), display=False)
 # the FLOPs it should, a per-layer budget spreads computation evenly over the layers and sends it
 # to the hard pixels. The accuracy claims of depth gating against averaging and of PAG against
 # truncation, which the thesis measures on real scenes with ResNet-50/101 and margins of 0.5 to 6
-# points, do not reproduce on our small synthetic tasks and short schedules; with three seeds and
+# points, do not reproduce on our small synthetic tasks (Task A converged; Task B's fine-tuning
+# stages are short); with three seeds and
 # seed spreads (sample std) of up to {glue:text}`ch5_med_a_max_sd:.3f` mIoU on Task A, differences
 # of one point could not be resolved anyway.
 #
@@ -1130,8 +1144,9 @@ glue("ch5_small_seconds", time.time() - T0, display=False)
 #   errata); Eq. 4.2 is computed as written, which makes it Eq. 4.1 (section 11). The `medium`
 #   schedule was shortened before it first ran (Task A from 10 to 7 epochs, Task B from 8 + 3×3 to
 #   6 + 3×2 epochs) to fit about 30 minutes on the CPU; Task A's 7 epochs did not show convergence,
-#   and it was rerun with {glue:text}`ch5_med_epochs_a` epochs and a held-out monitor (section 16).
-#   The claims did not change.
+#   a rerun with 17 epochs and a held-out monitor missed the convergence criterion, and the third
+#   run, {glue:text}`ch5_med_epochs_a` epochs with channels-last weights, meets it (section 16).
+#   The claims and the criterion did not change.
 #
 # ## References
 #

@@ -153,8 +153,8 @@ class GatingExperiment(Experiment):
     }}
     # Written before any medium result existed, from the method and the thesis, not from runs (expected=False
     # was added after the medium run: it records the outcome; what decides a claim, the hashed fields, is
-    # unchanged; the 17-epoch rerun of Task A, results of 0bfc59c, gave the same verdicts for every Task-A
-    # claim, so no `expected` changed). n = 3 seeds:
+    # unchanged; the 17- and 26-epoch reruns of Task A, results of 0bfc59c and 00cd99f, gave the same verdicts
+    # for every Task-A claim, so no `expected` changed). n = 3 seeds:
     # with no effect a difference beats a margin >= 0 on 3 of 3 seeds with probability <= 1/8.
     claims = (
         # Task A. The scenes are built so that one pooling size cannot serve every depth: a near disk's

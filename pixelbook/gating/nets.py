@@ -54,6 +54,11 @@ class GatedPoolNet(nn.Module):
     per-pixel branch weights) plus ``"gate_logits"`` for ``"predicted"``/``"learned"`` (train
     ``"predicted"`` with cross-entropy against the bins).
 
+    On a CPU, ``net.to(memory_format=torch.channels_last)`` lets oneDNN run every convolution
+    without layout reorders: a training step of the width-16 Task-A networks (batch 16, 64×64, one
+    thread) took 45–66 ms instead of 57–90 ms, with the same outputs up to float rounding (Chapter 5's
+    experiment does this; its test compares the two layouts).
+
     Example:
         >>> net = GatedPoolNet(3, pool="pag", dilations=(0, 1, 4)).eval()
         >>> out = net(torch.rand(2, 3, 16, 16))
