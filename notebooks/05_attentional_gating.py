@@ -879,8 +879,8 @@ for r in RUNS_A:
     spread[r] = max(curve[-last:]) - min(curve[-last:])  # the ends of epochs E-4 ... E
     step[r] = abs(curve[-1] - curve[-2])
     # the first epoch from which the run stays within max_range of its final value
-    within[r] = 1 + next(e for e in range(len(curve))
-                         if all(abs(v - curve[-1]) <= CONV["max_range"] for v in curve[e:]))
+    off = [abs(v - curve[-1]) > CONV["max_range"] for v in curve]
+    within[r] = 1 + max((e + 1 for e, o in enumerate(off) if o), default=0)
 worst = max(spread, key=spread.get)
 n_ok = sum(v <= CONV["max_range"] for v in spread.values())
 verdict = "holds" if n_ok == len(RUNS_A) else "does not hold"
@@ -889,8 +889,9 @@ print(f"range of the held-out mIoU over the last {last} epochs: at most "
       f"{CONV['max_range']} in every run: met by {n_ok} of {len(RUNS_A)} runs, "
       f"{verdict}")
 print(f"largest change over the last epoch: {max(step.values()):.4f}")
-print(f"every run within {CONV['max_range']} of its final value from epoch "
-      f"{max(within.values())} of {len(curve)} on (earliest run: epoch {min(within.values())})")
+first, latest = min(within.values()), max(within.values())
+print(f"every run within {CONV['max_range']} of its final value from epoch {latest} "
+      f"of {len(curve)} on (earliest run: epoch {first})")
 # from which epoch on the order of the arms' mean curves is the final one
 means = np.array([[RES.history(a, s)[CONV["metric"]] for s in MED_SEEDS]
                   for a in A_ARMS])
@@ -908,8 +909,8 @@ glue("ch5_conv_runs", len(RUNS_A), display=False)
 glue("ch5_conv_last", last, display=False)
 glue("ch5_conv_max_range", CONV["max_range"], display=False)
 glue("ch5_conv_step", max(step.values()), display=False)
-glue("ch5_conv_within", max(within.values()), display=False)
-glue("ch5_conv_within_first", min(within.values()), display=False)
+glue("ch5_conv_within", latest, display=False)
+glue("ch5_conv_within_first", first, display=False)
 
 # %% [markdown]
 # ```{glue:figure} ch5_fig_convergence
