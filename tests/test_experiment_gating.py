@@ -113,6 +113,26 @@ def test_task_a_monitor_records_the_held_out_miou_every_epoch(arm):
     assert exp_mod._val_miou_a(run.model.net, worse) < curve[-1]
 
 
+def test_task_b_monitor_records_the_held_out_miou_every_epoch_in_the_stage_mode():
+    """One ``val_b.miou`` per epoch, in the mode of the stage being trained; at a stage's end it is the
+    stage's ``miou``. It draws no random numbers and leaves the network's mode and gating as it found them."""
+    run = EXPERIMENT.run("b_pag", 0, "smoke", "cpu", cache=False, progress=False)
+    stages = run.config.loss["stages"]
+    curve = run.history["val_b.miou"]
+    assert len(curve) == len(run.history.records) == sum(st[2] for st in stages) == 4
+    for (key, _, _), value in zip(stages, curve):  # smoke: one epoch per stage
+        assert value == run.metrics[f"{key}.miou"] == run.history[f"val_{key}.miou"][-1]
+    run.model.train()
+    forced = [b.force for b in pb_gating.pag_blocks(run.model.net)]
+    rng = torch.get_rng_state()
+    assert exp_mod._val_miou_b(run.model.net, run.data["val"]) == curve[-1]
+    assert torch.equal(torch.get_rng_state(), rng) and run.model.net.training
+    assert [b.force for b in pb_gating.pag_blocks(run.model.net)] == forced
+    # at the last stage's end (where training stopped) the monitor gives both values
+    got = EXPERIMENT.monitor(run.config, run.data)(run.model)
+    assert got == {"val_b.miou": curve[-1], "val_b50.miou": curve[-1]}
+
+
 def test_committed_task_a_runs_record_their_held_out_curve():
     """Every committed Task-A ``medium`` run has a held-out mIoU per epoch, ending at its ``a.miou``."""
     from pixelbook import results
