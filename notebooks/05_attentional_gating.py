@@ -937,8 +937,97 @@ glue("ch5_conv_within_first", first, display=False)
 # criterion shows that each run settled under its schedule, not that more epochs could not help. A
 # one-seed probe with 34 epochs (seed 0; not part of the evidence) scored a little higher on every arm, in
 # the same order. That order is what the claims compare, and the eight arms' mean curves have had
-# their final order since epoch {glue:text}`ch5_conv_settled`. Task B's stages are fine-tuning stages of
-# two epochs each; their held-out mIoU at each stage end is in the tables above.
+# their final order since epoch {glue:text}`ch5_conv_settled`.
+
+# %% tags=["hide-input"]
+# did Task B converge? its held-out mIoU per epoch, in the mode of the stage trained
+from pixelbook.experiments.gating import CONVERGENCE_B as CONV_B  # written before
+
+B_STYLE = {"b_dense": "k-", "b_trunc5": "C7:", "b_trunc6": "C7--", "b_trunc7": "C7-.",
+           "b_pag": "C0o-", "b_pag_total": "C1s--", "b_skip": "C2^--"}
+fig, ax = plt.subplots(figsize=(pb.viz.PAGE_WIDTH, 3.0))
+for arm in B_ARMS:
+    curves = np.array([RES.history(arm, s)[CONV_B["metric"]] for s in MED_SEEDS])
+    epochs = RES.history(arm, MED_SEEDS[0])["epoch"]
+    ax.plot(epochs, curves.mean(0), B_STYLE[arm], lw=1.1, ms=3, label=arm)
+ends = np.cumsum([st[2] for st in MED_B["loss"]["stages"]])
+for e in ends[:-1]:
+    ax.axvline(e + 0.5, color="0.6", lw=0.8)
+ax.set(xlabel="epoch", ylabel="held-out mIoU (mean of 3 seeds)",
+       title="Task B, medium: held-out mIoU during training (lines: stage ends)")
+ax.grid(alpha=0.3)
+ax.legend(fontsize=7, ncol=4, loc="lower right")
+pb.widgets.show(fig, glue="ch5_fig_convergence_b")
+
+# %%
+RUNS_B = [(a, s) for a in B_ARMS for s in MED_SEEDS]
+spread_b = {}  # (arm, seed, stage key) -> range over the stage's last epochs
+for arm, seed in RUNS_B:
+    curve = RES.history(arm, seed)[CONV_B["metric"]]
+    stages = RES.record(arm, seed)["config"]["loss"]["stages"]
+    start = 0
+    for key, _, n_ep in stages:
+        window = curve[start:start + n_ep][-CONV_B["last_epochs"]:]
+        spread_b[arm, seed, key] = max(window) - min(window)
+        start += n_ep
+worst_b = max(spread_b, key=spread_b.get)
+ok_b = {r: all(v <= CONV_B["max_range"] for k, v in spread_b.items() if k[:2] == r)
+        for r in RUNS_B}
+n_ok_b = sum(ok_b.values())
+verdict_b = "holds" if n_ok_b == len(RUNS_B) else "does not hold"
+print(f"Task B: range of the held-out mIoU over each stage's last epochs (at most "
+      f"{CONV_B['last_epochs']}): at most {spread_b[worst_b]:.4f} "
+      f"({worst_b[0]} seed {worst_b[1]}, stage {worst_b[2]}); criterion <= "
+      f"{CONV_B['max_range']} in every stage of every run: met by {n_ok_b} of "
+      f"{len(RUNS_B)} runs, {verdict_b}")
+for arm in B_ARMS:
+    worst = max(v for k, v in spread_b.items() if k[0] == arm)
+    n_arm = sum(ok_b[arm, s] for s in MED_SEEDS)
+    print(f"  {arm:12s} runs meeting it: {n_arm} of {len(MED_SEEDS)}; "
+          f"widest stage range {worst:.4f}")
+    glue(f"ch5_convb_ok_{arm}", n_arm, display=False)
+glue("ch5_convb_verdict", Words(verdict_b), display=False)
+glue("ch5_convb_ok", n_ok_b, display=False)
+glue("ch5_convb_runs", len(RUNS_B), display=False)
+glue("ch5_convb_range", spread_b[worst_b], display=False)
+glue("ch5_convb_range_arm", Words(worst_b[0]), display=False)
+glue("ch5_convb_range_seed", worst_b[1], display=False)
+glue("ch5_convb_range_stage", Words(worst_b[2]), display=False)
+glue("ch5_convb_max_range", CONV_B["max_range"], display=False)
+
+# %% [markdown]
+# ```{glue:figure} ch5_fig_convergence_b
+# :name: fig-ch5-convergence-b
+# :alt: Held-out mIoU per epoch of the seven Task-B arms at medium scale, mean over three seeds,
+#   with the ends of the dense and budget stages marked
+#
+# Task B at `medium` scale: the held-out mIoU at the end of each epoch, in the mode of the stage
+# being trained (dense, or gated with evaluation's argmax), mean over the three seeds; vertical
+# lines mark the stage ends of the staged arms.
+# ```
+#
+# Did Task B converge? Its held-out mIoU was recorded at every epoch too
+# ({numref}`fig-ch5-convergence-b`), by a rerun of the committed configuration with the per-epoch
+# monitor added; the monitor draws no random numbers, and the rerun reproduced every committed
+# Task-B number bit for bit. Its criterion, written before these curves existed (`CONVERGENCE_B`),
+# asks for a range of at most {glue:text}`ch5_convb_max_range:.2f` over the last three epochs of
+# every stage of every run (both epochs of a two-epoch budget stage). It
+# **{glue:text}`ch5_convb_verdict`**: {glue:text}`ch5_convb_ok` of the
+# {glue:text}`ch5_convb_runs` runs meet it; the widest range is
+# {glue:text}`ch5_convb_range:.3f` ({glue:text}`ch5_convb_range_arm`, seed
+# {glue:text}`ch5_convb_range_seed`, stage {glue:text}`ch5_convb_range_stage`). The dense network
+# meets it on {glue:text}`ch5_convb_ok_b_dense` of 3 seeds; PAG on
+# {glue:text}`ch5_convb_ok_b_pag`, layer skipping on {glue:text}`ch5_convb_ok_b_skip`, the
+# truncated networks on {glue:text}`ch5_convb_ok_b_trunc5`, {glue:text}`ch5_convb_ok_b_trunc6` and
+# {glue:text}`ch5_convb_ok_b_trunc7` (five, six and seven blocks). The cause is the schedule: Task B
+# trains at a constant learning rate in every stage, and at that rate the held-out mIoU keeps
+# moving from one epoch to the next and now and then drops by several points. So each
+# stage-end number in the Task-B tables and claims above is one draw from that noise, not a
+# settled value, and the Task-B comparisons of accuracy (PAG against truncation and layer skipping)
+# are not settled by this experiment either way. The claims about where computation goes (the
+# per-layer densities and the ponder maps) are measured on the gates rather than the accuracy and
+# hold on every seed by several times their margins, but they too are read at the last epoch only.
+# A schedule that lets the learning rate decay within each stage is the fix; it has not been run.
 
 # %% [markdown]
 # The claims, exactly as written before the run, evaluated on these results. Each reads "arm A beats
@@ -989,8 +1078,8 @@ glue("ch5_claims_n", len(OUTCOMES), display=False)
 # the FLOPs it should, a per-layer budget spreads computation evenly over the layers and sends it
 # to the hard pixels. The accuracy claims of depth gating against averaging and of PAG against
 # truncation, which the thesis measures on real scenes with ResNet-50/101 and margins of 0.5 to 6
-# points, do not reproduce on our small synthetic tasks (Task A converged; Task B's fine-tuning
-# stages are short); with three seeds and
+# points, do not reproduce on our small synthetic tasks (Task A converged; Task B did not, see the
+# convergence check above); with three seeds and
 # seed spreads (sample std) of up to {glue:text}`ch5_med_a_max_sd:.3f` mIoU on Task A, differences
 # of one point could not be resolved anyway.
 #
@@ -1147,7 +1236,8 @@ glue("ch5_small_seconds", time.time() - T0, display=False)
 #   6 + 3×2 epochs) to fit about 30 minutes on the CPU; Task A's 7 epochs did not show convergence,
 #   a rerun with 17 epochs and a held-out monitor missed the convergence criterion, and the third
 #   run, {glue:text}`ch5_med_epochs_a` epochs with channels-last weights, meets it (section 16).
-#   The claims and the criterion did not change.
+#   The claims and the criterion did not change. Task B, trained at a constant learning rate, does
+#   **not** meet its convergence criterion (section 16): its accuracy comparisons are unsettled.
 #
 # ## References
 #

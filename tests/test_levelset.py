@@ -491,7 +491,7 @@ class TestLinearForcing:
         with torch.no_grad():
             lf.weights.zero_()
         assert torch.equal(lf(torch.rand(1, 1, 16, 16), phi0), phi0)
-        assert float(LinearForcing().weights[1]) > 0  # the default starts with a small curvature weight
+        assert float(LinearForcing().weights[1].detach()) > 0  # the default starts with a small curvature weight
 
     def test_constant_weight_is_a_constant_speed_flow(self):
         lf = LinearForcing(steps=20)
