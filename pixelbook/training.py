@@ -52,7 +52,10 @@ class TrainConfig:
         batch_size: used when ``train_data`` is a dict of tensors.
         optimizer: ``"adam"``, ``"adamw"`` or ``"sgd"`` (momentum 0.9).
         weight_decay: L2 / decoupled weight decay.
-        schedule: ``"constant"``, ``"cosine"`` or ``"poly"`` (the thesis' ``(1 - t)^0.9``), per step.
+        schedule: ``"constant"``, ``"cosine"`` or ``"poly"`` (the thesis' ``(1 - t)^0.9``), per step;
+            or ``(name, e_1, ..., e_k)``: that schedule restarted at the start of each segment of
+            ``e_i`` epochs (the ``e_i`` sum to ``epochs``), e.g. one decay per stage of a staged
+            run. Warm-up, if any, belongs to the first segment.
         warmup_steps: linear warm-up steps before the schedule.
         grad_clip: max global gradient norm, or ``None`` for no clipping.
         seed: seeds the initial weights (through the caller) and the batch order.
@@ -69,7 +72,7 @@ class TrainConfig:
     batch_size: int = 8
     optimizer: str = "adam"
     weight_decay: float = 0.0
-    schedule: str = "cosine"
+    schedule: str | tuple = "cosine"
     warmup_steps: int = 0
     grad_clip: float | None = None
     seed: int = 0
@@ -79,7 +82,19 @@ class TrainConfig:
 
     def __post_init__(self):
         check_choice(self.optimizer, "optimizer", ("adam", "adamw", "sgd"))
-        check_choice(self.schedule, "schedule", ("constant", "cosine", "poly"))
+        if isinstance(self.schedule, (tuple, list)):
+            name, segments = (self.schedule[0], tuple(self.schedule[1:])) if self.schedule else (None, ())
+            if not isinstance(name, str) or not segments or not all(
+                    isinstance(e, int) and not isinstance(e, bool) and e >= 1 for e in segments):
+                raise ValueError("`schedule`: expected a name or (name, epochs, ...) with positive int epochs, "
+                                 f"got {self.schedule!r}")
+            check_choice(name, "schedule[0]", ("constant", "cosine", "poly"))
+            if sum(segments) != self.epochs:
+                raise ValueError(f"`schedule`: its segments {segments} sum to {sum(segments)}, "
+                                 f"expected `epochs` = {self.epochs}")
+            object.__setattr__(self, "schedule", (name, *segments))
+        else:
+            check_choice(self.schedule, "schedule", ("constant", "cosine", "poly"))
         if self.epochs < 1:
             raise ValueError(f"`epochs`: expected >= 1, got {self.epochs}")
         if self.batch_size < 1:
@@ -196,13 +211,22 @@ def _make_optimizer(model, cfg):
 
 
 def _make_scheduler(opt, cfg, total_steps):
+    if isinstance(cfg.schedule, str):
+        name, starts, lengths = cfg.schedule, [0], [total_steps]
+    else:  # (name, e_1, ..., e_k): restart at each segment; its steps in proportion to its epochs
+        name, segments = cfg.schedule[0], cfg.schedule[1:]
+        ends = [total_steps * sum(segments[:i + 1]) // cfg.epochs for i in range(len(segments))]
+        starts, lengths = [0, *ends[:-1]], [e - s for s, e in zip([0, *ends[:-1]], ends)]
+
     def factor(step):
         if cfg.warmup_steps and step < cfg.warmup_steps:
             return (step + 1) / cfg.warmup_steps
-        t = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
-        if cfg.schedule == "cosine":
+        i = max(j for j, s in enumerate(starts) if s <= step) if step >= 0 else 0
+        first = cfg.warmup_steps if i == 0 else 0
+        t = min(1.0, (step - starts[i] - first) / max(1, lengths[i] - first))
+        if name == "cosine":
             return 0.5 * (1 + math.cos(math.pi * t))
-        if cfg.schedule == "poly":  # thesis §3.5: lr * (1 - iter/maxiter)^0.9
+        if name == "poly":  # thesis §3.5: lr * (1 - iter/maxiter)^0.9
             return (1 - t) ** 0.9
         return 1.0
 

@@ -177,6 +177,54 @@ class TestTrainConfig:
         with pytest.raises(ValueError, match=match):
             TrainConfig(**kwargs)
 
+    @pytest.mark.parametrize("schedule, match", [
+        (("cosine", 2, 2), "sum to 4, expected `epochs` = 3"), (("cosine", 3, 0), "positive int"),
+        (("cosine",), "positive int"), (("step", 3), "`schedule\\[0\\]`"), ((), "positive int"),
+        (("cosine", 1.5, 1.5), "positive int"), (("cosine", True, 2), "positive int"),
+    ])
+    def test_bad_segmented_schedules_are_errors(self, schedule, match):
+        with pytest.raises(ValueError, match=match):
+            TrainConfig(epochs=3, schedule=schedule)
+
+
+class TestSchedules:
+    """The learning-rate factor per step, as ``fit`` applies it (``_make_scheduler``)."""
+
+    @staticmethod
+    def factors(cfg, total_steps):
+        from pixelbook.training import _make_scheduler
+
+        opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+        sched = _make_scheduler(opt, cfg, total_steps)
+        out = []
+        for _ in range(total_steps):
+            out.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        return out
+
+    def test_one_segment_is_the_plain_schedule(self):
+        for name in ("cosine", "poly", "constant"):
+            for warmup in (0, 3):
+                plain = self.factors(TrainConfig(epochs=4, schedule=name, warmup_steps=warmup), 20)
+                one = self.factors(TrainConfig(epochs=4, schedule=(name, 4), warmup_steps=warmup), 20)
+                assert one == plain  # bit for bit
+
+    def test_segments_restart_the_schedule_in_proportion_to_their_epochs(self):
+        import math
+
+        got = self.factors(TrainConfig(epochs=3, schedule=("cosine", 2, 1)), 12)  # 4 steps per epoch
+        first = [0.5 * (1 + math.cos(math.pi * k / 8)) for k in range(8)]
+        second = [0.5 * (1 + math.cos(math.pi * k / 4)) for k in range(4)]
+        assert got == pytest.approx(first + second, abs=1e-12)
+        assert got[8] == 1.0 and got[7] < 0.05  # the restart and the end of the first decay
+
+    def test_a_segmented_schedule_is_stored_as_a_tuple_and_hashes_like_one(self):
+        a = TrainConfig(epochs=3, schedule=["cosine", 2, 1])
+        assert a.schedule == ("cosine", 2, 1)
+        assert config_hash(a) == config_hash(TrainConfig(epochs=3, schedule=("cosine", 2, 1)))
+        assert config_hash(a) != config_hash(TrainConfig(epochs=3, schedule=("cosine", 1, 2)))
+
 
 def test_iterate_batches_covers_every_row_once():
     data = {"a": torch.arange(10), "b": torch.arange(10) * 2}
