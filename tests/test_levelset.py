@@ -507,7 +507,7 @@ class TestLinearForcing:
         with torch.no_grad():
             lf.weights.copy_(torch.tensor([50.0, 50.0, -50.0, 50.0, 50.0]))
         out = lf(torch.rand(2, 1, 16, 16), sdf_from_mask(torch.rand(2, 16, 16) > 0.5))
-        assert bool(torch.isfinite(out).all()) and float(out.abs().max()) < 100
+        assert bool(torch.isfinite(out).all()) and float(out.detach().abs().max()) < 100
 
     def test_gradient_reaches_every_weight(self):
         lf = LinearForcing(steps=5)
