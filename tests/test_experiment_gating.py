@@ -60,6 +60,44 @@ def test_task_a_models_are_channels_last_and_compute_what_the_contiguous_model_c
         torch.testing.assert_close(g_last.contiguous(), g_plain, rtol=1e-3, atol=1e-5)
 
 
+@pytest.mark.parametrize("arm, gated", [("b_pag", True), ("b_pag", False), ("b_skip", True), ("b_trunc5", False)])
+def test_task_b_models_are_channels_last_and_compute_what_the_contiguous_model_computes(arm, gated):
+    cfg = EXPERIMENT.run_config(arm, 0, "small")
+    assert cfg.model["channels_last"] is True
+    torch.manual_seed(0)
+    last = EXPERIMENT.model(cfg, None).net
+    plain = EXPERIMENT.model(dataclasses.replace(cfg, model={**cfg.model, "channels_last": False}), None).net
+    plain.load_state_dict(last.state_dict())
+    conv = next(m for m in last.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous()
+    image = torch.rand(2, 3, 20, 20, generator=torch.Generator().manual_seed(0))
+    outs = []
+    for net in (last, plain):
+        if net.gates != "none":
+            exp_mod._set_gating(net, gated)
+        for mode in (True, False):  # training (Gumbel samples) and evaluation (argmax)
+            net.train(mode)
+            torch.manual_seed(1)  # the same Gumbel noise in both layouts
+            out = net(image)["seg"]
+            if mode:
+                out.square().mean().backward()
+            outs.append(out.detach())
+        outs.append([p.grad.clone() for p in net.parameters() if p.grad is not None])
+    # eight blocks of float32 in another summation order: equal to 1e-4 (outputs are O(1))
+    torch.testing.assert_close(outs[0], outs[3], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(outs[1], outs[4], rtol=1e-4, atol=1e-4)
+    assert len(outs[2]) == len(outs[5]) > 0
+    for g_last, g_plain in zip(outs[2], outs[5]):
+        torch.testing.assert_close(g_last.contiguous(), g_plain, rtol=1e-3, atol=1e-5)
+
+
+def test_task_b_decays_the_learning_rate_once_per_stage():
+    cfg = EXPERIMENT.run_config("b_pag", 0, "medium")
+    assert cfg.train.schedule == ("cosine", *(st[2] for st in cfg.loss["stages"]))
+    trunc = EXPERIMENT.run_config("b_trunc5", 0, "medium")
+    assert trunc.train.schedule == ("cosine", trunc.train.epochs)  # one stage: one decay
+
+
 def test_truncated_arms_match_the_curriculum_in_steps():
     pag = EXPERIMENT.run_config("b_pag", 0, "medium")
     for name in ("b_trunc5", "b_trunc6", "b_trunc7", "b_dense"):

@@ -82,8 +82,9 @@ CONVERGENCE_A = {"metric": "val_a.miou", "last_epochs": 5, "max_range": 0.01}
 #: monitor draws no random numbers). In every run (7 arms x 3 seeds) and every stage, the held-out mIoU
 #: that the monitor records at each epoch's end (``metric``: every val scene, in the stage's mode: dense,
 #: or gated with evaluation's argmax) stays within ``max_range`` over the stage's last ``last_epochs``
-#: epochs (all of a shorter stage's: the budget stages have 2, one epoch after the budget changed and one
-#: more). Chapter 5's section 16 reports whether it holds, whatever the outcome.
+#: epochs (all of a shorter stage's: the budget stages had 2 when it was written, one epoch after the budget
+#: changed and one more; they have 4 since the run that missed it). Chapter 5's section 16 reports whether it
+#: holds, whatever the outcome.
 CONVERGENCE_B = {"metric": "val_b.miou", "last_epochs": 3, "max_range": 0.01}
 
 #: The arms that have a ``full`` configuration (the thesis' Ch. 4 set-up; see the module docstring and
@@ -315,8 +316,17 @@ class GatingExperiment(Experiment):
                 "n_val": scaled(scale, smoke=8, small=64, medium=192, full=1024), "seed": seed}
         # ours: epochs per stage; the dense stage trains to convergence, each budget stage fine-tunes.
         # Medium was 8 + 3 x 3 epochs; at one thread per job (0.063-0.093 s per step) it is 6 + 3 x 2.
+        # Medium 6 + 3 x 2 -> 6 + 3 x 4 epochs, a cosine decay per stage (was a constant lr) and channels-last
+        # weights: at the constant lr the held-out curves (recorded by the rerun of bebd654) kept moving and
+        # now and then dropped by several points, so CONVERGENCE_B failed in 11 of 21 runs; and a 2-epoch
+        # budget stage puts the epoch right after the budget change into the criterion's window. Sized on
+        # seed 100 (not a medium seed; curves only) with a cosine per stage at 6 + 3 x 2: every single-stage
+        # arm within 0.0002-0.001 over its last 3 epochs, the dense stages 0.004, the budget stages 0.003-0.04
+        # (the first epoch after a switch: b_pag b70 0.931 -> 0.957, b_skip b50 0.907 -> 0.948), so 4-epoch
+        # stages keep the switch out of the window. Channels-last: a b_pag step 82 -> 47 ms, b_trunc5 35 ->
+        # 24 ms (one thread), so 18 epochs cost about what 12 did. CONVERGENCE_B and the claims unchanged.
         dense_ep = scaled(scale, smoke=1, small=3, medium=6, full=20)
-        stage_ep = scaled(scale, smoke=1, small=1, medium=2, full=10)
+        stage_ep = scaled(scale, smoke=1, small=1, medium=4, full=10)
         total = dense_ep + 3 * stage_ep
         stages = []
         for key, rho, kind in p["stages"]:
@@ -325,8 +335,9 @@ class GatingExperiment(Experiment):
         # the notebook's widget reloads the weights at the end of each stage of b_pag (small scale only)
         snapshots = scaled(scale, smoke=0, small=1, medium=0, full=0) if arm.name == "b_pag" else 0
         train = TrainConfig(epochs=sum(s[2] for s in stages), lr=3e-3, batch_size=16, optimizer="adamw",
-                            weight_decay=1e-4, schedule="constant", seed=seed, snapshot_every=snapshots)
-        model = {"gates": p["gates"], "dilations": list(_B_DILATIONS[:p["blocks"]]), "width": 32}
+                            weight_decay=1e-4, schedule=("cosine", *(s[2] for s in stages)), seed=seed,
+                            snapshot_every=snapshots)
+        model = {"gates": p["gates"], "dilations": list(_B_DILATIONS[:p["blocks"]]), "width": 32, "channels_last": True}
         loss = {"stages": stages, "kl_weight": 0.1,  # ours: λ for a mean-reduced CE (thesis 1e-4 for summed losses)
                 "mode": p["mode"], "over": "batch" if p["gates"] == "image" else "image", "statistic": "mask",
                 "tau": [1.0, 0.1]}
@@ -380,6 +391,8 @@ class GatingExperiment(Experiment):
                 net = net.to(memory_format=torch.channels_last)
             return _Stepped(net, 0)
         net = PAGResNet(3, gates=m["gates"], dilations=tuple(m["dilations"]), width=m["width"])
+        if m.get("channels_last"):
+            net = net.to(memory_format=torch.channels_last)
         return _Stepped(net, len(config.loss["stages"]))
 
     # -- loss -----------------------------------------------------------------------------------
