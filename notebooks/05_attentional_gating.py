@@ -677,8 +677,8 @@ glue("ch5_wall_flops", flops_b.fraction, display=False)
 # arm on three seeds (each with its own scenes, initial weights and batch order) and committed one
 # file per run under `results/05_attentional_gating/`. This notebook loads them, at any scale. The
 # `medium` schedule is short — {glue:text}`ch5_med_epochs_a` epochs for Task A, six dense epochs and
-# two per budget stage for Task B — because the whole experiment had to fit about half an hour on
-# two CPU cores. Task A took three tries, all in the git history. The first run had 7 epochs
+# four per budget stage for Task B — because the whole experiment had to fit about half an hour on
+# two CPU cores. Task A took three tries, Task B two, all in the git history. The first run had 7 epochs
 # (results committed in `1e5847b`); it ended where the cosine schedule reaches a learning rate of
 # zero with the training loss still moving, and it recorded nothing held out, so it could not show
 # convergence. The second had 17 epochs and recorded the held-out mIoU at every epoch (results in
@@ -688,7 +688,11 @@ glue("ch5_wall_flops", flops_b.fraction, display=False)
 # on the CPU without changing what it computes (`pb.gating.GatedPoolNet`'s docstring; a test
 # compares the two layouts), so that the longer schedule fits the same budget. The claims and the
 # criterion are unchanged (every results file records a hash of the claims, and the tests recompute
-# it). The convergence check below says whether it was enough.
+# it). Task B first ran at a constant learning rate with two-epoch budget stages (results committed
+# in `7eff673`, with their held-out curves); it missed its convergence criterion, written before those
+# curves existed. The Task-B runs below decay the learning rate once per stage (a cosine from the
+# peak to zero) and give each budget stage four epochs, with channels-last weights to pay for them.
+# The convergence checks below say whether it was enough.
 
 # %%
 RES = pb.results.load_results(EXP.chapter, "medium")
@@ -831,13 +835,13 @@ pb.widgets.show(fig, glue="ch5_fig_flops_curve")
 # **Task B** is easy for the dense network ({glue:text}`ch5_med_b_dense_b100_miou:.3f` ± {glue:text}`ch5_med_b_dense_b100_miou_sd:.3f`), and that decides it.
 # Truncated to its first five blocks, the network keeps {glue:text}`ch5_med_b_trunc5_b50_miou:.3f` ± {glue:text}`ch5_med_b_trunc5_b50_miou_sd:.3f` for
 # {glue:text}`ch5_med_b_trunc5_b50_flops:.3f` of the FLOPs; PAG fine-tuned to $\rho$ = 0.5 spends
-# {glue:text}`ch5_med_b_pag_b50_flops:.3f` (its gates cost about 5 % of the dense network, and the realised density
-# is {glue:text}`ch5_med_b_pag_b50_density_mean:.3f`, not 0.5) for {glue:text}`ch5_med_b_pag_b50_miou:.3f` ± {glue:text}`ch5_med_b_pag_b50_miou_sd:.3f`. At $\rho$ = 0.7 it is
+# {glue:text}`ch5_med_b_pag_b50_flops:.3f` (its gates cost about 5 % of the dense network; the realised density
+# is {glue:text}`ch5_med_b_pag_b50_density_mean:.3f`) for {glue:text}`ch5_med_b_pag_b50_miou:.3f` ± {glue:text}`ch5_med_b_pag_b50_miou_sd:.3f`. At $\rho$ = 0.7 it is
 # {glue:text}`ch5_med_b_pag_b70_miou:.3f` ± {glue:text}`ch5_med_b_pag_b70_miou_sd:.3f` at {glue:text}`ch5_med_b_pag_b70_flops:.3f` of the FLOPs against {glue:text}`ch5_med_b_trunc6_b70_miou:.3f` ± {glue:text}`ch5_med_b_trunc6_b70_miou_sd:.3f`
 # for six blocks at {glue:text}`ch5_med_b_trunc6_b70_flops:.3f` ({numref}`fig-ch5-flops`). On these scenes depth is simply not
 # needed: five blocks see enough of a grating, and nothing is left for a per-pixel budget to win.
-# Layer skipping (one gate per image) reaches {glue:text}`ch5_med_b_skip_b50_miou:.3f` ± {glue:text}`ch5_med_b_skip_b50_miou_sd:.3f` at $\rho$ = 0.5 — one of
-# its three runs fell to a much lower mIoU, the other two are as good as PAG's.
+# Layer skipping (one gate per image) reaches {glue:text}`ch5_med_b_skip_b50_miou:.3f` ± {glue:text}`ch5_med_b_skip_b50_miou_sd:.3f` at $\rho$ = 0.5, below PAG
+# on every seed by about a point: against per-image gates, per-pixel gates do win here.
 #
 # What the thesis says about *where* computation goes holds. With the per-layer KL every layer's
 # realised density stays close to the others (spread {glue:text}`ch5_med_b_pag_b50_density_std:.3f` ± {glue:text}`ch5_med_b_pag_b50_density_std_sd:.3f` at
@@ -1006,28 +1010,30 @@ glue("ch5_convb_max_range", CONV_B["max_range"], display=False)
 # lines mark the stage ends of the staged arms.
 # ```
 #
-# Did Task B converge? Its held-out mIoU was recorded at every epoch too
-# ({numref}`fig-ch5-convergence-b`), by a rerun of the committed configuration with the per-epoch
-# monitor added; the monitor draws no random numbers, and the rerun reproduced every committed
-# Task-B number bit for bit. Its criterion, written before these curves existed (`CONVERGENCE_B`),
-# asks for a range of at most {glue:text}`ch5_convb_max_range:.2f` over the last three epochs of
-# every stage of every run (both epochs of a two-epoch budget stage). It
-# **{glue:text}`ch5_convb_verdict`**: {glue:text}`ch5_convb_ok` of the
-# {glue:text}`ch5_convb_runs` runs meet it; the widest range is
+# Did Task B converge? Its held-out mIoU is recorded at every epoch too
+# ({numref}`fig-ch5-convergence-b`). Its criterion was written before any such curve existed
+# (`CONVERGENCE_B`): a range of at most {glue:text}`ch5_convb_max_range:.2f` over the last three
+# epochs of every stage of every run. The first Task-B run, at a constant learning rate with
+# two-epoch budget stages, missed it in about half of its runs: its held-out mIoU kept moving from
+# one epoch to the next and now and then dropped by several points, so a stage-end number was one
+# draw from that noise. For the runs shown here, with a cosine decay in each stage and four-epoch
+# budget stages, the criterion **{glue:text}`ch5_convb_verdict`**: {glue:text}`ch5_convb_ok` of
+# the {glue:text}`ch5_convb_runs` runs meet it; the widest range is
 # {glue:text}`ch5_convb_range:.3f` ({glue:text}`ch5_convb_range_arm`, seed
 # {glue:text}`ch5_convb_range_seed`, stage {glue:text}`ch5_convb_range_stage`). The dense network
-# meets it on {glue:text}`ch5_convb_ok_b_dense` of 3 seeds; PAG on
-# {glue:text}`ch5_convb_ok_b_pag`, layer skipping on {glue:text}`ch5_convb_ok_b_skip`, the
-# truncated networks on {glue:text}`ch5_convb_ok_b_trunc5`, {glue:text}`ch5_convb_ok_b_trunc6` and
-# {glue:text}`ch5_convb_ok_b_trunc7` (five, six and seven blocks). The cause is the schedule: Task B
-# trains at a constant learning rate in every stage, and at that rate the held-out mIoU keeps
-# moving from one epoch to the next and now and then drops by several points. So each
-# stage-end number in the Task-B tables and claims above is one draw from that noise, not a
-# settled value, and the Task-B comparisons of accuracy (PAG against truncation and layer skipping)
-# are not settled by this experiment either way. The claims about where computation goes (the
-# per-layer densities and the ponder maps) are measured on the gates rather than the accuracy and
-# hold on every seed by several times their margins, but they too are read at the last epoch only.
-# A schedule that lets the learning rate decay within each stage is the fix; it has not been run.
+# meets it on {glue:text}`ch5_convb_ok_b_dense` of 3 seeds and the truncated networks on
+# {glue:text}`ch5_convb_ok_b_trunc5`, {glue:text}`ch5_convb_ok_b_trunc6` and
+# {glue:text}`ch5_convb_ok_b_trunc7` (five, six and seven blocks); PAG on
+# {glue:text}`ch5_convb_ok_b_pag`, the total budget on {glue:text}`ch5_convb_ok_b_pag_total` and
+# layer skipping on {glue:text}`ch5_convb_ok_b_skip`. Every miss is a budget stage whose window
+# still holds the recovery from the switch to a lower budget: the mIoU drops when the budget
+# changes and needs more than one epoch to climb back (the dips in
+# {numref}`fig-ch5-convergence-b`, deepest for layer skipping, whose per-image gates switch whole
+# blocks off), then stays flat over the last epochs as the learning rate reaches zero. So the
+# stage-end numbers are settled values now, but by the standard we wrote down Task B has not
+# converged in every run; longer budget stages would be the next step. The Task-B verdicts should
+# be read with that in mind, above all the two that turn on about one point (PAG against
+# truncation, PAG against layer skipping).
 
 # %% [markdown]
 # The claims, exactly as written before the run, evaluated on these results. Each reads "arm A beats
@@ -1061,7 +1067,9 @@ glue("ch5_claims_n", len(OUTCOMES), display=False)
 #   cheaper by more than 0.05 GFLOPs per image ({glue:text}`ch5_claim_a_pag_is_cheaper`); the per-layer KL keeps
 #   the layers' densities together better than the total KL, by more than 0.1
 #   ({glue:text}`ch5_claim_b_per_layer_kl_keeps_every_layer_near_rho`); PAG's ponder maps favour the hard pixels
-#   by more than 0.25 over layer skipping ({glue:text}`ch5_claim_b_ponder_on_hard_pixels`).
+#   by more than 0.25 over layer skipping ({glue:text}`ch5_claim_b_ponder_on_hard_pixels`); per-pixel gates beat
+#   layer skipping at $\rho$ = 0.5 ({glue:text}`ch5_claim_b_pag_beats_layer_skipping_50`;
+#   {glue:text}`ch5_diffs_b_pag_beats_layer_skipping_50`; it held on one seed of three in the first Task-B run).
 # - **Do not hold** (the check cell asserts that they fail): untied kernels beat tied ones
 #   ({glue:text}`ch5_claim_a_untied_beats_tied`; per seed {glue:text}`ch5_diffs_a_untied_beats_tied`: two wins, one loss);
 #   true-depth gating beats averaging ({glue:text}`ch5_claim_a_true_depth_beats_average`;
@@ -1070,13 +1078,11 @@ glue("ch5_claims_n", len(OUTCOMES), display=False)
 #   {glue:text}`ch5_diffs_a_pred_depth_beats_true_depth`); PAG MultiPool within one point of attention
 #   ({glue:text}`ch5_claim_a_pag_matches_attention`; {glue:text}`ch5_diffs_a_pag_matches_attention`); PAG beats the truncated
 #   network at $\rho$ = 0.5 ({glue:text}`ch5_claim_b_pag_beats_truncated_50`; {glue:text}`ch5_diffs_b_pag_beats_truncated_50`)
-#   and at $\rho$ = 0.7 ({glue:text}`ch5_claim_b_pag_beats_truncated_70`; {glue:text}`ch5_diffs_b_pag_beats_truncated_70`);
-#   per-pixel gates beat layer skipping at $\rho$ = 0.5 ({glue:text}`ch5_claim_b_pag_beats_layer_skipping_50`;
-#   {glue:text}`ch5_diffs_b_pag_beats_layer_skipping_50`).
+#   and at $\rho$ = 0.7 ({glue:text}`ch5_claim_b_pag_beats_truncated_70`; {glue:text}`ch5_diffs_b_pag_beats_truncated_70`).
 #
-# The claims that hold are the structural ones: one scale fails, a learned gate helps, PAG saves
-# the FLOPs it should, a per-layer budget spreads computation evenly over the layers and sends it
-# to the hard pixels. The accuracy claims of depth gating against averaging and of PAG against
+# The claims that hold are mostly the structural ones: one scale fails, a learned gate helps, PAG
+# saves the FLOPs it should, a per-layer budget spreads computation evenly over the layers and
+# sends it to the hard pixels, and per-pixel gates beat per-image ones. The accuracy claims of depth gating against averaging and of PAG against
 # truncation, which the thesis measures on real scenes with ResNet-50/101 and margins of 0.5 to 6
 # points, do not reproduce on our small synthetic tasks (Task A converged; Task B did not, see the
 # convergence check above); with three seeds and
@@ -1236,8 +1242,10 @@ glue("ch5_small_seconds", time.time() - T0, display=False)
 #   6 + 3×2 epochs) to fit about 30 minutes on the CPU; Task A's 7 epochs did not show convergence,
 #   a rerun with 17 epochs and a held-out monitor missed the convergence criterion, and the third
 #   run, {glue:text}`ch5_med_epochs_a` epochs with channels-last weights, meets it (section 16).
-#   The claims and the criterion did not change. Task B, trained at a constant learning rate, does
-#   **not** meet its convergence criterion (section 16): its accuracy comparisons are unsettled.
+#   The claims and the criterion did not change. Task B was rerun once, with a cosine decay in each
+#   stage and four-epoch budget stages instead of a constant learning rate and two; it still misses
+#   its convergence criterion in a few runs, where a budget stage's window holds the recovery from
+#   the budget switch (section 16).
 #
 # ## References
 #
