@@ -20,6 +20,7 @@ the processes, and gives the same result as one process up to floating-point rou
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import hashlib
 import json
@@ -221,7 +222,7 @@ def _make_scheduler(opt, cfg, total_steps):
     def factor(step):
         if cfg.warmup_steps and step < cfg.warmup_steps:
             return (step + 1) / cfg.warmup_steps
-        i = max(j for j, s in enumerate(starts) if s <= step) if step >= 0 else 0
+        i = bisect.bisect_right(starts, step) - 1  # the segment of this step
         first = cfg.warmup_steps if i == 0 else 0
         t = min(1.0, (step - starts[i] - first) / max(1, lengths[i] - first))
         if name == "cosine":
