@@ -677,8 +677,8 @@ glue("ch5_wall_flops", flops_b.fraction, display=False)
 # arm on three seeds (each with its own scenes, initial weights and batch order) and committed one
 # file per run under `results/05_attentional_gating/`. This notebook loads them, at any scale. The
 # `medium` schedule is short — {glue:text}`ch5_med_epochs_a` epochs for Task A, six dense epochs and
-# four per budget stage for Task B — because the whole experiment had to fit about half an hour on
-# two CPU cores. Task A took three tries, Task B two, all in the git history. The first run had 7 epochs
+# five per budget stage for Task B — because the whole experiment had to fit about half an hour on
+# two CPU cores. Task A took three tries, Task B three, all in the git history. The first run had 7 epochs
 # (results committed in `1e5847b`); it ended where the cosine schedule reaches a learning rate of
 # zero with the training loss still moving, and it recorded nothing held out, so it could not show
 # convergence. The second had 17 epochs and recorded the held-out mIoU at every epoch (results in
@@ -690,9 +690,11 @@ glue("ch5_wall_flops", flops_b.fraction, display=False)
 # criterion are unchanged (every results file records a hash of the claims, and the tests recompute
 # it). Task B first ran at a constant learning rate with two-epoch budget stages (results committed
 # in `7eff673`, with their held-out curves); it missed its convergence criterion, written before those
-# curves existed. The Task-B runs below decay the learning rate once per stage (a cosine from the
-# peak to zero) and give each budget stage four epochs, with channels-last weights to pay for them.
-# The convergence checks below say whether it was enough.
+# curves existed. The second decayed the learning rate once per stage (a cosine from the peak to
+# zero) and gave each budget stage four epochs, with channels-last weights to pay for them (results
+# in `664e194`); it missed the criterion in 4 of 21 runs, each time in a budget stage whose window
+# still held the recovery from the budget switch. The Task-B runs below are the third: the same,
+# with five epochs per budget stage. The convergence checks below say whether it was enough.
 
 # %%
 RES = pb.results.load_results(EXP.chapter, "medium")
@@ -997,6 +999,8 @@ glue("ch5_convb_range", spread_b[worst_b], display=False)
 glue("ch5_convb_range_arm", Words(worst_b[0]), display=False)
 glue("ch5_convb_range_seed", worst_b[1], display=False)
 glue("ch5_convb_range_stage", Words(worst_b[2]), display=False)
+# the widest range among all the other stages of all runs
+glue("ch5_convb_range_rest", sorted(spread_b.values())[-2], display=False)
 glue("ch5_convb_max_range", CONV_B["max_range"], display=False)
 
 # %% [markdown]
@@ -1016,24 +1020,24 @@ glue("ch5_convb_max_range", CONV_B["max_range"], display=False)
 # epochs of every stage of every run. The first Task-B run, at a constant learning rate with
 # two-epoch budget stages, missed it in about half of its runs: its held-out mIoU kept moving from
 # one epoch to the next and now and then dropped by several points, so a stage-end number was one
-# draw from that noise. For the runs shown here, with a cosine decay in each stage and four-epoch
-# budget stages, the criterion **{glue:text}`ch5_convb_verdict`**: {glue:text}`ch5_convb_ok` of
-# the {glue:text}`ch5_convb_runs` runs meet it; the widest range is
-# {glue:text}`ch5_convb_range:.3f` ({glue:text}`ch5_convb_range_arm`, seed
-# {glue:text}`ch5_convb_range_seed`, stage {glue:text}`ch5_convb_range_stage`). The dense network
-# meets it on {glue:text}`ch5_convb_ok_b_dense` of 3 seeds and the truncated networks on
+# draw from that noise. The second, with a cosine decay in each stage and four-epoch budget
+# stages, missed it in 4 of 21: each miss was a budget stage whose window still held the recovery
+# from the switch to a lower budget. For the runs shown here, with five-epoch budget stages, the
+# criterion **{glue:text}`ch5_convb_verdict`**: {glue:text}`ch5_convb_ok` of the
+# {glue:text}`ch5_convb_runs` runs meet it; the widest range is {glue:text}`ch5_convb_range:.4f`
+# ({glue:text}`ch5_convb_range_arm`, seed {glue:text}`ch5_convb_range_seed`, stage
+# {glue:text}`ch5_convb_range_stage`). The dense network meets it on
+# {glue:text}`ch5_convb_ok_b_dense` of 3 seeds and the truncated networks on
 # {glue:text}`ch5_convb_ok_b_trunc5`, {glue:text}`ch5_convb_ok_b_trunc6` and
 # {glue:text}`ch5_convb_ok_b_trunc7` (five, six and seven blocks); PAG on
 # {glue:text}`ch5_convb_ok_b_pag`, the total budget on {glue:text}`ch5_convb_ok_b_pag_total` and
-# layer skipping on {glue:text}`ch5_convb_ok_b_skip`. Every miss is a budget stage whose window
-# still holds the recovery from the switch to a lower budget: the mIoU drops when the budget
-# changes and needs more than one epoch to climb back (the dips in
-# {numref}`fig-ch5-convergence-b`, deepest for layer skipping, whose per-image gates switch whole
-# blocks off), then stays flat over the last epochs as the learning rate reaches zero. So the
-# stage-end numbers are settled values now, but by the standard we wrote down Task B has not
-# converged in every run; longer budget stages would be the next step. The Task-B verdicts should
-# be read with that in mind, above all the two that turn on about one point (PAG against
-# truncation, PAG against layer skipping).
+# layer skipping on {glue:text}`ch5_convb_ok_b_skip`. The mIoU still drops when the budget changes
+# (the dips in {numref}`fig-ch5-convergence-b`, deepest for layer skipping, whose per-image gates
+# switch whole blocks off) and climbs back within a stage's first two epochs; after that it stays
+# within {glue:text}`ch5_convb_range_rest:.4f` over the last three epochs in every stage of every
+# run but the widest one above, whose third epoch fell below both its neighbours. No claim reads
+# that stage, but by the standard we wrote down Task B has still not converged in every run, so its
+# verdicts carry that caveat.
 
 # %% [markdown]
 # The claims, exactly as written before the run, evaluated on these results. Each reads "arm A beats
@@ -1084,8 +1088,8 @@ glue("ch5_claims_n", len(OUTCOMES), display=False)
 # saves the FLOPs it should, a per-layer budget spreads computation evenly over the layers and
 # sends it to the hard pixels, and per-pixel gates beat per-image ones. The accuracy claims of depth gating against averaging and of PAG against
 # truncation, which the thesis measures on real scenes with ResNet-50/101 and margins of 0.5 to 6
-# points, do not reproduce on our small synthetic tasks (Task A converged; Task B did not, see the
-# convergence check above); with three seeds and
+# points, do not reproduce on our small synthetic tasks (Task A converged; Task B did so in all but
+# one stage of one run, see the convergence check above); with three seeds and
 # seed spreads (sample std) of up to {glue:text}`ch5_med_a_max_sd:.3f` mIoU on Task A, differences
 # of one point could not be resolved anyway.
 #
@@ -1242,10 +1246,11 @@ glue("ch5_small_seconds", time.time() - T0, display=False)
 #   6 + 3×2 epochs) to fit about 30 minutes on the CPU; Task A's 7 epochs did not show convergence,
 #   a rerun with 17 epochs and a held-out monitor missed the convergence criterion, and the third
 #   run, {glue:text}`ch5_med_epochs_a` epochs with channels-last weights, meets it (section 16).
-#   The claims and the criterion did not change. Task B was rerun once, with a cosine decay in each
-#   stage and four-epoch budget stages instead of a constant learning rate and two; it still misses
-#   its convergence criterion in a few runs, where a budget stage's window holds the recovery from
-#   the budget switch (section 16).
+#   The claims and the criterion did not change. Task B was rerun twice, with a cosine decay in each
+#   stage instead of a constant learning rate and budget stages of four, then five epochs instead
+#   of two; the last run misses its convergence criterion in one stage of one run, by less than a
+#   thousandth (section 16). Six-epoch budget stages would have taken the chapter past its
+#   30 minutes.
 #
 # ## References
 #
