@@ -863,6 +863,7 @@ pb.widgets.show(fig, glue="ch5_fig_flops_curve")
 # %% tags=["hide-input"]
 # did Task A converge? the held-out mIoU that every run recorded at each epoch's end
 from pixelbook.experiments.gating import CONVERGENCE_A as CONV  # written before the run
+from pixelbook.experiments.gating import convergence_ranges
 
 fig, ax = plt.subplots(figsize=(pb.viz.PAGE_WIDTH, 3.0))
 for i, arm in enumerate(A_ARMS):
@@ -882,7 +883,7 @@ RUNS_A = [(a, s) for a in A_ARMS for s in MED_SEEDS]
 spread, step, within = {}, {}, {}
 for r in RUNS_A:
     curve = RES.history(*r)[CONV["metric"]]
-    spread[r] = max(curve[-last:]) - min(curve[-last:])  # the ends of epochs E-4 ... E
+    spread[r] = convergence_ranges(RES, *r)["a"]  # over the ends of epochs E-4 ... E
     step[r] = abs(curve[-1] - curve[-2])
     # the first epoch from which the run stays within max_range of its final value
     off = [abs(v - curve[-1]) > CONV["max_range"] for v in curve]
@@ -967,15 +968,9 @@ pb.widgets.show(fig, glue="ch5_fig_convergence_b")
 
 # %%
 RUNS_B = [(a, s) for a in B_ARMS for s in MED_SEEDS]
-spread_b = {}  # (arm, seed, stage key) -> range over the stage's last epochs
-for arm, seed in RUNS_B:
-    curve = RES.history(arm, seed)[CONV_B["metric"]]
-    stages = RES.record(arm, seed)["config"]["loss"]["stages"]
-    start = 0
-    for key, _, n_ep in stages:
-        window = curve[start:start + n_ep][-CONV_B["last_epochs"]:]
-        spread_b[arm, seed, key] = max(window) - min(window)
-        start += n_ep
+# (arm, seed, stage key) -> range over the stage's last epochs
+spread_b = {(arm, seed, key): v for arm, seed in RUNS_B
+            for key, v in convergence_ranges(RES, arm, seed).items()}
 worst_b = max(spread_b, key=spread_b.get)
 ok_b = {r: all(v <= CONV_B["max_range"] for k, v in spread_b.items() if k[:2] == r)
         for r in RUNS_B}

@@ -173,6 +173,25 @@ def test_committed_task_b_runs_record_their_held_out_curve():
                 assert curve[end - 1] == pytest.approx(res.record(arm, seed)["metrics"][f"{key}.miou"], abs=1e-12)
 
 
+def test_convergence_ranges_read_each_stage_s_last_epochs():
+    from types import SimpleNamespace
+
+    hist = {"b_pag": [0.1, 0.5, 0.6, 0.9, 0.2, 0.8, 0.85], "a_pag": [0.1, 0.2, 0.9, 0.5, 0.7, 0.71, 0.75, 0.74]}
+    stages = {"b_pag": [["b100", None, 5], ["b50", 0.5, 2]], "a_pag": None}
+    res = SimpleNamespace(
+        history=lambda a, s: {("val_a.miou" if a[0] == "a" else "val_b.miou"): hist[a]},
+        record=lambda a, s: {"config": {"loss": {"stages": stages[a]} if stages[a] else {"depth_weight": 0.0}}})
+    # Task B: the last 3 epochs of the 5-epoch stage; all of the 2-epoch stage
+    assert exp_mod.convergence_ranges(res, "b_pag", 0) == pytest.approx({"b100": 0.9 - 0.2, "b50": 0.05})
+    # Task A: one stage, its last 5 epochs
+    assert exp_mod.convergence_ranges(res, "a_pag", 0) == pytest.approx({"a": 0.75 - 0.5})
+    stages["b_pag"] = [["b100", None, 5], ["b50", 0.5, 3]]
+    with pytest.raises(ValueError, match="7 values of 'val_b.miou' for 8 epochs"):
+        exp_mod.convergence_ranges(res, "b_pag", 0)
+    with pytest.raises(ValueError, match="`arm`"):
+        exp_mod.convergence_ranges(res, "c_pag", 0)
+
+
 def test_committed_task_a_runs_record_their_held_out_curve():
     """Every committed Task-A ``medium`` run has a held-out mIoU per epoch, ending at its ``a.miou``."""
     from pixelbook import results

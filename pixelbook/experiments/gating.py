@@ -61,7 +61,7 @@ from ..training import TrainConfig
 from .base import Arm, Experiment
 
 __all__ = ["GatingExperiment", "EXPERIMENT", "TASK_A_DILATIONS", "STAGE_METRICS", "CONVERGENCE_A", "CONVERGENCE_B",
-           "FULL_ARMS",
+           "convergence_ranges", "FULL_ARMS",
            "FULL_CROP", "FULL_TRUNCATION", "FULL_COST"]
 
 #: Task A's branch dilations, one per quantised-depth bin from far to near (ours: the texture period
@@ -83,8 +83,8 @@ CONVERGENCE_A = {"metric": "val_a.miou", "last_epochs": 5, "max_range": 0.01}
 #: that the monitor records at each epoch's end (``metric``: every val scene, in the stage's mode: dense,
 #: or gated with evaluation's argmax) stays within ``max_range`` over the stage's last ``last_epochs``
 #: epochs (all of a shorter stage's: the budget stages had 2 when it was written, one epoch after the budget
-#: changed and one more; they have 4 since the run that missed it). Chapter 5's section 16 reports whether it
-#: holds, whatever the outcome.
+#: changed and one more; they had 4 in the second run and have 5 since). Chapter 5's section 16 reports whether
+#: it holds, whatever the outcome.
 CONVERGENCE_B = {"metric": "val_b.miou", "last_epochs": 3, "max_range": 0.01}
 
 #: The arms that have a ``full`` configuration (the thesis' Ch. 4 set-up; see the module docstring and
@@ -549,6 +549,38 @@ class _Stepped(nn.Module):
         return self.net(*args, **kwargs)
 
 
+def convergence_ranges(results, arm: str, seed: int) -> dict[str, float]:
+    """The ranges that Chapter 5's convergence criteria read, for one committed run.
+
+    ``results``: a :class:`pixelbook.results.Results` (``load_results``) holding ``arm``'s run for
+    ``seed``. A Task-A arm is read by :data:`CONVERGENCE_A`, as one stage named ``"a"``; a Task-B arm by
+    :data:`CONVERGENCE_B`, stage by stage as its config lists them. Returns ``{stage key: max - min}``
+    of the criterion's metric over the stage's last ``last_epochs`` epochs (all of a shorter stage's).
+    The criterion holds for the run when every value is at most its ``max_range``.
+
+    Example:
+        >>> from types import SimpleNamespace as NS
+        >>> res = NS(history=lambda a, s: {"val_b.miou": [0.5, 0.9, 0.92, 0.6, 0.7, 0.71, 0.71]},
+        ...          record=lambda a, s: {"config": {"loss": {"stages": [["b100", None, 3], ["b50", 0.5, 4]]}}})
+        >>> {k: round(v, 3) for k, v in convergence_ranges(res, "b_pag", 0).items()}
+        {'b100': 0.42, 'b50': 0.01}
+    """
+    tasks = {a.name: a.params["task"] for a in EXPERIMENT.arms}
+    check_choice(arm, "arm", tuple(tasks))
+    criterion = CONVERGENCE_A if tasks[arm] == "A" else CONVERGENCE_B
+    curve = list(results.history(arm, seed)[criterion["metric"]])
+    stages = results.record(arm, seed)["config"]["loss"].get("stages") or [["a", None, len(curve)]]
+    if sum(st[2] for st in stages) != len(curve):
+        raise ValueError(f"`results`: {arm} seed {seed} has {len(curve)} values of {criterion['metric']!r} "
+                         f"for {sum(st[2] for st in stages)} epochs")
+    out, start = {}, 0
+    for key, _, epochs in stages:
+        window = curve[start:start + epochs][-criterion["last_epochs"]:]
+        out[key] = max(window) - min(window)
+        start += epochs
+    return out
+
+
 def _stage_bounds(stages, steps_per_epoch):
     bounds, start = [], 0
     for _, _, epochs in stages:
@@ -638,24 +670,29 @@ def _evaluate_a(net, data, config):
     return {k: v for k, v in out.items() if not (isinstance(v, float) and math.isnan(v))}
 
 
-def _val_miou_b(net, val):
-    """Task B's held-out mIoU of ``net`` on the scenes ``val`` as it is (dense or gated, eval mode), as
-    :func:`_evaluate_b` computes its ``miou``; draws no random numbers."""
-    from ..metrics import confusion_matrix, mean_iou_from_confusion
+def _confusion_b(net, val):
+    """Task B's confusion matrix of ``net`` on the scenes ``val`` as it is (dense or gated, eval mode)."""
+    from ..metrics import confusion_matrix
 
-    device = next(net.parameters()).device
-    pred = _predict(net, val["image"].to(device))
-    return mean_iou_from_confusion(confusion_matrix(pred.cpu(), val["labels"], 3))
+    pred = _predict(net, val["image"].to(next(net.parameters()).device))
+    return confusion_matrix(pred.cpu(), val["labels"].cpu(), 3)
+
+
+def _val_miou_b(net, val):
+    """Task B's held-out mIoU of ``net`` on the scenes ``val``, as :func:`_evaluate_b` computes its
+    ``miou``; draws no random numbers."""
+    from ..metrics import mean_iou_from_confusion
+
+    return mean_iou_from_confusion(_confusion_b(net, val))
 
 
 def _evaluate_b(net, val, config, rho):
     from ..gating import PAGResNet, count_flops, gate_densities, pag_blocks, ponder_map
-    from ..metrics import confusion_matrix, mean_iou_from_confusion, pixel_accuracy_from_confusion
+    from ..metrics import mean_iou_from_confusion, pixel_accuracy_from_confusion
 
     device = next(net.parameters()).device
     images, labels = val["image"].to(device), val["labels"].to(device)
-    pred = _predict(net, images)
-    cm = confusion_matrix(pred.cpu(), labels.cpu(), 3)
+    cm = _confusion_b(net, val)
     out = {"miou": mean_iou_from_confusion(cm), "acc": pixel_accuracy_from_confusion(cm)}
     # FLOPs per image from the realised eval masks, relative to the full dense network
     n = min(32, len(images))
