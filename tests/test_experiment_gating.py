@@ -110,6 +110,39 @@ def test_smoke_run_reports_every_metric(arm):
         assert all(f"b50.{m}" in run.metrics for m in STAGE_METRICS)
         assert int(run.model.step) == run.config.train.epochs * math.ceil(16 / 16)
         assert not bool(torch.isnan(run.model.stage_metrics[:, 0]).any())
+        # the dense stage's cost, counted again at the end (it does not depend on the weights), is the stage's
+        assert run.metrics["b100.flops"] == float(run.model.stage_metrics[0, STAGE_METRICS.index("flops")])
+        assert run.metrics["b100.gflops"] == float(run.model.stage_metrics[0, STAGE_METRICS.index("gflops")])
+
+
+def test_staged_task_b_arms_share_their_dense_stage_and_equal_the_runs_trained_whole(tmp_path, monkeypatch):
+    """b_pag_total and b_skip started from the dense stage b_pag kept (``record_run``'s shared prefix)
+    give, bit for bit, the runs trained whole: the dense stage reads neither the KL's mode nor the
+    gates' granularity, and draws no random numbers that the later stages would miss."""
+    from pixelbook import results
+    from pixelbook.experiments import record_run
+
+    for scale, epochs in (("smoke", 1), ("medium", 6)):
+        keys = [EXPERIMENT.shared_prefix(EXPERIMENT.run_config(a, 0, scale)) for a in ("b_pag", "b_pag_total", "b_skip")]
+        assert keys[0] == keys[1] == keys[2] and keys[0][1] == epochs
+    assert all(EXPERIMENT.shared_prefix(EXPERIMENT.run_config(a, 0, "medium")) is None
+               for a in ("b_dense", "b_trunc5", "a_pag"))
+    for clean in (True, False):  # a dirty checkout keeps and shares nothing: the runs are trained whole
+        monkeypatch.setattr(results, "git_state", lambda path=None, c=clean: {"commit": "c0ffee", "dirty": not c})
+        for arm in ("b_pag", "b_pag_total", "b_skip"):
+            record_run(EXPERIMENT, arm, 0, "smoke", device="cpu", root=tmp_path / str(clean), progress=False)
+    for arm in ("b_pag_total", "b_skip"):
+        shared, whole = (results.read_result(tmp_path / str(c) / EXPERIMENT.chapter / f"smoke-{arm}-seed0.json")
+                         for c in (True, False))
+        assert shared["provenance"]["shared_prefix"] == {"arm": "b_pag", "epochs": 1}
+        assert whole["provenance"]["shared_prefix"] is None
+        assert shared["metrics"] == whole["metrics"]
+        strip = [[{k: v for k, v in r.items() if k != "time"} for r in rec["history"]] for rec in (shared, whole)]
+        assert strip[0] == strip[1]
+    # the dense stage's cost is each arm's own: per-image gates cost less than per-pixel ones
+    flops = {arm: results.read_result(tmp_path / "True" / EXPERIMENT.chapter / f"smoke-{arm}-seed0.json")["metrics"]
+             ["b100.flops"] for arm in ("b_pag", "b_pag_total", "b_skip")}
+    assert flops["b_skip"] < flops["b_pag"] == flops["b_pag_total"]
 
 
 @pytest.mark.parametrize("arm", ["a_pag", "a_true_depth"])

@@ -590,3 +590,146 @@ class TestCommand:
         assert "made to fail" in rows[1] and "**does not hold** (holds on 0 of 3 seeds (needs 2))" in rows[1]
         other = [line for line in text.splitlines() if line.startswith("| 98 |")]
         assert len(other) == 2 and all("not run yet" in line for line in other)
+
+
+# ----------------------------------------------------------------------------------------------
+# A shared prefix: epochs several arms have in common, trained once
+# ----------------------------------------------------------------------------------------------
+
+
+class _Counted(nn.Module):
+    """A linear model that counts its training steps (a buffer, so the count survives a resume)."""
+
+    def __init__(self, d):
+        super().__init__()
+        self.lin = nn.Linear(d, 1)
+        self.register_buffer("step", torch.zeros((), dtype=torch.long))
+
+    def forward(self, x):
+        return self.lin(x)
+
+
+class PrefixToy(Toy):
+    """Two arms that differ only after their first epoch (4 steps): the loss's weight changes then.
+    The loss draws random numbers, so a run that starts from the prefix must also take its random state."""
+
+    chapter = "97_prefix_toy"
+    arms = (Arm("a", "weight 1 after epoch 1", {"late": 1.0}), Arm("b", "weight 3 after epoch 1", {"late": 3.0}),
+            Arm("c", "as b, other lr", {"late": 3.0, "lr": 0.05}))
+    claims = ()
+    prefix_epochs = 1
+
+    def config(self, arm, seed, scale):
+        train = TrainConfig(epochs=3, lr=arm.params.get("lr", 0.1), batch_size=16, seed=seed, schedule="cosine")
+        return self.make_config(arm, seed, scale, train=train, data={"n": 64, "seed": seed}, model={"d": 4},
+                                loss={"late": arm.params["late"]})
+
+    def model(self, config, data):
+        return _Counted(config.model["d"])
+
+    def loss(self, config):
+        late = config.loss["late"]
+
+        def fn(model, batch):
+            model.step += 1
+            weight = 1.0 if int(model.step) <= 4 else late
+            noise = 0.1 * torch.randn(batch["y"].shape)
+            return weight * (model(batch["x"]) - batch["y"] - noise).pow(2).mean()
+
+        return fn
+
+    def shared_prefix(self, config):
+        d = config.to_dict()
+        d.pop("arm")
+        d["loss"] = {}  # the weight acts after the first epoch only
+        return d, self.prefix_epochs
+
+
+@pytest.fixture
+def ptoy(monkeypatch):
+    exp = PrefixToy()
+    monkeypatch.setitem(experiments.REGISTRY, exp.chapter, "toy")
+    monkeypatch.setitem(experiments._loaded, exp.chapter, exp)
+    monkeypatch.setattr(results, "git_state", lambda path=None: {"commit": "c0ffee", "dirty": False})
+    return exp
+
+
+def _prefix_files():
+    folder = os.path.join(os.environ["PIXELBOOK_CACHE"], "prefix", "97_prefix_toy")
+    return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+
+
+def _strip(history):
+    return [{k: v for k, v in r.items() if k != "time"} for r in history]
+
+
+class TestSharedPrefix:
+    @pytest.fixture(autouse=True)
+    def _fresh_prefixes(self):
+        import shutil
+
+        shutil.rmtree(os.path.join(os.environ["PIXELBOOK_CACHE"], "prefix"), ignore_errors=True)
+
+    def test_a_run_starts_from_the_prefix_another_arm_kept_and_equals_the_run_trained_whole(self, ptoy, tmp_path,
+                                                                                             monkeypatch):
+        a = results.read_result(record_run(ptoy, "a", 1, "medium", root=tmp_path / "r"))
+        assert a["provenance"]["shared_prefix"] is None and len(_prefix_files()) == 1
+        b = results.read_result(record_run(ptoy, "b", 1, "medium", root=tmp_path / "r"))
+        assert b["provenance"]["shared_prefix"] == {"arm": "a", "epochs": 1}
+        assert b["provenance"]["resumed"] is False
+        assert b["history"][0] == a["history"][0]  # the epoch it did not train, time included
+        assert b["provenance"]["train_time_s"] == pytest.approx(sum(r["time"] for r in b["history"][1:]))
+        # the same run trained whole (no prefix outside a clean checkout)
+        monkeypatch.setattr(results, "git_state", lambda path=None: {"commit": "c0ffee", "dirty": True})
+        whole = results.read_result(record_run(ptoy, "b", 1, "medium", root=tmp_path / "whole"))
+        assert whole["provenance"]["shared_prefix"] is None
+        assert b["metrics"] == whole["metrics"] and _strip(b["history"]) == _strip(whole["history"])
+        assert b["metrics"] != a["metrics"]  # the arms do differ after the prefix
+
+    def test_runs_with_another_key_seed_or_commit_do_not_share(self, ptoy, tmp_path, monkeypatch):
+        record_run(ptoy, "a", 0, "medium", root=tmp_path)
+        c = results.read_result(record_run(ptoy, "c", 0, "medium", root=tmp_path))  # other lr: other key
+        b1 = results.read_result(record_run(ptoy, "b", 1, "medium", root=tmp_path))  # other seed
+        monkeypatch.setattr(results, "git_state", lambda path=None: {"commit": "beef", "dirty": False})
+        b0 = results.read_result(record_run(ptoy, "b", 0, "medium", root=tmp_path))  # other commit
+        assert [r["provenance"]["shared_prefix"] for r in (c, b1, b0)] == [None, None, None]
+        assert len(_prefix_files()) == 4
+
+    def test_nothing_is_kept_or_shared_outside_a_clean_checkout(self, ptoy, tmp_path, monkeypatch):
+        for state in ({"commit": "c0ffee", "dirty": True}, {"commit": None, "dirty": None}):
+            monkeypatch.setattr(results, "git_state", lambda path=None, s=state: s)
+            record_run(ptoy, "a", 0, "medium", root=tmp_path)
+            b = results.read_result(record_run(ptoy, "b", 0, "medium", root=tmp_path))
+            assert b["provenance"]["shared_prefix"] is None and _prefix_files() == []
+
+    def test_an_interrupted_run_that_started_from_a_prefix_still_says_so(self, ptoy, tmp_path, monkeypatch):
+        record_run(ptoy, "a", 2, "medium", root=tmp_path / "r")
+        whole_b = results.read_result(record_run(ptoy, "b", 2, "medium", root=tmp_path / "first"))
+        calls = {"n": 0}
+        monitor = PrefixToy.monitor
+
+        def dying_monitor(self, config, data):
+            inner = monitor(self, config, data)
+
+            def fn(model):
+                calls["n"] += 1
+                if calls["n"] == 2:  # the end of epoch 3, after epoch 2 was checkpointed
+                    raise KeyboardInterrupt
+                return inner(model)
+            return fn
+
+        monkeypatch.setattr(PrefixToy, "monitor", dying_monitor)
+        with pytest.raises(KeyboardInterrupt):
+            record_run(ptoy, "b", 2, "medium", root=tmp_path / "r")
+        monkeypatch.setattr(PrefixToy, "monitor", monitor)
+        b = results.read_result(record_run(ptoy, "b", 2, "medium", root=tmp_path / "r"))
+        p = b["provenance"]
+        assert p["resumed"] is True and p["shared_prefix"] == {"arm": "a", "epochs": 1}
+        assert b["metrics"] == whole_b["metrics"] and _strip(b["history"]) == _strip(whole_b["history"])
+        assert os.listdir(os.path.join(os.environ["PIXELBOOK_CACHE"], "runs", "97_prefix_toy")) == []
+
+    @pytest.mark.parametrize("epochs", [0, 3, 1.0, True])
+    def test_a_prefix_of_no_epoch_or_of_the_whole_run_is_an_error(self, ptoy, tmp_path, monkeypatch, epochs):
+        monkeypatch.setattr(PrefixToy, "prefix_epochs", epochs)
+        with pytest.raises(ValueError, match=r"^PrefixToy.shared_prefix: expected epochs in \[1, 2\]"):
+            record_run(ptoy, "a", 0, "medium", root=tmp_path)

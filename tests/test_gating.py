@@ -419,6 +419,22 @@ class TestPAGBottleneck:
         pag.force = 1.0
         assert torch.equal(pag(x), expected)
 
+    @pytest.mark.parametrize("granularity", ["pixel", "image"])
+    def test_a_forced_gate_draws_no_random_numbers_in_training(self, granularity):
+        """Forced (a dense stage), the gate still computes its probabilities but samples nothing, so the
+        random stream after it does not depend on the gate's shape (per pixel or per image)."""
+        pag = PAGBottleneck(16, 4, granularity=granularity).train()
+        x = torch.randn(2, 16, 5, 5, generator=_gen(5))
+        rng = torch.get_rng_state()
+        pag(x)
+        assert not torch.equal(torch.get_rng_state(), rng)  # unforced: a Gumbel sample
+        pag.force = 1.0
+        rng = torch.get_rng_state()
+        pag(x)
+        assert torch.equal(torch.get_rng_state(), rng) and bool((pag.last_mask == 1).all())
+        logits = pag.gate(x if granularity == "pixel" else x.mean((2, 3), keepdim=True))
+        torch.testing.assert_close(pag.last_prob, logits.softmax(1)[:, 1:2].expand(-1, -1, 5, 5))
+
     def test_initial_gate_in_eval_is_all_on(self):
         tv = _tv_block()
         x = torch.randn(2, 16, 9, 9, generator=_gen(2))

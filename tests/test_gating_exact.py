@@ -226,7 +226,8 @@ def test_from_bottleneck_shares_layers_and_reads_stride_and_expansion():
     tv = torchvision.models.resnet50(weights=None).layer2[0]
     b = pag.PAGBottleneck.from_bottleneck(tv, granularity="image", tau=0.3, init_compute_prob=0.6)
     assert b.conv1 is tv.conv1 and b.downsample is tv.downsample and b.stride == 2 and b.expansion == 4
-    assert isinstance(b.gate, nn.Linear) and b.gate.in_features == 256 and b.gumbel.tau == 0.3
+    assert isinstance(b.gate, nn.Conv2d) and b.gate.in_channels == 256 and b.gate.stride == (1, 1)  # on the mean
+    assert b.gumbel.tau == 0.3
     torch.testing.assert_close(b.gate.bias.detach(), torch.tensor([0.0, math.log(0.6 / 0.4)]))
     none = pag.PAGBottleneck.from_bottleneck(tv, granularity="none")
     assert none.gate is None and none.gumbel is None and none.force is None and none.last_mask is None
@@ -236,9 +237,9 @@ def test_image_and_none_granularity():
     b = _block("image", seed=8)
     x = torch.randn(3, 8, 4, 4, generator=_gen(9), dtype=f64)
     with torch.no_grad():
-        b.gate.weight.copy_(torch.randn(2, 8, generator=_gen(10), dtype=f64))
+        b.gate.weight.copy_(torch.randn(2, 8, 1, 1, generator=_gen(10), dtype=f64))
     b(x)
-    logits = b.gate(x.mean((2, 3)))
+    logits = x.mean((2, 3)) @ b.gate.weight.detach()[:, :, 0, 0].T + b.gate.bias.detach()  # one linear layer
     G = (logits[:, 1] > logits[:, 0]).double()[:, None, None, None].expand(3, 1, 4, 4)
     assert torch.equal(b.last_mask, G)
     torch.testing.assert_close(b.last_prob, logits.softmax(1)[:, 1, None, None, None].expand(3, 1, 4, 4))

@@ -28,6 +28,7 @@ compares the losses, so a results file can only come from running the code).
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import sys
 import time
@@ -43,7 +44,7 @@ from .. import results as _results
 from .._checks import check_choice
 from ..results import Claim, canonical_json, claims_hash, stable_hash
 from ..runtime import SCALES, cache_dir, env_info, resolve_device, seed_all
-from ..training import History, TrainConfig, fit, train_or_load
+from ..training import History, TrainConfig, _atomic_save, config_hash, fit, train_or_load
 
 __all__ = ["Arm", "RunConfig", "Run", "Experiment", "ReplayOutcome", "record_run", "result_status", "replay",
            "REPLAY_RTOL", "REPLAY_ATOL"]
@@ -212,6 +213,18 @@ class Experiment:
 
     def monitor(self, config: RunConfig, data) -> Callable[[nn.Module], Mapping[str, float]] | None:
         """Optional per-epoch metrics for the history (``fit``'s ``evaluate``); default none."""
+        return None
+
+    def shared_prefix(self, config: RunConfig) -> tuple[Mapping, int] | None:
+        """The first epochs this run has in common with runs of other arms; default ``None`` (none).
+
+        Return ``(key, epochs)`` when the run's first ``epochs`` epochs are, bit for bit, the same
+        computation in every run whose ``key`` (JSON data: the config without the fields those epochs
+        do not read) is equal, e.g. a dense stage that several gated arms start from.
+        :func:`record_run` then trains those epochs once: the first such run keeps its state after
+        them, and the others start from it (see there). A chapter that declares a prefix tests that
+        a run started from it equals the run trained whole.
+        """
         return None
 
     # -- provided -----------------------------------------------------------------------------
@@ -430,6 +443,13 @@ def record_run(experiment: Experiment, arm: str, seed: int, scale: str, device="
     (bit-identical on a CPU); the checkpoint is deleted once the results file is written. The file
     is written atomically (:func:`pixelbook.results.write_result`) as soon as the run ends.
 
+    A run with a :meth:`Experiment.shared_prefix` keeps its state after the prefix's epochs in
+    ``<cache>/prefix/<chapter>/``, and a later run with the same prefix starts from that state
+    instead of training those epochs again. Only in a clean checkout (the key holds the git
+    commit, the device, the thread count and the number of processes, so the state is the one
+    this run would compute); the provenance's ``shared_prefix`` names the arm that trained them and
+    ``train_time_s`` counts only the epochs this run trained (its history keeps all of them).
+
     Under ``torchrun`` (a process group of several processes, :mod:`pixelbook.distributed`) every
     process calls this with the same arguments: they build the data (rank 0 first, so a download
     happens once), train together (:func:`pixelbook.training.fit`), each runs ``evaluate`` (see
@@ -442,14 +462,27 @@ def record_run(experiment: Experiment, arm: str, seed: int, scale: str, device="
     device = resolve_device(device)
     t_start = time.time()
     data, model, loss_fn = experiment._prepare(config)
-    history, resumed, ckpt = History(), False, None
+    history, resumed, ckpt, shared = History(), False, None, None
     if model is not None:
         ckpt = os.path.join(cache_dir("runs", experiment.chapter), f"{scale}-{arm}-seed{seed}-{config.hash}.pt")
         resumed = bool(_distributed.broadcast_object(os.path.exists(ckpt)))  # rank 0's file counts
+        prefix = _prefix_path(experiment, config, device)
+        callback = None
+        if prefix is not None:
+            prefix_path, prefix_epochs = prefix
+            if _distributed.is_main():
+                shared = _start_from_prefix(prefix_path, ckpt, experiment._train_config(config), resumed)
+            shared = _distributed.broadcast_object(shared)
+
+            def callback(epoch, _history):  # keep the state after the prefix for the runs that share it
+                if epoch == prefix_epochs and _distributed.is_main() and not os.path.exists(prefix_path):
+                    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+                    state["prefix_from"] = arm
+                    _atomic_save(state, prefix_path)
         history = fit(model, loss_fn, data["train"], experiment._train_config(config),
                       evaluate=experiment.monitor(config, data), device=device, checkpoint_path=ckpt,
                       progress=progress, desc=f"{arm} seed {seed}", micro_batch_size=micro_batch_size,
-                      find_unused_parameters=find_unused_parameters)
+                      find_unused_parameters=find_unused_parameters, callback=callback)
     t_eval = time.time()
     metrics = _flat_metrics(experiment.evaluate(config, model, data), f"{type(experiment).__name__}.evaluate")
     path = _results.result_path(experiment.chapter, scale, arm, seed, root)
@@ -476,19 +509,65 @@ def record_run(experiment: Experiment, arm: str, seed: int, scale: str, device="
                 **{f"git_{k}": v for k, v in _results.git_state().items()},
                 "env": env_info(device),
                 **parallel,
-                "train_time_s": sum(r.get("time", 0.0) for r in history.records),  # all epochs, across resumes
+                # all epochs this run trained, across resumes (not those of a shared prefix)
+                "train_time_s": sum(r.get("time", 0.0) for r in history.records[shared["epochs"] if shared else 0:]),
                 "eval_time_s": time.time() - t_eval,
                 "wall_time_s": time.time() - t_start,  # this process only
                 "resumed": resumed,
+                "shared_prefix": shared,
                 "finished_at": _results.utc_now(),
                 "command": command or " ".join([os.path.basename(sys.executable)] + sys.argv),
             },
         }
         path = _results.write_result(path, record)
-        if ckpt and os.path.exists(ckpt):
-            os.remove(ckpt)
+        if ckpt:
+            for leftover in (ckpt, ckpt + ".prefix.json"):
+                if os.path.exists(leftover):
+                    os.remove(leftover)
     _distributed.barrier()  # the file exists before any process moves on
     return path
+
+
+def _prefix_path(experiment: Experiment, config: RunConfig, device) -> tuple[str, int] | None:
+    """Where the state after ``config``'s shared prefix is kept, and the prefix's epochs; ``None``
+    without a prefix or outside a clean checkout (uncommitted code could differ from the state's)."""
+    prefix = experiment.shared_prefix(config)
+    if prefix is None:
+        return None
+    key, epochs = prefix
+    total = config.train.epochs
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or not 1 <= epochs < total:
+        raise ValueError(f"{type(experiment).__name__}.shared_prefix: expected epochs in [1, {total - 1}], "
+                         f"got {epochs!r}")
+    git = _results.git_state()
+    if not git["commit"] or git["dirty"] is not False:
+        return None
+    where = {"key": key, "epochs": epochs, "commit": git["commit"], "pixelbook": _version(),
+             "torch": torch.__version__, "device": torch.device(device).type, "threads": torch.get_num_threads(),
+             "world_size": _distributed.world_size()}
+    name = f"{config.scale}-seed{config.seed}-{stable_hash(where)}.pt"
+    return os.path.join(cache_dir("prefix", experiment.chapter), name), epochs
+
+
+def _start_from_prefix(prefix_path: str, ckpt: str, train: TrainConfig, resumed: bool) -> dict | None:
+    """Make the kept prefix state this run's checkpoint (``fit`` then resumes from it); return
+    ``{"arm": ..., "epochs": ...}`` when the run starts (or started, before an interruption) from one."""
+    note = ckpt + ".prefix.json"
+    if resumed:  # an interrupted run: it started from a prefix if the note says so
+        if os.path.exists(note):
+            with open(note, encoding="utf-8") as f:
+                return json.load(f)
+        return None
+    if not os.path.exists(prefix_path):
+        return None
+    state = torch.load(prefix_path, map_location="cpu", weights_only=False)
+    shared = {"arm": state.pop("prefix_from"), "epochs": int(state["epoch"])}
+    state["key"] = config_hash(train)  # the same computation as this run's first epochs, by the prefix's key
+    state["config"] = dataclasses.asdict(train)
+    with open(note, "w", encoding="utf-8") as f:
+        json.dump(shared, f)
+    _atomic_save(state, ckpt)
+    return shared
 
 
 def _version() -> str:

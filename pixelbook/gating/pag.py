@@ -30,7 +30,8 @@ The gate :math:`\mathcal G` is a 1×1 convolution of :math:`\mathbf I` to two lo
 with the block's stride (released code), followed by a :class:`~pixelbook.gating.gumbel.GumbelGate`.
 ``granularity="image"`` replaces it by one decision per image from the globally averaged input, the
 layer-skipping baseline of [KONG, Table 4.2] (after ConvNet-AIG [327], simplified to one linear
-layer).
+layer, stored as the same 1×1 convolution applied to the averaged input, so the two kinds of gate
+have the same parameters, initialised alike).
 """
 
 from __future__ import annotations
@@ -87,7 +88,8 @@ class PAGBottleneck(nn.Module):
 
     Attributes:
         force: ``None`` (default) or a number / ``(N, 1, H_out, W_out)`` tensor used as
-            :math:`\mathbf G` instead of the gate (``1.0``: the plain block; ``0.0``: skip).
+            :math:`\mathbf G` instead of the gate (``1.0``: the plain block; ``0.0``: skip). The
+            gate's logits are still computed (``last_prob``), but no Gumbel noise is drawn.
 
     Example:
         >>> block = PAGBottleneck(16, 4).eval()
@@ -126,7 +128,8 @@ class PAGBottleneck(nn.Module):
         if granularity == "none":  # a plain bottleneck (G = 1), for dense and truncated baselines
             self.gate, self.gumbel = None, None
         else:
-            self.gate = nn.Conv2d(inplanes, 2, 1, stride=self.stride) if granularity == "pixel" else nn.Linear(inplanes, 2)
+            # one 1x1 convolution either way: per pixel, or on the averaged input (per image)
+            self.gate = nn.Conv2d(inplanes, 2, 1, stride=self.stride if granularity == "pixel" else 1)
             nn.init.zeros_(self.gate.weight)  # ours: the bias alone sets the start (every pixel alike)
             with torch.no_grad():
                 self.gate.bias.copy_(torch.tensor([0.0, math.log(p / (1 - p))]))
@@ -161,8 +164,12 @@ class PAGBottleneck(nn.Module):
             if self.granularity == "pixel":
                 logits = self.gate(I)                                   # (N, 2, H_out, W_out)
             else:
-                logits = self.gate(I.mean((2, 3)))[:, :, None, None]   # (N, 2, 1, 1)
-            G = self.gumbel(logits)[:, 1:2]
+                logits = self.gate(I.mean((2, 3), keepdim=True))       # (N, 2, 1, 1)
+            if self.force is None:
+                G = self.gumbel(logits)[:, 1:2]
+            else:  # the decision is replaced: nothing to sample (so no random numbers are drawn)
+                check_finite(logits, "gate logits")
+                self.gumbel.last_prob = logits.softmax(1)
             self.last_prob = self.gumbel.last_prob[:, 1:2].expand(-1, -1, *out_hw)
         if self.force is not None:  # the gate still runs (and costs); only its decision is replaced
             force = self.force
