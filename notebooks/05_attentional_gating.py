@@ -677,8 +677,8 @@ glue("ch5_wall_flops", flops_b.fraction, display=False)
 # arm on three seeds (each with its own scenes, initial weights and batch order) and committed one
 # file per run under `results/05_attentional_gating/`. This notebook loads them, at any scale. The
 # `medium` schedule is short — {glue:text}`ch5_med_epochs_a` epochs for Task A, six dense epochs and
-# five per budget stage for Task B — because the whole experiment had to fit about half an hour on
-# two CPU cores. Task A took three tries, Task B three, all in the git history. The first run had 7 epochs
+# six per budget stage for Task B — because the whole experiment had to fit about half an hour on
+# two CPU cores. Task A took three tries, Task B four, all in the git history. The first run had 7 epochs
 # (results committed in `1e5847b`); it ended where the cosine schedule reaches a learning rate of
 # zero with the training loss still moving, and it recorded nothing held out, so it could not show
 # convergence. The second had 17 epochs and recorded the held-out mIoU at every epoch (results in
@@ -693,8 +693,12 @@ glue("ch5_wall_flops", flops_b.fraction, display=False)
 # curves existed. The second decayed the learning rate once per stage (a cosine from the peak to
 # zero) and gave each budget stage four epochs, with channels-last weights to pay for them (results
 # in `664e194`); it missed the criterion in 4 of 21 runs, each time in a budget stage whose window
-# still held the recovery from the budget switch. The Task-B runs below are the third: the same,
-# with five epochs per budget stage. The convergence checks below say whether it was enough.
+# still held the recovery from the budget switch. The third gave each budget stage five epochs
+# (results in `56ea611`) and missed it in one run of 21, by less than a thousandth. The Task-B runs
+# below are the fourth: six epochs per budget stage. To pay for them, the dense stage that PAG, the
+# total budget and layer skipping all begin with, the same computation in the three, is trained once
+# per seed and shared (`Experiment.shared_prefix`; a test shows that a run started from it equals the
+# run trained whole). The convergence checks below say whether it was enough.
 
 # %%
 RES = pb.results.load_results(EXP.chapter, "medium")
@@ -843,7 +847,8 @@ pb.widgets.show(fig, glue="ch5_fig_flops_curve")
 # for six blocks at {glue:text}`ch5_med_b_trunc6_b70_flops:.3f` ({numref}`fig-ch5-flops`). On these scenes depth is simply not
 # needed: five blocks see enough of a grating, and nothing is left for a per-pixel budget to win.
 # Layer skipping (one gate per image) reaches {glue:text}`ch5_med_b_skip_b50_miou:.3f` ± {glue:text}`ch5_med_b_skip_b50_miou_sd:.3f` at $\rho$ = 0.5, below PAG
-# on every seed by about a point: against per-image gates, per-pixel gates do win here.
+# on every seed (by {glue:text}`ch5_diffs_b_pag_beats_layer_skipping_50`): against per-image gates,
+# per-pixel gates do win here.
 #
 # What the thesis says about *where* computation goes holds. With the per-layer KL every layer's
 # realised density stays close to the others (spread {glue:text}`ch5_med_b_pag_b50_density_std:.3f` ± {glue:text}`ch5_med_b_pag_b50_density_std_sd:.3f` at
@@ -863,7 +868,7 @@ pb.widgets.show(fig, glue="ch5_fig_flops_curve")
 # %% tags=["hide-input"]
 # did Task A converge? the held-out mIoU that every run recorded at each epoch's end
 from pixelbook.experiments.gating import CONVERGENCE_A as CONV  # written before the run
-from pixelbook.experiments.gating import convergence_ranges
+from pixelbook.experiments.gating import convergence_ranges, stage_curves
 
 fig, ax = plt.subplots(figsize=(pb.viz.PAGE_WIDTH, 3.0))
 for i, arm in enumerate(A_ARMS):
@@ -998,6 +1003,26 @@ glue("ch5_convb_range_stage", Words(worst_b[2]), display=False)
 glue("ch5_convb_range_rest", sorted(spread_b.values())[-2], display=False)
 glue("ch5_convb_max_range", CONV_B["max_range"], display=False)
 
+
+# the widest stage: its curve, and where in it the window's lowest value lies
+last_b = CONV_B["last_epochs"]
+curve_w = stage_curves(RES, *worst_b[:2])[worst_b[2]]
+dip = len(curve_w) - last_b + 1 + int(np.argmin(curve_w[-last_b:]))
+values_w = " ".join(f"{v:.4f}" for v in curve_w)
+print(f"{worst_b[0]} seed {worst_b[1]}, stage {worst_b[2]}: {values_w}"
+      f" (window's lowest: epoch {dip} of {len(curve_w)})")
+glue("ch5_convb_worst_curve", Words(", ".join(f"{v:.3f}" for v in curve_w)),
+     display=False)
+glue("ch5_convb_worst_dip", dip, display=False)
+glue("ch5_convb_worst_len", len(curve_w), display=False)
+# Checked after the run, not a claim: per-pixel against per-image gates at rho = 0.5
+# with layer skipping credited with the best of its stage's last epochs, not its last
+best_gaps = [RES.record("b_pag", s)["metrics"]["b50.miou"]
+             - max(stage_curves(RES, "b_skip", s)["b50"][-last_b:]) for s in MED_SEEDS]
+gaps = ", ".join(f"{g:+.3f}" for g in best_gaps)
+print(f"PAG at rho = 0.5 minus the best of layer skipping's last epochs: {gaps}")
+glue("ch5_skip_best_gaps", Words(gaps), display=False)
+
 # %% [markdown]
 # ```{glue:figure} ch5_fig_convergence_b
 # :name: fig-ch5-convergence-b
@@ -1017,12 +1042,13 @@ glue("ch5_convb_max_range", CONV_B["max_range"], display=False)
 # one epoch to the next and now and then dropped by several points, so a stage-end number was one
 # draw from that noise. The second, with a cosine decay in each stage and four-epoch budget
 # stages, missed it in 4 of 21: each miss was a budget stage whose window still held the recovery
-# from the switch to a lower budget. For the runs shown here, with five-epoch budget stages, the
-# criterion **{glue:text}`ch5_convb_verdict`**: {glue:text}`ch5_convb_ok` of the
-# {glue:text}`ch5_convb_runs` runs meet it; the widest range is {glue:text}`ch5_convb_range:.4f`
-# ({glue:text}`ch5_convb_range_arm`, seed {glue:text}`ch5_convb_range_seed`, stage
-# {glue:text}`ch5_convb_range_stage`). The dense network meets it on
-# {glue:text}`ch5_convb_ok_b_dense` of 3 seeds and the truncated networks on
+# from the switch to a lower budget. The third, with five-epoch budget stages, missed it in one run
+# of 21: layer skipping on seed 1, whose $\rho$ = 0.7 stage ranged over 0.0108. For the runs shown
+# here, with six-epoch budget stages, the criterion **{glue:text}`ch5_convb_verdict`**:
+# {glue:text}`ch5_convb_ok` of the {glue:text}`ch5_convb_runs` runs meet it; the widest range is
+# {glue:text}`ch5_convb_range:.4f` ({glue:text}`ch5_convb_range_arm`, seed
+# {glue:text}`ch5_convb_range_seed`, stage {glue:text}`ch5_convb_range_stage`). The dense network
+# meets it on {glue:text}`ch5_convb_ok_b_dense` of 3 seeds and the truncated networks on
 # {glue:text}`ch5_convb_ok_b_trunc5`, {glue:text}`ch5_convb_ok_b_trunc6` and
 # {glue:text}`ch5_convb_ok_b_trunc7` (five, six and seven blocks); PAG on
 # {glue:text}`ch5_convb_ok_b_pag`, the total budget on {glue:text}`ch5_convb_ok_b_pag_total` and
@@ -1030,9 +1056,22 @@ glue("ch5_convb_max_range", CONV_B["max_range"], display=False)
 # (the dips in {numref}`fig-ch5-convergence-b`, deepest for layer skipping, whose per-image gates
 # switch whole blocks off) and climbs back within a stage's first two epochs; after that it stays
 # within {glue:text}`ch5_convb_range_rest:.4f` over the last three epochs in every stage of every
-# run but the widest one above, whose third epoch fell below both its neighbours. No claim reads
-# that stage, but by the standard we wrote down Task B has still not converged in every run, so its
-# verdicts carry that caveat.
+# run but the widest one above. That stage reads {glue:text}`ch5_convb_worst_curve`: the window's
+# lowest value is epoch {glue:text}`ch5_convb_worst_dip` of {glue:text}`ch5_convb_worst_len`,
+# where the stage's cosine is at half its peak learning rate or less.
+#
+# It is the second run in a row in which one of layer skipping's nine budget stages misses, each
+# time through one epoch that fell below its neighbours. A per-image gate switches a whole block
+# on or off for an image when its logit crosses zero, so a small change of the weights can change
+# the computation of many held-out images at once; longer stages did not remove that, and within
+# the chapter's half hour we stop here. By the standard we wrote down, Task B has not converged in
+# every run, and its verdicts carry that caveat. The stage that misses is read by two claims. That
+# per-pixel gates beat per-image ones at $\rho$ = 0.5 still holds if layer skipping is credited with
+# the best of its stage's last three epochs instead of its last: PAG leads by
+# {glue:text}`ch5_skip_best_gaps` (a check made after seeing the miss, not a claim). The ponder
+# claim does not depend on it: per-image gates give every pixel of an image the same number of
+# blocks, so layer skipping's ratio is close to 1 by construction
+# ({glue:text}`ch5_med_b_skip_b50_ponder_ratio:.2f`).
 
 # %% [markdown]
 # The claims, exactly as written before the run, evaluated on these results. Each reads "arm A beats
@@ -1227,7 +1266,8 @@ glue("ch5_small_seconds", time.time() - T0, display=False)
 # - **Run times.** This page at `small` scale: {glue:text}`ch5_small_seconds:.0f` s on this
 #   machine when it was rendered. The `medium` experiment: {glue:text}`ch5_med_minutes:.0f` min of
 #   training and evaluation ({glue:text}`ch5_med_wall:.0f` min with data and start-up), in jobs
-#   of one CPU thread each (Task A's 24 runs one job each).
+#   of one CPU thread each (Task A's 24 runs one job each; Task B's dense stage trained once per
+#   seed for the three arms that share it).
 # - **Claims** and the `medium` tables: section 16.
 # - **What differs from the thesis, and why.** Synthetic scenes and networks of a few thousand
 #   parameters instead of ResNet-50/101 on Cityscapes, NYUv2 and the others (the `full` path of the
@@ -1241,11 +1281,11 @@ glue("ch5_small_seconds", time.time() - T0, display=False)
 #   6 + 3×2 epochs) to fit about 30 minutes on the CPU; Task A's 7 epochs did not show convergence,
 #   a rerun with 17 epochs and a held-out monitor missed the convergence criterion, and the third
 #   run, {glue:text}`ch5_med_epochs_a` epochs with channels-last weights, meets it (section 16).
-#   The claims and the criterion did not change. Task B was rerun twice, with a cosine decay in each
-#   stage instead of a constant learning rate and budget stages of four, then five epochs instead
-#   of two; the last run misses its convergence criterion in one stage of one run, by less than a
-#   thousandth (section 16). Six-epoch budget stages would have taken the chapter past its
-#   30 minutes.
+#   The claims and the criterion did not change. Task B was rerun three times, with a cosine decay
+#   in each stage instead of a constant learning rate and budget stages of four, five, then six
+#   epochs instead of two (the dense stage shared by the three staged arms to pay for the sixth);
+#   in the last two runs the layer-skipping baseline misses its convergence criterion in one stage
+#   of one run (section 16).
 #
 # ## References
 #

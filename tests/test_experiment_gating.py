@@ -218,11 +218,15 @@ def test_convergence_ranges_read_each_stage_s_last_epochs():
     assert exp_mod.convergence_ranges(res, "b_pag", 0) == pytest.approx({"b100": 0.9 - 0.2, "b50": 0.05})
     # Task A: one stage, its last 5 epochs
     assert exp_mod.convergence_ranges(res, "a_pag", 0) == pytest.approx({"a": 0.75 - 0.5})
+    # the curves they are read from, stage by stage
+    assert exp_mod.stage_curves(res, "b_pag", 0) == {"b100": hist["b_pag"][:5], "b50": hist["b_pag"][5:]}
+    assert exp_mod.stage_curves(res, "a_pag", 0) == {"a": hist["a_pag"]}
     stages["b_pag"] = [["b100", None, 5], ["b50", 0.5, 3]]
     with pytest.raises(ValueError, match="7 values of 'val_b.miou' for 8 epochs"):
         exp_mod.convergence_ranges(res, "b_pag", 0)
-    with pytest.raises(ValueError, match="`arm`"):
-        exp_mod.convergence_ranges(res, "c_pag", 0)
+    for fn in (exp_mod.convergence_ranges, exp_mod.stage_curves):
+        with pytest.raises(ValueError, match="`arm`"):
+            fn(res, "c_pag", 0)
 
 
 def test_committed_task_a_runs_record_their_held_out_curve():
