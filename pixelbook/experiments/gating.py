@@ -366,9 +366,9 @@ class GatingExperiment(Experiment):
 
     def shared_prefix(self, config):
         """Task B's staged arms (``b_pag``, ``b_pag_total``, ``b_skip``) begin with the same dense stage:
-        the gates are off, so they neither act nor get a gradient (AdamW leaves them as initialised,
-        and both kinds of gate are initialised alike), and the KL term, whose ``mode`` and ``over``
-        are all that differ, is not computed. :func:`~pixelbook.experiments.record_run` trains that
+        the gates are forced to 1, so their logits act on nothing, get no gradient (AdamW leaves them
+        as initialised, and both kinds of gate are initialised alike) and draw no Gumbel noise, and the
+        KL term, whose ``mode`` and ``over`` are all that differ, is not computed. :func:`~pixelbook.experiments.record_run` trains that
         stage once per seed. Not at ``full`` scale, whose dense stage gives the gates a zero-weighted
         term (for DistributedDataParallel) and has not been checked here."""
         stages = config.loss.get("stages") if config.data["task"] == "B" else None
@@ -601,9 +601,7 @@ def stage_curves(results, arm: str, seed: int) -> dict[str, list[float]]:
         >>> stage_curves(res, "b_pag", 0)
         {'b100': [0.5, 0.9, 0.92], 'b50': [0.6, 0.7, 0.71, 0.71]}
     """
-    tasks = {a.name: a.params["task"] for a in EXPERIMENT.arms}
-    check_choice(arm, "arm", tuple(tasks))
-    criterion = CONVERGENCE_A if tasks[arm] == "A" else CONVERGENCE_B
+    criterion = _criterion(arm)
     curve = list(results.history(arm, seed)[criterion["metric"]])
     stages = results.record(arm, seed)["config"]["loss"].get("stages") or [["a", None, len(curve)]]
     if sum(st[2] for st in stages) != len(curve):
@@ -630,8 +628,14 @@ def convergence_ranges(results, arm: str, seed: int) -> dict[str, float]:
         >>> {k: round(v, 3) for k, v in convergence_ranges(res, "b_pag", 0).items()}
         {'b100': 0.42, 'b50': 0.01}
     """
-    last = (CONVERGENCE_A if arm in _A_ARM_NAMES else CONVERGENCE_B)["last_epochs"]
+    last = _criterion(arm)["last_epochs"]
     return {key: max(c[-last:]) - min(c[-last:]) for key, c in stage_curves(results, arm, seed).items()}
+
+
+def _criterion(arm: str) -> dict:
+    tasks = {a.name: a.params["task"] for a in EXPERIMENT.arms}
+    check_choice(arm, "arm", tuple(tasks))
+    return CONVERGENCE_A if tasks[arm] == "A" else CONVERGENCE_B
 
 
 def _stage_bounds(stages, steps_per_epoch):
@@ -948,4 +952,3 @@ def _evaluate_full(net, data, config, rho):
 
 
 EXPERIMENT = GatingExperiment()
-_A_ARM_NAMES = frozenset(a.name for a in EXPERIMENT.arms if a.params["task"] == "A")
