@@ -1011,8 +1011,8 @@ dip = len(curve_w) - last_b + 1 + int(np.argmin(curve_w[-last_b:]))
 values_w = " ".join(f"{v:.4f}" for v in curve_w)
 print(f"{worst_b[0]} seed {worst_b[1]}, stage {worst_b[2]}: {values_w}"
       f" (window's lowest: epoch {dip} of {len(curve_w)})")
-glue("ch5_convb_worst_curve", Words(", ".join(f"{v:.3f}" for v in curve_w)),
-     display=False)
+# a plain str: the book would read Words("0.940, 0.947") as a tuple of numbers
+glue("ch5_convb_worst_curve", ", ".join(f"{v:.3f}" for v in curve_w), display=False)
 glue("ch5_convb_worst_dip", dip, display=False)
 glue("ch5_convb_worst_len", len(curve_w), display=False)
 # Checked after the run, not a claim: per-pixel against per-image gates at rho = 0.5
@@ -1021,7 +1021,7 @@ best_gaps = [RES.record("b_pag", s)["metrics"]["b50.miou"]
              - max(stage_curves(RES, "b_skip", s)["b50"][-last_b:]) for s in MED_SEEDS]
 gaps = ", ".join(f"{g:+.3f}" for g in best_gaps)
 print(f"PAG at rho = 0.5 minus the best of layer skipping's last epochs: {gaps}")
-glue("ch5_skip_best_gaps", Words(gaps), display=False)
+glue("ch5_skip_best_gaps", gaps, display=False)
 
 # %% [markdown]
 # ```{glue:figure} ch5_fig_convergence_b
