@@ -26,6 +26,7 @@ compares them). ``time_slider(frames)`` is ``explorer`` over a list of precomput
 
 from __future__ import annotations
 
+import ast
 import base64
 import hashlib
 import html
@@ -70,6 +71,10 @@ class Words:
     ``glue("key", Words("holds"), display=False)`` puts ``holds`` in the prose; a plain ``"holds"``
     would appear as ``'holds'``.
 
+    The book reads a glued ``text/plain`` with ``ast.literal_eval`` first (myst-nb), so text that is
+    a Python literal would change (``0.940, +0.017`` would show as ``(0.94, 0.017)``): that is an
+    error here; glue such text as a plain ``str``, whose quotes the book removes.
+
     Example:
         >>> Words("does not hold")
         does not hold
@@ -77,6 +82,12 @@ class Words:
 
     def __init__(self, text: str):
         self.text = str(text)
+        try:
+            shown = str(ast.literal_eval(self.text))
+        except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError):
+            shown = self.text
+        if shown != self.text:
+            raise ValueError(f"`text`: the book would show {self.text!r} as {shown!r}; glue it as a plain str")
 
     def __repr__(self) -> str:
         return self.text

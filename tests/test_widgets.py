@@ -279,3 +279,23 @@ class TestShow:
         fig, _ = plt.subplots()
         W.show(fig, mode="live")
         assert plt.get_fignums() == []
+
+
+
+class TestWords:
+    """Words is glued text/plain; the book (myst-nb) shows ``str(ast.literal_eval(text))`` when it can."""
+
+    @pytest.mark.parametrize("text", ["holds", "does not hold", "b_skip", "dilation 1", "b_skip seed 0", "3", "[1, 2]"])
+    def test_text_the_book_shows_as_written(self, text):
+        from myst_nb.core.variables import format_plain_text
+
+        assert format_plain_text(repr(W.Words(text)), "") == text
+
+    @pytest.mark.parametrize("text, shown", [("0.940, 0.947", "(0.94, 0.947)"), ("+0.017", "0.017"), ("0.50", "0.5")])
+    def test_text_the_book_would_change_is_an_error(self, text, shown):
+        from myst_nb.core.variables import format_plain_text
+
+        assert format_plain_text(text, "") == shown  # what the book would show
+        with pytest.raises(ValueError, match=r"^`text`: the book would show '.*' as '.*'; glue it as a plain str$"):
+            W.Words(text)
+        assert format_plain_text(repr(text), "") == text  # the plain str is shown as written
