@@ -12,7 +12,9 @@
 results file ``results/<chapter>/<scale>-<arm>-seed<seed>.json``, written atomically as soon as that
 run ends; a file that is already there with the same configuration hash and claims hash is skipped,
 so an interrupted command resumes where it stopped (and an interrupted run resumes from its last
-epoch). ``--force`` reruns anyway. When every run a claim needs is present, the claims are evaluated
+epoch). Arms that begin with the same epochs (``Experiment.shared_prefix``) train them once per seed
+when the checkout is clean: the later arms start from the first one's state (see
+:func:`pixelbook.experiments.record_run`). ``--force`` reruns anyway. When every run a claim needs is present, the claims are evaluated
 and printed. Progress bars go to stderr (``PIXELBOOK_PROGRESS=0`` hides the per-run bar).
 
 Under ``torchrun`` the processes run each (arm, seed) together (:mod:`pixelbook.distributed`,
