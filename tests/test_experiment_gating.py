@@ -123,7 +123,8 @@ def test_staged_task_b_arms_share_their_dense_stage_and_equal_the_runs_trained_w
     from pixelbook.experiments import record_run
 
     for scale, epochs in (("smoke", 1), ("medium", 6)):
-        keys = [EXPERIMENT.shared_prefix(EXPERIMENT.run_config(a, 0, scale)) for a in ("b_pag", "b_pag_total", "b_skip")]
+        keys = [EXPERIMENT.shared_prefix(EXPERIMENT.run_config(a, 0, scale))
+                for a in ("b_pag", "b_pag_total", "b_skip")]
         assert keys[0] == keys[1] == keys[2] and keys[0][1] == epochs
     assert all(EXPERIMENT.shared_prefix(EXPERIMENT.run_config(a, 0, "medium")) is None
                for a in ("b_dense", "b_trunc5", "a_pag"))

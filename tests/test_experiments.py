@@ -393,6 +393,28 @@ class TestRun:
         assert run.model is None and len(run.history) == 0 and run.metrics["mse"] > 5.0
 
 
+def _strip(history):
+    """A history without its wall-clock times (the only field two equal runs may differ in)."""
+    return [{k: v for k, v in r.items() if k != "time"} for r in history]
+
+
+def _dying_monitor(cls, calls: int):
+    """``cls.monitor`` that raises KeyboardInterrupt on its ``calls``-th call (an interrupted run)."""
+    monitor, count = cls.monitor, {"n": 0}
+
+    def dying(self, config, data):
+        inner = monitor(self, config, data)
+
+        def fn(model):
+            count["n"] += 1
+            if count["n"] == calls:
+                raise KeyboardInterrupt
+            return inner(model)
+        return fn
+
+    return dying
+
+
 class TestRecordRun:
     def test_file_has_metrics_history_config_hashes_and_provenance(self, toy, root):
         path = record_run(toy, "fast", 0, "medium", device="cpu", root=root)
@@ -424,20 +446,8 @@ class TestRecordRun:
 
     def test_interrupted_run_resumes_to_the_same_result(self, toy, root, tmp_path, monkeypatch):
         whole = results.read_result(record_run(toy, "fast", 1, "medium", root=tmp_path / "whole"))
-        calls = {"n": 0}
         monitor = Toy.monitor
-
-        def dying_monitor(self, config, data):
-            inner = monitor(self, config, data)
-
-            def fn(model):
-                calls["n"] += 1
-                if calls["n"] == 2:  # during epoch 2, after epoch 1 was checkpointed
-                    raise KeyboardInterrupt
-                return inner(model)
-            return fn
-
-        monkeypatch.setattr(Toy, "monitor", dying_monitor)
+        monkeypatch.setattr(Toy, "monitor", _dying_monitor(Toy, 2))  # at epoch 2's end, after epoch 1 was checkpointed
         with pytest.raises(KeyboardInterrupt):
             record_run(toy, "fast", 1, "medium", root=root)
         assert not (root / "99_toy" / "medium-fast-seed1.json").exists()
@@ -445,8 +455,7 @@ class TestRecordRun:
         resumed = results.read_result(record_run(toy, "fast", 1, "medium", root=root))
         assert resumed["provenance"]["resumed"] is True
         assert resumed["metrics"] == whole["metrics"]
-        strip = lambda h: [{k: v for k, v in r.items() if k != "time"} for r in h]  # noqa: E731
-        assert strip(resumed["history"]) == strip(whole["history"])
+        assert _strip(resumed["history"]) == _strip(whole["history"])
         assert os.listdir(os.path.join(os.environ["PIXELBOOK_CACHE"], "runs", "99_toy")) == []  # checkpoint removed
 
 
@@ -659,10 +668,6 @@ def _prefix_files():
     return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
 
 
-def _strip(history):
-    return [{k: v for k, v in r.items() if k != "time"} for r in history]
-
-
 class TestSharedPrefix:
     @pytest.fixture(autouse=True)
     def _fresh_prefixes(self):
@@ -705,20 +710,9 @@ class TestSharedPrefix:
     def test_an_interrupted_run_that_started_from_a_prefix_still_says_so(self, ptoy, tmp_path, monkeypatch):
         record_run(ptoy, "a", 2, "medium", root=tmp_path / "r")
         whole_b = results.read_result(record_run(ptoy, "b", 2, "medium", root=tmp_path / "first"))
-        calls = {"n": 0}
         monitor = PrefixToy.monitor
-
-        def dying_monitor(self, config, data):
-            inner = monitor(self, config, data)
-
-            def fn(model):
-                calls["n"] += 1
-                if calls["n"] == 2:  # the end of epoch 3, after epoch 2 was checkpointed
-                    raise KeyboardInterrupt
-                return inner(model)
-            return fn
-
-        monkeypatch.setattr(PrefixToy, "monitor", dying_monitor)
+        # its 2nd monitor call is at epoch 3's end (epoch 1 came from the prefix), after epoch 2 was checkpointed
+        monkeypatch.setattr(PrefixToy, "monitor", _dying_monitor(PrefixToy, 2))
         with pytest.raises(KeyboardInterrupt):
             record_run(ptoy, "b", 2, "medium", root=tmp_path / "r")
         monkeypatch.setattr(PrefixToy, "monitor", monitor)

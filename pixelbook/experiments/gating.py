@@ -368,9 +368,10 @@ class GatingExperiment(Experiment):
         """Task B's staged arms (``b_pag``, ``b_pag_total``, ``b_skip``) begin with the same dense stage:
         the gates are forced to 1, so their logits act on nothing, get no gradient (AdamW leaves them
         as initialised, and both kinds of gate are initialised alike) and draw no Gumbel noise, and the
-        KL term, whose ``mode`` and ``over`` are all that differ, is not computed. :func:`~pixelbook.experiments.record_run` trains that
-        stage once per seed. Not at ``full`` scale, whose dense stage gives the gates a zero-weighted
-        term (for DistributedDataParallel) and has not been checked here."""
+        KL term, whose ``mode`` and ``over`` are all that differ, is not computed.
+        :func:`~pixelbook.experiments.record_run` trains that stage once per seed. Not at ``full`` scale,
+        whose dense stage gives the gates a zero-weighted term (for DistributedDataParallel) and has not
+        been checked here."""
         stages = config.loss.get("stages") if config.data["task"] == "B" else None
         if not stages or len(stages) < 2 or stages[0][1] is not None:
             return None
